@@ -1,0 +1,3 @@
+from outloop_cli.main import entry
+
+entry()

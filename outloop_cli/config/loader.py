@@ -1,0 +1,164 @@
+"""Read loop files: YAML text → node tree → validated :class:`LoopConfig`.
+
+The YAML is *composed*, not loaded, so every value keeps its line and column
+and every problem can point at the exact spot. All problems of a file are
+collected before anything is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode
+
+from outloop_cli.config import values as v
+from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.schema import INVALID, LOOP, Context
+from outloop_cli.errors import ConfigError, Problem
+
+LOOP_SUFFIXES = (".yml", ".yaml")
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {problem}"
+    if context:
+        message = f"invalid YAML: {context}, {problem}"
+    hint = "check indentation and quoting near this spot"
+    if "found character '\\t'" in str(problem):
+        hint = "YAML does not allow tabs for indentation; use spaces"
+    elif "a single document" in str(problem):
+        hint = "a loop file holds one document; remove the extra `---`"
+    if mark is None:
+        return Problem(file, message, hint=hint)
+    return Problem(file, message, mark.line + 1, mark.column + 1, hint)
+
+
+def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | None, list[Problem]]:
+    """Validate one loop file's text; the config when it is valid, and every problem."""
+    problems: list[Problem] = []
+    name_problem = v.loop_name_problem(name)
+    if name_problem:
+        problems.append(Problem(file, name_problem, hint="rename the file"))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        return None, [*problems, _yaml_problem(exc, file)]
+    if node is None or (isinstance(node, ScalarNode) and node.value == ""):
+        problems.append(
+            Problem(
+                file,
+                "the loop file is empty",
+                1,
+                1,
+                "a loop needs at least `agent:` and `goal:`; `outloop init` writes a starter",
+            )
+        )
+        return None, problems
+    if not isinstance(node, MappingNode):
+        mark = node.start_mark
+        problems.append(
+            Problem(
+                file,
+                "a loop file must be a mapping of keys (agent, goal, limits, ...)",
+                mark.line + 1,
+                mark.column + 1,
+                "`outloop init` writes a commented starter file",
+            )
+        )
+        return None, problems
+    ctx = Context(file=file, loop=name)
+    config = LOOP.check(node, (), ctx, extra={"name": name, "path": file})
+    problems.extend(ctx.problems)
+    if problems or config is INVALID:
+        return None, problems
+    assert isinstance(config, LoopConfig)
+    return config, []
+
+
+def load_loop_text(text: str, *, file: str, name: str, path: str | None = None) -> LoopConfig:
+    """Like :func:`check_loop_text`, raising :class:`ConfigError` with every problem."""
+    config, problems = check_loop_text(text, file=file, name=name)
+    if config is None:
+        raise ConfigError(problems)
+    if path is not None and path != config.path:
+        config = _with_path(config, path)
+    return config
+
+
+def _with_path(config: LoopConfig, path: str) -> LoopConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, path=path)
+
+
+def display_path(path: Path, repo_root: Path | None) -> str:
+    """The path as a user reads it in messages: relative to the repo when inside it."""
+    if repo_root is not None:
+        try:
+            return path.resolve().relative_to(repo_root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, Problem(shown, "no such file", hint="`outloop list` shows the loops")
+    except IsADirectoryError:
+        return None, Problem(shown, "is a directory, not a loop file")
+    except OSError as exc:
+        return None, Problem(shown, f"cannot read: {exc.strerror}")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return None, Problem(shown, "not valid UTF-8", line, hint="save the file as UTF-8")
+
+
+def check_loop_file(
+    path: Path, *, repo_root: Path | None
+) -> tuple[LoopConfig | None, list[Problem]]:
+    shown = display_path(path, repo_root)
+    text, problem = _read(path, shown)
+    if text is None:
+        assert problem is not None
+        return None, [problem]
+    if path.suffix not in LOOP_SUFFIXES:
+        return None, [
+            Problem(shown, "a loop file must end in .yml or .yaml", hint="rename the file")
+        ]
+    return check_loop_text(text, file=shown, name=path.stem)
+
+
+def load_loop_file(path: Path, *, repo_root: Path | None) -> LoopConfig:
+    config, problems = check_loop_file(path, repo_root=repo_root)
+    if config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_files(paths: Iterable[Path], *, repo_root: Path | None) -> list[Problem]:
+    """Every problem of every file (an empty list when all are valid)."""
+    problems: list[Problem] = []
+    names: dict[str, str] = {}
+    for path in paths:
+        _, found = check_loop_file(path, repo_root=repo_root)
+        problems.extend(found)
+        shown = display_path(path, repo_root)
+        if path.stem in names and names[path.stem] != shown:
+            problems.append(
+                Problem(
+                    shown,
+                    f"loop name {path.stem!r} is also used by {names[path.stem]}",
+                    hint="loop names come from file names and must be unique; rename one",
+                )
+            )
+        names.setdefault(path.stem, shown)
+    return problems

@@ -1,0 +1,119 @@
+"""Validated loop configuration: frozen dataclasses, produced only by the loader.
+
+Durations are seconds (float), sizes are bytes (int). Mappings are stored as
+sorted tuples of pairs so that every object here is immutable and hashable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRESETS = ("claude", "codex", "aider", "gemini", "command")
+SANDBOXES = ("none", "bwrap")
+CREDENTIAL_VIAS = ("proxy", "git", "helper")
+CI_PROVIDERS = ("github", "gitlab")
+PLACEHOLDERS = ("prompt", "prompt_file", "workdir", "iteration", "loop", "run")
+BRANCH_PLACEHOLDERS = ("loop", "run")
+
+DEFAULT_AGENT_TIMEOUT = 30 * 60.0
+DEFAULT_IDLE_TIMEOUT = 10 * 60.0
+DEFAULT_GOAL_TIMEOUT = 10 * 60.0
+DEFAULT_CI_TIMEOUT = 45 * 60.0
+DEFAULT_MAX_ITERATIONS = 10
+DEFAULT_MAX_TIME = 2 * 60 * 60.0
+DEFAULT_STALL = 3
+DEFAULT_MAX_AGENT_ERRORS = 3
+DEFAULT_MAX_FILE_SIZE = 5 * 1024 * 1024
+DEFAULT_BRANCH = "outloop/{loop}/{run}"
+ALWAYS_PROTECTED = ".outloop/**"
+
+EnvPairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    preset: str
+    # argv template with placeholders; required for preset "command",
+    # optional override of the executable line for the other presets.
+    command: tuple[str, ...] | None = None
+    prompt: str | None = None
+    # repo-relative path, read from the starting commit
+    prompt_file: str | None = None
+    model: str | None = None
+    # extra arguments appended to a preset's command line
+    args: tuple[str, ...] = ()
+    timeout: float = DEFAULT_AGENT_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    env: EnvPairs = ()
+    # names of variables passed through from outloop's own environment
+    pass_env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CIGoalConfig:
+    provider: str = "github"
+    repo: str | None = None
+    api_url: str | None = None
+    required_checks: tuple[str, ...] = ()
+    timeout: float = DEFAULT_CI_TIMEOUT
+
+
+@dataclass(frozen=True)
+class GoalConfig:
+    # shell command line (run with /bin/sh -c); exactly one of run / ci is set
+    run: str | None = None
+    junit: str | None = None
+    timeout: float = DEFAULT_GOAL_TIMEOUT
+    env: EnvPairs = ()
+    pass_env: tuple[str, ...] = ()
+    ci: CIGoalConfig | None = None
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    max_time: float | None = DEFAULT_MAX_TIME
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    stall: int = DEFAULT_STALL
+    max_agent_errors: int = DEFAULT_MAX_AGENT_ERRORS
+
+
+@dataclass(frozen=True)
+class CommitConfig:
+    # files larger than this are left out of iteration commits and reported
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+
+@dataclass(frozen=True)
+class CredentialConfig:
+    name: str
+    via: str = "proxy"
+    upstream: str | None = None
+    env: str | None = None
+    header: str = "Authorization"
+    scheme: str = "Bearer"
+    allow: tuple[str, ...] = ()
+    ca_bundle: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    name: str
+    # path of the loop file relative to the repo root, e.g. ".outloop/fix.yml"
+    path: str
+    agent: AgentConfig
+    goal: GoalConfig
+    description: str | None = None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    commit: CommitConfig = field(default_factory=CommitConfig)
+    branch: str = DEFAULT_BRANCH
+    push: bool = False
+    # user patterns; ALWAYS_PROTECTED is added by protected_patterns()
+    protect: tuple[str, ...] = ()
+    credentials: tuple[CredentialConfig, ...] = ()
+    sandbox: str = "none"
+
+    def protected_patterns(self) -> tuple[str, ...]:
+        return (ALWAYS_PROTECTED, *self.protect)
