@@ -1,0 +1,117 @@
+"""The contract between the engine and an agent backend, and the registry of presets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from outloop_cli.config.model import AgentConfig
+from outloop_cli.errors import UsageError
+from outloop_cli.process import ProcessResult
+from outloop_cli.records import AgentResult
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    loop: str
+    run_id: str
+    iteration: int
+    workdir: Path
+    # prompt plus outloop's feedback, also written to prompt_file
+    prompt_text: str
+    prompt_file: Path
+    # a private scratch directory for this agent's own state (config, logs)
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None
+
+
+class AgentBackend(Protocol):
+    @property
+    def label(self) -> str:
+        """Who made the commit, e.g. ``claude`` (author becomes ``claude via outloop``)."""
+        ...
+
+    @property
+    def executable(self) -> str:
+        """The program that must exist on PATH before a run can start."""
+        ...
+
+    def invocation(self, ctx: TurnContext) -> Invocation: ...
+
+    def interpret(self, result: ProcessResult, ctx: TurnContext) -> AgentResult:
+        """Turn the finished process into a record: exit, usage, cost, error kind."""
+        ...
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
+
+
+def expand(template: str, values: Mapping[str, str]) -> str:
+    """Fill ``{name}`` placeholders; ``{{``/``}}`` are literal braces (validated at load)."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        if name not in values:
+            raise UsageError(f"unknown placeholder {token} in agent command")
+        return values[name]
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def placeholder_values(ctx: TurnContext) -> dict[str, str]:
+    return {
+        "prompt": ctx.prompt_text,
+        "prompt_file": str(ctx.prompt_file),
+        "workdir": str(ctx.workdir),
+        "iteration": str(ctx.iteration),
+        "loop": ctx.loop,
+        "run": ctx.run_id,
+    }
+
+
+def base_result(result: ProcessResult, log: str) -> AgentResult:
+    """The facts every backend shares; presets add usage and refine ``error``."""
+    if result.timed_out:
+        error: str | None = "timeout"
+    elif result.idle_timed_out:
+        error = "idle"
+    elif result.cancelled:
+        error = "cancelled"
+    elif result.exit_code != 0:
+        error = "crash" if (result.exit_code or 0) < 0 else "exit"
+    else:
+        error = None
+    return AgentResult(
+        exit_code=result.exit_code,
+        duration=result.duration,
+        timed_out=result.timed_out,
+        idle_timed_out=result.idle_timed_out,
+        cancelled=result.cancelled,
+        output_bytes=result.output_bytes,
+        error=error,
+        log=log,
+    )
+
+
+def make_agent(config: AgentConfig) -> AgentBackend:
+    from outloop_cli.agents.command import CommandAgent
+
+    if config.preset == "command" or config.command is not None:
+        return CommandAgent(config)
+    from outloop_cli.agents.presets import preset_agent
+
+    return preset_agent(config)

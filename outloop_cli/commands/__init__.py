@@ -1,0 +1,1 @@
+"""One module per verb: plain functions that return values; only ``cli`` prints."""

@@ -1,0 +1,42 @@
+"""``outloop demo``: a throwaway repository with failing tests and a scripted agent."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from outloop_cli.errors import UsageError
+from outloop_cli.templates_dir import demo_project_dir, render_demo_loop
+from outloop_cli.workspace import Git
+
+DEMO_IDENTITY = {
+    "GIT_AUTHOR_NAME": "outloop demo",
+    "GIT_AUTHOR_EMAIL": "demo@outloop.invalid",
+    "GIT_COMMITTER_NAME": "outloop demo",
+    "GIT_COMMITTER_EMAIL": "demo@outloop.invalid",
+}
+
+
+def prepare_demo(target: Path | None = None) -> Path:
+    """Copy the demo project into ``target`` (or a new temp dir) and commit it with its loop."""
+    if target is None:
+        target = Path(tempfile.mkdtemp(prefix="outloop-demo-")) / "textstats"
+    elif target.exists() and any(target.iterdir()):
+        raise UsageError(f"{target} is not empty", hint="give --dir a new or empty directory")
+    shutil.copytree(demo_project_dir(), target, dirs_exist_ok=True)
+    loop_file = target / ".outloop" / "fix-tests.yml"
+    loop_file.parent.mkdir(parents=True, exist_ok=True)
+    loop_file.write_text(render_demo_loop(sys.executable), encoding="utf-8")
+    git = Git(target)
+    git.run("init", "--quiet", "--initial-branch=main")
+    git.run("add", "--all")
+    git.run(
+        "commit", "--quiet", "-m", "textstats: a small library with three bugs", env=DEMO_IDENTITY
+    )
+    return target
+
+
+def demo_log(repo: Path, branch: str, base: str) -> str:
+    return Git(repo).run("log", "--format=%h %an: %s", f"{base}..{branch}") or "(no commits)"

@@ -1,0 +1,60 @@
+"""``outloop list`` and ``outloop validate``: the loops in the working tree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.config import check_files, find_loop_files, load_loop_file
+from outloop_cli.errors import ConfigError, Problem
+from outloop_cli.workspace import discover
+
+
+@dataclass(frozen=True)
+class LoopSummary:
+    name: str
+    path: str
+    agent: str
+    goal: str
+    description: str | None
+    problems: int
+
+
+def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+    """Check the given files (or every loop file); return what was checked and every problem."""
+    root = discover(cwd).root
+    targets = list(files) if files else find_loop_files(root)
+    return targets, check_files(targets, repo_root=root)
+
+
+def list_loops(cwd: Path) -> list[LoopSummary]:
+    root = discover(cwd).root
+    summaries = []
+    for path in find_loop_files(root):
+        try:
+            config = load_loop_file(path, repo_root=root)
+        except ConfigError as exc:
+            summaries.append(
+                LoopSummary(path.stem, _rel(path, root), "?", "?", None, problems=len(exc.problems))
+            )
+            continue
+        agent = config.agent.preset
+        if config.agent.preset == "command" and config.agent.command:
+            agent = "command: " + " ".join(config.agent.command)
+        goal = (
+            config.goal.run
+            if config.goal.run is not None
+            else f"ci ({config.goal.ci.provider if config.goal.ci else '?'})"
+        )
+        summaries.append(
+            LoopSummary(config.name, config.path, agent, goal, config.description, problems=0)
+        )
+    return summaries
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -1,0 +1,759 @@
+"""The loop: baseline goal check, then agent → snapshot → goal → commit → limits.
+
+The engine owns the order of steps and the stop decision. It reaches the
+outside world only through its collaborators: ``workspace`` (git),
+``agents`` and ``goals`` (which run processes through ``process``), the run
+store and the audit log. It never prints: progress goes to an observer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from outloop_cli import __version__
+from outloop_cli.agents import AgentBackend, TurnContext, make_agent
+from outloop_cli.audit import AuditLog
+from outloop_cli.config import load_loop_text
+from outloop_cli.config.model import LoopConfig
+from outloop_cli.environment import build_env
+from outloop_cli.errors import (
+    EXIT_COULD_NOT_RUN,
+    EXIT_GOAL_NOT_MET,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CouldNotRun,
+    OutloopError,
+    UsageError,
+)
+from outloop_cli.feedback import compose_prompt
+from outloop_cli.goals import GoalContext, Verifier, make_verifier
+from outloop_cli.pathmatch import match_any
+from outloop_cli.paths import worktrees_root
+from outloop_cli.process import ProgramNotFound, run_streamed
+from outloop_cli.records import (
+    AgentResult,
+    GoalResult,
+    IterationRecord,
+    RunRecord,
+    RunState,
+    StopReason,
+)
+from outloop_cli.runstore import RunPaths, RunStore, new_run_id
+from outloop_cli.timefmt import format_seconds, now_iso
+from outloop_cli.workspace import Identity, Repository, Snapshot, Worktree
+
+LOOP_DIR = ".outloop"
+LOOP_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    start: str = "HEAD"
+    max_iterations: int | None = None
+    out_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the user may want to see; also what the progress view renders."""
+
+    kind: str
+    run_id: str
+    loop: str
+    iteration: int
+    max_iterations: int
+    message: str = ""
+    phase: str | None = None
+    elapsed: float = 0.0
+    goal: GoalResult | None = None
+
+
+Observer = Callable[[Event], None]
+
+
+def _ignore(_: Event) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """A loop, validated and ready to start: nothing has been written yet."""
+
+    repo: Repository
+    config: LoopConfig
+    base_commit: str
+    prompt: str
+    agent: AgentBackend
+    verifier: Verifier
+    max_iterations: int
+
+
+def committed_loop_names(repo: Repository, commit: str) -> list[str]:
+    names = []
+    for path in repo.list_files(commit, LOOP_DIR):
+        name = Path(path).name
+        for suffix in LOOP_SUFFIXES:
+            if name.endswith(suffix):
+                names.append(name[: -len(suffix)])
+    return sorted(names)
+
+
+def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
+    """Read and check everything a run needs from the starting commit, before any side effect."""
+    base = repo.resolve_commit(options.start)
+    config_path, text = _read_loop_file(repo, base, loop)
+    display = f"{config_path}@{base[:10]}"
+    config = load_loop_text(text, file=display, name=loop)
+    prompt = _read_prompt(repo, base, config)
+    agent = make_agent(config.agent)
+    verifier = make_verifier(config.goal)
+    _check_executable(agent)
+    max_iterations = options.max_iterations or config.limits.max_iterations
+    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations)
+
+
+def _read_loop_file(repo: Repository, base: str, loop: str) -> tuple[str, str]:
+    for suffix in LOOP_SUFFIXES:
+        path = f"{LOOP_DIR}/{loop}{suffix}"
+        raw = repo.read_file(base, path)
+        if raw is not None:
+            try:
+                return path, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path} is not UTF-8 text") from None
+    known = committed_loop_names(repo, base)
+    uncommitted = any((repo.info.root / LOOP_DIR / f"{loop}{s}").exists() for s in LOOP_SUFFIXES)
+    if uncommitted:
+        hint = (
+            f"{LOOP_DIR}/{loop}.yml exists but is not committed; outloop reads loops from the "
+            "starting commit so an agent cannot change its own config. Commit it first."
+        )
+    elif known:
+        hint = "loops at this commit: " + ", ".join(known)
+    else:
+        hint = "create one with `outloop init` and commit it"
+    raise UsageError(f"no loop `{loop}` at commit {base[:10]}", hint=hint)
+
+
+def _read_prompt(repo: Repository, base: str, config: LoopConfig) -> str:
+    if config.agent.prompt is not None:
+        return config.agent.prompt
+    if config.agent.prompt_file is None:
+        return ""
+    raw = repo.read_file(base, config.agent.prompt_file)
+    if raw is None:
+        raise UsageError(
+            f"{config.path}: agent.prompt_file `{config.agent.prompt_file}` is not in commit {base[:10]}",
+            hint="commit the prompt file, or use `agent.prompt`",
+        )
+    return raw.decode("utf-8", errors="replace")
+
+
+def _check_executable(agent: AgentBackend) -> None:
+    import shutil
+
+    program = agent.executable
+    path = build_env().get("PATH")
+    if "/" in program:
+        found = os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program, path=path) is not None
+    if not found:
+        raise CouldNotRun(
+            f"the agent program `{program}` was not found",
+            hint="install it, or fix `agent.command`; the agent's PATH is outloop's own PATH",
+        )
+
+
+def exit_code_for(reason: StopReason) -> int:
+    if reason is StopReason.GOAL_MET:
+        return EXIT_OK
+    if reason is StopReason.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if reason is StopReason.ERROR:
+        return EXIT_COULD_NOT_RUN
+    return EXIT_GOAL_NOT_MET
+
+
+class _Stop(Exception):
+    """Internal: ends the loop with a reason; never escapes the engine."""
+
+    def __init__(self, reason: StopReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Counters:
+    agent_errors: int = 0
+    stall: int = 0
+    last_goal: GoalResult | None = None
+    elapsed_before: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class LoopRun:
+    """One run of one loop, from worktree creation to the stop reason."""
+
+    def __init__(
+        self,
+        plan: LoopPlan,
+        options: RunOptions,
+        *,
+        observer: Observer = _ignore,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.plan = plan
+        self.config = plan.config
+        self.options = options
+        self.observer = observer
+        self.cancel = cancel or threading.Event()
+        self.store = RunStore(plan.repo.info.common_dir)
+        self.run_id = new_run_id()
+        self.paths: RunPaths = self.store.paths(self.run_id)
+        self.audit = AuditLog(self.paths.audit, self.run_id)
+        self.worktree: Worktree | None = None
+        self.record: RunRecord | None = None
+        self._started = time.monotonic()
+        self._pending: Snapshot | None = None
+        self._committer: Identity = plan.repo.committer()
+        self._author = Identity(
+            f"{plan.agent.label} via outloop", f"{_email_local(plan.agent.label)}@outloop.invalid"
+        )
+
+    # -- set-up ---------------------------------------------------------------
+
+    def start(self) -> RunRecord:
+        repo = self.plan.repo
+        branch = self.config.branch.replace("{loop}", self.config.name).replace(
+            "{run}", self.run_id
+        )
+        if repo.branch_exists(branch):
+            raise CouldNotRun(
+                f"branch {branch} already exists", hint="choose another `branch` template"
+            )
+        worktree_path = worktrees_root(repo.info.root, repo.info.common_dir) / self.run_id
+        _check_outside(worktree_path, repo)
+        self.store.create(self.run_id)
+        self.worktree = repo.add_worktree(worktree_path, branch, self.plan.base_commit)
+        limits = self.config.limits
+        self.record = RunRecord(
+            run_id=self.run_id,
+            loop=self.config.name,
+            state=RunState.RUNNING,
+            started_at=now_iso(),
+            branch=branch,
+            base_commit=self.plan.base_commit,
+            worktree=str(worktree_path),
+            repo_root=str(repo.info.root),
+            config_path=self.config.path,
+            agent_label=self.plan.agent.label,
+            goal_label=self.plan.verifier.label,
+            description=self.config.description,
+            limits={
+                "max_iterations": self.plan.max_iterations,
+                "max_time": limits.max_time,
+                "max_cost_usd": limits.max_cost_usd,
+                "max_tokens": limits.max_tokens,
+                "stall": limits.stall,
+                "max_agent_errors": limits.max_agent_errors,
+            },
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            outloop_version=__version__,
+        )
+        self._save()
+        self.audit.append(
+            "run_started",
+            loop=self.config.name,
+            branch=branch,
+            base=self.plan.base_commit,
+            worktree=str(worktree_path),
+            agent=self.plan.agent.label,
+            goal=self.plan.verifier.label,
+        )
+        self._emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
+        return self.record
+
+    # -- the loop -------------------------------------------------------------
+
+    def execute(self) -> RunRecord:
+        record = self._require_record()
+        counters = _Counters()
+        try:
+            try:
+                self._loop(counters)
+            except _Stop as stop:
+                self._finish(stop.reason, stop.detail)
+            except KeyboardInterrupt:
+                self._commit_pending("interrupted")
+                self._finish(StopReason.INTERRUPTED, "interrupted by the user")
+            except OutloopError as exc:
+                self._finish(StopReason.ERROR, exc.render())
+        except BaseException:
+            # a bug or a second Ctrl-C while finishing: still leave a readable record
+            if record.state is RunState.RUNNING:
+                self._finish(StopReason.ERROR, "outloop stopped unexpectedly", reports=False)
+            raise
+        return record
+
+    def _loop(self, counters: _Counters) -> None:
+        record = self._require_record()
+        limits = self.config.limits
+        baseline = self._evaluate_baseline()
+        counters.last_goal = baseline
+        if baseline.met:
+            raise _Stop(StopReason.GOAL_MET, "the goal already held before any agent turn")
+        for n in range(1, self.plan.max_iterations + 1):
+            self._check_before_turn()
+            it = IterationRecord(n=n, started_at=now_iso())
+            record.iterations.append(it)
+            started = time.monotonic()
+            self.audit.append("iteration_started", iteration=n)
+            agent_result, out_of_time = self._run_agent(it, counters.last_goal)
+            it.agent = agent_result
+            self._save()
+            snapshot = self._snapshot(it)
+            if out_of_time:
+                self._commit(it, snapshot, None)
+                raise _Stop(
+                    StopReason.MAX_TIME,
+                    f"the time limit ({_fmt(limits.max_time)}) ran out during the agent's turn",
+                )
+            goal = self._evaluate(n)
+            it.goal = goal
+            self._commit(it, snapshot, goal)
+            self._restore_after_goal()
+            it.finished_at = now_iso()
+            it.duration = time.monotonic() - started
+            self._save()
+            # -- limits after the turn --
+            counters.agent_errors = counters.agent_errors + 1 if not agent_result.ok else 0
+            same_failure = (
+                counters.last_goal is not None
+                and not goal.met
+                and goal.signature == counters.last_goal.signature
+            )
+            counters.stall = counters.stall + 1 if (snapshot.empty or same_failure) else 0
+            counters.last_goal = goal
+            if goal.met:
+                raise _Stop(StopReason.GOAL_MET, f"the goal was met after {n} iteration(s)")
+            if counters.agent_errors >= limits.max_agent_errors:
+                raise _Stop(
+                    StopReason.AGENT_ERROR,
+                    f"the agent failed {counters.agent_errors} turn(s) in a row (last: {agent_result.error})",
+                )
+            if counters.stall >= limits.stall:
+                raise _Stop(
+                    StopReason.STALLED,
+                    f"{counters.stall} iteration(s) in a row changed nothing or failed exactly as before",
+                )
+        raise _Stop(
+            StopReason.MAX_ITERATIONS,
+            f"the goal was not met within {self.plan.max_iterations} iteration(s)",
+        )
+
+    def _check_before_turn(self) -> None:
+        limits = self.config.limits
+        if self.cancel.is_set() or self.paths.stop_request.exists():
+            raise _Stop(StopReason.STOPPED, "a stop was requested")
+        left = self._time_left()
+        if left is not None and left <= 0:
+            raise _Stop(
+                StopReason.MAX_TIME, f"the time limit ({_fmt(limits.max_time)}) was reached"
+            )
+        record = self._require_record()
+        cost = record.cost_usd
+        if limits.max_cost_usd is not None and cost is not None and cost >= limits.max_cost_usd:
+            raise _Stop(
+                StopReason.MAX_COST, f"spent ${cost:.2f} of the ${limits.max_cost_usd:.2f} budget"
+            )
+        tokens = record.tokens
+        if limits.max_tokens is not None and tokens is not None and tokens >= limits.max_tokens:
+            raise _Stop(
+                StopReason.MAX_TOKENS, f"used {tokens} of the {limits.max_tokens} token budget"
+            )
+
+    def _time_left(self) -> float | None:
+        if self.config.limits.max_time is None:
+            return None
+        return self.config.limits.max_time - (time.monotonic() - self._started)
+
+    # -- steps ----------------------------------------------------------------
+
+    def _evaluate_baseline(self) -> GoalResult:
+        record = self._require_record()
+        it = IterationRecord(n=0, started_at=now_iso())
+        record.iterations.append(it)
+        started = time.monotonic()
+        goal = self._evaluate(0)
+        self._restore_after_goal()
+        it.goal = goal
+        it.finished_at = now_iso()
+        it.duration = time.monotonic() - started
+        self._save()
+        return goal
+
+    def _run_agent(
+        self, it: IterationRecord, last_goal: GoalResult | None
+    ) -> tuple[AgentResult, bool]:
+        worktree = self._require_worktree()
+        n = it.n
+        self._emit("phase", n, "agent working", phase="agent")
+        prompt_text = compose_prompt(
+            self.plan.prompt,
+            goal_label=self.plan.verifier.label,
+            last_goal=last_goal,
+            iteration=n,
+            max_iterations=self.plan.max_iterations,
+        )
+        prompt_file = self.paths.logs / f"iter-{n:03d}-prompt.md"
+        prompt_file.write_text(prompt_text)
+        state_dir = self.paths.root / "agent-state"
+        state_dir.mkdir(exist_ok=True)
+        ctx = TurnContext(
+            loop=self.config.name,
+            run_id=self.run_id,
+            iteration=n,
+            workdir=worktree.path,
+            prompt_text=prompt_text,
+            prompt_file=prompt_file,
+            state_dir=state_dir,
+        )
+        invocation = self.plan.agent.invocation(ctx)
+        agent_cfg = self.config.agent
+        env = build_env(
+            pass_env=agent_cfg.pass_env,
+            extra=(*agent_cfg.env, *invocation.env.items()),
+            outloop_vars=self._outloop_vars(n, worktree.path, prompt_file),
+        )
+        timeout = agent_cfg.timeout
+        left = self._time_left()
+        limited_by_run = left is not None and left < timeout
+        if left is not None:
+            timeout = max(0.1, min(timeout, left))
+        log_name = f"logs/iter-{n:03d}-agent.log"
+        try:
+            process = run_streamed(
+                invocation.argv,
+                cwd=worktree.path,
+                env=env,
+                log_path=self.paths.root / log_name,
+                timeout=timeout,
+                idle_timeout=agent_cfg.idle_timeout,
+                cancel=self.cancel,
+                stdin_data=invocation.stdin,
+            )
+        except ProgramNotFound as exc:
+            result = AgentResult(exit_code=None, duration=0.0, error="not_found", log=log_name)
+            self._audit_agent(n, result, exc.message)
+            return result, False
+        result = self.plan.agent.interpret(process, ctx)
+        out_of_time = process.timed_out and limited_by_run
+        if out_of_time:
+            result.error = "max_time"
+        self._audit_agent(n, result, "")
+        return result, out_of_time
+
+    def _audit_agent(self, n: int, result: AgentResult, detail: str) -> None:
+        self.audit.append(
+            "agent_exited",
+            iteration=n,
+            exit_code=result.exit_code,
+            duration=round(result.duration, 3),
+            error=result.error,
+            output_bytes=result.output_bytes,
+            cost_usd=result.cost_usd,
+        )
+        verdict = "ok" if result.ok else f"failed ({result.error})"
+        text = f"agent exited {result.exit_code} after {format_seconds(result.duration)}: {verdict}"
+        if detail:
+            text += f": {detail}"
+        self._emit("agent_exited", n, text)
+
+    def _snapshot(self, it: IterationRecord) -> Snapshot:
+        worktree = self._require_worktree()
+        changes = worktree.changes()
+        patterns = self.config.protected_patterns()
+        touched = [c.path for c in changes if match_any(c.path, patterns)]
+        if touched:
+            snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
+            patch = self.paths.logs / f"iter-{it.n:03d}-protected.patch"
+            patch.write_text(
+                worktree.git.run("diff", "--binary", snapshot.parent, snapshot.tree, strip=False)
+            )
+            self.audit.append("protected_path", iteration=it.n, paths=touched[:50])
+            raise _Stop(
+                StopReason.PROTECTED_PATH,
+                "the agent changed protected path(s): "
+                + ", ".join(touched[:10])
+                + f"; not committed, the change is saved in {patch}",
+            )
+        snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
+        self._pending = snapshot
+        it.changed_files = list(snapshot.changed)
+        it.skipped_files = dict(snapshot.skipped)
+        for path, size in snapshot.skipped.items():
+            self._emit(
+                "note",
+                it.n,
+                f"not committed: {path} is {size} bytes, over commit.max_file_size "
+                f"({self.config.commit.max_file_size}); it stays in the worktree",
+            )
+        return snapshot
+
+    def _evaluate(self, n: int) -> GoalResult:
+        worktree = self._require_worktree()
+        self._emit("phase", n, "checking the goal", phase="goal")
+        goal_cfg = self.config.goal
+        env = build_env(
+            pass_env=goal_cfg.pass_env,
+            extra=goal_cfg.env,
+            outloop_vars={
+                "OUTLOOP_RUN": self.run_id,
+                "OUTLOOP_LOOP": self.config.name,
+                "OUTLOOP_ITERATION": str(n),
+            },
+        )
+        ctx = GoalContext(
+            workdir=worktree.path,
+            env=env,
+            run_dir=self.paths.root,
+            iteration=n,
+            cancel=self.cancel,
+            time_left=self._time_left(),
+        )
+        goal = self.plan.verifier.evaluate(ctx)
+        self.audit.append(
+            "goal_evaluated",
+            iteration=n,
+            met=goal.met,
+            exit_code=goal.exit_code,
+            duration=round(goal.duration, 3),
+            failing=len(goal.failing) if goal.tests is not None else None,
+        )
+        verdict = "goal met" if goal.met else "goal not met"
+        self._emit("goal_evaluated", n, f"{verdict}: {goal.summary}", goal=goal)
+        return goal
+
+    def _commit(self, it: IterationRecord, snapshot: Snapshot, goal: GoalResult | None) -> None:
+        worktree = self._require_worktree()
+        self._emit("phase", it.n, "committing", phase="commit")
+        message = commit_message(
+            loop=self.config.name,
+            run_id=self.run_id,
+            iteration=it.n,
+            agent_label=self.plan.agent.label,
+            goal_label=self.plan.verifier.label,
+            goal=goal,
+            agent=it.agent,
+            snapshot=snapshot,
+        )
+        sha = worktree.commit(snapshot, message, author=self._author, committer=self._committer)
+        self._pending = None
+        it.commit = sha
+        self._save()
+        self.audit.append("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
+        what = (
+            f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
+        )
+        self._emit("committed", it.n, f"committed {sha[:10]}: {what}")
+
+    def _commit_pending(self, why: str) -> None:
+        """After an interruption, keep what the agent did as a commit: nothing is lost."""
+        record = self.record
+        if record is None or self.worktree is None or not record.iterations:
+            return
+        it = record.iterations[-1]
+        if it.n == 0 or it.commit is not None:
+            return
+        try:
+            snapshot = self._pending or self.worktree.snapshot(
+                self.worktree.changes(), max_file_size=self.config.commit.max_file_size
+            )
+            self._commit(it, snapshot, None)
+        except OutloopError as exc:
+            self._emit("note", it.n, f"could not commit the {why} turn: {exc.message}")
+
+    def _restore_after_goal(self) -> None:
+        worktree = self._require_worktree()
+        undone = worktree.restore(keep=self._require_record().iterations[-1].skipped_files)
+        if undone:
+            self._emit(
+                "note",
+                self._current_n(),
+                f"undid {len(undone)} file(s) the goal command left behind",
+            )
+
+    # -- finishing ------------------------------------------------------------
+
+    def _finish(self, reason: StopReason, detail: str, *, reports: bool = True) -> None:
+        record = self._require_record()
+        record.state = RunState.FINISHED
+        record.stop_reason = reason
+        record.stop_detail = detail
+        record.exit_code = exit_code_for(reason)
+        record.finished_at = now_iso()
+        record.duration = time.monotonic() - self._started
+        self._save()
+        self.audit.append(
+            "run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code
+        )
+        if reports:
+            self._write_reports()
+        self._emit("run_stopped", self._current_n(), f"{reason.value}: {detail}")
+
+    def _write_reports(self) -> None:
+        from outloop_cli.reports import render_summary, write_junit
+
+        record = self._require_record()
+        write_junit(self.paths.junit, [record])
+        self.paths.summary.write_text(render_summary(record))
+        if self.options.out_dir is not None:
+            copy_reports(self.paths, self.options.out_dir)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _outloop_vars(self, n: int, workdir: Path, prompt_file: Path) -> dict[str, str]:
+        return {
+            "OUTLOOP_RUN": self.run_id,
+            "OUTLOOP_LOOP": self.config.name,
+            "OUTLOOP_ITERATION": str(n),
+            "OUTLOOP_WORKDIR": str(workdir),
+            "OUTLOOP_PROMPT_FILE": str(prompt_file),
+        }
+
+    def _current_n(self) -> int:
+        record = self.record
+        return record.iterations[-1].n if record and record.iterations else 0
+
+    def _emit(
+        self,
+        kind: str,
+        n: int,
+        message: str,
+        *,
+        phase: str | None = None,
+        goal: GoalResult | None = None,
+    ) -> None:
+        self.observer(
+            Event(
+                kind=kind,
+                run_id=self.run_id,
+                loop=self.config.name,
+                iteration=n,
+                max_iterations=self.plan.max_iterations,
+                message=message,
+                phase=phase,
+                elapsed=time.monotonic() - self._started,
+                goal=goal,
+            )
+        )
+
+    def _save(self) -> None:
+        self.store.save(self._require_record())
+
+    def _require_record(self) -> RunRecord:
+        if self.record is None:
+            raise RuntimeError("run not started")
+        return self.record
+
+    def _require_worktree(self) -> Worktree:
+        if self.worktree is None:
+            raise RuntimeError("run not started")
+        return self.worktree
+
+
+def copy_reports(paths: RunPaths, out_dir: Path) -> None:
+    import shutil
+
+    target = out_dir / paths.root.name
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (paths.run_json, paths.junit, paths.summary, paths.audit):
+        if source.exists():
+            shutil.copy2(source, target / source.name)
+
+
+def _check_outside(worktree_path: Path, repo: Repository) -> None:
+    resolved = worktree_path.resolve()
+    for inside in (repo.info.root.resolve(), repo.info.common_dir.resolve()):
+        if resolved == inside or inside in resolved.parents:
+            raise UsageError(
+                f"the worktree location {worktree_path} is inside {inside}",
+                hint="set XDG_STATE_HOME to a directory outside the repository",
+            )
+
+
+def _email_local(label: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label.lower()).strip(
+        "-."
+    )
+    return cleaned or "agent"
+
+
+def _fmt(seconds: float | None) -> str:
+    return format_seconds(seconds) if seconds is not None else "none"
+
+
+def commit_message(
+    *,
+    loop: str,
+    run_id: str,
+    iteration: int,
+    agent_label: str,
+    goal_label: str,
+    goal: GoalResult | None,
+    agent: AgentResult | None,
+    snapshot: Snapshot,
+) -> str:
+    if goal is None:
+        verdict, trailer = "goal not evaluated", "none"
+    elif goal.met:
+        verdict, trailer = "goal met", "pass"
+    else:
+        verdict, trailer = "goal not met", "fail"
+    lines = [f"outloop({loop}): iteration {iteration} — {verdict}", ""]
+    if goal is not None:
+        lines.append(f"Goal: {_one_line(goal_label)} — {goal.summary}")
+        if goal.failing:
+            shown = ", ".join(goal.failing[:5])
+            more = len(goal.failing) - 5
+            lines.append(f"Failing: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    else:
+        lines.append(f"Goal: {_one_line(goal_label)} — not evaluated (the run stopped first)")
+    if agent is not None:
+        state = "ok" if agent.ok else f"failed ({agent.error})"
+        agent_line = (
+            f"Agent: exit {agent.exit_code} after {format_seconds(agent.duration)}, {state}"
+        )
+        if agent.cost_usd is not None:
+            agent_line += f", ${agent.cost_usd:.4f}"
+        lines.append(agent_line)
+    lines.append(
+        f"Changed: {len(snapshot.changed)} file(s)" if snapshot.changed else "Changed: nothing"
+    )
+    for path, size in list(snapshot.skipped.items())[:10]:
+        lines.append(f"Not committed (too large, {size} bytes): {path}")
+    trailers = [
+        f"Outloop-Run: {run_id}",
+        f"Outloop-Loop: {loop}",
+        f"Outloop-Iteration: {iteration}",
+        f"Outloop-Goal: {trailer}",
+        f"Outloop-Agent: {_one_line(agent_label)}",
+    ]
+    if agent is not None and agent.cost_usd is not None:
+        trailers.append(f"Outloop-Cost-USD: {agent.cost_usd:.4f}")
+    if agent is not None and (agent.input_tokens is not None or agent.output_tokens is not None):
+        trailers.append(f"Outloop-Tokens: {(agent.input_tokens or 0) + (agent.output_tokens or 0)}")
+    return "\n".join([*lines, "", *trailers]) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

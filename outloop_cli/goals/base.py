@@ -1,0 +1,53 @@
+"""What every goal verifier offers the engine, and how the engine picks one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from outloop_cli.config.model import GoalConfig
+from outloop_cli.errors import CouldNotRun
+from outloop_cli.records import GoalResult
+
+
+@dataclass(frozen=True)
+class GoalContext:
+    workdir: Path
+    env: Mapping[str, str]
+    run_dir: Path
+    iteration: int
+    cancel: threading.Event | None = None
+    # masks secrets in output before it is logged or kept
+    transform: Callable[[bytes], bytes] | None = None
+    # seconds left in the run's time budget, if it has one
+    time_left: float | None = None
+
+
+class Verifier(Protocol):
+    """Decides, from outside the agent, whether the goal holds for the worktree."""
+
+    @property
+    def label(self) -> str:
+        """Short description for commits and reports, e.g. ``pytest -q``."""
+        ...
+
+    @property
+    def produced_paths(self) -> tuple[str, ...]:
+        """Repo-relative files the verifier itself writes (never blamed on the agent)."""
+        ...
+
+    def evaluate(self, ctx: GoalContext) -> GoalResult: ...
+
+
+def make_verifier(goal: GoalConfig) -> Verifier:
+    if goal.run is not None:
+        from outloop_cli.goals.command import CommandVerifier
+
+        return CommandVerifier(goal)
+    raise CouldNotRun(
+        "the CI goal (`goal.ci`) is not supported by this version of outloop yet",
+        hint="use `goal.run` with a test command for now",
+    )

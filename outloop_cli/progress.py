@@ -1,0 +1,125 @@
+"""Showing a run as it happens: a live view on a TTY, one plain line per event otherwise.
+
+Part of the CLI layer: the engine only emits events; this turns them into text.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from outloop_cli.engine import Event
+from outloop_cli.timefmt import format_seconds
+
+
+class PlainProgress:
+    """One line per event, for logs and CI: greppable, no escape codes."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "phase":
+            return
+        prefix = f"[{event.loop} {event.run_id}]"
+        where = (
+            "baseline"
+            if event.iteration == 0
+            else f"iteration {event.iteration}/{event.max_iterations}"
+        )
+        if event.kind in ("run_started", "run_stopped"):
+            where = event.kind.replace("_", " ")
+        print(f"{prefix} {where}: {event.message}", file=self.stream, flush=True)
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@dataclass
+class _LoopState:
+    loop: str
+    run_id: str
+    iteration: int = 0
+    max_iterations: int = 0
+    phase: str = "starting"
+    started: float = field(default_factory=time.monotonic)
+    last_goal: str = "—"
+    done: str | None = None
+
+
+class LiveProgress:
+    """A rich live table: loop, iteration n/max, phase, elapsed, last goal result."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=stream or sys.stderr)
+        self.states: dict[str, _LoopState] = {}
+        self.live = Live(
+            console=self.console, refresh_per_second=4, get_renderable=self._render, transient=False
+        )
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, event: Event) -> None:
+        state = self.states.get(event.run_id)
+        if state is None:
+            state = _LoopState(event.loop, event.run_id)
+            self.states[event.run_id] = state
+        state.iteration = event.iteration
+        state.max_iterations = event.max_iterations
+        if event.phase:
+            state.phase = {
+                "agent": "agent working",
+                "goal": "checking goal",
+                "commit": "committing",
+            }.get(event.phase, event.phase)
+        if event.goal is not None:
+            state.last_goal = ("✅ " if event.goal.met else "❌ ") + event.goal.summary
+        if event.kind == "run_stopped":
+            state.done = event.message
+            state.phase = "done"
+        if event.kind in ("note", "run_stopped", "agent_exited", "committed"):
+            from rich.markup import escape
+
+            self.console.print(
+                f"[dim]{escape(event.loop)}[/dim] {escape(event.message)}", highlight=False
+            )
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for column in ("loop", "run", "iteration", "phase", "elapsed", "last goal"):
+            table.add_column(column)
+        for state in self.states.values():
+            iteration = (
+                "baseline" if state.iteration == 0 else f"{state.iteration}/{state.max_iterations}"
+            )
+            table.add_row(
+                state.loop,
+                state.run_id,
+                iteration,
+                state.done or state.phase,
+                format_seconds(time.monotonic() - state.started),
+                state.last_goal,
+            )
+        return table
+
+
+def make_progress(stream: IO[str] | None = None) -> PlainProgress | LiveProgress:
+    target = stream or sys.stderr
+    if target.isatty():
+        return LiveProgress(target)
+    return PlainProgress(target)

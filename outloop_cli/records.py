@@ -1,0 +1,231 @@
+"""The run record: what a run did, as stored in ``run.json``.
+
+The engine fills these in as it goes and persists them after every step;
+reports, ``status`` and ``show`` read them back with ``RunRecord.from_dict``.
+Plain data only: no I/O here (see ``runstore`` for that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, TypeVar, cast
+
+RECORD_VERSION = 1
+
+
+class StopReason(str, Enum):
+    GOAL_MET = "goal_met"
+    MAX_ITERATIONS = "max_iterations"
+    MAX_TIME = "max_time"
+    MAX_COST = "max_cost"
+    MAX_TOKENS = "max_tokens"
+    STALLED = "stalled"
+    STOPPED = "stopped"
+    AGENT_ERROR = "agent_error"
+    PROTECTED_PATH = "protected_path"
+    SECRET_IN_DIFF = "secret_in_diff"
+    INTERRUPTED = "interrupted"
+    # the run could not start or continue (git failure, agent missing, secret refused)
+    ERROR = "error"
+
+
+class RunState(str, Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    # set by readers that find a "running" record whose process is gone
+    CRASHED = "crashed"
+
+
+@dataclass
+class TestCounts:
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    @property
+    def failing(self) -> int:
+        return self.failed + self.errors
+
+
+@dataclass
+class TestCase:
+    """One test case from the goal's own JUnit file, carried into our report."""
+
+    classname: str
+    name: str
+    time: float = 0.0
+    # "passed" | "failed" | "error" | "skipped"
+    outcome: str = "passed"
+    message: str | None = None
+    # failure text, already trimmed and masked
+    details: str | None = None
+
+
+@dataclass
+class GoalResult:
+    met: bool
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+    # one line for humans: "exit 1 after 2.3s; 2 of 7 tests failing"
+    summary: str = ""
+    tests: TestCounts | None = None
+    failing: list[str] = field(default_factory=list)
+    # the goal's own test cases (only kept for the latest evaluation)
+    cases: list[TestCase] = field(default_factory=list)
+    # stable fingerprint of *how* it failed, for stall detection
+    signature: str = ""
+    # last lines of output, masked; full output is in `log`
+    output_tail: str = ""
+    # paths relative to the run directory
+    log: str | None = None
+    junit: str | None = None
+
+
+@dataclass
+class AgentResult:
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+    idle_timed_out: bool = False
+    cancelled: bool = False
+    output_bytes: int = 0
+    # error kind when the turn failed: "exit", "timeout", "idle", "not_found",
+    # "auth", "rate_limit", "permission", "crash", "cancelled"
+    error: str | None = None
+    turns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    final_message: str | None = None
+    log: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class IterationRecord:
+    # 0 is the baseline goal check before any agent turn
+    n: int
+    started_at: str
+    finished_at: str | None = None
+    duration: float = 0.0
+    agent: AgentResult | None = None
+    commit: str | None = None
+    changed_files: list[str] = field(default_factory=list)
+    # files the agent wrote but we did not commit (too large), with sizes
+    skipped_files: dict[str, int] = field(default_factory=dict)
+    goal: GoalResult | None = None
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    loop: str
+    state: RunState
+    started_at: str
+    branch: str
+    base_commit: str
+    worktree: str
+    repo_root: str
+    config_path: str
+    agent_label: str
+    goal_label: str
+    limits: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    stop_reason: StopReason | None = None
+    # a sentence on why it stopped, for humans
+    stop_detail: str | None = None
+    exit_code: int | None = None
+    finished_at: str | None = None
+    duration: float = 0.0
+    pid: int | None = None
+    host: str | None = None
+    outloop_version: str = ""
+    iterations: list[IterationRecord] = field(default_factory=list)
+    version: int = RECORD_VERSION
+
+    # -- derived facts --------------------------------------------------------
+
+    @property
+    def agent_iterations(self) -> list[IterationRecord]:
+        return [it for it in self.iterations if it.n > 0]
+
+    @property
+    def last_goal(self) -> GoalResult | None:
+        for it in reversed(self.iterations):
+            if it.goal is not None:
+                return it.goal
+        return None
+
+    @property
+    def goal_met(self) -> bool:
+        return self.stop_reason is StopReason.GOAL_MET
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [
+            it.agent.cost_usd
+            for it in self.iterations
+            if it.agent and it.agent.cost_usd is not None
+        ]
+        return sum(costs) if costs else None
+
+    @property
+    def tokens(self) -> int | None:
+        counts = [
+            (it.agent.input_tokens or 0) + (it.agent.output_tokens or 0)
+            for it in self.iterations
+            if it.agent
+            and (it.agent.input_tokens is not None or it.agent.output_tokens is not None)
+        ]
+        return sum(counts) if counts else None
+
+    # -- serialisation ----------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["stop_reason"] = self.stop_reason.value if self.stop_reason else None
+        data["cost_usd"] = self.cost_usd
+        data["tokens"] = self.tokens
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        raw = dict(data)
+        raw.pop("cost_usd", None)
+        raw.pop("tokens", None)
+        raw["state"] = RunState(raw["state"])
+        raw["stop_reason"] = StopReason(raw["stop_reason"]) if raw.get("stop_reason") else None
+        raw["iterations"] = [_iteration_from_dict(it) for it in raw.get("iterations", [])]
+        known = {f.name for f in dataclasses.fields(cast(Any, cls))}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def _iteration_from_dict(data: dict[str, Any]) -> IterationRecord:
+    raw = dict(data)
+    if raw.get("agent") is not None:
+        raw["agent"] = _build(AgentResult, raw["agent"])
+    if raw.get("goal") is not None:
+        goal = dict(raw["goal"])
+        if goal.get("tests") is not None:
+            goal["tests"] = _build(TestCounts, goal["tests"])
+        goal["cases"] = [_build(TestCase, c) for c in goal.get("cases", [])]
+        raw["goal"] = _build(GoalResult, goal)
+    return _build(IterationRecord, raw)
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], data: dict[str, Any]) -> _T:
+    """Build a dataclass from a dict, ignoring keys a newer version added."""
+    known = {f.name for f in dataclasses.fields(cast(Any, cls))}
+    return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,6 @@
+"""Reports of a run: JUnit XML for CI test views, markdown for humans."""
+
+from outloop_cli.reports.junit import clean_text, render_junit, write_junit
+from outloop_cli.reports.summary import render_summaries, render_summary
+
+__all__ = ["clean_text", "render_junit", "render_summaries", "render_summary", "write_junit"]

@@ -1,0 +1,3 @@
+"""Test agent: changes nothing, says so."""
+
+print("noop agent: nothing to do")

@@ -1,0 +1,147 @@
+"""Helpers for end-to-end tests: run the real CLI on real repos, inspect what it left."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import git
+
+AGENTS = Path(__file__).parent / "agents"
+PY = sys.executable
+
+
+def agent_cmd(script: str, *args: str) -> list[str]:
+    return [PY, str(AGENTS / script), *args]
+
+
+def counter_goal(target: int = 3) -> str:
+    """A goal met once counter.txt holds at least ``target``."""
+    code = (
+        "import pathlib,sys; p=pathlib.Path('counter.txt'); "
+        f"v=int(p.read_text()) if p.exists() else 0; print('counter is', v); sys.exit(0 if v>={target} else 1)"
+    )
+    return f'{PY} -c "{code}"'
+
+
+def loop_yaml(command: list[str], goal: str, **overrides: Any) -> str:
+    data: dict[str, Any] = {
+        "description": "test loop",
+        "agent": {
+            "preset": "command",
+            "command": command,
+            "prompt": "Make the goal pass.",
+            "timeout": "60s",
+        },
+        "goal": {"run": goal, "timeout": "60s"},
+        "limits": {"max_iterations": 5, "stall": 3},
+    }
+    for key, value in overrides.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            data.setdefault(section, {})[sub] = value
+        else:
+            data[section] = value
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run_cli(
+    cwd: Path, *args: str, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [PY, "-m", "outloop_cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"outloop {args} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def runs_dir(repo: Path) -> Path:
+    return repo / ".git" / "outloop" / "runs"
+
+
+def only_run(repo: Path) -> dict[str, Any]:
+    runs = sorted(runs_dir(repo).iterdir())
+    assert len(runs) == 1, runs
+    return dict(json.loads((runs[0] / "run.json").read_text()))
+
+
+def branch_log(repo: Path, branch: str, base: str) -> list[dict[str, str]]:
+    """Commits on the run's branch since base, oldest first."""
+    sep = "\x1f"
+    out = git(
+        repo,
+        "log",
+        "--reverse",
+        f"--format=%H{sep}%an{sep}%ae{sep}%cn{sep}%ce{sep}%B%x1e",
+        f"{base}..{branch}",
+    )
+    commits = []
+    for chunk in out.split("\x1e"):
+        chunk = chunk.strip("\n")
+        if not chunk:
+            continue
+        sha, an, ae, cn, ce, body = chunk.split(sep)
+        commits.append(
+            {
+                "sha": sha,
+                "author": an,
+                "author_email": ae,
+                "committer": cn,
+                "committer_email": ce,
+                "body": body,
+            }
+        )
+    return commits
+
+
+def checkout_state(repo: Path) -> dict[str, Any]:
+    """Everything a user would notice in their checkout, hashed byte for byte."""
+    index = repo / ".git" / "index"
+    state: dict[str, Any] = {
+        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
+        "head_file": (repo / ".git" / "HEAD").read_text(),
+    }
+    files = {}
+    for path in sorted(repo.rglob("*")):
+        rel = path.relative_to(repo)
+        if rel.parts[0] == ".git":
+            continue
+        if path.is_file() and not path.is_symlink():
+            files[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.is_symlink():
+            files[rel.as_posix()] = "link:" + str(path.readlink())
+    state["files"] = files
+    state["head"] = git(repo, "rev-parse", "HEAD").strip()
+    state["branch"] = git(repo, "symbolic-ref", "HEAD").strip()
+    state["stash"] = git(repo, "stash", "list")
+    state["status"] = git(repo, "status", "--porcelain=v1", "--untracked-files=all", "--ignored")
+    return state
+
+
+def settle(repo: Path) -> None:
+    """Let git refresh the index's stat cache once, so later reads don't rewrite it."""
+    git(repo, "status", "--porcelain")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # a zombie has exited; only its parent's bookkeeping is left
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
