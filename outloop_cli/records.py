@@ -149,6 +149,12 @@ class RunRecord:
     host: str | None = None
     outloop_version: str = ""
     iterations: list[IterationRecord] = field(default_factory=list)
+    # what the run is doing now: baseline, agent, commit, goal, push, stopping, done
+    phase: str | None = None
+    # the iteration in progress (0 = baseline); its record is appended when it ends
+    current_iteration: int = 0
+    # last audit event (seq, sha256) when run.json was written; catches truncation
+    audit_head: dict[str, Any] | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

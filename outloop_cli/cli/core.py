@@ -1,7 +1,8 @@
-"""The typer app: options in, one call per command, results printed.
+"""Core commands: init, validate, list, schema, run, demo.
 
-Nothing below this layer prints; errors are raised and turned into exit
-codes by ``outloop_cli.main``.
+Options in, one call per command, results printed. Nothing below the CLI
+layer prints; errors are raised and turned into exit codes by
+``outloop_cli.main``.
 """
 
 from __future__ import annotations
@@ -15,41 +16,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from outloop_cli import __version__
+from outloop_cli.cli.registry import CommandSet, err
 
-app = typer.Typer(
-    name="outloop",
-    help="Run coding agents in loops until an outside check passes, in their own git worktree.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+_commands = CommandSet()
+_err = err
 
 
-def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"outloop {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
-        ),
-    ] = False,
-) -> None:
-    """Run coding agents in loops until an outside check passes, in their own git worktree."""
-
-
-@app.command("init")
+@_commands.command("init")
 def init_command(
     preset: Annotated[
         str, typer.Option("--preset", "-p", help="claude | codex | aider | gemini | command")
@@ -68,7 +41,7 @@ def init_command(
     return 0
 
 
-@app.command("validate")
+@_commands.command("validate")
 def validate_command(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Loop files (default: every .outloop/*.yml).")
@@ -91,7 +64,7 @@ def validate_command(
     return 0
 
 
-@app.command("list")
+@_commands.command("list")
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per loop.")] = False,
 ) -> int:
@@ -115,7 +88,7 @@ def list_command(
     return 0
 
 
-@app.command("schema")
+@_commands.command("schema")
 def schema_command(
     path: Annotated[
         bool, typer.Option("--path", help="Print the path of a file holding the schema.")
@@ -135,7 +108,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@app.command("run")
+@_commands.command("run")
 def run_command(
     loops: Annotated[
         list[str] | None, typer.Argument(help="Loop names (default: the only loop).")
@@ -181,7 +154,7 @@ def run_command(
     return combined_exit_code(outcomes)
 
 
-@app.command("demo")
+@_commands.command("demo")
 def demo_command(
     directory: Annotated[
         Optional[Path],  # noqa: UP045
@@ -214,3 +187,6 @@ def demo_command(
         typer.echo(demo_log(repo, record.branch, record.base_commit))
         _err(f"summary: {outcome.paths.summary}")
     return combined_exit_code(outcomes)
+
+
+register = _commands.register

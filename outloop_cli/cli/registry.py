@@ -1,0 +1,52 @@
+"""Helpers shared by the CLI modules: collecting commands and printing to stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def err(text: str) -> None:
+    """Human text goes to stderr; stdout is kept for machine-readable output."""
+    sys.stderr.write(text + "\n")
+
+
+class CommandSet:
+    """Commands declared in one module, added to the app by ``register``.
+
+    Each CLI module owns its commands; ``outloop_cli.cli`` only lists the modules.
+    """
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+        self._groups: list[tuple[typer.Typer, str]] = []
+
+    def command(
+        self, name: str, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            self._commands.append((name, func, kwargs))
+            return func
+
+        return decorate
+
+    def group(self, name: str, help: str) -> typer.Typer:
+        sub = typer.Typer(
+            name=name,
+            help=help,
+            no_args_is_help=True,
+            add_completion=False,
+            pretty_exceptions_enable=False,
+            rich_markup_mode=None,
+        )
+        self._groups.append((sub, name))
+        return sub
+
+    def register(self, app: typer.Typer) -> None:
+        for name, func, kwargs in self._commands:
+            app.command(name, **kwargs)(func)
+        for sub, name in self._groups:
+            app.add_typer(sub, name=name)
