@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +43,42 @@ def line_hash(line: bytes) -> str:
 class ChainHead:
     seq: int
     hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+    def trailer(self) -> str:
+        """The value of the ``Outloop-Audit-Head`` commit trailer."""
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def from_dict(cls, data: object) -> ChainHead | None:
+        """Read ``run.json``'s ``audit_head``; None when absent or malformed."""
+        if not isinstance(data, dict):
+            return None
+        seq, digest = data.get("seq"), data.get("hash")
+        if isinstance(seq, int) and not isinstance(seq, bool) and _is_sha256(digest):
+            return cls(seq=seq, hash=str(digest))
+        return None
+
+    @classmethod
+    def from_trailer(cls, value: str) -> ChainHead | None:
+        """Parse ``<seq>:<sha256>``; None when it is not one."""
+        seq_text, _, digest = value.strip().partition(":")
+        if seq_text.isdigit() and _is_sha256(digest):
+            return cls(seq=int(seq_text), hash=digest.lower())
+        return None
+
+
+HEAD_TRAILER = "Outloop-Audit-Head"
+
+
+def _is_sha256(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(ch in "0123456789abcdef" for ch in value.lower())
+    )
 
 
 def _read_last_line(handle: BinaryIO) -> bytes | None:
@@ -110,54 +147,181 @@ class AuditLog:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A chain head kept outside the log (run.json, a commit trailer), and where it was kept."""
+
+    head: ChainHead
+    source: str
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     lines: int
     head: ChainHead | None
-    # 1-based line number of the first line that breaks the chain
+    # 1-based line number of the first line that cannot be trusted
     bad_line: int | None = None
     reason: str | None = None
 
 
-def verify(path: Path, *, expected_head: ChainHead | None = None) -> VerifyResult:
-    """Check every link; ``expected_head`` (kept elsewhere) also catches truncation at the end."""
-    prev = GENESIS
-    seq = 0
-    head: ChainHead | None = None
-    count = 0
+@dataclass(frozen=True)
+class AuditLine:
+    """One line of the log as read back: its number, its bytes and, when it parses, its event."""
+
+    number: int
+    raw: bytes
+    entry: dict[str, Any] | None
+    # why the line could not be read as an event
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.raw.endswith(b"\n")
+
+    @property
+    def hash(self) -> str:
+        return line_hash(self.raw)
+
+    @property
+    def seq(self) -> int | None:
+        value = self.entry.get("seq") if self.entry else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def read_lines(path: Path) -> list[AuditLine]:
+    """Every line of the log, parsed where possible; raises ``FileNotFoundError``."""
+    result: list[AuditLine] = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            count = number
-            line = raw.rstrip(b"\n")
-            if not raw.endswith(b"\n"):
-                return VerifyResult(
-                    False, count, head, number, "last line is incomplete (no newline)"
+            result.append(_parse_line(number, raw))
+    return result
+
+
+def _parse_line(number: int, raw: bytes) -> AuditLine:
+    text = raw.rstrip(b"\n")
+    if not text.strip():
+        return AuditLine(number, raw, None, "is empty")
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return AuditLine(number, raw, None, "is not valid JSON")
+    if not isinstance(entry, dict):
+        return AuditLine(number, raw, None, "is not a JSON object")
+    return AuditLine(number, raw, entry)
+
+
+def verify(
+    path: Path,
+    *,
+    expected_head: ChainHead | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    run_id: str | None = None,
+) -> VerifyResult:
+    """Check every link of the chain, then every head kept elsewhere.
+
+    ``prev`` links catch edits, deletions, insertions and reordering inside
+    the log; a head kept outside it (``run.json``, the commits' trailers)
+    catches what links cannot: lines cut from the end, and a log rewritten
+    with a freshly computed chain. A checkpoint is "the line with sequence S
+    hashes to H", so a log that grew after a checkpoint was written still
+    verifies, as it should.
+    """
+    lines = read_lines(path)
+    marks = list(checkpoints)
+    if expected_head is not None:
+        marks.append(Checkpoint(expected_head, "the run record"))
+    failure = _check_links(lines, run_id)
+    if failure is not None:
+        bad_line, reason = failure
+        return VerifyResult(False, len(lines), None, bad_line, reason)
+    head = ChainHead(seq=len(lines), hash=lines[-1].hash) if lines else None
+    failure = _check_marks(lines, marks)
+    if failure is not None:
+        bad_line, reason = failure
+        return VerifyResult(False, len(lines), head, bad_line, reason)
+    return VerifyResult(True, len(lines), head)
+
+
+def _check_links(lines: Sequence[AuditLine], run_id: str | None) -> tuple[int, str] | None:
+    """The first broken link as (line number, why), or None when the chain holds."""
+    seqs = [line.seq for line in lines]
+    first_seen: dict[bytes, int] = {}
+    prev = GENESIS
+    for index, line in enumerate(lines):
+        n = line.number
+        expected = index + 1
+        if not line.complete:
+            return n, f"line {n} is cut off (no newline at its end): the log was truncated mid-line"
+        if line.problem is not None or line.entry is None:
+            return n, f"line {n} {line.problem}"
+        entry = line.entry
+        earlier = first_seen.get(line.raw)
+        if earlier is not None:
+            return n, f"line {n} is an exact copy of line {earlier}: a line was duplicated"
+        first_seen[line.raw] = n
+        seq = line.seq
+        if seq is None:
+            return n, f"line {n} has no valid sequence number"
+        if seq != expected:
+            return n, _sequence_problem(n, seq, expected, seqs)
+        for key in ("time", "event", "run"):
+            if not isinstance(entry.get(key), str):
+                return n, f"line {n} has no `{key}`"
+        if run_id is not None and entry["run"] != run_id:
+            return n, f"line {n} belongs to run {entry['run']}, not {run_id}: it was copied in"
+        if entry.get("prev") != prev:
+            if n == 1:
+                return 1, (
+                    "line 1 does not start the chain (its `prev` is not the genesis value): "
+                    "lines were removed from the start, or its `prev` was edited"
                 )
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return VerifyResult(False, count, head, number, "not valid JSON")
-            if not isinstance(entry, dict):
-                return VerifyResult(False, count, head, number, "not a JSON object")
-            if entry.get("prev") != prev:
-                return VerifyResult(
-                    False, count, head, number, "prev does not match the hash of the line before"
-                )
-            if entry.get("seq") != seq + 1:
-                return VerifyResult(
-                    False, count, head, number, f"sequence {entry.get('seq')} after {seq}"
-                )
-            seq += 1
-            prev = line_hash(line)
-            head = ChainHead(seq=seq, hash=prev)
-    if expected_head is not None and head != expected_head:
-        got = f"{head.seq}" if head else "nothing"
-        return VerifyResult(
-            False,
-            count,
-            head,
-            count + 1,
-            f"chain ends at sequence {got}, but the run recorded sequence {expected_head.seq}: "
-            "lines were removed from the end",
+            return n - 1, (
+                f"line {n - 1} does not hash to the `prev` recorded in line {n}: "
+                f"line {n - 1} was edited (or line {n}'s `prev` was)"
+            )
+        prev = line.hash
+    return None
+
+
+def _sequence_problem(n: int, seq: int, expected: int, seqs: Sequence[int | None]) -> str:
+    if seq < expected:
+        return (
+            f"line {n} has sequence {seq} where {expected} belongs: "
+            "lines were reordered, or a line was inserted"
         )
-    return VerifyResult(True, count, head)
+    if expected in seqs[n:]:
+        later = seqs.index(expected, n) + 1
+        return (
+            f"line {n} has sequence {seq} where {expected} belongs, and sequence {expected} "
+            f"is on line {later}: lines were reordered"
+        )
+    missing = f"{expected}" if seq == expected + 1 else f"{expected}–{seq - 1}"
+    return f"line {n} has sequence {seq} where {expected} belongs: sequence {missing} was removed"
+
+
+def _check_marks(lines: Sequence[AuditLine], marks: Sequence[Checkpoint]) -> tuple[int, str] | None:
+    """Check heads kept elsewhere against an intact chain (line i holds sequence i)."""
+    last_good: Checkpoint | None = None
+    for mark in sorted(marks, key=lambda m: m.head.seq):
+        seq = mark.head.seq
+        if seq < 1:
+            continue
+        if seq > len(lines):
+            ends = f"sequence {len(lines)}" if lines else "nothing (the log is empty)"
+            return len(lines) + 1, (
+                f"the log ends at {ends}, but {mark.source} records sequence {seq}: "
+                "lines were removed from the end"
+            )
+        line = lines[seq - 1]
+        if line.hash != mark.head.hash:
+            since = (
+                f"after sequence {last_good.head.seq} (which matches {last_good.source})"
+                if last_good is not None
+                else "at or before it"
+            )
+            return line.number, (
+                f"line {line.number} (sequence {seq}) does not match the hash {mark.source} "
+                f"recorded for it: the log was rewritten {since}, with a recomputed chain"
+            )
+        last_good = mark
+    return None
