@@ -34,8 +34,10 @@ from outloop_cli.errors import (
 from outloop_cli.feedback import compose_prompt
 from outloop_cli.goals import GoalContext, Verifier, make_verifier
 from outloop_cli.pathmatch import match_any
+from outloop_cli.orphans import kill_leftovers
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process import ProgramNotFound, run_streamed
+from outloop_cli.reconcile import iteration_commits, reconcile
 from outloop_cli.records import (
     AgentResult,
     GoalResult,
@@ -49,6 +51,7 @@ from outloop_cli.timefmt import format_seconds, now_iso
 from outloop_cli.workspace import Identity, Repository, Snapshot, Worktree
 
 LOOP_DIR = ".outloop"
+STOP_POLL_SECONDS = 0.2
 LOOP_SUFFIXES = (".yml", ".yaml")
 
 
@@ -57,6 +60,8 @@ class RunOptions:
     start: str = "HEAD"
     max_iterations: int | None = None
     out_dir: Path | None = None
+    # allow a second concurrent run of the same loop in the same repository
+    parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,19 @@ class LoopPlan:
     agent: AgentBackend
     verifier: Verifier
     max_iterations: int
+
+
+def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:
+    """Plan the rest of a run from the config at its own starting commit."""
+    limit = options.max_iterations or int(record.limits.get("max_iterations") or 0) or None
+    plan = plan_loop(repo, record.loop, RunOptions(start=record.base_commit, max_iterations=limit))
+    done = max((it.n for it in record.iterations if it.commit), default=0)
+    if done >= plan.max_iterations:
+        raise UsageError(
+            f"run {record.run_id} already used its {plan.max_iterations} iteration(s)",
+            hint=f"resume with --max-iterations {done + 5} (a new total) to allow more",
+        )
+    return plan
 
 
 def committed_loop_names(repo: Repository, commit: str) -> list[str]:
@@ -209,19 +227,29 @@ class LoopRun:
         *,
         observer: Observer = _ignore,
         cancel: threading.Event | None = None,
+        interrupt: threading.Event | None = None,
+        resume_from: RunRecord | None = None,
     ) -> None:
         self.plan = plan
         self.config = plan.config
         self.options = options
         self.observer = observer
+        # set by `outloop stop` (stop reason `stopped`) or, with `interrupt`, by Ctrl-C
+        # in another thread (stop reason `interrupted`): either kills the running step
         self.cancel = cancel or threading.Event()
+        self.interrupt = interrupt or threading.Event()
         self.store = RunStore(plan.repo.info.common_dir)
-        self.run_id = new_run_id()
+        self.run_id = resume_from.run_id if resume_from else new_run_id()
         self.paths: RunPaths = self.store.paths(self.run_id)
         self.audit = AuditLog(self.paths.audit, self.run_id)
         self.worktree: Worktree | None = None
-        self.record: RunRecord | None = None
+        self.record: RunRecord | None = resume_from
         self._started = time.monotonic()
+        # active time of earlier sessions of this run (resume): the time limit spans them all
+        self._elapsed_before = resume_from.duration if resume_from else 0.0
+        self._first_iteration = 1
+        self._stop_after_step = False
+        self._stop_watch_done = threading.Event()
         self._pending: Snapshot | None = None
         self._committer: Identity = plan.repo.committer()
         self._author = Identity(
@@ -270,7 +298,7 @@ class LoopRun:
             outloop_version=__version__,
         )
         self._save()
-        self.audit.append(
+        self._audit(
             "run_started",
             loop=self.config.name,
             branch=branch,
@@ -282,11 +310,90 @@ class LoopRun:
         self._emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         return self.record
 
+    def resume(self) -> RunRecord:
+        """Pick a stopped or crashed run up again from its last committed iteration."""
+        record = self._require_record()
+        repo = self.plan.repo
+        if not repo.branch_exists(record.branch):
+            raise CouldNotRun(
+                f"branch {record.branch} of run {record.run_id} no longer exists",
+                hint="a run resumes on its own branch; without it, start a new run",
+            )
+        path = Path(record.worktree)
+        killed = kill_leftovers(record.run_id, path)
+        if killed:
+            self._emit(
+                "note",
+                record.current_iteration,
+                f"killed {len(killed)} leftover process(es) of the crashed run",
+            )
+        if (path / ".git").exists():
+            self.worktree = Worktree(path, record.branch)
+        else:
+            _check_outside(path, repo)
+            self.worktree = repo.reattach_worktree(path, record.branch)
+        commits = iteration_commits(repo, record.base_commit, record.branch, record.run_id)
+        pending_tree = record.pending_tree
+        pending_n = record.current_iteration
+        outcome = reconcile(record, commits)
+        record.state = RunState.RUNNING
+        record.stop_reason = None
+        record.stop_detail = None
+        record.exit_code = None
+        record.finished_at = None
+        record.pending_tree = None
+        record.pid = os.getpid()
+        record.host = socket.gethostname()
+        self._save()
+        self._audit(
+            "run_resumed",
+            last_committed=outcome.last_committed,
+            dropped=outcome.dropped,
+            recovered=outcome.recovered,
+        )
+        self._emit(
+            "run_started",
+            outcome.last_committed,
+            f"resumed on {record.branch} after iteration {outcome.last_committed}",
+        )
+        last = outcome.last_committed
+        salvaged = self._salvage(last + 1, pending_tree if pending_n == last + 1 else None)
+        self._first_iteration = last + (2 if salvaged else 1)
+        return record
+
+    def _salvage(self, n: int, pending_tree: str | None) -> bool:
+        """Commit what an interrupted turn left in the worktree, so it is never lost."""
+        worktree = self._require_worktree()
+        if (
+            pending_tree is not None
+            and worktree.git.run("cat-file", "-t", pending_tree, ok_codes=(0, 1, 128)) == "tree"
+        ):
+            snapshot = worktree.snapshot_of_tree(pending_tree)
+        else:
+            changes = worktree.changes()
+            if not changes:
+                return False
+            snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
+        if snapshot.empty:
+            return False
+        record = self._require_record()
+        it = IterationRecord(n=n, started_at=now_iso())
+        it.changed_files = list(snapshot.changed)
+        record.iterations.append(it)
+        self._commit(it, snapshot, None)
+        worktree.restore(keep=worktree.oversized(self.config.commit.max_file_size))
+        it.finished_at = now_iso()
+        self._save()
+        self._emit("note", n, f"kept the unfinished work of iteration {n} as a commit")
+        return True
+
     # -- the loop -------------------------------------------------------------
 
     def execute(self) -> RunRecord:
         record = self._require_record()
         counters = _Counters()
+        watcher = threading.Thread(target=self._watch_stop_requests, daemon=True)
+        watcher.start()
         try:
             try:
                 self._loop(counters)
@@ -302,25 +409,50 @@ class LoopRun:
             if record.state is RunState.RUNNING:
                 self._finish(StopReason.ERROR, "outloop stopped unexpectedly", reports=False)
             raise
+        finally:
+            self._stop_watch_done.set()
         return record
+
+    def _watch_stop_requests(self) -> None:
+        """``outloop stop`` writes a file; an immediate stop cancels the running step."""
+        while not self._stop_watch_done.wait(STOP_POLL_SECONDS):
+            try:
+                how = self.paths.stop_request.read_text().strip()
+            except OSError:
+                continue
+            if how == "after-step":
+                self._stop_after_step = True
+            else:
+                self.cancel.set()
+                return
 
     def _loop(self, counters: _Counters) -> None:
         record = self._require_record()
         limits = self.config.limits
-        baseline = self._evaluate_baseline()
-        counters.last_goal = baseline
-        if baseline.met:
-            raise _Stop(StopReason.GOAL_MET, "the goal already held before any agent turn")
-        for n in range(1, self.plan.max_iterations + 1):
+        previous = record.last_goal
+        if previous is None or not any(it.n == 0 for it in record.iterations):
+            record.iterations = [it for it in record.iterations if it.n != 0]
+            baseline = self._evaluate_baseline()
+            counters.last_goal = baseline
+            if baseline.met:
+                raise _Stop(StopReason.GOAL_MET, "the goal already held before any agent turn")
+        else:
+            counters.last_goal = previous
+            if previous.met:
+                raise _Stop(StopReason.GOAL_MET, "the goal was met before the run was resumed")
+        for n in range(self._first_iteration, self.plan.max_iterations + 1):
             self._check_before_turn()
             it = IterationRecord(n=n, started_at=now_iso())
             record.iterations.append(it)
             started = time.monotonic()
-            self.audit.append("iteration_started", iteration=n)
+            self._audit("iteration_started", iteration=n)
             agent_result, out_of_time = self._run_agent(it, counters.last_goal)
             it.agent = agent_result
             self._save()
             snapshot = self._snapshot(it)
+            if self.cancel.is_set():
+                self._commit(it, snapshot, None)
+                raise self._cancelled("during the agent's turn")
             if out_of_time:
                 self._commit(it, snapshot, None)
                 raise _Stop(
@@ -328,6 +460,9 @@ class LoopRun:
                     f"the time limit ({_fmt(limits.max_time)}) ran out during the agent's turn",
                 )
             goal = self._evaluate(n)
+            if self.cancel.is_set():
+                self._commit(it, snapshot, None)
+                raise self._cancelled("while checking the goal")
             it.goal = goal
             self._commit(it, snapshot, goal)
             self._restore_after_goal()
@@ -362,8 +497,8 @@ class LoopRun:
 
     def _check_before_turn(self) -> None:
         limits = self.config.limits
-        if self.cancel.is_set() or self.paths.stop_request.exists():
-            raise _Stop(StopReason.STOPPED, "a stop was requested")
+        if self.cancel.is_set() or self._stop_after_step or self.paths.stop_request.exists():
+            raise self._cancelled("before the next turn")
         left = self._time_left()
         if left is not None and left <= 0:
             raise _Stop(
@@ -381,10 +516,18 @@ class LoopRun:
                 StopReason.MAX_TOKENS, f"used {tokens} of the {limits.max_tokens} token budget"
             )
 
+    def _cancelled(self, when: str) -> _Stop:
+        if self.interrupt.is_set():
+            return _Stop(StopReason.INTERRUPTED, f"interrupted by the user {when}")
+        return _Stop(StopReason.STOPPED, f"stopped on request (`outloop stop`) {when}")
+
     def _time_left(self) -> float | None:
         if self.config.limits.max_time is None:
             return None
-        return self.config.limits.max_time - (time.monotonic() - self._started)
+        return self.config.limits.max_time - self._elapsed()
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (time.monotonic() - self._started)
 
     # -- steps ----------------------------------------------------------------
 
@@ -463,7 +606,7 @@ class LoopRun:
         return result, out_of_time
 
     def _audit_agent(self, n: int, result: AgentResult, detail: str) -> None:
-        self.audit.append(
+        self._audit(
             "agent_exited",
             iteration=n,
             exit_code=result.exit_code,
@@ -489,7 +632,7 @@ class LoopRun:
             patch.write_text(
                 worktree.git.run("diff", "--binary", snapshot.parent, snapshot.tree, strip=False)
             )
-            self.audit.append("protected_path", iteration=it.n, paths=touched[:50])
+            self._audit("protected_path", iteration=it.n, paths=touched[:50])
             raise _Stop(
                 StopReason.PROTECTED_PATH,
                 "the agent changed protected path(s): "
@@ -498,6 +641,8 @@ class LoopRun:
             )
         snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
         self._pending = snapshot
+        # if we crash before the commit, resume commits exactly this tree
+        self._require_record().pending_tree = snapshot.tree
         it.changed_files = list(snapshot.changed)
         it.skipped_files = dict(snapshot.skipped)
         for path, size in snapshot.skipped.items():
@@ -531,7 +676,7 @@ class LoopRun:
             time_left=self._time_left(),
         )
         goal = self.plan.verifier.evaluate(ctx)
-        self.audit.append(
+        self._audit(
             "goal_evaluated",
             iteration=n,
             met=goal.met,
@@ -555,12 +700,14 @@ class LoopRun:
             goal=goal,
             agent=it.agent,
             snapshot=snapshot,
+            audit_head=self._require_record().audit_head,
         )
         sha = worktree.commit(snapshot, message, author=self._author, committer=self._committer)
         self._pending = None
         it.commit = sha
+        self._require_record().pending_tree = None
         self._save()
-        self.audit.append("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
+        self._audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
         what = (
             f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
         )
@@ -601,11 +748,10 @@ class LoopRun:
         record.stop_detail = detail
         record.exit_code = exit_code_for(reason)
         record.finished_at = now_iso()
-        record.duration = time.monotonic() - self._started
+        record.duration = self._elapsed()
+        record.phase = "done"
         self._save()
-        self.audit.append(
-            "run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code
-        )
+        self._audit("run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code)
         if reports:
             self._write_reports()
         self._emit("run_stopped", self._current_n(), f"{reason.value}: {detail}")
@@ -643,6 +789,11 @@ class LoopRun:
         phase: str | None = None,
         goal: GoalResult | None = None,
     ) -> None:
+        if phase is not None and self.record is not None:
+            self.record.phase = phase
+            self.record.current_iteration = n
+            self.record.duration = self._elapsed()
+            self._save()
         self.observer(
             Event(
                 kind=kind,
@@ -652,10 +803,16 @@ class LoopRun:
                 max_iterations=self.plan.max_iterations,
                 message=message,
                 phase=phase,
-                elapsed=time.monotonic() - self._started,
+                elapsed=self._elapsed(),
                 goal=goal,
             )
         )
+
+    def _audit(self, event: str, **fields: object) -> None:
+        self.audit.append(event, **fields)
+        head = self.audit.head()
+        if head is not None and self.record is not None:
+            self.record.audit_head = {"seq": head.seq, "hash": head.hash}
 
     def _save(self) -> None:
         self.store.save(self._require_record())
@@ -712,6 +869,7 @@ def commit_message(
     goal: GoalResult | None,
     agent: AgentResult | None,
     snapshot: Snapshot,
+    audit_head: dict[str, object] | None = None,
 ) -> str:
     if goal is None:
         verdict, trailer = "goal not evaluated", "none"
@@ -752,6 +910,9 @@ def commit_message(
         trailers.append(f"Outloop-Cost-USD: {agent.cost_usd:.4f}")
     if agent is not None and (agent.input_tokens is not None or agent.output_tokens is not None):
         trailers.append(f"Outloop-Tokens: {(agent.input_tokens or 0) + (agent.output_tokens or 0)}")
+    if audit_head is not None:
+        # the audit chain as it stood before this commit: truncating the log is caught
+        trailers.append(f"Outloop-Audit-Head: {audit_head['seq']}:{audit_head['hash']}")
     return "\n".join([*lines, "", *trailers]) + "\n"
 
 

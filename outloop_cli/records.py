@@ -155,6 +155,8 @@ class RunRecord:
     current_iteration: int = 0
     # last audit event (seq, sha256) when run.json was written; catches truncation
     audit_head: dict[str, Any] | None = None
+    # tree of the snapshot taken before the goal ran, until it is committed (crash recovery)
+    pending_tree: str | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

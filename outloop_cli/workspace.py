@@ -281,6 +281,30 @@ class Worktree:
             skipped=skipped,
         )
 
+    def snapshot_of_tree(self, tree: str) -> Snapshot:
+        """A snapshot of a tree written earlier (before a crash), against the current HEAD."""
+        parent = self.head()
+        changed = self.git.run(
+            "diff-tree", "-r", "--name-only", "-z", "--no-renames", parent, tree, strip=False
+        )
+        return Snapshot(
+            tree=tree, parent=parent, changed=tuple(p for p in changed.split("\0") if p)
+        )
+
+    def oversized(self, max_file_size: int) -> dict[str, int]:
+        """Uncommitted files larger than ``max_file_size``, with their sizes."""
+        found: dict[str, int] = {}
+        for change in self.changes():
+            if change.deleted:
+                continue
+            try:
+                size = (self.path / change.path).lstat().st_size
+            except FileNotFoundError:
+                continue
+            if size > max_file_size:
+                found[change.path] = size
+        return found
+
     def commit(
         self, snapshot: Snapshot, message: str, *, author: Identity, committer: Identity
     ) -> str:

@@ -145,3 +145,32 @@ def pid_alive(pid: int) -> bool:
         return False
     # a zombie has exited; only its parent's bookkeeping is left
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def start_runner(repo: Path, *args: str) -> subprocess.Popen[str]:
+    """Start `outloop run` (or any subcommand given in args) in the background."""
+    return subprocess.Popen(
+        [PY, "-m", "outloop_cli", *(args or ("run", "fix"))],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def pid_gone(pid: int) -> bool:
+    """True when the process no longer exists (or is a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"

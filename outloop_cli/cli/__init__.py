@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from outloop_cli import __version__
-from outloop_cli.cli import audit, ci, core, credential, report, runs, secrets
+from outloop_cli.cli import audit, ci, control, core, credential, report, runs, secrets
 
 app = typer.Typer(
     name="outloop",
@@ -41,5 +41,5 @@ def _root(
     """Run coding agents in loops until an outside check passes, in their own git worktree."""
 
 
-for _module in (core, runs, audit, report, secrets, credential, ci):
+for _module in (core, runs, control, audit, report, secrets, credential, ci):
     _module.register(app)

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -124,21 +124,37 @@ def run_command(
         Path | None, typer.Option("--out", help="Copy reports into DIR/<run-id>/.")
     ] = None,
     start: Annotated[str, typer.Option("--from", help="Starting commit (default HEAD).")] = "HEAD",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Run up to N loops at once.")
+    ] = 1,
+    parallel: Annotated[
+        bool,
+        typer.Option("--parallel", help="Allow a second run of a loop that is already running."),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per run on stdout.")
     ] = False,
 ) -> int:
     """Run loops, each in its own worktree on a scratch branch."""
-    from outloop_cli.commands.run import combined_exit_code, execute_plans, plan_loops
+    from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine import RunOptions
+
+    options = RunOptions(start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel)
+    plans = plan_loops(Path.cwd(), loops or [], options, run_all=run_all)
+    return run_and_report(plans, options, jobs=jobs, as_json=as_json)
+
+
+def run_and_report(
+    plans: list[Any], options: Any, *, jobs: int = 1, as_json: bool = False, resume: Any = None
+) -> int:
+    """Execute plans under the progress view and print one verdict per run."""
+    from outloop_cli.commands.run import combined_exit_code, execute_plans
     from outloop_cli.progress import make_progress
 
-    options = RunOptions(start=start, max_iterations=max_iterations, out_dir=out)
-    plans = plan_loops(Path.cwd(), loops or [], options, run_all=run_all)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with make_progress() as progress:
-            outcomes = execute_plans(plans, options, observer=progress)
+            outcomes = execute_plans(plans, options, observer=progress, jobs=jobs, resume=resume)
     finally:
         signal.signal(signal.SIGTERM, previous)
     for outcome in outcomes:

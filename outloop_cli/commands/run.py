@@ -85,21 +85,75 @@ def execute_plans(
     options: RunOptions,
     *,
     observer: Observer,
-    cancel: threading.Event | None = None,
+    jobs: int = 1,
+    resume: RunRecord | None = None,
 ) -> list[RunOutcome]:
-    outcomes: list[RunOutcome] = []
-    for plan in plans:
-        run = LoopRun(plan, options, observer=observer, cancel=cancel)
+    """Run the plans, ``jobs`` at a time; Ctrl-C stops every run cleanly (``interrupted``)."""
+    interrupt = threading.Event()
+    runs = [
+        LoopRun(
+            plan,
+            options,
+            observer=observer,
+            interrupt=interrupt,
+            resume_from=resume,
+        )
+        for plan in plans
+    ]
+    if jobs <= 1 or len(runs) == 1:
+        return _run_sequentially(runs)
+    return _run_concurrently(runs, jobs, interrupt)
+
+
+def _start_and_execute(run: LoopRun) -> RunOutcome:
+    if run.record is not None:
+        run.resume()
+    else:
         run.start()
-        record = run.execute()
-        outcomes.append(RunOutcome(record, run.paths))
-        if record.stop_reason is StopReason.INTERRUPTED:
+    return RunOutcome(run.execute(), run.paths)
+
+
+def _run_sequentially(runs: Sequence[LoopRun]) -> list[RunOutcome]:
+    outcomes: list[RunOutcome] = []
+    for run in runs:
+        outcome = _start_and_execute(run)
+        outcomes.append(outcome)
+        if outcome.record.stop_reason is StopReason.INTERRUPTED:
             break
     return outcomes
 
 
+def _run_concurrently(
+    runs: Sequence[LoopRun], jobs: int, interrupt: threading.Event
+) -> list[RunOutcome]:
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    outcomes: dict[int, RunOutcome] = {}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="outloop-run") as pool:
+        futures: dict[Future[RunOutcome], int] = {
+            pool.submit(_start_and_execute, run): i for i, run in enumerate(runs)
+        }
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                # Ctrl-C reaches only this thread: tell every run, then wait for them to finish
+                interrupt.set()
+                for run in runs:
+                    run.cancel.set()
+                continue
+            for future in done:
+                outcomes[futures[future]] = future.result()
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
 def combined_exit_code(outcomes: Sequence[RunOutcome]) -> int:
+    """The most severe result wins: interrupted, could not run, not met, met."""
     codes = [o.record.exit_code or 0 for o in outcomes]
-    if EXIT_INTERRUPTED in codes:
-        return EXIT_INTERRUPTED
-    return max(codes, default=0)
+    if not codes:
+        return 0
+    for code in (EXIT_INTERRUPTED, 3, 1):
+        if code in codes:
+            return code
+    return 0

@@ -1,0 +1,108 @@
+"""``outloop stop`` and ``outloop resume``: a human steering a run from outside."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.engine import LoopPlan, RunOptions, plan_resume
+from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.fsutil import atomic_write_text
+from outloop_cli.records import RunRecord, RunState, StopReason
+from outloop_cli.runstore import RunPaths, RunStore
+from outloop_cli.workspace import Repository, discover
+
+
+@dataclass(frozen=True)
+class StopResult:
+    run_id: str
+    record: RunRecord
+    # False when the run did not finish within the wait (or waiting was not asked for)
+    stopped: bool
+
+
+def _store(cwd: Path) -> tuple[Repository, RunStore]:
+    repo = Repository(discover(cwd))
+    return repo, RunStore(repo.info.common_dir)
+
+
+def run_is_alive(record: RunRecord, paths: RunPaths) -> bool:
+    """Is the process that owns this run still there?"""
+    from outloop_cli import runstore
+
+    is_running = getattr(runstore, "is_running", None)
+    if callable(is_running):
+        return bool(is_running(paths))
+    if record.state is not RunState.RUNNING or record.pid is None:
+        return False
+    if record.host and record.host != socket.gethostname():
+        return True  # cannot tell from here; assume the owner knows
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | None) -> StopResult:
+    _, store = _store(cwd)
+    run_id = store.resolve(run_ref)
+    paths = store.paths(run_id)
+    record = store.load(run_id)
+    if record.state is not RunState.RUNNING:
+        raise UsageError(
+            f"run {run_id} is not running ({_state_words(record)})",
+            hint=f"`outloop resume {run_id}` continues it",
+        )
+    if not run_is_alive(record, paths):
+        raise UsageError(
+            f"run {run_id} is not running: its process is gone (crashed)",
+            hint=f"`outloop resume {run_id}` continues it from its last commit",
+        )
+    atomic_write_text(paths.stop_request, "after-step\n" if after_step else "now\n")
+    if not wait:
+        return StopResult(run_id, record, stopped=False)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        record = store.load(run_id)
+        if record.state is not RunState.RUNNING:
+            return StopResult(run_id, record, stopped=True)
+        if not run_is_alive(record, paths):
+            return StopResult(run_id, record, stopped=False)
+        time.sleep(0.1)
+    return StopResult(run_id, store.load(run_id), stopped=False)
+
+
+def _state_words(record: RunRecord) -> str:
+    if record.stop_reason is None:
+        return record.state.value
+    return f"{record.state.value}: {record.stop_reason.value}"
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    plan: LoopPlan
+    record: RunRecord
+    paths: RunPaths
+
+
+def plan_resume_run(cwd: Path, run_ref: str, options: RunOptions) -> ResumePlan:
+    repo, store = _store(cwd)
+    run_id = store.resolve(run_ref)
+    paths = store.paths(run_id)
+    record = store.load(run_id)
+    if record.state is RunState.RUNNING and run_is_alive(record, paths):
+        raise CouldNotRun(
+            f"run {run_id} is still running (pid {record.pid})",
+            hint=f"stop it first with `outloop stop {run_id}`",
+        )
+    if record.stop_reason is StopReason.GOAL_MET:
+        raise UsageError(f"run {run_id} already met its goal; there is nothing to resume")
+    plan = plan_resume(repo, record, options)
+    paths.stop_request.unlink(missing_ok=True)
+    return ResumePlan(plan, record, paths)

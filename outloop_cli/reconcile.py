@@ -1,0 +1,103 @@
+"""What the scratch branch says happened: the source of truth for resume.
+
+``run.json`` is written after each step, but a crash can fall between a
+commit and the next write. The branch's commits carry trailers
+(``Outloop-Iteration``, ``Outloop-Goal``), so the record is brought in line
+with the branch rather than the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from outloop_cli.records import GoalResult, IterationRecord, RunRecord
+from outloop_cli.workspace import Repository
+
+_FIELD = "\x1f"
+_RECORD = "\x1e"
+
+
+@dataclass(frozen=True)
+class IterationCommit:
+    sha: str
+    run_id: str
+    iteration: int
+    goal: str  # pass | fail | none
+
+
+def iteration_commits(
+    repo: Repository, base: str, branch: str, run_id: str
+) -> list[IterationCommit]:
+    """Commits of this run on ``branch`` after ``base``, oldest first."""
+    fmt = _FIELD.join(
+        [
+            "%H",
+            "%(trailers:key=Outloop-Run,valueonly,separator=%x2C)",
+            "%(trailers:key=Outloop-Iteration,valueonly,separator=%x2C)",
+            "%(trailers:key=Outloop-Goal,valueonly,separator=%x2C)",
+        ]
+    )
+    out = repo.git.run(
+        "log", "--reverse", "--first-parent", f"--format={fmt}{_RECORD}", f"{base}..{branch}", "--"
+    )
+    commits = []
+    for entry in out.split(_RECORD):
+        entry = entry.strip("\n")
+        if not entry:
+            continue
+        sha, run, iteration, goal = (part.strip() for part in entry.split(_FIELD))
+        if run != run_id or not iteration.isdigit():
+            continue
+        commits.append(IterationCommit(sha, run, int(iteration), goal or "none"))
+    return commits
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    last_committed: int
+    dropped: list[int]
+    recovered: list[int]
+
+
+def reconcile(record: RunRecord, commits: list[IterationCommit]) -> Reconciled:
+    """Make ``record.iterations`` agree with the branch; returns what changed.
+
+    Iterations the record has but the branch lacks never got their commit
+    (the crash came first): they are dropped and will be redone. Commits the
+    record lacks (the crash came before run.json was written) are recovered
+    from their trailers, with what the trailers can tell.
+    """
+    by_n = {c.iteration: c for c in commits}
+    kept: list[IterationRecord] = []
+    dropped: list[int] = []
+    for it in record.iterations:
+        if it.n == 0:
+            kept.append(it)
+            continue
+        commit = by_n.get(it.n)
+        if commit is None:
+            dropped.append(it.n)
+            continue
+        it.commit = commit.sha
+        kept.append(it)
+    known = {it.n for it in kept}
+    recovered: list[int] = []
+    for commit in commits:
+        if commit.iteration in known:
+            continue
+        goal = None
+        if commit.goal in ("pass", "fail"):
+            goal = GoalResult(
+                met=commit.goal == "pass",
+                exit_code=None,
+                duration=0.0,
+                summary="recovered from the commit trailer after a crash",
+            )
+        kept.append(
+            IterationRecord(n=commit.iteration, started_at="", commit=commit.sha, goal=goal)
+        )
+        recovered.append(commit.iteration)
+    kept.sort(key=lambda it: it.n)
+    record.iterations = kept
+    last = max((c.iteration for c in commits), default=0)
+    return Reconciled(last, dropped, recovered)
