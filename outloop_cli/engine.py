@@ -8,11 +8,12 @@ store and the audit log. It never prints: progress goes to an observer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from outloop_cli.errors import (
 )
 from outloop_cli.feedback import compose_prompt
 from outloop_cli.goals import GoalContext, Verifier, make_verifier
-from outloop_cli.pathmatch import match_any
 from outloop_cli.orphans import kill_leftovers
+from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process import ProgramNotFound, run_streamed
 from outloop_cli.reconcile import iteration_commits, reconcile
@@ -46,7 +47,7 @@ from outloop_cli.records import (
     RunState,
     StopReason,
 )
-from outloop_cli.runstore import RunPaths, RunStore, new_run_id
+from outloop_cli.runstore import RunPaths, RunStore, loop_lock, new_run_id, run_lock
 from outloop_cli.timefmt import format_seconds, now_iso
 from outloop_cli.workspace import Identity, Repository, Snapshot, Worktree
 
@@ -250,6 +251,9 @@ class LoopRun:
         self._first_iteration = 1
         self._stop_after_step = False
         self._stop_watch_done = threading.Event()
+        # the run lock says "running" for exactly as long as this process lives;
+        # the loop lock keeps a second run of the same loop out (unless --parallel)
+        self._locks = contextlib.ExitStack()
         self._pending: Snapshot | None = None
         self._committer: Identity = plan.repo.committer()
         self._author = Identity(
@@ -269,7 +273,24 @@ class LoopRun:
             )
         worktree_path = worktrees_root(repo.info.root, repo.info.common_dir) / self.run_id
         _check_outside(worktree_path, repo)
-        self.store.create(self.run_id)
+        with self._locks_released_on_error():
+            if not self.options.parallel:
+                self._locks.enter_context(
+                    loop_lock(repo.info.common_dir, self.config.name, run_id=self.run_id)
+                )
+            self.store.create(self.run_id)
+            self._locks.enter_context(run_lock(self.paths))
+            return self._start_in(repo, branch, worktree_path)
+
+    @contextlib.contextmanager
+    def _locks_released_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self._locks.close()
+            raise
+
+    def _start_in(self, repo: Repository, branch: str, worktree_path: Path) -> RunRecord:
         self.worktree = repo.add_worktree(worktree_path, branch, self.plan.base_commit)
         limits = self.config.limits
         self.record = RunRecord(
@@ -312,6 +333,15 @@ class LoopRun:
 
     def resume(self) -> RunRecord:
         """Pick a stopped or crashed run up again from its last committed iteration."""
+        with self._locks_released_on_error():
+            self._locks.enter_context(run_lock(self.paths))
+            if not self.options.parallel:
+                self._locks.enter_context(
+                    loop_lock(self.plan.repo.info.common_dir, self.config.name, run_id=self.run_id)
+                )
+            return self._resume_locked()
+
+    def _resume_locked(self) -> RunRecord:
         record = self._require_record()
         repo = self.plan.repo
         if not repo.branch_exists(record.branch):
@@ -411,6 +441,7 @@ class LoopRun:
             raise
         finally:
             self._stop_watch_done.set()
+            self._locks.close()
         return record
 
     def _watch_stop_requests(self) -> None:

@@ -217,3 +217,28 @@ def test_ctrl_c_with_concurrent_loops_interrupts_every_run(
     assert all(_wait_gone(pid) for pid in pids)
     reasons = sorted(line.split('"stop_reason": "')[1].split('"')[0] for line in out.splitlines())
     assert reasons == ["interrupted", "interrupted"]
+
+
+def test_a_second_run_of_a_running_loop_is_refused_unless_parallel(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    marker = tmp_path / "agent-pid"
+    repo = make_loop_repo(
+        make_repo,
+        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2)),
+    )
+    runner = start_runner(repo)
+    wait_for(marker)
+    first = _run_id(repo)
+
+    refused = run_cli(repo, "run", "fix")
+    allowed = run_cli(repo, "run", "fix", "--parallel", "--json")
+
+    assert refused.returncode == 3
+    assert "already running" in refused.stderr and first in refused.stderr
+    assert "--parallel" in refused.stderr
+    # the second run's agent sees the marker and does not hang: it converges on its own
+    assert allowed.returncode == 0, allowed.stderr
+    assert run_cli(repo, "stop", first).returncode == 0
+    runner.communicate(timeout=30)
+    assert runner.returncode == 1

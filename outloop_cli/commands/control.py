@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +10,7 @@ from outloop_cli.engine import LoopPlan, RunOptions, plan_resume
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.fsutil import atomic_write_text
 from outloop_cli.records import RunRecord, RunState, StopReason
-from outloop_cli.runstore import RunPaths, RunStore
+from outloop_cli.runstore import RunPaths, RunStore, is_running
 from outloop_cli.workspace import Repository, discover
 
 
@@ -30,23 +28,8 @@ def _store(cwd: Path) -> tuple[Repository, RunStore]:
 
 
 def run_is_alive(record: RunRecord, paths: RunPaths) -> bool:
-    """Is the process that owns this run still there?"""
-    from outloop_cli import runstore
-
-    is_running = getattr(runstore, "is_running", None)
-    if callable(is_running):
-        return bool(is_running(paths))
-    if record.state is not RunState.RUNNING or record.pid is None:
-        return False
-    if record.host and record.host != socket.gethostname():
-        return True  # cannot tell from here; assume the owner knows
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Is the process that owns this run still there? (its run lock is held)"""
+    return record.state is RunState.RUNNING and is_running(paths)
 
 
 def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | None) -> StopResult:
