@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -59,6 +59,10 @@ _DRAIN_CAP = 2.0
 # SIGKILL cannot be refused, but delivery is asynchronous: wait this long for
 # the tree to vanish so that "returned" means "gone".
 _SETTLE = 2.0
+# How often a running child's tree is scanned for descendants that left its
+# process group (setsid), so they can be killed with it later. Scanning
+# /proc costs a few milliseconds; children quicker than this cost nothing.
+_SNAPSHOT_EVERY = 0.5
 _CAPTURED_KILL_GRACE = 3.0
 
 
@@ -166,13 +170,20 @@ def run_streamed(
         raise ValueError(f"kill_grace must be >= 0, not {kill_grace}")
     if tail_bytes < 0:
         raise ValueError(f"tail_bytes must be >= 0, not {tail_bytes}")
-    executable = _resolve(argv, env, cwd)
+    if not argv:
+        raise ValueError("argv must not be empty")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with io.FileIO(log_path, "a" if append else "w") as log:
         sink = _LogSink(log, tail_bytes=tail_bytes, transform=transform, on_output=on_output)
         if cancel is not None and cancel.is_set():
             sink.note("not started: cancelled")
             return sink.result(None, 0.0, log_path, stopped=_Stop.CANCEL)
+        try:
+            executable = _resolve(argv, env, cwd)
+        except CouldNotRun as exc:
+            # an empty log should say why it is empty
+            sink.note(f"could not start: {exc.message}")
+            raise
         out_r, out_w = os.pipe()
         try:
             child = _Child.start(
@@ -396,6 +407,7 @@ class _Child:
     ) -> _Stop | None:
         """Pump the pipes, watch, kill if needed, reap; return why we killed, if we did."""
         say = note or _ignore
+        pipes = {os.fstat(fd).st_ino for fd in outputs}
         pump = _Pump(outputs, self._stdin)
         try:
             pump.start()
@@ -416,6 +428,9 @@ class _Child:
                 self._kill_tree(0.0, say)
             raise
         finally:
+            pump.join(_DRAIN)
+            if pump.is_alive():
+                self._kill_pipe_holders(pipes, say)
             pump.finish()
             self._close()
         if pump.error is not None:
@@ -431,8 +446,14 @@ class _Child:
         cancel: threading.Event | None,
     ) -> _Stop | None:
         start = time.monotonic()
+        next_snapshot = start + _SNAPSHOT_EVERY
         while not self._wait_exit(_POLL):
             now = time.monotonic()
+            if now >= next_snapshot:
+                # learn who escaped the group while their parents still
+                # show where they came from
+                self._snapshot_escaped()
+                next_snapshot = now + _SNAPSHOT_EVERY
             if pump.error is not None:
                 return _Stop.PUMP_FAILED
             if cancel is not None and cancel.is_set():
@@ -469,14 +490,11 @@ class _Child:
             return True
 
     def _kill_leftovers(self, say: Callable[[str], None]) -> None:
-        """The leader exited on its own: kill what it left running in its group."""
+        """The leader exited on its own: kill what it left running, in its group or not."""
         table = _proc_table()
         if table is not None:
-            left = [
-                pid
-                for pid, info in table.items()
-                if info.pgrp == self.pid and pid != self.pid and info.alive
-            ]
+            self._snapshot_escaped(table)
+            left = self._alive_members(table)
             if not left:
                 self.proc.wait()
                 return
@@ -502,14 +520,49 @@ class _Child:
         self._signal(signal.SIGKILL)
         self._settle()
 
-    def _snapshot_escaped(self) -> None:
-        table = _proc_table()
+    def _snapshot_escaped(self, table: Mapping[int, _ProcInfo] | None = None) -> None:
+        """Remember every descendant of the group that moved to a group of its own."""
         if table is None:
-            return
-        for pid in _descendants(table, self.pid):
+            table = _proc_table()
+            if table is None:
+                return
+        # from every member, not just the leader: a member whose parent died
+        # was reparented away, but its own children still point at it
+        roots = [pid for pid, info in table.items() if info.pgrp == self.pid]
+        roots += [
+            pid
+            for pid, start in self._escaped
+            if (info := table.get(pid)) is not None and info.starttime == start
+        ]
+        for pid in _descendants(table, roots):
             info = table[pid]
             if info.pgrp != self.pid:
                 self._escaped.add((pid, info.starttime))
+
+    def _kill_pipe_holders(self, pipes: set[int], say: Callable[[str], None]) -> None:
+        """Kill whatever still holds our output pipes after the tree was dealt with.
+
+        A double-forked daemon is reparented away before any snapshot can
+        place it in the tree, but if it kept our stdout it inherited that
+        from the tree, so holding the pipe is proof enough that it is ours.
+        """
+        holders = _pipe_holders(pipes)
+        if not holders:
+            return
+        say(f"killed {len(holders)} process(es) that escaped the tree and kept its output open")
+        targets = [(pid, _starttime(pid)) for pid in holders]
+        for pid, _ in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        # as for the tree: "returned" means "gone"
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline and any(
+            (info := _read_stat(pid)) is not None and info.starttime == start and info.alive
+            for pid, start in targets
+        ):
+            time.sleep(0.01)
 
     def _signal(self, sig: signal.Signals) -> None:
         try:
@@ -530,12 +583,16 @@ class _Child:
         table = _proc_table()
         if table is None:
             return not self._exited()
-        if any(info.pgrp == self.pid and info.alive for info in table.values()):
-            return True
-        return any(
-            (info := table.get(pid)) is not None and info.starttime == start and info.alive
+        return bool(self._alive_members(table))
+
+    def _alive_members(self, table: Mapping[int, _ProcInfo]) -> list[int]:
+        members = [pid for pid, info in table.items() if info.pgrp == self.pid and info.alive]
+        members += [
+            pid
             for pid, start in self._escaped
-        )
+            if (info := table.get(pid)) is not None and info.starttime == start and info.alive
+        ]
+        return members
 
     def _settle(self) -> None:
         deadline = time.monotonic() + _SETTLE
@@ -791,18 +848,43 @@ def _proc_table() -> dict[int, _ProcInfo] | None:
     return table
 
 
+def _pipe_holders(inodes: set[int]) -> list[int]:
+    """Processes other than us with one of these pipes open (Linux only)."""
+    if not _have_proc() or not inodes:
+        return []
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    me = os.getpid()
+    holders: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue  # exited, or not ours to look at
+        for fd in fds:
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target in wanted:
+                holders.append(int(entry.name))
+                break
+    return holders
+
+
 def _starttime(pid: int) -> int | None:
     info = _read_stat(pid)
     return None if info is None else info.starttime
 
 
-def _descendants(table: Mapping[int, _ProcInfo], root: int) -> list[int]:
+def _descendants(table: Mapping[int, _ProcInfo], roots: Iterable[int]) -> list[int]:
     children: dict[int, list[int]] = {}
     for pid, info in table.items():
         children.setdefault(info.ppid, []).append(pid)
     found: list[int] = []
-    seen = {root}  # a snapshot taken during pid reuse could hold a cycle
-    stack = [root]
+    stack = list(roots)
+    seen = set(stack)  # a snapshot taken during pid reuse could hold a cycle
     while stack:
         for child in children.get(stack.pop(), ()):
             if child not in seen:
