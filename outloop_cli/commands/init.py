@@ -5,24 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from outloop_cli.commands.schema import schema_path
+from outloop_cli.config import loop_file_candidates
 from outloop_cli.config.model import PRESETS
+from outloop_cli.config.values import loop_name_problem
 from outloop_cli.errors import UsageError
-from outloop_cli.templates_dir import loop_template
+from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template
 from outloop_cli.workspace import discover
 
 
 def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path:
+    """Write ``.outloop/<name>.yml`` for ``preset`` at the repository's root; its path."""
     if preset not in PRESETS:
         raise UsageError(f"unknown preset `{preset}`", hint="choose one of: " + ", ".join(PRESETS))
+    problem = loop_name_problem(name)
+    if problem:
+        raise UsageError(problem, hint="pick another --name, e.g. fix-tests")
     root = discover(cwd).root
-    target = root / ".outloop" / f"{name}.yml"
+    # an existing .yaml of that name is the same loop: overwrite it rather than add a twin
+    candidates = [root / rel for rel in loop_file_candidates(name)]
+    target = next((path for path in candidates if path.exists()), candidates[0])
     if target.exists() and not force:
         raise UsageError(
             f"{target} already exists", hint="pick another --name, or --force to overwrite"
         )
-    text = loop_template(preset).replace("{schema_path}", str(schema_path()))
+    text = loop_template(preset).replace(SCHEMA_TOKEN, str(schema_path()))
     target.parent.mkdir(parents=True, exist_ok=True)
     # exclusive create unless forced, so a concurrent init cannot be clobbered
-    with target.open("w" if force else "x", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        with target.open("w" if force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError as exc:
+        raise UsageError(
+            f"{target} already exists", hint="pick another --name, or --force to overwrite"
+        ) from exc
     return target

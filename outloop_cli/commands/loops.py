@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config import check_files, find_loop_files, load_loop_file
-from outloop_cli.errors import ConfigError, Problem
+from outloop_cli.config import LOOP_DIR, check_files, find_loop_files, load_loop_file
+from outloop_cli.config.loader import display_path
+from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.workspace import discover
 
 
@@ -22,9 +23,26 @@ class LoopSummary:
 
 
 def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
-    """Check the given files (or every loop file); return what was checked and every problem."""
+    """Check the given files (or every loop file); return what was checked and every problem.
+
+    Files named on the command line are checked even outside a git repository
+    (an editor or a pre-commit hook may validate a single file); finding the
+    loops by themselves needs the repository.
+    """
+    if files:
+        try:
+            root: Path | None = discover(cwd).root
+        except UsageError:
+            root = None
+        targets = [path if path.is_absolute() else cwd / path for path in files]
+        return targets, check_files(targets, repo_root=root)
     root = discover(cwd).root
-    targets = list(files) if files else find_loop_files(root)
+    targets = find_loop_files(root)
+    if not targets:
+        raise UsageError(
+            f"no loop files in {root / LOOP_DIR}",
+            hint="create one with `outloop init`, or name the files to check",
+        )
     return targets, check_files(targets, repo_root=root)
 
 
@@ -36,7 +54,14 @@ def list_loops(cwd: Path) -> list[LoopSummary]:
             config = load_loop_file(path, repo_root=root)
         except ConfigError as exc:
             summaries.append(
-                LoopSummary(path.stem, _rel(path, root), "?", "?", None, problems=len(exc.problems))
+                LoopSummary(
+                    path.stem,
+                    display_path(path, root),
+                    "?",
+                    "?",
+                    None,
+                    problems=len(exc.problems),
+                )
             )
             continue
         agent = config.agent.preset
@@ -51,10 +76,3 @@ def list_loops(cwd: Path) -> list[LoopSummary]:
             LoopSummary(config.name, config.path, agent, goal, config.description, problems=0)
         )
     return summaries
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)

@@ -21,21 +21,44 @@ from outloop_cli.errors import ConfigError, Problem
 LOOP_SUFFIXES = (".yml", ".yaml")
 
 
-def _yaml_problem(exc: yaml.YAMLError, file: str) -> Problem:
+def _yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # raised before parsing starts: it has a position in the text, not a mark
+        position = int(exc.position)
+        line = text.count("\n", 0, position) + 1
+        col = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return Problem(
+            file,
+            f"invalid YAML: the control character U+{ord(char):04X} is not allowed",
+            line,
+            col,
+            "remove it; inside a double-quoted string write it as an escape such as \\x07",
+        )
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"invalid YAML: {problem}"
-    if context:
+    if context and "a single document" in context:
+        message = "invalid YAML: a second document starts here, but a loop file holds one"
+    elif context and context_mark is not None and mark is not None and context_mark != mark:
+        # e.g. an unclosed `[`: the error shows where parsing failed; say where it began
+        message += f" ({context} that starts at line {context_mark.line + 1})"
+    elif context:
         message = f"invalid YAML: {context}, {problem}"
     hint = "check indentation and quoting near this spot"
-    if "found character '\\t'" in str(problem):
+    if "found character '\\t'" in message:
         hint = "YAML does not allow tabs for indentation; use spaces"
-    elif "a single document" in str(problem):
-        hint = "a loop file holds one document; remove the extra `---`"
+    elif "a single document" in message:
+        hint = "a loop file holds one document; remove the `---` and what follows it"
     if mark is None:
         return Problem(file, message, hint=hint)
     return Problem(file, message, mark.line + 1, mark.column + 1, hint)
+
+
+def _position(problem: Problem) -> tuple[int, int]:
+    return (problem.line or 0, problem.col or 0)
 
 
 def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | None, list[Problem]]:
@@ -47,7 +70,7 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        return None, [*problems, _yaml_problem(exc, file)]
+        return None, [*problems, _yaml_problem(exc, file, text)]
     if node is None or (isinstance(node, ScalarNode) and node.value == ""):
         problems.append(
             Problem(
@@ -73,7 +96,8 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
         return None, problems
     ctx = Context(file=file, loop=name)
     config = LOOP.check(node, (), ctx, extra={"name": name, "path": file})
-    problems.extend(ctx.problems)
+    # in file order: rules between keys are checked after the keys themselves
+    problems.extend(sorted(ctx.problems, key=_position))
     if problems or config is INVALID:
         return None, problems
     assert isinstance(config, LoopConfig)
@@ -118,8 +142,16 @@ def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, Problem(shown, "not valid UTF-8", line, hint="save the file as UTF-8")
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
+        return None, Problem(
+            shown,
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+            line,
+            col,
+            "save the file as UTF-8",
+        )
 
 
 def check_loop_file(

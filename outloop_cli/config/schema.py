@@ -78,6 +78,12 @@ class Context:
             Problem(self.file, prefix + message, mark.line + 1, mark.column + 1, hint)
         )
 
+    def fill_hints(self, since: int, hint: str) -> None:
+        """Give ``hint`` to the problems reported since index ``since`` that have none."""
+        for index in range(since, len(self.problems)):
+            if self.problems[index].hint is None:
+                self.problems[index] = dataclasses.replace(self.problems[index], hint=hint)
+
 
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -113,11 +119,16 @@ def _scalar(node: Node, path: KeyPath, ctx: Context, what: str) -> tuple[str, st
         ctx.report(
             node,
             path,
-            f"unsupported YAML tag `{node.tag}`",
+            f"unsupported YAML tag `{_show_tag(node.tag)}`",
             "remove the tag: a loop file holds plain strings, numbers, lists and mappings",
         )
         return None
     return kind, node.value
+
+
+def _show_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/name`` as it was written: ``!!python/name``."""
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
 def _collection_tag_ok(node: Node, tag: str, path: KeyPath, ctx: Context) -> bool:
@@ -126,10 +137,17 @@ def _collection_tag_ok(node: Node, tag: str, path: KeyPath, ctx: Context) -> boo
     ctx.report(
         node,
         path,
-        f"unsupported YAML tag `{node.tag}`",
+        f"unsupported YAML tag `{_show_tag(node.tag)}`",
         "remove the tag: a loop file holds plain strings, numbers, lists and mappings",
     )
     return False
+
+
+def _unquote_hint(node: Node) -> str:
+    """For a number or boolean written as a string: quotes, or an explicit ``!!str``."""
+    if isinstance(node, ScalarNode) and node.style in ("'", '"'):
+        return "remove the quotes"
+    return "remove the `!!str` tag"
 
 
 def _wrong_kind_hint(kind: str) -> str | None:
@@ -190,7 +208,7 @@ class Str(Spec):
             ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
             return INVALID
         if self.non_blank and not text.strip():
-            ctx.report(node, path, f"expected {self.what}, got an empty string")
+            ctx.report(node, path, "must not be blank")
             return INVALID
         try:
             return self.validate(text)
@@ -248,7 +266,7 @@ class Int(Spec):
             return value
         hint = _wrong_kind_hint(kind)
         if kind == "str" and _number("int", text) is not None:
-            hint = "remove the quotes"
+            hint = _unquote_hint(node)
         elif kind == "int" and value is None:
             hint = "write the number in plain decimal"
         ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
@@ -272,7 +290,7 @@ class PositiveNumber(Spec):
             return float(value)
         hint = _wrong_kind_hint(kind)
         if kind == "str" and (_number("int", text) or _number("float", text)):
-            hint = "remove the quotes"
+            hint = _unquote_hint(node)
         ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
         return INVALID
 
@@ -300,7 +318,7 @@ class Bool(Spec):
                 "write true or false; yes/no/on/off mean different things to different YAML tools"
             )
         elif kind == "str" and text.lower() in ("true", "false"):
-            hint = "remove the quotes"
+            hint = _unquote_hint(node)
         else:
             hint = _wrong_kind_hint(kind)
         ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
@@ -474,7 +492,9 @@ class ListOf(Spec):
             if value is INVALID:
                 ok = False
             elif self.unique and value in seen:
-                ctx.report(child, (*path, index), f"{value!r} is listed twice")
+                ctx.report(
+                    child, (*path, index), f"{value!r} is listed twice", "remove the repetition"
+                )
                 ok = False
             else:
                 seen.add(value)
@@ -537,17 +557,31 @@ class Argv(Spec):
 def _key_text(node: Node, path: KeyPath, ctx: Context, where: str) -> str | None:
     """The text of a mapping key, or None (reported) for keys that cannot be ours."""
     if not isinstance(node, ScalarNode):
-        ctx.report(node, path, f"{where}: keys must be plain strings, got {describe(node)}")
+        ctx.report(
+            node,
+            (),
+            f"keys must be plain words, got {describe(node)} {where}",
+            "a key is a name such as `agent` or `timeout`",
+        )
         return None
     if node.tag == _MERGE_TAG:
         ctx.report(
             node,
-            path,
-            f"{where}: merge keys (<<) are not supported",
+            (),
+            f"merge keys (<<) are not supported {where}",
             "write the keys out, or reuse a whole value with an alias (*name)",
         )
         return None
     return str(node.value)
+
+
+def _flow(value: Any) -> str:
+    """A default as it would be written in the file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
 
 
 def _where(path: KeyPath) -> str:
@@ -626,6 +660,17 @@ class Field:
     required: bool = False
     # null is accepted and gives None (e.g. `max_time: null` for no time limit)
     nullable: bool = False
+    # a value to show in hints, as YAML (flow style, one line)
+    example: str | None = None
+
+    def hint(self, default: Any = None) -> str:
+        """What to tell a user who got this key wrong: what it is, and a value that works."""
+        text = self.description
+        if self.example is not None:
+            text += f" Example: `{self.name}: {self.example}`."
+        elif default is not None and default != ():
+            text += f" Default: `{self.name}: {_flow(self.spec.default_json(default))}`."
+        return text
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
         if self.nullable and isinstance(node, ScalarNode) and scalar_kind(node) == "null":
@@ -689,7 +734,13 @@ class ExactlyOne(Rule):
     def check(self, obj: Obj, seen: Seen, path: KeyPath, ctx: Context) -> None:
         present = [k for k in seen.keys if k in self.keys]
         if not present:
-            ctx.report(seen.node, path, f"needs one of {_keys(self.keys)}")
+            fields = [f for f in (obj.get_field(k) for k in self.keys) if f is not None]
+            ctx.report(
+                seen.node,
+                path,
+                f"needs one of {_keys(self.keys)}",
+                " Or: ".join(f.hint() for f in fields) or None,
+            )
         elif len(present) > 1:
             ctx.report(
                 seen.keys[present[1]],
@@ -747,7 +798,9 @@ class When(Rule):
         condition = f"{self.key} is {actual}"
         for key in self.require:
             if key not in seen.keys:
-                ctx.report(seen.node, path, f"missing `{key}`, needed when {condition}", self.hint)
+                required = obj.get_field(key)
+                hint = self.hint or (required.hint() if required else None)
+                ctx.report(seen.node, path, f"missing `{key}`, needed when {condition}", hint)
         if self.require_one_of and not any(k in seen.keys for k in self.require_one_of):
             ctx.report(
                 seen.node, path, f"needs {_keys(self.require_one_of)} when {condition}", self.hint
@@ -816,7 +869,10 @@ class Obj(Spec):
         ]
         if not allowed:
             return f"remove `{forbidden}`"
-        return f"`{forbidden}` only applies with {key}: {' or '.join(allowed)}"
+        choices_text = (
+            ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
+        )
+        return f"`{forbidden}` only applies with {key}: {choices_text}"
 
     def check(
         self,
@@ -832,9 +888,11 @@ class Obj(Spec):
             return INVALID
         before = len(ctx.problems)
         seen = Seen(node, {}, {}, {})
+        merged = False
         for key_node, value_node in node.value:
             key = _key_text(key_node, path, ctx, _where(path))
             if key is None:
+                merged = merged or key_node.tag == _MERGE_TAG
                 continue
             if key in seen.keys:
                 ctx.report(
@@ -851,12 +909,18 @@ class Obj(Spec):
             if spec is None:
                 ctx.report(key_node, (), f"unknown key `{key}` {_where(path)}", self._unknown(key))
                 continue
+            since = len(ctx.problems)
             value = spec.check(value_node, (*path, key), ctx)
+            if len(ctx.problems) > since:
+                ctx.fill_hints(since, spec.hint(self.defaults().get(key)))
             if value is not INVALID:
                 seen.values[key] = value
+        if merged:
+            # the merged keys are unknown: saying which are missing would mislead
+            return INVALID
         for f in self.fields:
             if f.required and f.name not in seen.keys:
-                hint = None
+                hint = f.hint()
                 if isinstance(f.spec, Enum):
                     hint = f"add `{f.name}: {f.spec.choices[0]}` ({f.spec.what})"
                 ctx.report(node, path, f"missing required key `{f.name}`", hint)
@@ -925,22 +989,31 @@ AGENT = Obj(
             "The agent's command line (a list, or a string split like a shell would). "
             f"Required with preset `command`; replaces a preset's program otherwise. "
             f"Placeholders: {_PLACEHOLDER_DOC}; write {{{{ and }}}} for literal braces.",
+            example='["my-agent", "--task-file", "{prompt_file}"]',
         ),
         Field(
             "prompt",
             Str(non_blank=True),
             "The task, as text. Use this or `prompt_file`.",
+            example='"Make the failing tests pass."',
         ),
         Field(
             "prompt_file",
             REPO_PATH,
             "The task, in a file of the repository (read from the starting commit).",
+            example="PROMPT.md",
         ),
-        Field("model", Str(non_blank=True), "The model the preset asks its agent to use."),
+        Field(
+            "model",
+            Str(non_blank=True),
+            "The model the preset asks its agent to use.",
+            example="claude-sonnet-4-5",
+        ),
         Field(
             "args",
             ListOf(TEMPLATE),
             f"Extra arguments appended to the preset's command line. Placeholders: {_PLACEHOLDER_DOC}.",
+            example='["--verbose"]',
         ),
         Field(
             "timeout",
@@ -957,16 +1030,18 @@ AGENT = Obj(
             "env",
             ENV,
             "Non-secret environment variables for the agent. Values are taken as written.",
+            example="{LOG_LEVEL: info}",
         ),
         Field(
             "pass_env",
             PASS_ENV,
             "Names of variables passed through from outloop's own environment.",
+            example="[HTTPS_PROXY, NO_PROXY]",
         ),
     ),
     (
         Exclusive(("prompt", "prompt_file")),
-        When("preset", ("command",), require=("command",)),
+        When("preset", ("command",), require=("command",), forbid=("model",)),
         When(
             "preset",
             tuple(p for p in m.PRESETS if p != "command"),
@@ -1022,19 +1097,32 @@ GOAL = Obj(
             "run",
             Str("a shell command", non_blank=True),
             "A shell command run in the worktree (`/bin/sh -c`); the goal is met when it exits 0.",
+            example="pytest -q",
         ),
         Field(
             "junit",
             REPO_PATH,
             "A JUnit XML file that `run` writes, for pass/fail counts and failing test names.",
+            example="reports/junit.xml",
         ),
         Field("timeout", Duration(), "Time limit of one run of the goal command."),
-        Field("env", ENV, "Non-secret environment variables for the goal command."),
-        Field("pass_env", PASS_ENV, "Variables passed through to the goal command."),
+        Field(
+            "env",
+            ENV,
+            "Non-secret environment variables for the goal command.",
+            example='{PYTHONHASHSEED: "0"}',
+        ),
+        Field(
+            "pass_env",
+            PASS_ENV,
+            "Variables passed through to the goal command.",
+            example="[DATABASE_URL]",
+        ),
         Field(
             "ci",
             CI,
             "Instead of `run`: the goal is met when every (required) CI check on the pushed head is green.",
+            example="{provider: github}",
         ),
     ),
     (
@@ -1107,11 +1195,13 @@ CREDENTIAL = Obj(
             "upstream",
             Str("an https URL", v.URL_PATTERN, v.check_url),
             "via proxy: the API the proxy forwards to (https; http only for localhost).",
+            example="https://api.openai.com",
         ),
         Field(
             "env",
             ENV_NAME,
             "via proxy: the variable that gives the agent the proxy's URL (never the key).",
+            example="OPENAI_BASE_URL",
         ),
         Field(
             "header",
@@ -1148,7 +1238,8 @@ CREDENTIAL = Obj(
         Field(
             "host",
             Str("a host name", v.HOST_PATTERN, v.check_host),
-            "via git: the host whose git credentials this is, e.g. github.com.",
+            "via git: the host whose git credentials this is.",
+            example="github.com",
         ),
     ),
     (
@@ -1162,8 +1253,20 @@ LOOP = Obj(
     m.LoopConfig,
     (
         Field("description", Str(), "What this loop is for, in a line."),
-        Field("agent", AGENT, "The coding agent that acts each iteration.", required=True),
-        Field("goal", GOAL, "What must hold for the loop to succeed.", required=True),
+        Field(
+            "agent",
+            AGENT,
+            "The coding agent that acts each iteration.",
+            required=True,
+            example='{preset: claude, prompt: "Make the failing tests pass."}',
+        ),
+        Field(
+            "goal",
+            GOAL,
+            "What must hold for the loop to succeed.",
+            required=True,
+            example="{run: pytest -q}",
+        ),
         Field("limits", LIMITS, "When to give up."),
         Field("commit", COMMIT, "How each iteration is committed."),
         Field(
@@ -1181,6 +1284,7 @@ LOOP = Obj(
             ListOf(Str("a repo-relative glob", v.GLOB_PATTERN, v.check_glob), unique=True),
             "Globs (** allowed) of files the agent must not change; a change stops the run. "
             f"{m.ALWAYS_PROTECTED} is always protected.",
+            example='[".github/workflows/**", "tests/**"]',
         ),
         Field(
             "credentials",
@@ -1195,7 +1299,12 @@ LOOP = Obj(
             ),
             "Secrets this loop asks for, by name; your policy file decides whether it gets them.",
         ),
-        Field("sandbox", Enum(m.SANDBOXES), "Run the agent in a bubblewrap sandbox."),
+        Field(
+            "sandbox",
+            Enum(m.SANDBOXES),
+            "`bwrap` runs the agent in a bubblewrap sandbox that can write only to its worktree; "
+            "`none` runs it as it is.",
+        ),
     ),
 )
 

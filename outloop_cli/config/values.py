@@ -143,6 +143,11 @@ def parse_size(text: str | int) -> int:
     if match is None:
         if text.strip().startswith("-"):
             raise BadValue(f"a size must not be negative, got {text!r}", SIZE_HINT)
+        if re.fullmatch(r"[0-9]*\.[0-9]+ ?[A-Za-z]*", text):
+            raise BadValue(
+                f"a size must be a whole number, got {text!r}",
+                "use a smaller unit: 1500KB rather than 1.5MB",
+            )
         unit = re.sub(r"^[0-9. ]+", "", text)
         if unit and unit != text:
             close = suggest(unit, list(SIZE_UNITS))
