@@ -6,11 +6,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from outloop_cli.config.model import GoalConfig
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.records import GoalResult
+
+if TYPE_CHECKING:
+    from outloop_cli.forges.session import ForgeSession
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class GoalContext:
     transform: Callable[[bytes], bytes] | None = None
     # seconds left in the run's time budget, if it has one
     time_left: float | None = None
+    # CI goals: the commit outloop pushed for this evaluation, and the run's
+    # authenticated access to the forge (see outloop_cli.forges.session)
+    head_sha: str | None = None
+    forge: ForgeSession | None = None
 
 
 class Verifier(Protocol):
@@ -47,7 +54,8 @@ def make_verifier(goal: GoalConfig) -> Verifier:
         from outloop_cli.goals.command import CommandVerifier
 
         return CommandVerifier(goal)
-    raise CouldNotRun(
-        "the CI goal (`goal.ci`) is not supported by this version of outloop yet",
-        hint="use `goal.run` with a test command for now",
-    )
+    if goal.ci is not None:
+        from outloop_cli.goals.ci import CIVerifier
+
+        return CIVerifier(goal.ci)
+    raise CouldNotRun("the goal has neither `run` nor `ci`", hint="set `goal.run` or `goal.ci`")
