@@ -1,0 +1,224 @@
+"""Masking: every secret, and the usual encodings of it, becomes ``***`` in what outloop writes.
+
+A key leaks as easily in disguise as in the clear: an agent (or a tool's
+debug output) may print it base64-encoded in a Basic auth header, hex-dumped,
+percent-encoded in a URL, or escaped inside JSON. So for each value the
+masker derives these forms and matches all of them:
+
+* the value itself;
+* base64 and base64url, with and without padding, and the part of the
+  encoding that does not depend on alignment, so the value is found inside a
+  longer base64 blob (``user:KEY`` in a Basic header) at any of the three
+  byte offsets;
+* hex, lower and upper case;
+* percent-encoding (``quote``, ``quote_plus``, with lower-case escapes too);
+* JSON string escaping (ASCII-only and not, with ``\\/`` for slashes).
+
+Forms shorter than :data:`MIN_FORM` characters are skipped: a two-letter
+fragment of base64 would mask noise everywhere and protect nothing.
+
+:class:`StreamMasker` masks a byte stream that arrives in chunks, holding back
+just enough bytes that a secret split across two chunks is still caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+MASK = "***"
+MIN_FORM = 4
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    """Where a secret showed up: its name (when known) and in which form; never its value."""
+
+    name: str
+    form: str
+
+
+def _b64_forms(raw: bytes) -> dict[str, bytes]:
+    forms: dict[str, bytes] = {}
+    for label, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
+        full = encode(raw)
+        forms[label] = full
+        forms[f"{label} (unpadded)"] = full.rstrip(b"=")
+        for offset in (0, 1, 2):
+            # Encode behind `offset` filler bytes: the characters that depend only on
+            # the value are the ones fully inside its bits, whatever surrounds it.
+            encoded = encode(b"\0" * offset + raw)
+            start = -(-offset * 8 // 6)
+            end = (offset + len(raw)) * 8 // 6
+            core = encoded[start:end]
+            forms[f"{label} (inside a longer text, offset {offset})"] = core
+    return forms
+
+
+def _text_forms(value: str) -> dict[str, str]:
+    forms: dict[str, str] = {
+        "plain": value,
+        "url-encoded": urllib.parse.quote(value, safe=""),
+        "url-encoded (path)": urllib.parse.quote(value),
+        "url-encoded (form)": urllib.parse.quote_plus(value),
+        "json": json.dumps(value)[1:-1],
+        "json (non-ascii kept)": json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    forms["json (escaped slashes)"] = forms["json"].replace("/", "\\/")
+    forms["url-encoded (lower-case)"] = re.sub(
+        r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), forms["url-encoded"]
+    )
+    return forms
+
+
+def secret_forms(value: str) -> dict[str, bytes]:
+    """Each form of ``value`` that masking looks for, by label (plain first)."""
+    raw = value.encode()
+    forms: dict[str, bytes] = {label: text.encode() for label, text in _text_forms(value).items()}
+    forms["hex"] = binascii.hexlify(raw)
+    forms["hex (upper-case)"] = binascii.hexlify(raw).upper()
+    forms.update(_b64_forms(raw))
+    out: dict[str, bytes] = {}
+    seen: set[bytes] = set()
+    for label, form in forms.items():
+        # the plain value is always kept, however short; derived fragments only when telling
+        if form in seen or (label != "plain" and len(form) < MIN_FORM) or not form:
+            continue
+        seen.add(form)
+        out[label] = form
+    return out
+
+
+class Masker:
+    """Masks a fixed set of secret values in text and bytes.
+
+    ``values`` is either a mapping of secret names to values (so findings can
+    name the secret) or plain values. Empty values are ignored.
+    """
+
+    def __init__(self, values: Mapping[str, str] | Iterable[str]) -> None:
+        named: dict[str, str] = (
+            dict(values)
+            if isinstance(values, Mapping)
+            else {f"secret #{i + 1}": v for i, v in enumerate(values)}
+        )
+        self._owner: dict[bytes, tuple[str, str]] = {}
+        for name, value in named.items():
+            if not value:
+                continue
+            for label, form in secret_forms(value).items():
+                self._owner.setdefault(form, (name, label))
+        # longest first, so a value is masked whole rather than around a shorter form of it
+        ordered = sorted(self._owner, key=len, reverse=True)
+        self.longest = len(ordered[0]) if ordered else 0
+        self._bytes_re = re.compile(b"|".join(re.escape(f) for f in ordered)) if ordered else None
+        self._text_re = (
+            re.compile("|".join(re.escape(f.decode("utf-8", "surrogateescape")) for f in ordered))
+            if ordered
+            else None
+        )
+
+    def __bool__(self) -> bool:
+        return self._bytes_re is not None
+
+    def forms(self) -> list[bytes]:
+        """Every form masked, longest first (e.g. for ``::add-mask::``)."""
+        return sorted(self._owner, key=len, reverse=True)
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        if self._bytes_re is None:
+            return data
+        return self._bytes_re.sub(MASK.encode(), data)
+
+    def mask_text(self, text: str) -> str:
+        if self._text_re is None:
+            return text
+        return self._text_re.sub(MASK, text)
+
+    def mask(self, data: str) -> str:
+        return self.mask_text(data)
+
+    def contains_secret(self, data: bytes | str) -> bool:
+        """Whether any secret appears in ``data`` in any form (the secret-in-diff scan)."""
+        if self._bytes_re is None:
+            return False
+        raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+        return self._bytes_re.search(raw) is not None
+
+    def find(self, data: bytes | str) -> list[SecretHit]:
+        """Which secrets appear in ``data`` and in what form, each once, for a report."""
+        if self._bytes_re is None:
+            return []
+        raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+        hits: dict[tuple[str, str], None] = {}
+        for match in self._bytes_re.finditer(raw):
+            hits.setdefault(self._owner[match.group(0)], None)
+        return [SecretHit(name, form) for name, form in hits]
+
+    def stream(self) -> StreamMasker:
+        return StreamMasker(self)
+
+
+class StreamMasker:
+    """Masks chunked output: ``feed`` each chunk, ``flush`` at the end.
+
+    Holds back at most ``longest - 1`` bytes, the most a secret can have
+    written before the chunk boundary without having been seen whole.
+    """
+
+    def __init__(self, masker: Masker) -> None:
+        self._masker = masker
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        regex = self._masker._bytes_re
+        if regex is None:
+            return chunk
+        data = self._pending + chunk
+        keep = self._masker.longest - 1
+        cut = len(data) - keep
+        if cut <= 0:
+            self._pending = data
+            return b""
+        out = bytearray()
+        pos = 0
+        for match in regex.finditer(data):
+            if match.start() >= cut:
+                break
+            # a match starting before the cut has all the bytes it could need
+            out += data[pos : match.start()] + MASK.encode()
+            pos = match.end()
+        emit_to = max(cut, pos)
+        out += data[pos:emit_to]
+        self._pending = data[emit_to:]
+        return bytes(out)
+
+    __call__ = feed
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._masker.mask_bytes(rest)
+
+
+def add_mask_commands(masker: Masker) -> list[str]:
+    """GitHub Actions ``::add-mask::`` lines for every form, to print before any other output.
+
+    Each line of a multi-line value is masked on its own (the runner matches
+    line by line); ``%``, CR and LF are escaped as the workflow-command syntax
+    requires.
+    """
+    lines: list[str] = []
+    seen: set[str] = set()
+    for form in masker.forms():
+        for part in form.decode("utf-8", "replace").splitlines() or [""]:
+            if not part.strip() or part in seen:
+                continue
+            seen.add(part)
+            escaped = part.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            lines.append(f"::add-mask::{escaped}")
+    return lines
