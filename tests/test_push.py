@@ -1,0 +1,159 @@
+"""outloop's push of the run branch, against a real bare repository on disk."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from outloop_cli.errors import UsageError
+from outloop_cli.push import (
+    PushRejected,
+    push_branch,
+    redact_url,
+    remote_branch_head,
+    token_auth_env,
+    with_git_config,
+)
+from tests.conftest import RepoFactory, git
+
+BRANCH = "outloop/fix/20260101-000000-abcdef"
+
+
+def setup_remote(make_repo: RepoFactory, tmp_path: Path) -> tuple[Path, Path]:
+    repo = make_repo({"a.txt": "one\n"})
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    return repo, bare
+
+
+def commit_on_branch(repo: Path, branch: str, content: str) -> str:
+    if git(repo, "branch", "--list", branch).strip():
+        git(repo, "checkout", "-q", branch)
+    else:
+        git(repo, "checkout", "-q", "-b", branch)
+    (repo / "a.txt").write_text(content)
+    git(repo, "commit", "-qam", content)
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "main")
+    return sha
+
+
+def remote_refs(bare: Path) -> dict[str, str]:
+    out = git(bare, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(tuple(line.split(" ", 1)) for line in out.splitlines())  # type: ignore[misc]
+
+
+def test_first_push_creates_the_branch_then_moves_it(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo, bare = setup_remote(make_repo, tmp_path)
+    first = commit_on_branch(repo, BRANCH, "two\n")
+    result = push_branch(repo, remote="origin", branch=BRANCH, sha=first, expected="")
+    assert result.updated and result.previous == ""
+    assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == first
+    assert remote_branch_head(repo, remote="origin", branch=BRANCH) == first
+    second = commit_on_branch(repo, BRANCH, "three\n")
+    result = push_branch(repo, remote="origin", branch=BRANCH, sha=second, expected=first)
+    assert result.updated and result.previous == first
+    assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == second
+    # pushing the same commit again is a no-op, not an error
+    again = push_branch(repo, remote="origin", branch=BRANCH, sha=second, expected=second)
+    assert not again.updated
+
+
+def test_rewritten_history_is_pushed_only_under_the_lease(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo, bare = setup_remote(make_repo, tmp_path)
+    first = commit_on_branch(repo, BRANCH, "two\n")
+    push_branch(repo, remote="origin", branch=BRANCH, sha=first, expected="")
+    # a resumed run rebuilt the branch: not a fast-forward, but the lease holds
+    git(repo, "branch", "-f", BRANCH, "main")
+    rewritten = commit_on_branch(repo, BRANCH, "other\n")
+    push_branch(repo, remote="origin", branch=BRANCH, sha=rewritten, expected=first)
+    assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == rewritten
+
+
+def test_someone_elses_push_is_never_overwritten(make_repo: RepoFactory, tmp_path: Path) -> None:
+    repo, bare = setup_remote(make_repo, tmp_path)
+    first = commit_on_branch(repo, BRANCH, "two\n")
+    push_branch(repo, remote="origin", branch=BRANCH, sha=first, expected="")
+    # a human pushes to the run's branch from another clone
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    git(other, "checkout", "-q", BRANCH)
+    (other / "human.txt").write_text("mine\n")
+    git(other, "add", "human.txt")
+    git(other, "commit", "-qm", "human")
+    git(other, "push", "-q", "origin", BRANCH)
+    human = git(other, "rev-parse", "HEAD").strip()
+    second = commit_on_branch(repo, BRANCH, "three\n")
+    with pytest.raises(PushRejected, match="not where this run left it"):
+        push_branch(repo, remote="origin", branch=BRANCH, sha=second, expected=first)
+    assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == human
+
+
+def test_first_push_refuses_an_existing_branch(make_repo: RepoFactory, tmp_path: Path) -> None:
+    repo, _ = setup_remote(make_repo, tmp_path)
+    git(repo, "push", "-q", "origin", f"main:refs/heads/{BRANCH}")
+    sha = commit_on_branch(repo, BRANCH + "-x", "two\n")
+    with pytest.raises(PushRejected):
+        push_branch(repo, remote="origin", branch=BRANCH, sha=sha, expected="")
+
+
+def test_only_the_run_branch_is_pushed_and_no_hook_runs(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo, bare = setup_remote(make_repo, tmp_path)
+    before = remote_refs(bare)
+    # config that would push everything, tags included, if outloop relied on defaults
+    git(repo, "config", "remote.origin.push", "+refs/heads/*:refs/heads/*")
+    git(repo, "config", "push.default", "matching")
+    git(repo, "config", "push.followTags", "true")
+    git(repo, "tag", "-a", "v1", "-m", "v1")
+    git(repo, "branch", "feature")
+    hook = repo / ".git" / "hooks" / "pre-push"
+    marker = tmp_path / "hook-ran"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    hook.chmod(0o755)
+    sha = commit_on_branch(repo, BRANCH, "two\n")
+    push_branch(repo, remote="origin", branch=BRANCH, sha=sha, expected="")
+    after = remote_refs(bare)
+    assert set(after) - set(before) == {f"refs/heads/{BRANCH}"}
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "-delete", "refs/heads/x", "a..b", "x:y", "main^", "a b", "x.lock", "@{-1}"]
+)
+def test_bad_branch_names_are_refused(make_repo: RepoFactory, tmp_path: Path, bad: str) -> None:
+    repo, _ = setup_remote(make_repo, tmp_path)
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    with pytest.raises(UsageError):
+        push_branch(repo, remote="origin", branch=bad, sha=sha, expected="")
+
+
+def test_token_env_is_scoped_and_never_in_argv() -> None:
+    env = token_auth_env("https://github.com/octo/widgets.git", "ghs_secret", base={"A": "1"})
+    assert env["A"] == "1"
+    assert env["GIT_CONFIG_COUNT"] == "1"
+    assert env["GIT_CONFIG_KEY_0"] == "http.https://github.com/.extraHeader"
+    value = env["GIT_CONFIG_VALUE_0"]
+    assert value.startswith("Authorization: Basic ")
+    assert base64.b64decode(value.split()[-1]) == b"x-access-token:ghs_secret"
+    chained = with_git_config(env, {"core.hooksPath": "/dev/null"})
+    assert chained["GIT_CONFIG_COUNT"] == "2"
+    assert chained["GIT_CONFIG_KEY_1"] == "core.hooksPath"
+    with pytest.raises(UsageError, match="only http"):
+        token_auth_env("git@github.com:octo/widgets.git", "t")
+
+
+def test_urls_with_credentials_are_redacted() -> None:
+    assert (
+        redact_url("fatal: https://user:tok@host/x.git not found")
+        == "fatal: https://***@host/x.git not found"
+    )
