@@ -263,6 +263,14 @@ def _check_links(lines: Sequence[AuditLine], run_id: str | None) -> tuple[int, s
         if seq is None:
             return n, f"line {n} has no valid sequence number"
         if seq != expected:
+            inserted = _inserted_line(lines, index)
+            if inserted is not None:
+                follows = (
+                    f"continues from line {inserted - 1}" if inserted > 1 else "starts the chain"
+                )
+                return inserted, (
+                    f"line {inserted} was inserted: line {n} {follows}, as line {inserted} does"
+                )
             return n, _sequence_problem(n, seq, expected, seqs)
         for key in ("time", "event", "run"):
             if not isinstance(entry.get(key), str):
@@ -280,6 +288,19 @@ def _check_links(lines: Sequence[AuditLine], run_id: str | None) -> tuple[int, s
                 f"line {n - 1} was edited (or line {n}'s `prev` was)"
             )
         prev = line.hash
+    return None
+
+
+def _inserted_line(lines: Sequence[AuditLine], index: int) -> int | None:
+    """When line ``index`` links to an earlier line that another line already follows,
+    the line in between was inserted: return its number."""
+    entry = lines[index].entry
+    prev = entry.get("prev") if entry else None
+    if prev == GENESIS and index > 0:
+        return lines[0].number
+    for j in range(index - 2, -1, -1):
+        if lines[j].hash == prev:
+            return lines[j + 1].number
     return None
 
 
