@@ -1,0 +1,177 @@
+"""Masking: a random canary per test, hidden in every encoding, must come out as ***."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import secrets
+import urllib.parse
+
+import pytest
+
+from outloop_cli.credentials.masking import (
+    MASK,
+    Masker,
+    add_mask_commands,
+    secret_forms,
+)
+
+
+def canary() -> str:
+    # slashes, plus and equals make the URL and JSON forms differ from the plain one
+    return f"sk/{secrets.token_urlsafe(18)}+={secrets.token_hex(4)}"
+
+
+def encodings(value: str) -> dict[str, str]:
+    raw = value.encode()
+    return {
+        "plain": value,
+        "base64": base64.b64encode(raw).decode(),
+        "base64url": base64.urlsafe_b64encode(raw).decode(),
+        "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "hex": binascii.hexlify(raw).decode(),
+        "HEX": binascii.hexlify(raw).decode().upper(),
+        "url": urllib.parse.quote(value, safe=""),
+        "url-path": urllib.parse.quote(value),
+        "url-form": urllib.parse.quote_plus(value),
+        "json": json.dumps(value)[1:-1],
+        "json-slashes": json.dumps(value)[1:-1].replace("/", "\\/"),
+    }
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "plain",
+        "base64",
+        "base64url",
+        "base64 unpadded",
+        "hex",
+        "HEX",
+        "url",
+        "url-path",
+        "url-form",
+        "json",
+        "json-slashes",
+    ],
+)
+def test_every_encoding_is_masked(label: str) -> None:
+    value = canary()
+    form = encodings(value)[label]
+    masker = Masker({"openai": value})
+    text = f"before {form} after\n"
+    assert masker.mask_text(text) == f"before {MASK} after\n"
+    assert masker.mask_bytes(text.encode()) == f"before {MASK} after\n".encode()
+    assert masker.contains_secret(text.encode())
+    hits = masker.find(text)
+    assert hits and hits[0].name == "openai"
+    # a finding names the secret and the form, never the value
+    assert value not in repr(hits)
+
+
+@pytest.mark.parametrize("prefix", ["", "u:", "us:", "use:"])
+def test_base64_inside_a_longer_blob_at_every_alignment(prefix: str) -> None:
+    value = canary()
+    header = "Basic " + base64.b64encode(f"{prefix}{value}".encode()).decode()
+    masker = Masker([value])
+    assert masker.contains_secret(header)
+    masked = masker.mask_text(header)
+    assert MASK in masked
+    # nothing of the encoded value's alignment-independent part survives
+    for form in secret_forms(value).values():
+        assert form.decode() not in masked
+
+
+def test_clean_text_is_untouched() -> None:
+    value = canary()
+    masker = Masker([value])
+    text = "nothing to see: " + secrets.token_urlsafe(64)
+    assert masker.mask_text(text) == text
+    assert not masker.contains_secret(text.encode())
+
+
+def test_no_values_no_masking() -> None:
+    masker = Masker([])
+    assert not masker
+    assert masker.mask_text("abc") == "abc"
+    assert not masker.contains_secret(b"abc")
+    assert Masker({"x": ""}).mask_text("abc") == "abc"
+
+
+def test_several_secrets_and_overlapping_forms() -> None:
+    a, b = canary(), canary()
+    masker = Masker({"a": a, "b": b})
+    text = f"{a}{b} {a.upper()} {base64.b64encode(b.encode()).decode()}"
+    out = masker.mask_text(text)
+    assert a not in out and b not in out
+    assert out.startswith(f"{MASK}{MASK} ")
+    assert {h.name for h in masker.find(text)} == {"a", "b"}
+
+
+def test_bytes_that_are_not_utf8_are_masked_too() -> None:
+    value = canary()
+    data = b"\xff\xfe" + value.encode() + b"\x00\x80"
+    assert Masker([value]).mask_bytes(data) == b"\xff\xfe***\x00\x80"
+
+
+def test_streaming_equals_masking_the_whole_at_any_chunking() -> None:
+    rng = random.Random(secrets.randbits(32))
+    values = [canary(), canary()]
+    masker = Masker(values)
+    pieces = []
+    for _ in range(200):
+        kind = rng.randrange(4)
+        if kind == 0:
+            pieces.append(values[rng.randrange(2)])
+        elif kind == 1:
+            pieces.append(rng.choice(list(encodings(values[rng.randrange(2)]).values())))
+        else:
+            pieces.append(secrets.token_hex(rng.randrange(1, 20)))
+    stream_data = "".join(pieces).encode()
+    expected = masker.mask_bytes(stream_data)
+    for _ in range(20):
+        stream = masker.stream()
+        out = bytearray()
+        pos = 0
+        while pos < len(stream_data):
+            size = rng.choice([1, 2, 3, 7, 64, 1000])
+            out += stream.feed(stream_data[pos : pos + size])
+            pos += size
+        out += stream.flush()
+        assert bytes(out) == expected
+        for value in values:
+            assert value.encode() not in out
+
+
+def test_stream_holds_back_no_more_than_needed() -> None:
+    value = canary()
+    stream = Masker([value]).stream()
+    chunk = b"x" * 10_000
+    out = stream.feed(chunk)
+    # everything but a possible secret's beginning goes out at once
+    assert len(out) >= len(chunk) - Masker([value]).longest
+    assert out + stream.flush() == chunk
+
+
+def test_add_mask_commands_cover_every_form_and_escape() -> None:
+    value = canary()
+    multi = "line-one-" + secrets.token_hex(4) + "\nline-two-100%-" + secrets.token_hex(4)
+    masker = Masker({"a": value, "b": multi})
+    lines = add_mask_commands(masker)
+    assert all(line.startswith("::add-mask::") for line in lines)
+    assert f"::add-mask::{value}" in lines
+    assert f"::add-mask::{base64.b64encode(value.encode()).decode()}" in lines
+    first, second = multi.split("\n")
+    assert f"::add-mask::{first}" in lines
+    assert "::add-mask::" + second.replace("%", "%25") in lines
+    assert not any("\n" in line for line in lines)
+
+
+def test_short_derived_forms_are_not_used() -> None:
+    # a three-letter value: masked as itself, but no two-letter base64 fragments
+    masker = Masker(["abc"])
+    assert masker.mask_text("xx abc yy") == f"xx {MASK} yy"
+    assert all(len(f) >= 3 for f in masker.forms())
+    assert masker.mask_text("YW and Jj") == "YW and Jj"
