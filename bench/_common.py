@@ -1,0 +1,262 @@
+"""Helpers shared by the benchmarks: finding the CLI, isolating user state, statistics, reports.
+
+The benchmarks time the real ``outloop`` console script as a subprocess, the
+way a user or a CI job starts it, never functions imported in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+BENCH_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Bench User",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "Bench User",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+
+
+def find_outloop(explicit: str | None) -> Path:
+    """The console script to time: ``--outloop``, else the one next to this Python, else PATH."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SystemExit(f"error: --outloop {explicit} is not a file")
+        return path
+    beside = Path(sys.executable).parent / "outloop"
+    if beside.is_file():
+        return beside
+    found = shutil.which("outloop")
+    if found is None:
+        raise SystemExit(
+            "error: no `outloop` console script found; install the package "
+            "(pip install -e .) or pass --outloop PATH"
+        )
+    return Path(found)
+
+
+def interpreter_of(script: Path) -> str:
+    """The Python a console script runs under (its shebang), so the baseline uses the same one."""
+    first = script.read_bytes().split(b"\n", 1)[0].decode(errors="replace")
+    if first.startswith("#!"):
+        words = shlex.split(first[2:])
+        # "#!/usr/bin/env python3" names the interpreter in its second word
+        if words and Path(words[0]).name == "env" and len(words) > 1:
+            resolved = shutil.which(words[1])
+            if resolved:
+                return resolved
+        elif words:
+            return words[0]
+    return sys.executable
+
+
+def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment with user state moved into ``home``.
+
+    No user config (git's, outloop's policy, keyring) can slow down or
+    change a run, and nothing the benchmark does lands in the real home.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Bench User\n\temail = bench@example.invalid\n"
+        "[init]\n\tdefaultBranch = main\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OUTLOOP_"))}
+    env["HOME"] = str(home)
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(home / sub)
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env.update(BENCH_IDENTITY)
+    env.update(extra or {})
+    return env
+
+
+def timed_run(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    ok_codes: Sequence[int] = (0,),
+) -> float:
+    """Wall-clock seconds of one run of ``argv``; fails loudly on an unexpected exit code."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode not in ok_codes:
+        raise SystemExit(
+            f"error: {shlex.join(argv)} (in {cwd}) exited {done.returncode}, "
+            f"expected {' or '.join(map(str, ok_codes))}\n"
+            + done.stderr.decode(errors="replace")[-4000:]
+        )
+    return elapsed
+
+
+def interleaved_order(names: Sequence[str], repeat: int, seed: int) -> list[str]:
+    """Every name once per round, in a shuffled order per round.
+
+    Interleaving spreads slow drifts of the machine (other load, CPU
+    frequency, page cache) over all cases instead of charging one of them.
+    """
+    rng = random.Random(seed)
+    order: list[str] = []
+    for _ in range(repeat):
+        round_ = list(names)
+        rng.shuffle(round_)
+        order.extend(round_)
+    return order
+
+
+@dataclass(frozen=True)
+class Stats:
+    median: float
+    q1: float
+    q3: float
+    n: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        if not samples:
+            raise ValueError("no samples")
+        if len(samples) == 1:
+            return cls(samples[0], samples[0], samples[0], 1)
+        q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+        return cls(statistics.median(samples), q1, q3, len(samples))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _memory() -> str:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            kib = int(line.split()[1])
+            return f"{kib / 1024 / 1024:.1f} GiB"
+    return "unknown"
+
+
+def filesystem_of(path: Path) -> str:
+    """The filesystem type holding ``path`` (from /proc/mounts), e.g. ``ext4`` or ``overlay``."""
+    best, fstype = "", "unknown"
+    resolved = str(path.resolve())
+    for line in _read("/proc/mounts").splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1]
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, fstype = mount, parts[2]
+    return fstype
+
+
+def _version_of(argv: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except OSError:
+        return "not installed"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+
+def _source_commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def _load() -> str:
+    """Load average when the report was written: other work on the machine skews timings."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def machine_description(outloop: Path, python: str, data_dir: Path | None = None) -> str:
+    """A markdown list of what the numbers depend on."""
+    items = [
+        f"CPU: {_cpu_model()}, {os.cpu_count()} logical cores",
+        f"memory: {_memory()}",
+        f"OS: {platform.system()} {platform.release()} ({platform.machine()})",
+        f"Python: {_version_of([python, '--version'])} (`{python}`)",
+        f"git: {_version_of(['git', '--version'])}",
+        f"outloop: {_version_of([str(outloop), '--version'])} (`{outloop}`), "
+        f"source at commit {_source_commit()}",
+        f"load: {_load()}",
+    ]
+    if data_dir is not None:
+        items.append(f"filesystem of the benchmark repositories: {filesystem_of(data_dir)}")
+    return "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def reproduce_command(script: str, argv: Sequence[str]) -> str:
+    """The command line that produced a report, minus the output option."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--write":
+            skip = True
+            continue
+        if arg.startswith("--write="):
+            continue
+        kept.append(arg)
+    return shlex.join([".venv/bin/python", script, *kept])
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
