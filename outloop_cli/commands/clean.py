@@ -1,0 +1,138 @@
+"""``outloop clean``: remove the worktrees of runs that are over; branches always stay.
+
+A run is over when no process holds its lock (finished, stopped or crashed).
+Each removal happens while holding that run's lock, so a run cannot be
+resumed into a worktree that is being deleted, and a live run is never
+touched. Only worktrees git has registered for this repository are removed;
+a recorded path that is not one is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from outloop_cli.commands.status import RUNNING, display_state
+from outloop_cli.errors import CouldNotRun, GitError, OutloopError
+from outloop_cli.paths import worktrees_root
+from outloop_cli.runstore import RunStore, run_lock
+from outloop_cli.workspace import Repository, Worktree, discover
+
+
+@dataclass(frozen=True)
+class CleanTarget:
+    run_id: str
+    state: str
+    worktree: Path
+    # git has the worktree registered (and it is not the main checkout)
+    registered: bool
+
+
+@dataclass
+class CleanPlan:
+    repo: Repository
+    targets: list[CleanTarget] = field(default_factory=list)
+    # runs left alone because they are running
+    running: list[str] = field(default_factory=list)
+    # runs whose record cannot be read, with why: never cleaned blind
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CleanResult:
+    removed: list[CleanTarget] = field(default_factory=list)
+    # per removed worktree: paths that differed from the branch and went with it
+    discarded: dict[str, int] = field(default_factory=dict)
+    records_dropped: list[str] = field(default_factory=list)
+    # recorded paths that exist but are not worktrees of this repository
+    left_alone: list[CleanTarget] = field(default_factory=list)
+    # runs that started (or resumed) between planning and cleaning
+    became_running: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    # runs whose worktree git could not remove, with git's words
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def plan_clean(cwd: Path) -> CleanPlan:
+    repo = Repository(discover(cwd))
+    store = RunStore(repo.info.common_dir)
+    registered = _registered_worktrees(repo)
+    plan = CleanPlan(repo)
+    for run_id in store.run_ids():
+        paths = store.paths(run_id)
+        try:
+            record = store.load(run_id)
+        except OutloopError as exc:
+            plan.unreadable[run_id] = exc.message
+            continue
+        state = display_state(record, paths)
+        if state == RUNNING:
+            plan.running.append(run_id)
+            continue
+        worktree = Path(record.worktree)
+        plan.targets.append(CleanTarget(run_id, state, worktree, _key(worktree) in registered))
+    return plan
+
+
+def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
+    repo = plan.repo
+    store = RunStore(repo.info.common_dir)
+    result = CleanResult(running=list(plan.running), unreadable=dict(plan.unreadable))
+    for target in plan.targets:
+        try:
+            with run_lock(store.paths(target.run_id)):
+                try:
+                    _clean_one(repo, target, result)
+                except GitError as exc:
+                    # keep the record: it is how the user finds the worktree again
+                    result.failed[target.run_id] = exc.message
+                    continue
+                if drop_records:
+                    store.delete(target.run_id)
+                    result.records_dropped.append(target.run_id)
+        except CouldNotRun:
+            # only the lock raises this here: the run started or resumed meanwhile
+            result.became_running.append(target.run_id)
+    # also forgets worktrees whose directories were deleted by hand
+    repo.git.run("worktree", "prune")
+    _remove_if_empty(worktrees_root(repo.info.root, repo.info.common_dir))
+    return result
+
+
+def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> None:
+    if target.registered:
+        if target.worktree.is_dir():
+            try:
+                result.discarded[target.run_id] = len(Worktree(target.worktree, "").changes())
+            except GitError:
+                pass  # a damaged worktree: remove it all the same
+        repo.remove_worktree(target.worktree)
+        result.removed.append(target)
+    elif target.worktree.exists():
+        result.left_alone.append(target)
+
+
+def _registered_worktrees(repo: Repository) -> set[str]:
+    """Every linked worktree git knows for this repository (not the main checkout)."""
+    # not -z: that needs git 2.36, and our own worktree paths hold no newline
+    out = repo.git.run("worktree", "list", "--porcelain")
+    paths = [
+        line.removeprefix("worktree ") for line in out.splitlines() if line.startswith("worktree ")
+    ]
+    # the first entry is the main worktree
+    return {_key(Path(p)) for p in paths[1:]}
+
+
+def _key(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except OSError:
+        return str(path)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,168 @@
+"""``outloop status``: every run of this repository, one summary each.
+
+A run's state comes from its record, corrected by liveness: a record that
+says ``running`` while no process holds its lock is a crashed run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from outloop_cli.errors import OutloopError
+from outloop_cli.records import GoalResult, RunRecord, RunState, StopReason
+from outloop_cli.runstore import RunPaths, RunStore, effective_state
+from outloop_cli.workspace import discover
+
+# what `status` calls a run: the record's state, with `stopped` split out of `finished`
+RUNNING = "running"
+FINISHED = "finished"
+STOPPED = "stopped"
+CRASHED = "crashed"
+UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    loop: str
+    state: str
+    # the iteration in progress (running) or the last one reached
+    iteration: int
+    max_iterations: int | None
+    # what a running run is doing: baseline, agent, commit, goal, ...
+    phase: str | None
+    stop_reason: str | None
+    stop_detail: str | None
+    # "pass" | "fail" | None (not evaluated yet)
+    goal: str | None
+    failing: int | None
+    goal_summary: str | None
+    cost_usd: float | None
+    started_at: str
+    # seconds since the run started, and how long it ran (still running: until now)
+    age: float | None
+    duration: float | None
+    branch: str
+    worktree: str
+    pid: int | None
+    host: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def display_state(record: RunRecord, paths: RunPaths) -> str:
+    state = effective_state(record, paths)
+    if state is RunState.RUNNING:
+        return RUNNING
+    if state is RunState.CRASHED:
+        return CRASHED
+    if record.stop_reason is StopReason.STOPPED:
+        return STOPPED
+    return FINISHED
+
+
+def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None) -> RunSummary:
+    state = display_state(record, paths)
+    now = now or datetime.now(timezone.utc)
+    started = _parse(record.started_at)
+    age = (now - started).total_seconds() if started else None
+    duration: float | None = record.duration or None
+    if state == RUNNING:
+        # `duration` is active time (a resumed run's pauses do not count) as of the last
+        # save; the step in progress has been running since then
+        duration = record.duration + _seconds_since_saved(paths, now)
+    reached = max((it.n for it in record.iterations), default=0)
+    iteration = max(reached, record.current_iteration) if state == RUNNING else reached
+    goal = record.last_goal
+    max_iterations = record.limits.get("max_iterations")
+    return RunSummary(
+        run_id=record.run_id,
+        loop=record.loop,
+        state=state,
+        iteration=iteration,
+        max_iterations=max_iterations if isinstance(max_iterations, int) else None,
+        # where a running run is, or where a crashed one died
+        phase=record.phase if state in (RUNNING, CRASHED) else None,
+        stop_reason=record.stop_reason.value if record.stop_reason else None,
+        stop_detail=record.stop_detail,
+        goal=None if goal is None else ("pass" if goal.met else "fail"),
+        failing=failing_count(goal) if goal is not None else None,
+        goal_summary=goal.summary if goal is not None else None,
+        cost_usd=record.cost_usd,
+        started_at=record.started_at,
+        age=age,
+        duration=duration,
+        branch=record.branch,
+        worktree=record.worktree,
+        pid=record.pid,
+        host=record.host,
+    )
+
+
+def _seconds_since_saved(paths: RunPaths, now: datetime) -> float:
+    try:
+        saved = paths.run_json.stat().st_mtime
+    except OSError:
+        return 0.0
+    return max(0.0, now.timestamp() - saved)
+
+
+def failing_count(goal: GoalResult) -> int | None:
+    """How many checks fail, when the goal reports tests; None when it only has an exit code."""
+    if goal.met:
+        return 0
+    if goal.tests is not None:
+        return int(goal.tests.failing)
+    return len(goal.failing) if goal.failing else None
+
+
+def list_runs(cwd: Path, *, loop: str | None = None) -> list[RunSummary]:
+    store = RunStore(discover(cwd).common_dir)
+    summaries: list[RunSummary] = []
+    for run_id in store.run_ids():
+        paths = store.paths(run_id)
+        try:
+            record = store.load(run_id)
+        except OutloopError as exc:
+            summaries.append(_unreadable(run_id, exc.message))
+            continue
+        if loop is not None and record.loop != loop:
+            continue
+        summaries.append(summarize(record, paths))
+    return summaries
+
+
+def _unreadable(run_id: str, why: str) -> RunSummary:
+    return RunSummary(
+        run_id=run_id,
+        loop="?",
+        state=UNREADABLE,
+        iteration=0,
+        max_iterations=None,
+        phase=None,
+        stop_reason=None,
+        stop_detail=why,
+        goal=None,
+        failing=None,
+        goal_summary=None,
+        cost_usd=None,
+        started_at="",
+        age=None,
+        duration=None,
+        branch="",
+        worktree="",
+        pid=None,
+        host=None,
+    )
+
+
+def _parse(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
