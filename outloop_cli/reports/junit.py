@@ -56,6 +56,7 @@ from outloop_cli.records import (
 
 __all__ = [
     "MAX_TEXT_BYTES",
+    "clean_tail",
     "clean_text",
     "render_junit",
     "tail_bytes",
@@ -121,6 +122,29 @@ def tail_bytes(text: str, limit: int) -> str:
         kept = kept[newline + 1 :]
     cut = len(data) - len(kept.encode("utf-8"))
     return f"[… {cut} bytes cut …]\n{kept}"
+
+
+def clean_tail(text: str, limit: int) -> str:
+    """``tail_bytes(clean_text(text), limit)``, without cleaning what would be cut anyway.
+
+    Output tails can be megabytes; only the last ``limit`` bytes are kept,
+    so only a window a few times that size (escape sequences shrink when
+    cleaned) is cleaned. The cut is still marked.
+    """
+    window = 4 * limit + 4096
+    if len(text) <= window:
+        return tail_bytes(clean_text(text), limit)
+    text = text[-window:]
+    # the window may start inside an escape sequence; none spans a line end
+    # or another ESC, so start at the first of those
+    starts = [i for i in (text.find("\n", 0, 1024), text.find("\x1b", 0, 1024)) if i != -1]
+    if starts:
+        text = text[min(starts) :]
+    kept = tail_bytes(clean_text(text), limit)
+    if kept.startswith("[… "):
+        return kept
+    # the window held little after cleaning; say that earlier output is gone
+    return tail_bytes("[… earlier output cut …]\n" + kept, limit)
 
 
 def render_junit(records: Sequence[RunRecord]) -> bytes:
@@ -465,7 +489,7 @@ def _sub(
     _set(child, **attributes)
     if text:
         # clean first, so undecodable bytes become U+FFFD and not "?"
-        child.text = tail_bytes(clean_text(text), limit) or None
+        child.text = clean_tail(text, limit) or None
     return child
 
 

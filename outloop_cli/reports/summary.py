@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
-from outloop_cli.reports.junit import clean_text, tail_bytes
+from outloop_cli.reports.junit import clean_tail, clean_text
 
 __all__ = ["MAX_SUMMARY_BYTES", "render_summaries", "render_summary"]
 
@@ -303,7 +303,7 @@ def _last_output(record: RunRecord, detail: _Detail) -> str:
     if final is None or final.goal is None:
         return ""
     goal = final.goal
-    output = tail_bytes(clean_text(goal.output_tail).strip("\n"), detail.tail_bytes)
+    output = clean_tail(goal.output_tail, detail.tail_bytes).strip("\n")
     if not output and not goal.failing:
         return ""
     label = f"Last goal output (iteration {final.n}: {goal.summary or _goal_cell(goal)})"
