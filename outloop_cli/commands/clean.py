@@ -83,12 +83,12 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
         try:
             with run_lock(store.paths(target.run_id)):
                 try:
-                    _clean_one(repo, target, result)
+                    cleaned = _clean_one(repo, target, result)
                 except GitError as exc:
                     # keep the record: it is how the user finds the worktree again
                     result.failed[target.run_id] = exc.message
                     continue
-                if drop_records:
+                if drop_records and cleaned:
                     store.delete(target.run_id)
                     result.records_dropped.append(target.run_id)
         except CouldNotRun:
@@ -100,7 +100,8 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
     return result
 
 
-def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> None:
+def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> bool:
+    """Remove the run's worktree; False when something is left that the user should look at."""
     if target.registered:
         if target.worktree.is_dir():
             try:
@@ -111,6 +112,8 @@ def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> No
         result.removed.append(target)
     elif target.worktree.exists():
         result.left_alone.append(target)
+        return False
+    return True
 
 
 def _registered_worktrees(repo: Repository) -> set[str]:
