@@ -138,7 +138,14 @@ def push_branch(
     ref = f"refs/heads/{branch}"
     git_env = with_git_config(
         env or {},
-        {"core.hooksPath": "/dev/null", "push.recurseSubmodules": "no", "push.followTags": "false"},
+        {
+            "core.hooksPath": "/dev/null",
+            "push.recurseSubmodules": "no",
+            "push.followTags": "false",
+            # transports that run commands: never for outloop's push
+            "protocol.ext.allow": "never",
+            "protocol.fd.allow": "never",
+        },
     )
     args = [
         "push",

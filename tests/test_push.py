@@ -157,3 +157,38 @@ def test_urls_with_credentials_are_redacted() -> None:
         redact_url("fatal: https://user:tok@host/x.git not found")
         == "fatal: https://***@host/x.git not found"
     )
+
+
+def test_push_over_http_with_a_scoped_token(make_repo: RepoFactory, tmp_path: Path) -> None:
+    from outloop_cli.errors import CouldNotRun
+    from tests.fakes.git_http_server import GitHttpServer
+
+    repo = make_repo({"a.txt": "one\n"})
+    sha = commit_on_branch(repo, BRANCH, "two\n")
+    with (
+        GitHttpServer(tmp_path / "host-a", "tok-a") as host_a,
+        GitHttpServer(tmp_path / "host-b", "tok-b") as host_b,
+    ):
+        bare = host_a.create("widgets.git")
+        host_b.create("widgets.git")
+        url_a, url_b = host_a.url_for("widgets.git"), host_b.url_for("widgets.git")
+        env = token_auth_env(url_a, "tok-a")
+        result = push_branch(repo, remote=url_a, branch=BRANCH, sha=sha, expected="", env=env)
+        assert result.updated
+        assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == sha
+        assert any(r.authorized for r in host_a.requests)
+        # the same env sends nothing to another host: its header is scoped to host A
+        with pytest.raises(CouldNotRun) as info:
+            push_branch(repo, remote=url_b, branch=BRANCH, sha=sha, expected="", env=env)
+        assert "tok-a" not in info.value.render()
+        assert host_b.requests and all(r.authorization is None for r in host_b.requests)
+        # a wrong token is refused by the host
+        with pytest.raises(CouldNotRun):
+            push_branch(
+                repo,
+                remote=url_b,
+                branch=BRANCH,
+                sha=sha,
+                expected="",
+                env=token_auth_env(url_b, "nope"),
+            )

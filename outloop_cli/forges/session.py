@@ -104,6 +104,12 @@ class ForgeSession:
         # GitHub takes any token as the password of `x-access-token`; GitLab of `oauth2`
         return "oauth2" if self.provider == "gitlab" else "x-access-token"
 
+    def git_env(self, remote_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Env for outloop's own push to ``remote_url`` with this session's token (see ``push``)."""
+        from outloop_cli.push import token_auth_env
+
+        return token_auth_env(remote_url, self.token(), username=self.git_username, base=base)
+
     def secret_values(self) -> list[str]:
         """Values to mask in anything outloop writes (the tokens in use)."""
         return [t for t in (self._token,) if t]

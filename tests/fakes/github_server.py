@@ -123,6 +123,7 @@ class FakeGitHub:
         self.blob_requests: list[Recorded] = []
         self.limits: list[str] = []
         self.fail_next: list[int] = []
+        self.default_branch = "main"
         self._ids = 1000
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -575,6 +576,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Reply(404, {"message": "Not Found"})
             sig = secrets.token_hex(8)
             self._send(302, None, {"Location": f"{fake.origin}/_blob/logs/{ident}?sig={sig}"})
+            return
+        m = re.fullmatch(r"/repos/([^/]+/[^/]+)", path)
+        if m and method == "GET":
+            self._require_token(m.group(1))
+            self._json_get({"full_name": m.group(1), "default_branch": fake.default_branch})
             return
         m = re.fullmatch(r"/repos/([^/]+/[^/]+)/installation", path)
         if m and method == "GET":

@@ -1,0 +1,126 @@
+"""``outloop pr RUN``: push the run's branch if needed and open or update its pull request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.config import load_loop_text
+from outloop_cli.config.model import CredentialConfig
+from outloop_cli.errors import CouldNotRun, GitError, UsageError
+from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
+from outloop_cli.forges.session import ForgeSession, open_forge_session
+from outloop_cli.push import PushResult, push_branch, remote_branch_head
+from outloop_cli.records import RunRecord
+from outloop_cli.runstore import RunStore
+from outloop_cli.workspace import Repository, discover
+
+
+@dataclass(frozen=True)
+class PullRequestOutcome:
+    run_id: str
+    branch: str
+    pull: PullRequestInfo
+    pushed: PushResult | None
+    warnings: tuple[str, ...]
+
+
+def forge_settings(repo: Repository, record: RunRecord) -> tuple[str, str | None, str | None]:
+    """(provider, repo, api_url) from the run's loop file at its starting commit."""
+    raw = repo.read_file(record.base_commit, record.config_path)
+    if raw is None:
+        return "github", None, None
+    config = load_loop_text(
+        raw.decode("utf-8", errors="replace"),
+        file=f"{record.config_path}@{record.base_commit[:10]}",
+        name=record.loop,
+    )
+    ci = config.goal.ci
+    if ci is None:
+        return "github", None, None
+    return ci.provider, ci.repo, ci.api_url
+
+
+def forge_secret(repo: Repository, provider: str, remote_url: str) -> str:
+    """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows."""
+    from outloop_cli.credentials.grants import resolve_run_secrets
+
+    grants = resolve_run_secrets(
+        [CredentialConfig(name=provider, via="git")], repo.info.root, [remote_url]
+    )
+    value = grants.values.get(provider)
+    if value is None:
+        reason = grants.decisions[0].reason if grants.decisions else "no decision"
+        raise CouldNotRun(
+            f"no `{provider}` secret for this repository: {reason}",
+            hint=f"store a token or GitHub App with `outloop secrets set {provider}`",
+        )
+    return value
+
+
+def ensure_pushed(
+    repo: Repository, session: ForgeSession, record: RunRecord, remote_url: str
+) -> PushResult | None:
+    """Push the run branch unless the remote has it already; never overwrite another's commits."""
+    local = repo.branch_head(record.branch)
+    if local is None:
+        raise UsageError(
+            f"the run's branch {record.branch} is gone from this repository",
+            hint="a pull request needs the branch; it may have been deleted",
+        )
+    env = session.git_env(remote_url) if remote_url.startswith(("http://", "https://")) else {}
+    root = repo.info.root
+    remote_head = remote_branch_head(root, remote="origin", branch=record.branch, env=env)
+    if remote_head == local:
+        return None
+    if remote_head:
+        try:
+            repo.git.run("merge-base", "--is-ancestor", remote_head, local)
+        except GitError:
+            raise CouldNotRun(
+                f"the remote {record.branch} has commits this run did not make; not overwriting it",
+                hint="fetch the branch and look at it before opening the pull request",
+            ) from None
+    return push_branch(
+        root, remote="origin", branch=record.branch, sha=local, expected=remote_head, env=env
+    )
+
+
+def pull_request_for_run(
+    cwd: Path,
+    run: str,
+    *,
+    base: str | None = None,
+    push: bool = True,
+    secret: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PullRequestOutcome:
+    env = os.environ if environ is None else environ
+    repo = Repository(discover(cwd))
+    store = RunStore(repo.info.common_dir)
+    record = store.load(store.resolve(run))
+    provider, repo_name, api_url = forge_settings(repo, record)
+    remote_url = repo.remote_url("origin")
+    if remote_url is None:
+        raise UsageError(
+            "this repository has no `origin` remote to open a pull request on",
+            hint="add one with `git remote add origin URL`",
+        )
+    value = secret if secret is not None else forge_secret(repo, provider, remote_url)
+    session = open_forge_session(
+        provider=provider,
+        secret=value,
+        remote_url=remote_url,
+        repo=repo_name,
+        api_url=api_url,
+        environ=env,
+        want_pr=True,
+    )
+    try:
+        pushed = ensure_pushed(repo, session, record, remote_url) if push else None
+        pull = publish_pull_request(session, record, base=base, environ=env)
+    finally:
+        session.close()
+    return PullRequestOutcome(record.run_id, record.branch, pull, pushed, tuple(session.warnings))
