@@ -38,7 +38,7 @@ from outloop_cli.orphans import kill_leftovers
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process import ProgramNotFound, run_streamed
-from outloop_cli.reconcile import iteration_commits, reconcile
+from outloop_cli.reconcile import cut_torn_audit_tail, iteration_commits, reconcile
 from outloop_cli.records import (
     AgentResult,
     GoalResult,
@@ -375,6 +375,9 @@ class LoopRun:
         record.pid = os.getpid()
         record.host = socket.gethostname()
         self._save()
+        torn = cut_torn_audit_tail(self.paths.audit)
+        if torn is not None:
+            self._audit("audit_tail_discarded", bytes=torn.length, sha256=torn.sha256)
         self._audit(
             "run_resumed",
             last_committed=outcome.last_committed,
