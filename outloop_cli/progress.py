@@ -6,6 +6,7 @@ Part of the CLI layer: the engine only emits events; this turns them into text.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -19,10 +20,16 @@ class PlainProgress:
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stderr
+        # runs of `--jobs N` report from their own threads; keep lines whole
+        self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
         if event.kind == "phase":
             return
+        with self._lock:
+            self._print(event)
+
+    def _print(self, event: Event) -> None:
         prefix = f"[{event.loop} {event.run_id}]"
         where = (
             "baseline"
@@ -50,6 +57,7 @@ class _LoopState:
     started: float = field(default_factory=time.monotonic)
     last_goal: str = "—"
     done: str | None = None
+    finished: float | None = None
 
 
 class LiveProgress:
@@ -61,6 +69,7 @@ class LiveProgress:
 
         self.console = Console(file=stream or sys.stderr)
         self.states: dict[str, _LoopState] = {}
+        self._lock = threading.Lock()
         self.live = Live(
             console=self.console, refresh_per_second=4, get_renderable=self._render, transient=False
         )
@@ -73,6 +82,10 @@ class LiveProgress:
         self.live.__exit__(*exc)
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._update(event)
+
+    def _update(self, event: Event) -> None:
         state = self.states.get(event.run_id)
         if state is None:
             state = _LoopState(event.loop, event.run_id)
@@ -90,6 +103,7 @@ class LiveProgress:
         if event.kind == "run_stopped":
             state.done = event.message
             state.phase = "done"
+            state.finished = time.monotonic()
         if event.kind in ("note", "run_stopped", "agent_exited", "committed"):
             from rich.markup import escape
 
@@ -103,7 +117,9 @@ class LiveProgress:
         table = Table(box=None, show_header=True, header_style="bold")
         for column in ("loop", "run", "iteration", "phase", "elapsed", "last goal"):
             table.add_column(column)
-        for state in self.states.values():
+        with self._lock:
+            states = list(self.states.values())
+        for state in states:
             iteration = (
                 "baseline" if state.iteration == 0 else f"{state.iteration}/{state.max_iterations}"
             )
@@ -112,7 +128,7 @@ class LiveProgress:
                 state.run_id,
                 iteration,
                 state.done or state.phase,
-                format_seconds(time.monotonic() - state.started),
+                format_seconds((state.finished or time.monotonic()) - state.started),
                 state.last_goal,
             )
         return table
