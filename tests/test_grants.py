@@ -160,6 +160,7 @@ grants = resolve_run_secrets(
 print(json.dumps({
     "decisions": [dict(event=d.event, **d.audit_fields()) for d in grants.decisions],
     "sha": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in grants.values.items()},
+    "masked": grants.masker().mask_text(sys.stdin.read()),
 }))
 """
 
@@ -177,9 +178,11 @@ def test_ci_variables_are_granted_first_and_only_for_their_pair(
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     env[f"OUTLOOP_SECRET_{a.upper().replace('-', '_')}_OPENAI"] = value
     # client-b's crm arrives too, but a client-a run must not get it
-    env[f"OUTLOOP_SECRET_{b.upper().replace('-', '_')}_CRM"] = "other-" + secrets.token_hex(8)
+    other = "other-" + secrets.token_hex(8)
+    env[f"OUTLOOP_SECRET_{b.upper().replace('-', '_')}_CRM"] = other
     done = subprocess.run(
         [sys.executable, "-c", _DRIVER, str(repo), str(policy), remote],
+        input=f"granted {value} not granted {other}",
         capture_output=True,
         text=True,
         env=env,
@@ -194,4 +197,6 @@ def test_ci_variables_are_granted_first_and_only_for_their_pair(
     # no CI value for client-a/crm, and the keyring (fail backend here) is refused
     assert second["event"] == "credential_denied"
     assert "cannot store secrets" in second["reason"]
-    assert_no_value([value], done.stdout, done.stderr)
+    # the run's masker covers every CI value, granted or not
+    assert out["masked"] == "granted *** not granted ***"
+    assert_no_value([value, other], done.stdout, done.stderr)

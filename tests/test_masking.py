@@ -15,8 +15,10 @@ from outloop_cli.credentials.masking import (
     MASK,
     Masker,
     add_mask_commands,
+    scan_files,
     secret_forms,
 )
+from tests.conftest import RepoFactory, git
 
 
 def canary() -> str:
@@ -175,3 +177,42 @@ def test_short_derived_forms_are_not_used() -> None:
     assert masker.mask_text("xx abc yy") == f"xx {MASK} yy"
     assert all(len(f) >= 3 for f in masker.forms())
     assert masker.mask_text("YW and Jj") == "YW and Jj"
+
+
+def test_scan_finds_a_secret_smuggled_into_the_tree_every_way(make_repo: RepoFactory) -> None:
+    value = canary()
+    repo = make_repo({"clean.txt": "nothing\n", "old.txt": "bye\n"})
+    enc = encodings(value)
+    (repo / "plain.txt").write_text(f"token = {value}\n")
+    (repo / "deep/dir").mkdir(parents=True)
+    (repo / "deep/dir/blob.bin").write_bytes(b"\x00\x01" + enc["base64"].encode() + b"\xff")
+    (repo / "config.json").write_text(json.dumps({"k": value}))
+    (repo / "hex.txt").write_text(enc["HEX"])
+    (repo / "url.txt").write_text("https://x.example/?k=" + enc["url"])
+    # a file named after the key, and a link whose target is the key (git stores the target)
+    name_form = enc["hex"]
+    (repo / f"note-{name_form}.txt").write_text("innocent\n")
+    (repo / "link").symlink_to(enc["base64url"])
+    (repo / "old.txt").unlink()
+    (repo / "clean.txt").write_text("still nothing\n")
+    changed = [
+        entry[3:]
+        for entry in git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all").split(
+            "\0"
+        )
+        if entry
+    ]
+    hits = scan_files(Masker({"openai": value}), repo, changed)
+    found = {(h.path, h.where) for h in hits}
+    assert found == {
+        ("plain.txt", "content"),
+        ("deep/dir/blob.bin", "content"),
+        ("config.json", "content"),
+        ("hex.txt", "content"),
+        ("url.txt", "content"),
+        (f"note-{name_form}.txt", "file name"),
+        ("link", "link target"),
+    }
+    assert all(h.name == "openai" for h in hits)
+    assert value not in repr(hits)
+    assert scan_files(Masker([]), repo, changed) == []

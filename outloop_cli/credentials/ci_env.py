@@ -92,6 +92,11 @@ def ci_secret(workspace: str, name: str) -> str | None:
     return (_values or {}).get(env_var_name(workspace, name))
 
 
+def ci_values_by_variable() -> dict[str, str]:
+    """Every value received, by variable name: for masking, which must cover them all."""
+    return dict(_values or {})
+
+
 def ci_variable_names() -> tuple[str, ...]:
     """The names of the variables received (never their values), sorted."""
     return tuple(sorted(_values or {}))

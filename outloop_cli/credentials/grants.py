@@ -76,8 +76,18 @@ class SecretGrants:
     def granted(self) -> list[Decision]:
         return [d for d in self.decisions if d.granted]
 
-    def masker(self) -> Masker:
-        return Masker(self.values)
+    def masker(self, *, include_ci: bool = True) -> Masker:
+        """Masks the granted values and, by default, every CI-provided value too.
+
+        CI values that were not granted cannot reach the agent through outloop,
+        but may still be read from the parent shell's environment without a
+        sandbox; masking them costs nothing.
+        """
+        values = dict(self.values)
+        if include_ci:
+            for variable, value in ci_env.ci_values_by_variable().items():
+                values.setdefault(variable, value)
+        return Masker(values)
 
     def __repr__(self) -> str:
         names = ", ".join(sorted(self.values))

@@ -26,10 +26,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 MASK = "***"
 MIN_FORM = 4
@@ -203,6 +205,47 @@ class StreamMasker:
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return self._masker.mask_bytes(rest)
+
+
+@dataclass(frozen=True)
+class FileHit:
+    """A secret found in a changed file: where, which secret, in what form; never the value."""
+
+    path: str
+    name: str
+    form: str
+    # "content", "file name" or "link target"
+    where: str
+
+
+def scan_files(masker: Masker, root: Path, paths: Iterable[str]) -> list[FileHit]:
+    """Look for secrets in the files an iteration would commit (the secret-in-diff scan).
+
+    ``paths`` are relative to ``root`` (the worktree). Scans each path's
+    name, each file's bytes, and each symlink's target (git stores the
+    target as the blob), so neither a file named after a key nor a link
+    pointing "at" it slips through. Deleted paths are scanned by name only.
+    Scans the files rather than ``git diff`` text, where binary content is
+    compressed and encoded out of reach.
+    """
+    hits: list[FileHit] = []
+    if not masker:
+        return hits
+
+    def add(path: str, data: bytes, where: str) -> None:
+        hits.extend(FileHit(path, h.name, h.form, where) for h in masker.find(data))
+
+    for rel in paths:
+        add(rel, rel.encode("utf-8", "surrogateescape"), "file name")
+        full = root / rel
+        try:
+            if full.is_symlink():
+                add(rel, os.fsencode(full.readlink()), "link target")
+            elif full.is_file():
+                add(rel, full.read_bytes(), "content")
+        except OSError:
+            continue
+    return hits
 
 
 def add_mask_commands(masker: Masker) -> list[str]:
