@@ -14,6 +14,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,13 @@ from outloop_cli.records import (
 )
 from outloop_cli.records import TestCase as GoalCase
 from outloop_cli.records import TestCounts as Counts
-from outloop_cli.reports import clean_text, render_junit, render_summaries, write_junit
+from outloop_cli.reports import (
+    clean_text,
+    render_html,
+    render_junit,
+    render_summaries,
+    write_junit,
+)
 from outloop_cli.reports.junit import MAX_TEXT_BYTES, clean_tail
 from outloop_cli.reports.summary import MAX_SUMMARY_BYTES, render_summary
 from tests.conftest import RepoFactory
@@ -851,3 +858,62 @@ def test_a_real_failing_run_carries_the_goals_own_junit(make_repo: RepoFactory) 
     assert "[31m" not in (goal_failure.text or "")
     assert len(cases[0].findall("rerunFailure")) == 2
     assert (suite.get("failures"), suite.get("tests")) == ("2", "3")
+
+
+# -- report.html ----------------------------------------------------------------------------
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_html_shows_hostile_text_as_text() -> None:
+    run = hostile_run()
+    run.description = "<img src=x onerror=alert(1)> \" ' &"
+    page = render_html(run)
+    parsed = _Tags()
+    parsed.feed(page)
+
+    assert parsed.tags <= {
+        "html", "head", "meta", "title", "style", "body", "h1", "h2", "span", "p", "em",
+        "table", "thead", "tbody", "tr", "th", "td", "code", "pre", "ul", "li",
+    }  # fmt: skip
+    assert parsed.attributes <= {
+        "lang",
+        "charset",
+        "http-equiv",
+        "content",
+        "name",
+        "class",
+        "colspan",
+    }
+    text = "".join(parsed.text)
+    assert "<img src=x onerror=alert(1)> \" ' &" in text
+    assert "cdata end ]]> and <script>alert('x')</script> & &amp;" in text
+    assert "\x1b" not in page and "[31m" not in page
+    assert "\x00" not in page
+
+
+def test_html_is_bounded_and_shows_the_start_and_end_of_long_runs() -> None:
+    huge = "z" * 100 + "\n"
+    huge = huge * 50_000 + "END\n"
+    names = [f"t{i}" for i in range(1000)]
+    iterations = [iteration(n, goal(False, failing=names, output=huge, n=n)) for n in range(3000)]
+    page = render_html(record(iterations, StopReason.MAX_ITERATIONS))
+
+    assert len(page.encode()) < 2 * 1024 * 1024
+    assert "2500 iterations not shown" in page
+    assert '<td class="num">2999</td>' in page
+    assert "END\n</pre>" in page
+    assert "… and 800 more" in page
