@@ -24,6 +24,7 @@ from outloop_cli.config import values as v
 from outloop_cli.config.model import (
     DEFAULT_BRANCH,
     PLACEHOLDERS,
+    PRESETS,
     AgentConfig,
     CIGoalConfig,
     CommitConfig,
@@ -33,6 +34,7 @@ from outloop_cli.config.model import (
     LoopConfig,
 )
 from outloop_cli.errors import ConfigError, Problem
+from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template, render_demo_loop
 from tests.config_corpus import CORPUS, INVALID_FIXTURES, VALID, InvalidFixture, ids
 
 # --- the corpus -------------------------------------------------------------------
@@ -575,3 +577,21 @@ def test_importing_config_stays_light() -> None:
     )
     heavy = {"jsonschema", "typer", "click", "rich", "json", "difflib", "shlex", "git"}
     assert modules & heavy == set()
+
+
+# --- the bundled loop files -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_starter_files_are_valid_loops(preset: str) -> None:
+    text = loop_template(preset).replace(SCHEMA_TOKEN, "/opt/outloop/schema.json")
+    config = load_loop_text(text, file=f".outloop/{preset}.yml", name=preset)
+    assert config.agent.preset == preset
+    assert config.goal.run == "pytest -q"
+    assert config.protect == (".github/workflows/**",)
+
+
+def test_demo_loop_is_a_valid_loop() -> None:
+    config = load_loop_text(render_demo_loop(sys.executable), file="loop.yml", name="fix-tests")
+    assert config.agent.command is not None
+    assert config.agent.command[0] == sys.executable

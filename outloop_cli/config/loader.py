@@ -71,6 +71,16 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         return None, [*problems, _yaml_problem(exc, file, text)]
+    except RecursionError:
+        # PyYAML composes nested collections recursively; [[[[... a thousand deep
+        too_deep = Problem(
+            file,
+            "invalid YAML: collections are nested too deeply to read",
+            1,
+            1,
+            "a loop file needs at most four levels; look for runaway [ or {",
+        )
+        return None, [*problems, too_deep]
     if node is None or (isinstance(node, ScalarNode) and node.value == ""):
         problems.append(
             Problem(

@@ -123,6 +123,10 @@ def _scalar(node: Node, path: KeyPath, ctx: Context, what: str) -> tuple[str, st
             "remove the tag: a loop file holds plain strings, numbers, lists and mappings",
         )
         return None
+    if "\x00" in node.value:
+        # only a "\0" escape gets here; argv, env and paths cannot hold one
+        ctx.report(node, path, "contains a NUL character (\\0)", "remove it")
+        return None
     return kind, node.value
 
 
@@ -389,6 +393,8 @@ class Duration(Spec):
         else:
             number = {"type": "number", "exclusiveMinimum": 0}
             pattern = v.POSITIVE_DURATION_PATTERN
+        # the year's cap is checked on numbers only: a regex cannot compare values
+        number["maximum"] = v.MAX_DURATION
         return {
             "anyOf": [number, {"type": "string", "pattern": v.anchored(pattern)}],
             "examples": ["90s", "15m", "1h30m"],

@@ -52,31 +52,47 @@ DURATION_HINT = "write a duration like 90s, 15m, 2h, 1h30m or 500ms (a plain num
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART_RE = re.compile(rf"({_NUM})(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# Timeouts end up in select() and friends, which refuse absurd values with an
+# OverflowError; no loop needs to wait longer than a year for anything.
+MAX_DURATION = 365 * 24 * 3600.0
 
 
 def parse_duration(text: str | int | float) -> float:
     """Seconds in ``text``: ``90s``, ``15m``, ``2h``, ``1h30m``, ``500ms`` or a number.
 
-    Returns a finite number ≥ 0; whether zero is allowed is the caller's rule.
-    Raises :class:`BadValue` (a ``ValueError``) for anything else.
+    Returns a finite number from 0 to :data:`MAX_DURATION`; whether zero is
+    allowed is the caller's rule. Raises :class:`BadValue` (a ``ValueError``)
+    for anything else.
     """
     # bool is an int subclass; `timeout: yes` must not mean one second
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise BadValue(f"expected a duration, got {text!r}", DURATION_HINT)
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    elif _DURATION_RE.fullmatch(text):
-        parts = _DURATION_PART_RE.findall(text)
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts) if parts else float(text)
-    elif text.strip().startswith("-"):
+    if isinstance(text, str) and text.strip().startswith("-"):
         raise BadValue(f"a duration must not be negative, got {text!r}", DURATION_HINT)
-    else:
+    if isinstance(text, str) and not _DURATION_RE.fullmatch(text):
         raise BadValue(f"expected a duration, got {text!r}", DURATION_HINT)
-    if not math.isfinite(seconds):
-        raise BadValue(f"expected a finite duration, got {text!r}", DURATION_HINT)
+    try:
+        if isinstance(text, str):
+            parts = _DURATION_PART_RE.findall(text)
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts) if parts else float(text)
+        else:
+            seconds = float(text)
+    except OverflowError:  # float() of a 400-digit int
+        seconds = math.inf
+    if math.isnan(seconds):
+        raise BadValue(f"expected a duration, got {text!r}", DURATION_HINT)
     if seconds < 0:
         raise BadValue(f"a duration must not be negative, got {text!r}", DURATION_HINT)
+    if seconds > MAX_DURATION:
+        raise BadValue(
+            f"{_shorten(str(text))} is longer than a year",
+            "a limit that long is no limit: leave the key out, or write null where allowed",
+        )
     return seconds
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _format_number(value: float) -> str:
