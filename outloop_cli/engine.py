@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +133,10 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
     _check_executable(agent)
+    if config.sandbox == "bwrap":
+        from outloop_cli.sandbox import bwrap_program
+
+        bwrap_program(build_env().get("PATH"))
     max_iterations = options.max_iterations or config.limits.max_iterations
     return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations)
 
@@ -619,7 +623,7 @@ class LoopRun:
         log_name = f"logs/iter-{n:03d}-agent.log"
         try:
             process = run_streamed(
-                invocation.argv,
+                self._sandboxed(invocation.argv, state_dir),
                 cwd=worktree.path,
                 env=env,
                 log_path=self.paths.root / log_name,
@@ -638,6 +642,20 @@ class LoopRun:
             result.error = "max_time"
         self._audit_agent(n, result, "")
         return result, out_of_time
+
+    def _sandboxed(self, argv: Sequence[str], state_dir: Path) -> list[str]:
+        if self.config.sandbox != "bwrap":
+            return list(argv)
+        from outloop_cli import paths, sandbox
+
+        return sandbox.wrap(
+            argv,
+            bwrap=sandbox.bwrap_program(build_env().get("PATH")),
+            worktree=self._require_worktree().path,
+            git_dir=self.plan.repo.info.common_dir,
+            writable=[state_dir],
+            hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
+        )
 
     def _audit_agent(self, n: int, result: AgentResult, detail: str) -> None:
         self._audit(

@@ -23,6 +23,11 @@ def config_home() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / "outloop"
 
 
+def data_home() -> Path:
+    """The user's data directory (keyring files live under it), not outloop's own."""
+    return _xdg("XDG_DATA_HOME", ".local/share")
+
+
 def cache_home() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / "outloop"
 
