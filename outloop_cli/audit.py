@@ -216,6 +216,7 @@ def verify(
     expected_head: ChainHead | None = None,
     checkpoints: Sequence[Checkpoint] = (),
     run_id: str | None = None,
+    final: Checkpoint | None = None,
 ) -> VerifyResult:
     """Check every link of the chain, then every head kept elsewhere.
 
@@ -224,7 +225,9 @@ def verify(
     catches what links cannot: lines cut from the end, and a log rewritten
     with a freshly computed chain. A checkpoint is "the line with sequence S
     hashes to H", so a log that grew after a checkpoint was written still
-    verifies, as it should.
+    verifies, as it should; ``final`` is the head of a run that is over, after
+    which nothing may follow (but the run's own ``run_stopped``, for a record
+    saved just before that last event).
     """
     lines = read_lines(path)
     marks = list(checkpoints)
@@ -235,7 +238,9 @@ def verify(
         bad_line, reason = failure
         return VerifyResult(False, len(lines), None, bad_line, reason)
     head = ChainHead(seq=len(lines), hash=lines[-1].hash) if lines else None
-    failure = _check_marks(lines, marks)
+    if final is not None:
+        marks.append(final)
+    failure = _check_marks(lines, marks) or _check_closed(lines, final)
     if failure is not None:
         bad_line, reason = failure
         return VerifyResult(False, len(lines), head, bad_line, reason)
@@ -262,6 +267,12 @@ def _check_links(lines: Sequence[AuditLine], run_id: str | None) -> tuple[int, s
         seq = line.seq
         if seq is None:
             return n, f"line {n} has no valid sequence number"
+        if seq != expected and entry.get("prev") == prev:
+            # it links to the line before it, so nothing is missing in between
+            return n, (
+                f"line {n} has sequence {seq} where {expected} belongs, yet it links to "
+                f"line {n - 1}: its sequence number was edited"
+            )
         if seq != expected:
             inserted = _inserted_line(lines, index)
             if inserted is not None:
@@ -342,7 +353,28 @@ def _check_marks(lines: Sequence[AuditLine], marks: Sequence[Checkpoint]) -> tup
             )
             return line.number, (
                 f"line {line.number} (sequence {seq}) does not match the hash {mark.source} "
-                f"recorded for it: the log was rewritten {since}, with a recomputed chain"
+                f"recorded for it: the log was rewritten {since}, with a recomputed chain "
+                f"(or {mark.source} was edited)"
             )
         last_good = mark
     return None
+
+
+def _check_closed(lines: Sequence[AuditLine], final: Checkpoint | None) -> tuple[int, str] | None:
+    """Nothing may be appended to the log of a run that is over."""
+    if final is None or len(lines) <= final.head.seq:
+        return None
+    extra = lines[final.head.seq :]
+
+    def event(line: AuditLine) -> object:
+        return line.entry.get("event") if line.entry else None
+
+    at_head = event(lines[final.head.seq - 1]) if final.head.seq >= 1 else None
+    allowed = 1 if event(extra[0]) == "run_stopped" and at_head != "run_stopped" else 0
+    if len(extra) <= allowed:
+        return None
+    bad = extra[allowed]
+    return bad.number, (
+        f"line {bad.number} was appended after the run was over "
+        f"({final.source} ends it at sequence {final.head.seq})"
+    )

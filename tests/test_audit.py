@@ -149,6 +149,25 @@ def _crlf(lines: Lines) -> Lines:
     return [*lines[:5], lines[5].rstrip(b"\n") + b"\r\n", *lines[6:]]
 
 
+def _edit_seq(lines: Lines) -> Lines:
+    entry = _entry(lines[3])
+    entry["seq"] = 40
+    return [*lines[:3], _dump(entry), *lines[4:]]
+
+
+def _reformat(lines: Lines) -> Lines:
+    # same JSON, different bytes: still an edit
+    return [
+        *lines[:2],
+        json.dumps(_entry(lines[2]), indent=1).replace("\n", "").encode() + b"\n",
+        *lines[3:],
+    ]
+
+
+def _move_first_to_end(lines: Lines) -> Lines:
+    return [*lines[1:], lines[0]]
+
+
 # (tampering, first bad line, words the reason must contain)
 TAMPERINGS: list[tuple[Callable[[Lines], Lines], int, str]] = [
     (_edit_field, 4, "line 4 does not hash to the `prev` recorded in line 5"),
@@ -164,6 +183,9 @@ TAMPERINGS: list[tuple[Callable[[Lines], Lines], int, str]] = [
     (_blank_line, 3, "line 3 is empty"),
     (_other_run, 1, "belongs to run r2, not r1"),
     (_crlf, 6, "line 6 does not hash"),
+    (_edit_seq, 4, "its sequence number was edited"),
+    (_reformat, 3, "line 3 does not hash"),
+    (_move_first_to_end, 1, "sequence 1 is on line 8: lines were reordered"),
 ]
 
 
@@ -240,8 +262,39 @@ def test_a_recomputed_chain_is_caught_between_checkpoints(tmp_path: Path) -> Non
     assert result.reason == (
         "line 6 (sequence 6) does not match the hash commit bbbbbbbbbb recorded for it: "
         "the log was rewritten after sequence 2 (which matches commit aaaaaaaaaa), "
-        "with a recomputed chain"
+        "with a recomputed chain (or commit bbbbbbbbbb was edited)"
     )
+
+
+def test_nothing_may_follow_the_final_head_of_a_run_that_is_over(
+    log: tuple[Path, ChainHead],
+) -> None:
+    path, head = log
+    final = Checkpoint(head, "run.json")
+    assert verify(path, final=final).ok
+    AuditLog(path, "r1").append("credential_granted", secret="openai")
+    result = verify(path, final=final)
+    assert not result.ok
+    assert result.bad_line == 9
+    assert result.reason == (
+        "line 9 was appended after the run was over (run.json ends it at sequence 8)"
+    )
+
+
+def test_a_record_saved_just_before_its_final_event_still_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, "r1")
+    log.append("run_started")
+    log.append("committed", iteration=1)
+    saved = log.head()
+    assert saved is not None
+    log.append("run_stopped", reason="goal_met")
+    assert verify(path, final=Checkpoint(saved, "run.json")).ok
+    # but only that one event: a second one was not written by the run
+    log.append("run_stopped", reason="goal_met")
+    result = verify(path, final=Checkpoint(saved, "run.json"))
+    assert not result.ok
+    assert result.bad_line == 4
 
 
 def test_a_log_that_grew_after_its_checkpoint_still_verifies(log: tuple[Path, ChainHead]) -> None:
@@ -356,6 +409,36 @@ def test_real_run_every_tampering_fails_verify_naming_the_line(make_repo: RepoFa
     assert _verify_cli(repo, run_id).returncode == 0
 
 
+def test_real_run_appending_after_the_end_is_caught(make_repo: RepoFactory) -> None:
+    repo, record, audit = _real_run(make_repo)
+    lines = _lines(audit)
+    forged = {
+        "seq": len(lines) + 1,
+        "time": _entry(lines[-1])["time"],
+        "run": record["run_id"],
+        "event": "credential_granted",
+        "secret": "openai",
+        "prev": line_hash(lines[-1]),
+    }
+    audit.write_bytes(b"".join([*lines, _dump(forged)]))
+    done = _verify_cli(repo, str(record["run_id"]))
+    assert done.returncode == 1
+    assert f"line {len(lines) + 1} was appended after the run was over" in done.stdout
+
+
+def test_real_run_removing_the_head_from_a_finished_record_is_caught(
+    make_repo: RepoFactory,
+) -> None:
+    repo, record, audit = _real_run(make_repo)
+    run_json = audit.parent / "run.json"
+    data = json.loads(run_json.read_text())
+    data["audit_head"] = None
+    run_json.write_text(json.dumps(data))
+    done = _verify_cli(repo, str(record["run_id"]))
+    assert done.returncode == 1
+    assert "records no audit head: it was removed" in done.stdout
+
+
 def test_real_run_forgery_of_log_and_run_json_is_caught_by_the_commits(
     make_repo: RepoFactory,
 ) -> None:
@@ -422,6 +505,13 @@ def test_verify_survives_a_missing_log_branch_or_record(make_repo: RepoFactory) 
     done = _verify_cli(repo, run_id)
     assert done.returncode == 0
     assert "run.json is not valid JSON" in done.stderr
+    # a log whose record was deleted is still verified when verifying every run
+    (audit.parent / "run.json").unlink()
+    done = _verify_cli(repo)
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"ok {run_id}: ")
+    assert "run.json is missing" in done.stderr
+    (audit.parent / "run.json").write_text("{broken")
     audit.unlink()
     done = _verify_cli(repo, run_id)
     assert done.returncode == 1

@@ -73,9 +73,17 @@ def verify_runs(cwd: Path, run_ref: str | None = None) -> list[RunVerification]:
     """Verify one run (id or unique prefix), or every run of the repository."""
     info = discover(cwd)
     store = RunStore(info.common_dir)
-    run_ids = [store.resolve(run_ref)] if run_ref else store.run_ids()
+    run_ids = [store.resolve(run_ref)] if run_ref else _every_run(store)
     git = Git(info.root)
     return [verify_run(git, store.paths(run_id)) for run_id in run_ids]
+
+
+def _every_run(store: RunStore) -> list[str]:
+    """Runs with a record, and logs whose record is gone: deleting run.json hides nothing."""
+    ids = set(store.run_ids())
+    if store.root.is_dir():
+        ids.update(p.name for p in store.root.iterdir() if (p / "audit.jsonl").is_file())
+    return sorted(ids)
 
 
 def show_events(cwd: Path, run_ref: str) -> AuditView:
@@ -100,9 +108,18 @@ def verify_run(git: Git, paths: RunPaths) -> RunVerification:
     if problem:
         warnings.append(problem)
     marks: list[Checkpoint] = []
+    final: Checkpoint | None = None
+    finished = record.get("state") == "finished"
     head = ChainHead.from_dict(record.get("audit_head"))
-    if head is not None:
+    if head is not None and finished:
+        # the run is over: its log must end where its record says
+        final = Checkpoint(head, "run.json")
+    elif head is not None:
         marks.append(Checkpoint(head, "run.json"))
+    elif finished:
+        reason = "run.json of this finished run records no audit head: it was removed"
+        result = VerifyResult(False, 0, None, None, reason)
+        return RunVerification(run_id, paths.audit, result, (), tuple(warnings))
     elif not problem:
         warnings.append("run.json records no audit head: lines cut from the end cannot be seen")
     branch, base = record.get("branch"), record.get("base_commit")
@@ -111,12 +128,12 @@ def verify_run(git: Git, paths: RunPaths) -> RunVerification:
         marks.extend(commit_marks)
         if branch_problem:
             warnings.append(branch_problem)
-    sources = tuple(dict.fromkeys(m.source for m in marks))
+    sources = tuple(dict.fromkeys(m.source for m in [*marks, *([final] if final else [])]))
     if not paths.audit.exists():
         reason = f"the audit log {paths.audit} is missing"
         missing = VerifyResult(False, 0, None, None, reason)
         return RunVerification(run_id, paths.audit, missing, sources, tuple(warnings))
-    result = verify(paths.audit, checkpoints=marks, run_id=run_id)
+    result = verify(paths.audit, checkpoints=marks, run_id=run_id, final=final)
     return RunVerification(run_id, paths.audit, result, sources, tuple(warnings))
 
 
