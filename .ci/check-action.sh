@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Validate action.yml and the example workflows against the SchemaStore schemas that
+# check-jsonschema vendors (github-actions, github-workflows): works offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CHECK="${CHECK_JSONSCHEMA:-.venv/bin/check-jsonschema}"
+"$CHECK" --builtin-schema vendor.github-actions action.yml
+"$CHECK" --builtin-schema vendor.github-workflows templates/workflows/*.yml
