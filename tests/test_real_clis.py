@@ -1,0 +1,174 @@
+"""The real agent CLIs, driven by `outloop run`, offline, against the scripted model server.
+
+Each CLI is installed at a pinned version by ``.ci/install-agents.sh`` (CI runs
+it first; locally run it once). Every test runs the whole loop inside a fresh
+network namespace with only loopback up, where a DNS catch-all on
+127.0.0.1:53 records every name anything tried to resolve: the model server
+is the only thing the agent can reach, and a lookup of any other host fails
+the test.
+
+Until the access proxy is wired into the engine, the loop points the agent's
+base-URL variable straight at the model server in ``agent.env``, and the agent
+holds the sentinel key. With the proxy, drop ``agent.env`` (the preset's
+default credential takes over), store the key in the keyring fixture, and
+flip ``EXPECTED_KEY`` to it: the server then checks that it got the real key
+and the assertions below check the sentinel never reached it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from outloop_cli.agents.headless import PROXY_SENTINEL
+from outloop_cli.agents.pricing import BUILTIN_PRICES
+from tests.conftest import RepoFactory, git
+from tests.e2e import PY, only_run
+from tests.fakes.model_server import ReplaceText, Turn, script_to_json
+
+ROOT = Path(__file__).resolve().parent.parent
+# read at import, before the autouse fixture moves HOME to a temp dir
+AGENTS_BIN = Path(
+    os.environ.get("OUTLOOP_AGENTS_BIN")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "outloop-ci/agents/bin"
+)
+PORT = 18765
+URL = f"http://127.0.0.1:{PORT}"
+EXPECTED_KEY = PROXY_SENTINEL
+
+CALC = "def add(a, b):\n    return a - b\n"
+TEST_CALC = (
+    "from calc import add\n\n\n"
+    "def test_add():\n    assert add(2, 3) == 5\n\n\n"
+    "def test_add_zero():\n    assert add(0, 4) == 4\n"
+)
+# Two turns: a wrong fix the goal rejects, then the right one.
+SCRIPT = [
+    Turn((ReplaceText("calc.py", "return a - b", "return a * b"),), "Changed - to *."),
+    Turn((ReplaceText("calc.py", "return a * b", "return a + b"),), "Fixed: add now adds."),
+]
+
+CASES: dict[str, dict[str, Any]] = {
+    "claude": {"env": {"ANTHROPIC_BASE_URL": URL}},
+    "codex": {"env": {"OPENAI_BASE_URL": f"{URL}/v1"}, "model": "gpt-5-codex"},
+    "aider": {"env": {"OPENAI_BASE_URL": f"{URL}/v1"}, "model": "openai/gpt-4.1"},
+    "gemini": {"env": {"GOOGLE_GEMINI_BASE_URL": URL}},
+}
+
+
+def agents_bin() -> Path:
+    if not AGENTS_BIN.is_dir():
+        pytest.fail(
+            f"the agent CLIs are not installed in {AGENTS_BIN}: run `bash .ci/install-agents.sh` "
+            "(or set OUTLOOP_AGENTS_BIN)"
+        )
+    return AGENTS_BIN
+
+
+def loop_file(preset: str) -> str:
+    case = CASES[preset]
+    agent: dict[str, Any] = {
+        "preset": preset,
+        "prompt": "Make the tests in test_calc.py pass. Do not edit the tests.",
+        "timeout": "120s",
+        "env": case["env"],
+    }
+    if "model" in case:
+        agent["model"] = case["model"]
+    data = {
+        "description": f"fix calc with {preset}",
+        "agent": agent,
+        "goal": {"run": f"{PY} -m pytest -q -p no:cacheprovider test_calc.py", "timeout": "60s"},
+        "limits": {"max_iterations": 4, "stall": 3},
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run_offline(repo: Path, tmp_path: Path, *outloop_args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`outloop run` next to the model server, in a loopback-only network namespace."""
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(script_to_json(SCRIPT)))
+    record = tmp_path / "record.json"
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+    inner = [
+        PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns",
+        "--script", str(script), "--record", str(record), "--expected-key", EXPECTED_KEY,
+        "--", PY, "-m", "outloop_cli", "run", *outloop_args,
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env["PATH"] = f"{agents_bin()}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [
+            "unshare", "--net", "--mount", "sh", "-c",
+            'ip link set lo up && mount --bind "$0" /etc/resolv.conf && exec "$@"',
+            str(resolv), *inner,
+        ],  # fmt: skip
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert record.exists(), f"the driver did not finish:\n{done.stdout}\n{done.stderr}"
+    return done, json.loads(record.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(CASES))
+def test_real_cli_fixes_the_code_offline(
+    preset: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    if shutil.which("unshare") is None:
+        pytest.fail("util-linux `unshare` is needed to prove the agents stay offline")
+    repo = make_repo(
+        {"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop_file(preset)}
+    )
+
+    done, seen = run_offline(repo, tmp_path, "fix", "--json")
+
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    record = only_run(repo)
+    assert record["stop_reason"] == "goal_met", record.get("stop_detail")
+    agent_turns = [it["agent"] for it in record["iterations"] if it["n"] > 0]
+    assert len(agent_turns) == 2, record
+    assert git(repo, "show", f"{record['branch']}:calc.py") == CALC.replace("-", "+")
+    # offline: nothing was looked up, everything went to the model server
+    assert seen["dns"] == [], f"{preset} tried to resolve {seen['dns']}"
+    assert seen["turns_started"] == 2
+    main = [r for r in seen["requests"] if r["main"]]
+    assert main, seen["requests"]
+    # the key the "provider" got, and only that key
+    assert {r["credential"] for r in seen["requests"]} == {EXPECTED_KEY}
+    # usage came from the agent's own report, every turn
+    for turn in agent_turns:
+        assert turn["error"] is None, turn
+        assert turn["turns"] and turn["turns"] >= 2, turn
+        assert turn["input_tokens"] and turn["input_tokens"] > 0, turn
+        assert turn["output_tokens"] and turn["output_tokens"] > 0, turn
+    parsed_in = sum(t["input_tokens"] for t in agent_turns)
+    parsed_out = sum(t["output_tokens"] for t in agent_turns)
+    served_in, served_out = seen["reported_usage"]
+    if preset == "aider":
+        # aider counts tokens itself; its cost comes from litellm's price for gpt-4.1
+        assert all(t["cost_usd"] and t["cost_usd"] > 0 for t in agent_turns)
+    else:
+        assert (parsed_in, parsed_out) == (served_in, served_out)
+    if preset == "claude":
+        assert all(t["cost_usd"] and t["cost_usd"] > 0 for t in agent_turns)
+        assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
+    if preset == "codex":
+        price = BUILTIN_PRICES["gpt-5-codex"]
+        for t in agent_turns:
+            assert t["cost_usd"] == pytest.approx(price.cost(t["input_tokens"], t["output_tokens"]))
+        assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
+    if preset == "gemini":
+        assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
