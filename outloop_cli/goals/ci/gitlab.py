@@ -49,7 +49,9 @@ class GitLabPipelines:
         if not checks:
             # a pipeline that failed before creating jobs (a .gitlab-ci.yml error, say)
             checks = (_from_pipeline(pipeline),)
-        return CISnapshot(checks, overall=str(pipeline.get("status") or ""))
+        overall = str(pipeline.get("status") or "")
+        # jobs can all be finished while the pipeline is not: a retry is on its way
+        return CISnapshot(checks, overall=overall, settled=overall not in _PENDING)
 
     def details(self, sha: str, failing: Sequence[Check]) -> list[CheckDetail]:
         found: list[CheckDetail] = []

@@ -62,6 +62,9 @@ class CISnapshot:
     overall: str | None = None
     # a sentence on why there may be no checks (no pipeline yet, …)
     note: str = ""
+    # False while the provider says the whole is still running even though every
+    # check listed is done (a GitLab pipeline about to retry a failed job)
+    settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,6 @@ def judge(snapshot: CISnapshot, required: Sequence[str] = ()) -> Verdict:
     pending = tuple(c for c in relevant if not c.completed)
     failing = tuple(c for c in relevant if c.completed and not c.green)
     state = "red" if failing else "green"
-    if not relevant or missing or pending:
+    if not relevant or missing or pending or not snapshot.settled:
         state = "pending"
     return Verdict(state, relevant, failing, pending, missing, ignored)
