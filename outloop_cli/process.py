@@ -42,6 +42,7 @@ __all__ = [
     "CommandTimedOut",
     "ProcessResult",
     "ProgramNotFound",
+    "adopt_orphans",
     "run_captured",
     "run_streamed",
 ]
@@ -194,6 +195,7 @@ def run_streamed(
                 stdin_data=stdin_data,
                 stdout=out_w,
                 stderr=out_w,
+                untrusted=True,
             )
         except CouldNotRun as exc:
             os.close(out_r)
@@ -235,7 +237,15 @@ def run_captured(
     err_r, err_w = os.pipe()
     try:
         child = _Child.start(
-            argv, executable, cwd=cwd, env=env, stdin_data=stdin_data, stdout=out_w, stderr=err_w
+            argv,
+            executable,
+            cwd=cwd,
+            env=env,
+            stdin_data=stdin_data,
+            stdout=out_w,
+            stderr=err_w,
+            # small trusted tools (git): a daemon they start on purpose (auto gc) may live
+            untrusted=False,
         )
     except CouldNotRun:
         os.close(out_r)
@@ -353,13 +363,17 @@ class _Child:
     ``killpg`` cannot hit a stranger.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], stdin: tuple[int, bytes] | None) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stdin: tuple[int, bytes] | None, *, untrusted: bool
+    ) -> None:
         self.proc = proc
         self.pid = proc.pid
         self._stdin = stdin
         self._pidfd = _open_pidfd(proc.pid)
         # descendants outside the group, as (pid, start time) against pid reuse
         self._escaped: set[tuple[int, int]] = set()
+        self._untrusted = untrusted
+        self._released = False
 
     @classmethod
     def start(
@@ -372,23 +386,29 @@ class _Child:
         stdin_data: bytes | None,
         stdout: int,
         stderr: int,
+        untrusted: bool,
     ) -> _Child:
+        """Start the child; ``untrusted`` children's orphans are swept (see ``adopt_orphans``)."""
         if stdin_data is None:
             stdin_r = os.open(os.devnull, os.O_RDONLY)
             stdin_w = None
         else:
             stdin_r, stdin_w = os.pipe()
         try:
-            proc = _popen(
-                argv, executable, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout, stderr=stderr
-            )
+            # a sweep must not see the new child between fork and registration
+            with _orphanage.lock:
+                proc = _popen(
+                    argv, executable, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout, stderr=stderr
+                )
+                _orphanage.register(proc.pid, untrusted=untrusted)
         except BaseException:
             if stdin_w is not None:
                 os.close(stdin_w)
             raise
         finally:
             os.close(stdin_r)
-        return cls(proc, None if stdin_w is None else (stdin_w, stdin_data or b""))
+        stdin = None if stdin_w is None else (stdin_w, stdin_data or b"")
+        return cls(proc, stdin, untrusted=untrusted)
 
     @property
     def returncode(self) -> int | None:
@@ -428,6 +448,7 @@ class _Child:
                 self._kill_tree(0.0, say)
             raise
         finally:
+            self._release(say)
             pump.join(_DRAIN)
             if pump.is_alive():
                 self._kill_pipe_holders(pipes, say)
@@ -601,6 +622,16 @@ class _Child:
         # the leader got SIGKILL or already exited, so this cannot hang on it
         self.proc.wait()
 
+    def _release(self, say: Callable[[str], None]) -> None:
+        """The tree is dealt with: forget the leader, and sweep orphans if it was the last."""
+        if self._released or self.proc.returncode is None:
+            # not reaped (a kill failed half-way): still ours, never an orphan
+            return
+        self._released = True
+        swept = _orphanage.release(self.pid)
+        if swept:
+            say(f"killed {swept} orphaned process(es) that escaped the tree")
+
     def _close(self) -> None:
         if self._pidfd is not None:
             os.close(self._pidfd)
@@ -629,6 +660,129 @@ def _open_pidfd(pid: int) -> int | None:
         # kernels before 5.3, or a seccomp profile that forbids it: poll instead
         return None
     return fd
+
+
+# --- orphans --------------------------------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux only).
+
+    A daemon that double-forks is reparented before any snapshot can place
+    it in a tree, and once it has closed our pipes nothing ties it to the
+    agent that started it. As a child subreaper (``prctl(2)``) we get such
+    orphans instead of init, and kill the ones born while an agent or goal
+    ran once no agent or goal is running any more; orphans of trusted
+    commands (``run_captured``) are only reaped when they exit.
+
+    Call it once, early, only in a process where this module starts every
+    child (the ``outloop`` CLI): other children would be taken for
+    orphans. Returns whether adoption is on.
+    """
+    if _orphanage.adopting:
+        return True
+    if not _have_proc():
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _orphanage.adopting = True
+    return True
+
+
+class _Orphanage:
+    """Our live children, and the sweeping of orphans that were adopted by us."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.adopting = False
+        # children started here and not yet released; everything else whose
+        # parent is us was adopted
+        self._children: set[int] = set()
+        # untrusted trees running now: leader pid -> its start time (clock ticks)
+        self._untrusted: dict[int, int] = {}
+        # earliest start of the untrusted trees that ended since the last sweep
+        self._pending_since: int | None = None
+
+    def register(self, pid: int, *, untrusted: bool) -> None:
+        """Called with ``lock`` held, right after the fork."""
+        self._children.add(pid)
+        if untrusted and self.adopting:
+            start = _starttime(pid)
+            if start is not None:
+                self._untrusted[pid] = start
+
+    def release(self, pid: int) -> int:
+        """A tree ended (its leader reaped); returns how many orphans were killed."""
+        with self.lock:
+            self._children.discard(pid)
+            start = self._untrusted.pop(pid, None)
+            if not self.adopting:
+                return 0
+            if start is not None:
+                since = self._pending_since
+                self._pending_since = start if since is None else min(since, start)
+            killed = 0
+            # while another agent or goal runs, a new orphan may be its own
+            if not self._untrusted and self._pending_since is not None:
+                killed = self._kill_orphans(self._pending_since)
+                self._pending_since = None
+            self._reap()
+            return killed
+
+    def _kill_orphans(self, since: int) -> int:
+        table = _proc_table()
+        if table is None:
+            return 0
+        me = os.getpid()
+        orphans = [
+            pid
+            for pid, info in table.items()
+            if info.ppid == me
+            and pid not in self._children
+            and info.alive
+            and info.starttime >= since
+        ]
+        targets = [(pid, table[pid].starttime) for pid in [*orphans, *_descendants(table, orphans)]]
+        for pid, _ in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline:
+            # their children come to us as they die, and must be reaped too
+            self._reap()
+            if not any(
+                (info := _read_stat(pid)) is not None and info.starttime == start and info.alive
+                for pid, start in targets
+            ):
+                break
+            time.sleep(0.01)
+        return len(targets)
+
+    def _reap(self) -> None:
+        """Collect the exit status of adopted orphans that died, so no zombie stays."""
+        table = _proc_table()
+        if table is None:
+            return
+        me = os.getpid()
+        for pid, info in table.items():
+            if info.ppid == me and pid not in self._children and not info.alive:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+
+_orphanage = _Orphanage()
 
 
 # --- moving bytes ---------------------------------------------------------

@@ -27,7 +27,8 @@ from outloop_cli.process import (
     run_captured,
     run_streamed,
 )
-from tests.e2e import pid_alive
+from tests.conftest import RepoFactory
+from tests.e2e import counter_goal, loop_yaml, pid_alive
 
 PY = sys.executable
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -742,3 +743,156 @@ def test_result_is_plain_data(tmp_path: Path) -> None:
         "exit": 0,
         "bytes": 2,
     }
+
+
+# -- orphans (adopt_orphans) ------------------------------------------------------------
+
+# A fresh interpreter that adopts orphans, as the outloop CLI does: every
+# child there is started by process.py.
+ADOPTING_RUNNER = """
+import json, os, sys, time
+from pathlib import Path
+from outloop_cli.process import adopt_orphans, run_captured, run_streamed
+
+# a daemon done right: double fork, setsid, stdio to /dev/null, so neither
+# the tree walk nor the pipe can find it; it lives argv[2] seconds
+DAEMONIZE = '''
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        with open(sys.argv[1], "a") as f:
+            f.write(f"{os.getpid()}\\\\n")
+        time.sleep(float(sys.argv[2]))
+        os._exit(0)
+    os._exit(0)
+os.wait()
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+print("daemon started", flush=True)
+'''
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+def zombie_children():
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            if int(fields[1]) == me and fields[0] == "Z":
+                found.append(int(entry.name))
+    return found
+
+env = {"PATH": os.environ["PATH"]}
+report = {"adopting": adopt_orphans()}
+
+# an agent's daemon dies with the agent's turn
+run_streamed([sys.executable, "-c", DAEMONIZE, "agent.pid", "300"], cwd=Path.cwd(), env=env,
+             log_path=Path("agent.log"), timeout=30)
+agent_daemon = int(Path("agent.pid").read_text())
+report["agent_daemon_alive"] = alive(agent_daemon)
+
+# git's own daemon (auto gc) may finish its work; once it exits it is reaped
+run_captured([sys.executable, "-c", DAEMONIZE, "tool.pid", "1"], cwd=Path.cwd(), env=env, timeout=30)
+tool_daemon = int(Path("tool.pid").read_text())
+report["tool_daemon_alive_after_its_command"] = alive(tool_daemon)
+time.sleep(1.5)
+run_streamed([sys.executable, "-c", "pass"], cwd=Path.cwd(), env=env, log_path=Path("x.log"))
+report["tool_daemon_alive_later"] = alive(tool_daemon)
+report["zombies"] = zombie_children()
+print(json.dumps(report))
+"""
+
+
+def test_adopted_orphans_of_an_agent_are_killed_and_reaped(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PY, "-c", ADOPTING_RUNNER],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    for name in ("agent.pid", "tool.pid"):
+        for pid in read_pids(tmp_path / name):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+
+    assert report == {
+        "adopting": True,
+        "agent_daemon_alive": False,
+        "tool_daemon_alive_after_its_command": True,
+        "tool_daemon_alive_later": False,
+        "zombies": [],
+    }
+    assert (
+        "killed 1 orphaned process(es) that escaped the tree"
+        in (tmp_path / "agent.log").read_text()
+    )
+
+
+DAEMON_AGENT = """
+import os, pathlib, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        with open(os.environ["PID_FILE"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+while not os.path.exists(os.environ["PID_FILE"]):
+    time.sleep(0.01)
+pathlib.Path("counter.txt").write_text("1\\n")
+print("started a dev server and fixed the counter")
+"""
+
+
+def test_a_real_run_under_an_adopting_cli_leaves_no_daemon(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    loop = loop_yaml(
+        [PY, "daemon_agent.py"], counter_goal(1), agent__env={"PID_FILE": str(pid_file)}
+    )
+    repo = make_repo({"daemon_agent.py": DAEMON_AGENT, ".outloop/fix.yml": loop})
+    code = (
+        "import sys\n"
+        "from outloop_cli.process import adopt_orphans\n"
+        "assert adopt_orphans()\n"
+        "from outloop_cli.main import main\n"
+        "sys.exit(main(['run', 'fix', '--json']))\n"
+    )
+    done = subprocess.run(
+        [PY, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    daemons = read_pids(pid_file)
+    alive = survivors(daemons)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stop_reason"] == "goal_met"
+    assert len(daemons) == 1
+    assert alive == []
