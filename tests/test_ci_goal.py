@@ -375,3 +375,13 @@ def test_enterprise_api_prefix(tmp_path: Path) -> None:
         assert session.api_url.endswith("/api/v3")
         assert evaluate(ghe, tmp_path, session=session).met
         assert all(r.path.startswith("/api/v3/") for r in ghe.requests)
+
+
+def test_a_long_burst_of_rate_limits_is_waited_out_within_the_deadline(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.add_check(SHA, "tests", [(0, "completed", "success")])
+    for _ in range(8):
+        github.limit_next("429", wait=0)
+    result = evaluate(github, tmp_path, timeout=10)
+    assert result.met, result.summary

@@ -253,7 +253,8 @@ class ForgeClient:
             if wait_for is not None:
                 self.stats.rate_limited += 1
                 attempt += 1
-                if attempt > self.max_retries + 2:
+                # with a deadline, ``_wait`` bounds the waiting; without one, the count does
+                if self.deadline is None and attempt > self.max_retries + 2:
                     raise RateLimited(
                         f"{method} {_display(url)}: still rate limited after {attempt} waits",
                         wait=wait_for,
