@@ -35,7 +35,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -124,6 +124,10 @@ class FakeGitHub:
         self.limits: list[str] = []
         self.fail_next: list[int] = []
         self.default_branch = "main"
+        # called once for each commit the API is first asked about: script its checks there
+        # (like a CI system that starts when a push arrives)
+        self.on_new_sha: Callable[[FakeGitHub, str, str], None] | None = None
+        self._seen: set[tuple[str, str]] = set()
         self._ids = 1000
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -239,7 +243,16 @@ class FakeGitHub:
     def now(self) -> float:
         return time.monotonic()
 
+    def _first_sight(self, repo: str, sha: str) -> None:
+        with self._lock:
+            if (repo, sha) in self._seen:
+                return
+            self._seen.add((repo, sha))
+        if self.on_new_sha is not None:
+            self.on_new_sha(self, repo, sha)
+
     def visible_checks(self, repo: str, sha: str, latest: bool) -> list[dict[str, Any]]:
+        self._first_sight(repo, sha)
         now = self.now()
         with self._lock:
             candidates = [c for c in self.checks if c.repo == repo and c.sha == sha]
@@ -289,6 +302,7 @@ class FakeGitHub:
         }
 
     def combined(self, repo: str, sha: str) -> dict[str, Any]:
+        self._first_sight(repo, sha)
         now = self.now()
         with self._lock:
             scripted = [s for s in self.statuses if s.repo == repo and s.sha == sha]
