@@ -134,6 +134,8 @@ def test_clean_removes_finished_worktrees_and_never_touches_a_running_run(
     assert done.returncode == 0, done.stderr
     assert f"removed worktree of {running_id} (crashed)" in done.stderr
     assert [Path(w["worktree"]) for w in _worktrees(repo)] == [repo]
+    # nothing left behind in the state directory either
+    assert not Path(running["worktree"]).parent.exists()
     assert _branches(repo) == branches_before
     for record in _records(repo).values():
         # every commit is still reachable from its branch
@@ -171,6 +173,8 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
     assert _records(repo) == {}
     for run_id in records:
         assert f"deleted the record of {run_id}" in done.stderr
+    assert "branches stay" in done.stderr
+    assert "records stay" not in done.stderr
     assert _branches(repo) == branches
     assert [Path(w["worktree"]) for w in _worktrees(repo)] == [repo]
     assert run_cli(repo, "status").stdout == ""

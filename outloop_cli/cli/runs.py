@@ -229,7 +229,9 @@ def _report_clean(result: CleanResult) -> None:
         err(f"deleted the record of {run_id}")
     if not result.removed and not result.records_dropped:
         err("nothing to clean")
-    elif result.removed:
+    elif result.records_dropped:
+        err("branches stay: `git branch --list 'outloop/*'` shows them")
+    else:
         err("branches and records stay; `outloop clean --all` also deletes records")
 
 

@@ -96,7 +96,11 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
             result.became_running.append(target.run_id)
     # also forgets worktrees whose directories were deleted by hand
     repo.git.run("worktree", "prune")
-    _remove_if_empty(worktrees_root(repo.info.root, repo.info.common_dir))
+    # the per-repository folder that held them (wherever XDG_STATE_HOME pointed then)
+    for parent in {t.worktree.parent for t in result.removed} | {
+        worktrees_root(repo.info.root, repo.info.common_dir)
+    }:
+        _remove_if_empty(parent)
     return result
 
 
