@@ -252,7 +252,7 @@ def test_timeout_kills_the_whole_tree_including_a_setsid_grandchild(
     assert len(pids) == 3
     assert survivors(pids) == []
     # SIGTERM was enough: no grace period was waited out
-    assert time.monotonic() - started < 2 + 1
+    assert time.monotonic() - started < 2 + 3
     log = (tmp_path / "out.log").read_text()
     assert log.startswith("tree ready\n")
     assert "[outloop] killed: still running after 2s (timeout)" in log
@@ -317,24 +317,25 @@ def test_idle_timeout_kills_a_silent_tree(tmp_path: Path, pids_file: Path) -> No
 def test_output_keeps_idle_timeout_away(tmp_path: Path) -> None:
     code = """
         import time
-        for _ in range(15):
+        for _ in range(20):
             print("tick", flush=True)
             time.sleep(0.1)
     """
-    result = run(py(code), tmp_path, idle_timeout=0.6, timeout=30)
+    # twice as long as the idle timeout, never silent for long
+    result = run(py(code), tmp_path, idle_timeout=1, timeout=30)
 
     assert result.ok
-    assert result.tail.count("tick") == 15
+    assert result.tail.count("tick") == 20
 
 
 def test_output_that_the_transform_drops_still_counts_as_activity(tmp_path: Path) -> None:
     code = """
         import time
-        for _ in range(12):
+        for _ in range(20):
             print("noise", flush=True)
             time.sleep(0.1)
     """
-    result = run(py(code), tmp_path, idle_timeout=0.6, transform=lambda chunk: b"")
+    result = run(py(code), tmp_path, idle_timeout=1, transform=lambda chunk: b"")
 
     assert result.ok
     assert result.output_bytes == 0
