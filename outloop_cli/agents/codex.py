@@ -75,7 +75,11 @@ class CodexAgent(HeadlessAgent):
         (home / "config.toml").write_text(self._config_toml())
         program, *fixed = self.program_argv
         argv = ("sh", "-c", _WRAPPER, program, *fixed, "exec", "--json", *self.config.args)
-        env = {**self.sentinel_env(), "CODEX_HOME": str(home)}
+        # Codex will not put its sandbox helper under the temp directory, and a
+        # run's state often lives in /tmp (CI, tests): give it a temp dir of its own.
+        tmp = ctx.state_dir / "codex-tmp"
+        tmp.mkdir(exist_ok=True)
+        env = {**self.sentinel_env(), "CODEX_HOME": str(home), "TMPDIR": str(tmp)}
         return Invocation(argv=argv, env=env, stdin=ctx.prompt_text.encode())
 
     def _config_toml(self) -> str:
@@ -117,6 +121,9 @@ class CodexAgent(HeadlessAgent):
         return report
 
 
+_TOOL_ITEMS = ("command_execution", "file_change", "mcp_tool_call", "web_search")
+
+
 def report_thread(text: str) -> str | None:
     for event in json_objects(text):
         if event.get("type") == "thread.started" and isinstance(event.get("thread_id"), str):
@@ -127,13 +134,16 @@ def report_thread(text: str) -> str | None:
 def parse_events(text: str) -> Report:
     report = Report()
     last_error: str | None = None
+    tool_calls = 0
     for event in json_objects(text):
         kind = event.get("type")
         if kind == "thread.started":
             report.found = True
         elif kind == "turn.completed":
             report.found = True
-            report.turns = (report.turns or 0) + 1
+            # like Claude's num_turns: one model turn per tool round trip, plus the answer
+            report.turns = (report.turns or 0) + 1 + tool_calls
+            tool_calls = 0
             usage = field_dict(event, "usage")
             report.input_tokens = add(report.input_tokens, as_int(usage.get("input_tokens")))
             report.cached_input_tokens = add(
@@ -151,6 +161,8 @@ def parse_events(text: str) -> Report:
             item = field_dict(event, "item")
             if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
                 report.final_message = item["text"]
+            elif item.get("type") in _TOOL_ITEMS:
+                tool_calls += 1
     if last_error is not None and not _completed_after_error(text):
         report.error = classify_api_error(last_error, _status_in(last_error))
         report.error_detail = one_line(last_error)

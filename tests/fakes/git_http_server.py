@@ -159,7 +159,9 @@ class GitHttpServer:
         self._server.root = root
         self._server.backend = http_backend()
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     @property
     def host(self) -> str:

@@ -123,6 +123,8 @@ class ModelServer:
         self._lock = threading.Lock()
         self._turn = -1
         self._turn_fingerprint: str | None = None
+        # hashes of the text replies we sent, to tell them from a client's canned ones
+        self._replies: set[str] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self.url_seen = ""
         self._thread: threading.Thread | None = None
@@ -192,6 +194,13 @@ class ModelServer:
                 self._turn += 1
                 self._turn_fingerprint = fingerprint
             return max(self._turn, 0)
+
+    def _remember(self, reply: str) -> None:
+        with self._lock:
+            self._replies.add(_fingerprint([reply.strip()]))
+
+    def _is_ours(self, reply: str) -> bool:
+        return _fingerprint([reply.strip()]) in self._replies
 
     def turn_script(self, index: int) -> Turn:
         if index < len(self.script):
@@ -305,11 +314,24 @@ def gemini_calls(action: Action, tools: set[str]) -> list[ToolCall]:
     raise ToolMismatch(f"no tool for {action} among {sorted(tools)}")
 
 
-def aider_edit_text(turn: Turn, system_text: str) -> str:
-    """A whole turn as aider edit blocks, in the edit format its system prompt asks for."""
+def aider_edit_text(turn: Turn, system_text: str, shown: str | None = None) -> str:
+    """A whole turn as aider edit blocks, in the edit format its system prompt asks for.
+
+    When aider asks again in the same turn (``shown`` is everything it sent),
+    only the edits whose target text it still shows are repeated: as a model
+    would, having been told the files it now has in the chat.
+    """
     parts = []
     uses_search_replace = "SEARCH/REPLACE" in system_text
-    for action in turn.actions:
+    actions = list(turn.actions)
+    if shown is not None:
+        actions = [
+            a
+            for a in actions
+            if (isinstance(a, ReplaceText) and a.old in shown)
+            or (isinstance(a, WriteFile) and a.content not in shown)
+        ]
+    for action in actions:
         if isinstance(action, RunShell):
             parts.append(f"```bash\n{action.command}\n```")
         elif uses_search_replace:
@@ -812,9 +834,28 @@ class _Handler(BaseHTTPRequestHandler):
             )
             text, calls = plan.text, plan.calls
         else:
-            index = server._place(_fingerprint(user_texts), 0)
-            rec.turn, rec.step = index, 0
-            text = aider_edit_text(server.turn_script(index), system_text)
+            # aider: one reply per request, re-asked in the same run after it adds
+            # files to the chat or reflects on a failed edit. The turn is what the
+            # user said before our first reply, the step how many of ours came since.
+            ours = [
+                i
+                for i, m in enumerate(messages)
+                if m.get("role") == "assistant"
+                and server._is_ours("".join(_texts(m.get("content"))))
+            ]
+            first_reply = ours[0] if ours else len(messages)
+            opening = [
+                t
+                for m in messages[:first_reply]
+                if m.get("role") == "user"
+                for t in _texts(m.get("content"))
+            ]
+            step = len(ours)
+            index = server._place(_fingerprint(opening), step)
+            rec.turn, rec.step = index, step
+            shown = "\n".join(t for m in messages for t in _texts(m.get("content")))
+            text = aider_edit_text(server.turn_script(index), system_text, shown if step else None)
+            server._remember(text)
         usage = self._usage(rec)
         model = body.get("model") or server.model or "gpt-scripted"
         chat_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -1131,6 +1172,17 @@ def _qname(packet: bytes, offset: int) -> tuple[str, int]:
     return ".".join(labels), offset + 1
 
 
+def _last_input(body: dict[str, Any] | None) -> Any:
+    """The newest thing the client sent (a tool result, usually): for reading failures."""
+    if body is None:
+        return None
+    for key in ("input", "messages", "contents"):
+        items = body.get(key)
+        if isinstance(items, list) and items:
+            return items[-1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import subprocess
@@ -1171,6 +1223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "step": r.step,
                 "usage": list(r.usage),
                 "headers": r.headers,
+                "last_input": _last_input(r.body),
             }
             for r in server.requests
         ],
