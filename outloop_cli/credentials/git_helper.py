@@ -1,0 +1,191 @@
+"""outloop as git's credential helper (``via: git``, and outloop's own push).
+
+Git is pointed at the helper through ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/
+``GIT_CONFIG_VALUE_n`` in the environment of the processes that may use it (the
+agent's, when the loop asks for ``via: git``; outloop's push), never through a
+config file:
+
+- nothing is written into the user's repository: a worktree shares
+  ``.git/config`` with the user's checkout, and per-worktree config would need
+  ``extensions.worktreeConfig`` switched on in it (which older tools refuse);
+- it dies with the processes that carry it, so a crash leaves no helper behind
+  pointing at a dead socket;
+- environment config is read after every config file, so the empty
+  ``credential.helper`` reset clears any helper a repo, an agent or the user's
+  ``~/.gitconfig`` installed, and ours is the only one git asks.
+
+Ours is installed for every host (after the reset), not only as
+``credential.https://<host>.helper``: git then asks *us* about any other host
+too (a remote rewritten by ``url.<base>.insteadOf``, an ``lfs.url`` from a
+committed ``.lfsconfig``), and we refuse with ``quit=1`` and an audit event,
+where a host-scoped helper would have let the attempt pass unrecorded.
+
+The helper finds the broker's socket and its capability in the environment
+git passes down. The agent's environment holds a capability only when the loop
+asked for ``via: git`` or ``via: helper``; the capability of outloop's own
+push lives only in the environment of that push.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from outloop_cli.credentials import broker_wire, git_protocol
+from outloop_cli.credentials.routes import is_loopback
+
+DEFAULT_USERNAME = "x-access-token"
+
+
+@dataclass(frozen=True)
+class GitScope:
+    """Where one git credential may be sent: protocol, host[:port] and, if set, one repo path."""
+
+    credential: str
+    host: str
+    path: str | None = None
+
+    def refusal(self, protocol: str | None, host: str | None, path: str | None) -> str | None:
+        """None when the request fits this scope, else the reason it does not."""
+        if not host or host.lower() != self.host.lower():
+            return "host_not_allowed"
+        if protocol != "https" and not (protocol == "http" and is_loopback(_hostname(host))):
+            return "protocol_not_allowed"
+        if self.path is not None and normalise_path(path or "") != self.path:
+            return "path_not_allowed"
+        return None
+
+
+def normalise_path(path: str) -> str:
+    """``/org/repo.git/`` and ``org/repo`` name the same repository."""
+    path = urllib.parse.unquote(path).strip("/")
+    return path[: -len(".git")] if path.endswith(".git") else path
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def helper_command(python: str | None = None) -> str:
+    """The helper as git runs it: this Python, isolated (``-I``).
+
+    ``-I`` keeps the working directory (the agent's worktree) and ``PYTHON*``
+    variables out of ``sys.path``, so a repo that ships its own
+    ``outloop_cli`` package cannot stand in for the helper.
+    """
+    return f"!{shlex.quote(python or sys.executable)} -I -m outloop_cli credential"
+
+
+def config_env(entries: Sequence[tuple[str, str]]) -> dict[str, str]:
+    env = {"GIT_CONFIG_COUNT": str(len(entries))}
+    for index, (key, value) in enumerate(entries):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def helper_entries(scopes: Sequence[GitScope], python: str | None = None) -> list[tuple[str, str]]:
+    entries = [("credential.helper", ""), ("credential.helper", helper_command(python))]
+    for scope in scopes:
+        if scope.path is not None:
+            # git leaves the path out of the request unless told to send it
+            for protocol in ("https", "http"):
+                entries.append((f"credential.{protocol}://{scope.host}.useHttpPath", "true"))
+    return entries
+
+
+# Config an agent may have planted in the repo that would run its code, or
+# send outloop's push elsewhere, when outloop pushes with a capability in its
+# environment.
+PUSH_HARDENING: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", "/dev/null"),
+    ("protocol.ext.allow", "never"),
+    ("protocol.fd.allow", "never"),
+    ("credential.interactive", "false"),
+    ("core.askPass", ""),
+)
+
+
+@dataclass(frozen=True)
+class HelperAnswer:
+    stdout: bytes
+    # a line for git's stderr (git shows it to whoever runs git), or None
+    message: str | None = None
+
+
+def answer(operation: str, stdin: bytes, env: Mapping[str, str]) -> HelperAnswer:
+    """What ``outloop credential <operation>`` replies to git.
+
+    Only ``get`` answers; ``store`` and ``erase`` are accepted and ignored (the
+    broker keeps nothing git could update), as is any operation git may add
+    later. A ``get`` that cannot be answered declines with ``quit=1`` so git
+    neither asks another helper nor prompts.
+    """
+    if operation != "get":
+        return HelperAnswer(b"")
+    try:
+        request = git_protocol.parse(stdin)
+    except git_protocol.BadCredentialInput as exc:
+        _report_bad_input(env, str(exc))
+        return HelperAnswer(git_protocol.DECLINE, f"outloop: refused: {exc}")
+    socket_path = env.get(broker_wire.ENV_SOCKET)
+    capability = env.get(broker_wire.ENV_CAPABILITY)
+    if not socket_path or not capability:
+        return HelperAnswer(
+            git_protocol.DECLINE, "outloop: no credentials here (not started by an outloop run)"
+        )
+    query = {
+        "op": "git",
+        "capability": capability,
+        "protocol": request.protocol,
+        "host": request.host,
+        "path": request.path,
+    }
+    try:
+        reply = broker_wire.ask(socket_path, query)
+    except broker_wire.BrokerUnavailable as exc:
+        return HelperAnswer(git_protocol.DECLINE, f"outloop: no credentials: {exc}")
+    if not reply.get("ok"):
+        return HelperAnswer(
+            git_protocol.DECLINE, f"outloop: refused: {reply.get('reason', 'refused')}"
+        )
+    attributes: dict[str, str | int] = {
+        "username": request.username or str(reply.get("username") or DEFAULT_USERNAME),
+        "password": str(reply["password"]),
+        "password_expiry_utc": int(reply["expires"]),
+    }
+    try:
+        return HelperAnswer(git_protocol.format_reply(attributes))
+    except git_protocol.BadCredentialInput:
+        return HelperAnswer(
+            git_protocol.DECLINE,
+            "outloop: refused: the stored secret contains a line break; store it again",
+        )
+
+
+def _report_bad_input(env: Mapping[str, str], why: str) -> None:
+    """Tell the broker (for the audit log) that someone fed the helper a malformed request."""
+    socket_path = env.get(broker_wire.ENV_SOCKET)
+    capability = env.get(broker_wire.ENV_CAPABILITY)
+    if not socket_path or not capability:
+        return
+    try:
+        broker_wire.ask(
+            socket_path, {"op": "bad_input", "capability": capability, "reason": why[:200]}
+        )
+    except broker_wire.BrokerUnavailable:
+        pass
+
+
+def remote_scope(remote_url: str, credential: str) -> GitScope | None:
+    """The scope of outloop's push to ``remote_url``: its host and its one repo path."""
+    parts = urllib.parse.urlsplit(remote_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return GitScope(credential, host, normalise_path(parts.path))

@@ -1,0 +1,145 @@
+"""What the access proxy may forward for one credential: its upstream, allow rules and key header.
+
+Built once per run from the loop's ``credentials:`` (``via: proxy``) and the
+granted key. Pure logic, no I/O, so that every decision the proxy makes about
+a path can be tested without a socket.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import urllib.parse
+from dataclasses import dataclass, field
+
+from outloop_cli.config.model import CredentialConfig
+from outloop_cli.errors import CouldNotRun
+
+_LOOPBACK_HOSTS = ("localhost", "::1")
+# control characters and the characters that some servers treat as path separators
+_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\#]")
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in _LOOPBACK_HOSTS or re.fullmatch(r"127(?:\.\d{1,3}){3}", host) is not None
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """``METHOD /path`` where ``*`` matches any text (``/`` included) and method ``*`` any method."""
+
+    method: str
+    pattern: str
+
+    @classmethod
+    def parse(cls, text: str) -> AllowRule:
+        method, sep, path = text.strip().partition(" ")
+        if not sep or not path.startswith("/"):
+            raise ValueError(f"{text!r} is not a 'METHOD /path' rule")
+        return cls(method.upper(), path.strip())
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method != "*" and self.method != method.upper():
+            return False
+        # only * is special (fnmatch would also give [] and ? a meaning)
+        regex = ".*".join(re.escape(part) for part in self.pattern.split("*"))
+        return re.fullmatch(regex, path, flags=re.DOTALL) is not None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"{url!r} must not carry credentials, a query or a fragment")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            # a key sent in clear over a network is a leaked key
+            raise ValueError(f"{url!r} uses plain http to a host that is not this machine")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/"))
+
+    @property
+    def origin(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def netloc(self) -> str:
+        return self.origin.split("://", 1)[1]
+
+
+class PathRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    name: str
+    upstream: Upstream
+    header: str
+    scheme: str
+    allow: tuple[AllowRule, ...]
+    # PEM text of the CA certificates to trust instead of the system's, if any
+    ca_pem: str | None = None
+    _key: str = field(default="", repr=False)
+
+    @classmethod
+    def build(cls, config: CredentialConfig, key: str, ca_pem: str | None = None) -> ProxyRoute:
+        if config.upstream is None:
+            raise CouldNotRun(f"credential `{config.name}` (via: proxy) has no upstream")
+        if any(c in key for c in "\r\n\0"):
+            raise CouldNotRun(
+                f"the secret for `{config.name}` contains a line break or NUL, "
+                "which cannot go into an HTTP header",
+                hint="store it again without the trailing newline: outloop secrets set",
+            )
+        try:
+            upstream = Upstream.parse(config.upstream)
+            rules = tuple(AllowRule.parse(rule) for rule in config.allow)
+        except ValueError as exc:
+            raise CouldNotRun(f"credential `{config.name}`: {exc}") from None
+        return cls(config.name, upstream, config.header, config.scheme, rules, ca_pem, key)
+
+    def header_value(self) -> str:
+        return f"{self.scheme} {self._key}" if self.scheme else self._key
+
+    def upstream_path(self, rest: str) -> str:
+        """The path on the upstream for ``rest`` (what followed the route in the proxy URL)."""
+        if rest and not rest.startswith("/"):
+            raise PathRefused("bad_path")
+        decoded = urllib.parse.unquote(rest, errors="strict")
+        if _BAD_PATH.search(decoded):
+            raise PathRefused("bad_path")
+        # '..' would let an upstream that normalises paths escape the allow rules
+        if any(segment in (".", "..") for segment in decoded.split("/")):
+            raise PathRefused("bad_path")
+        return (self.upstream.base_path + rest) or "/"
+
+    def allows(self, method: str, upstream_path: str) -> bool:
+        decoded = urllib.parse.unquote(upstream_path)
+        if not self.allow:
+            base = self.upstream.base_path
+            return decoded == (base or "/") or decoded.startswith(base + "/")
+        return any(rule.matches(method, decoded) for rule in self.allow)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.upstream.scheme != "https":
+            return None
+        if self.ca_pem is not None:
+            return ssl.create_default_context(cadata=self.ca_pem)
+        return ssl.create_default_context()
+
+
+__all__ = ["AllowRule", "PathRefused", "ProxyRoute", "Upstream", "is_loopback"]
