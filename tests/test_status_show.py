@@ -241,6 +241,26 @@ def test_stopped_on_request(make_repo: RepoFactory, tmp_path: Path, runner_facto
     assert "stopped" in run_cli(repo, "status").stdout
 
 
+def test_interrupted_counts_as_stopped(
+    make_repo: RepoFactory, tmp_path: Path, runner_factory: Any
+) -> None:
+    marker = tmp_path / "agent-started"
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("sleepy_agent.py", str(marker), "60"), counter_goal(5)
+            )
+        }
+    )
+    runner = runner_factory(repo, marker)
+    _wait_for(marker)
+    runner.send_signal(signal.SIGINT)
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, err
+    [row] = _status(repo)
+    assert (row["state"], row["stop_reason"]) == ("stopped", "interrupted")
+
+
 def test_unknown_or_ambiguous_run(make_repo: RepoFactory) -> None:
     repo = make_repo(
         {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))}

@@ -23,6 +23,9 @@ STOPPED = "stopped"
 CRASHED = "crashed"
 UNREADABLE = "unreadable"
 
+# a human halted it (`outloop stop`, Ctrl-C): not done, and `outloop resume` picks it up
+_HALTED = (StopReason.STOPPED, StopReason.INTERRUPTED)
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -60,7 +63,7 @@ def display_state(record: RunRecord, paths: RunPaths) -> str:
         return RUNNING
     if state is RunState.CRASHED:
         return CRASHED
-    if record.stop_reason is StopReason.STOPPED:
+    if record.stop_reason in _HALTED:
         return STOPPED
     return FINISHED
 
