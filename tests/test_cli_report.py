@@ -195,3 +195,26 @@ def test_outside_a_repository(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "report", "x")
     assert done.returncode == 2
     assert "not inside a git repository" in done.stderr
+
+
+def test_a_run_that_died_is_reported_as_crashed(make_repo: RepoFactory) -> None:
+    repo, run_id = converged_run(make_repo)
+    # what a runner killed with SIGKILL leaves: a "running" record nobody holds
+    run_json = runs_dir(repo) / run_id / "run.json"
+    data = json.loads(run_json.read_text())
+    data.update(state="running", stop_reason=None, stop_detail=None, exit_code=None)
+    data["iterations"] = data["iterations"][:2]
+    run_json.write_text(json.dumps(data))
+
+    junit = run_cli(repo, "report", run_id, "--format", "junit")
+    assert junit.returncode == 0, junit.stderr
+    root = validate_everywhere(junit.stdout.encode())
+    assert properties(root)["state"] == "crashed"
+    case = root.find("testsuite/testcase")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("type") == "crashed"
+
+    markdown = run_cli(repo, "report", run_id, "--format", "markdown")
+    assert markdown.stdout.startswith("## ❌ fix: crashed after 1 iteration\n")
