@@ -91,7 +91,9 @@ def loop_file(preset: str) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def run_offline(repo: Path, tmp_path: Path, *outloop_args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_offline(
+    repo: Path, tmp_path: Path, *outloop_args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`outloop run` next to the model server, in a loopback-only network namespace."""
     script = tmp_path / "script.json"
     script.write_text(json.dumps(script_to_json(SCRIPT)))
@@ -106,12 +108,13 @@ def run_offline(repo: Path, tmp_path: Path, *outloop_args: str) -> tuple[subproc
     env = dict(os.environ)
     env["PATH"] = f"{agents_bin()}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(ROOT)
+    netns = [
+        "unshare", "--net", "--mount", "sh", "-c",
+        'ip link set lo up && mount --bind "$0" /etc/resolv.conf && exec "$@"',
+        str(resolv),
+    ]  # fmt: skip
     done = subprocess.run(
-        [
-            "unshare", "--net", "--mount", "sh", "-c",
-            'ip link set lo up && mount --bind "$0" /etc/resolv.conf && exec "$@"',
-            str(resolv), *inner,
-        ],  # fmt: skip
+        [*netns, *inner],
         cwd=repo,
         env=env,
         capture_output=True,

@@ -122,7 +122,9 @@ class AiderAgent(HeadlessAgent):
 def parse_run(analytics_text: str, output_text: str) -> Report:
     report = Report()
     for event in json_objects(analytics_text):
-        report.found = True
+        # aider logs "exit" when it finishes on its own; without it, it died
+        if event.get("event") in ("exit", "message_send"):
+            report.found = True
         if event.get("event") != "message_send":
             continue
         props = field_dict(event, "properties")

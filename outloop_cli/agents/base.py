@@ -110,7 +110,7 @@ def base_result(result: ProcessResult, log: str) -> AgentResult:
 def make_agent(config: AgentConfig) -> AgentBackend:
     from outloop_cli.agents.command import CommandAgent
 
-    if config.preset == "command" or config.command is not None:
+    if config.preset == "command":
         return CommandAgent(config)
     from outloop_cli.agents.presets import preset_agent
 

@@ -1,4 +1,4 @@
-"""Prices for agents whose report has tokens but no cost (Codex; aider on unknown models).
+"""Prices for agents whose report has tokens but no cost (Codex, Gemini CLI).
 
 Prices are USD per million tokens. The built-in table is a starting point that
 goes stale; the user's ``$XDG_CONFIG_HOME/outloop/prices.yml`` overrides and
@@ -43,7 +43,7 @@ class Price:
         ) / 1_000_000
 
 
-# List prices as published by OpenAI (USD per 1M tokens).
+# List prices as published by the providers (USD per 1M tokens).
 BUILTIN_PRICES: dict[str, Price] = {
     "gpt-5": Price(1.25, 10.0, 0.125),
     "gpt-5-codex": Price(1.25, 10.0, 0.125),
@@ -60,6 +60,10 @@ BUILTIN_PRICES: dict[str, Price] = {
     "o3": Price(2.0, 8.0, 0.5),
     "o4-mini": Price(1.1, 4.4, 0.275),
     "codex-mini-latest": Price(1.5, 6.0, 0.375),
+    # Google's list prices for prompts up to 200k tokens
+    "gemini-2.5-pro": Price(1.25, 10.0, 0.31),
+    "gemini-2.5-flash": Price(0.30, 2.50, 0.075),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.025),
 }
 
 
