@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -437,6 +438,51 @@ def test_real_run_removing_the_head_from_a_finished_record_is_caught(
     done = _verify_cli(repo, str(record["run_id"]))
     assert done.returncode == 1
     assert "records no audit head: it was removed" in done.stdout
+
+
+def _edit_record(audit: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    run_json = audit.parent / "run.json"
+    data = json.loads(run_json.read_text())
+    change(data)
+    run_json.write_text(json.dumps(data))
+
+
+def test_real_run_a_record_that_contradicts_its_log_fails(make_repo: RepoFactory) -> None:
+    repo, record, audit = _real_run(make_repo)
+    run_id = str(record["run_id"])
+    intact = (audit.parent / "run.json").read_text()
+
+    def stop_reason(data: dict[str, Any]) -> None:
+        data["stop_reason"] = "max_iterations"
+
+    def goal_verdict(data: dict[str, Any]) -> None:
+        data["iterations"][1]["goal"]["met"] = True
+
+    def commit(data: dict[str, Any]) -> None:
+        data["iterations"][2]["commit"] = "f" * 40
+
+    for change, words in (
+        (stop_reason, "run.json says the run stopped with `max_iterations`, but the audit log"),
+        (goal_verdict, "run.json says iteration 1's goal was met, but the audit log"),
+        (commit, "run.json says iteration 2 is commit ffffffffff, but the audit log"),
+    ):
+        _edit_record(audit, change)
+        done = _verify_cli(repo, run_id)
+        assert done.returncode == 1, change.__name__
+        assert words in done.stdout, done.stdout
+        assert "run.json was edited" in done.stdout
+        (audit.parent / "run.json").write_text(intact)
+    assert _verify_cli(repo, run_id).returncode == 0
+
+
+def test_real_run_a_rewritten_branch_is_reported(make_repo: RepoFactory) -> None:
+    repo, record, _ = _real_run(make_repo)
+    git(Path(str(record["worktree"])), "reset", "-q", "--hard", "HEAD~1")
+    done = _verify_cli(repo, str(record["run_id"]))
+    # the log itself is intact; what it records is no longer what the branch holds
+    assert done.returncode == 0
+    assert "(iteration 3, line" in done.stderr
+    assert f"is no longer on {record['branch']}: the branch was rewritten" in done.stderr
 
 
 def test_real_run_forgery_of_log_and_run_json_is_caught_by_the_commits(

@@ -123,18 +123,98 @@ def verify_run(git: Git, paths: RunPaths) -> RunVerification:
     elif not problem:
         warnings.append("run.json records no audit head: lines cut from the end cannot be seen")
     branch, base = record.get("branch"), record.get("base_commit")
+    on_branch: set[str] | None = None
     if isinstance(branch, str) and branch:
-        commit_marks, branch_problem = _commit_checkpoints(git, branch, base, run_id)
-        marks.extend(commit_marks)
+        commits, branch_problem = _branch_commits(git, branch, base)
         if branch_problem:
             warnings.append(branch_problem)
+        else:
+            on_branch = {c.sha for c in commits}
+            marks.extend(_commit_checkpoints(commits, run_id))
     sources = tuple(dict.fromkeys(m.source for m in [*marks, *([final] if final else [])]))
     if not paths.audit.exists():
         reason = f"the audit log {paths.audit} is missing"
         missing = VerifyResult(False, 0, None, None, reason)
         return RunVerification(run_id, paths.audit, missing, sources, tuple(warnings))
     result = verify(paths.audit, checkpoints=marks, run_id=run_id, final=final)
+    if result.ok:
+        lines = read_lines(paths.audit)
+        contradiction = _contradiction(record, lines)
+        if contradiction is not None:
+            line, reason = contradiction
+            result = VerifyResult(False, result.lines, result.head, line, reason)
+        if on_branch is not None:
+            warnings.extend(_commits_not_on_branch(lines, on_branch, str(branch)))
     return RunVerification(run_id, paths.audit, result, sources, tuple(warnings))
+
+
+def _contradiction(record: dict[str, Any], lines: list[AuditLine]) -> tuple[int, str] | None:
+    """Where run.json claims something the (intact) log says otherwise: the record was edited.
+
+    Only the latest session counts (after the last ``run_started``/``run_resumed``),
+    and a claim the log has no event for yet (a crash between the two writes) is not
+    a contradiction.
+    """
+    events = [(line.number, line.entry) for line in lines if line.entry is not None]
+    starts = [i for i, (_, e) in enumerate(events) if e.get("event") in _SESSION_STARTS]
+    session = events[starts[-1] :] if starts else events
+    stopped = [(n, e) for n, e in session if e.get("event") == "run_stopped"]
+    reason = record.get("stop_reason")
+    if record.get("state") == "finished" and stopped and reason:
+        number, event = stopped[-1]
+        if event.get("reason") != reason:
+            return number, (
+                f"run.json says the run stopped with `{reason}`, but the audit log "
+                f"(line {number}) says `{event.get('reason')}`: run.json was edited"
+            )
+    goals: dict[int, tuple[int, object]] = {}
+    commits: dict[int, tuple[int, object]] = {}
+    for number, event in events:
+        n = event.get("iteration")
+        if not isinstance(n, int):
+            continue
+        if event.get("event") == "goal_evaluated":
+            goals[n] = (number, event.get("met"))
+        elif event.get("event") == "committed":
+            commits[n] = (number, event.get("commit"))
+    for it in record.get("iterations") or []:
+        if not isinstance(it, dict) or not isinstance(it.get("n"), int):
+            continue
+        n = it["n"]
+        goal = it.get("goal")
+        if isinstance(goal, dict) and n in goals and goals[n][1] != goal.get("met"):
+            number, met = goals[n]
+            claimed = "met" if goal.get("met") else "not met"
+            logged = "met" if met else "not met"
+            return number, (
+                f"run.json says iteration {n}'s goal was {claimed}, but the audit log "
+                f"(line {number}) says {logged}: run.json was edited"
+            )
+        sha = it.get("commit")
+        if sha and n in commits and commits[n][1] != sha:
+            number, logged_sha = commits[n]
+            return number, (
+                f"run.json says iteration {n} is commit {str(sha)[:10]}, but the audit log "
+                f"(line {number}) says {str(logged_sha)[:10]}: run.json was edited"
+            )
+    return None
+
+
+_SESSION_STARTS = ("run_started", "run_resumed")
+
+
+def _commits_not_on_branch(lines: list[AuditLine], on_branch: set[str], branch: str) -> list[str]:
+    """The branch is the loop's history: a logged commit missing from it was rewritten away."""
+    missing = []
+    for line in lines:
+        entry = line.entry or {}
+        sha = entry.get("commit")
+        if entry.get("event") == "committed" and isinstance(sha, str) and sha not in on_branch:
+            missing.append(
+                f"commit {sha[:10]} (iteration {entry.get('iteration')}, line {line.number}) "
+                f"is no longer on {branch}: the branch was rewritten"
+            )
+    return missing
 
 
 def _raw_record(paths: RunPaths) -> tuple[dict[str, Any], str | None]:
@@ -150,10 +230,15 @@ def _raw_record(paths: RunPaths) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
-def _commit_checkpoints(
-    git: Git, branch: str, base: object, run_id: str
-) -> tuple[list[Checkpoint], str | None]:
-    """Heads from the ``Outloop-Audit-Head`` trailers of this run's commits on its branch."""
+@dataclass(frozen=True)
+class _BranchCommit:
+    sha: str
+    heads: tuple[str, ...]
+    runs: tuple[str, ...]
+
+
+def _branch_commits(git: Git, branch: str, base: object) -> tuple[list[_BranchCommit], str | None]:
+    """The run's commits on its branch, with their audit-head and run trailers."""
     ref = f"refs/heads/{branch}"
     if not git.run("rev-parse", "--verify", "--quiet", ref, ok_codes=(0, 1)):
         return [], f"branch {branch} is gone: its commits' heads cannot be checked"
@@ -166,16 +251,25 @@ def _commit_checkpoints(
         out = git.run("log", f"--format={fmt}", *span, "--")
     except GitError as exc:
         return [], f"could not read the commits of {branch}: {exc.stderr or exc.message}"
-    marks: list[Checkpoint] = []
+    commits = []
     for chunk in out.split(_RECORD):
         parts = chunk.strip("\n").split(_FIELD)
-        if len(parts) != 3:
+        if len(parts) == 3:
+            sha, heads, runs = parts
+            commits.append(
+                _BranchCommit(sha, tuple(heads.split("\x1d")), tuple(runs.split("\x1d")))
+            )
+    return commits, None
+
+
+def _commit_checkpoints(commits: list[_BranchCommit], run_id: str) -> list[Checkpoint]:
+    """Heads from the ``Outloop-Audit-Head`` trailers of this run's commits."""
+    marks: list[Checkpoint] = []
+    for commit in commits:
+        if run_id not in commit.runs:
             continue
-        sha, heads, runs = parts
-        if run_id not in runs.split("\x1d"):
-            continue
-        for value in heads.split("\x1d"):
+        for value in commit.heads:
             head = ChainHead.from_trailer(value) if value.strip() else None
             if head is not None:
-                marks.append(Checkpoint(head, f"commit {sha[:10]}"))
-    return marks, None
+                marks.append(Checkpoint(head, f"commit {commit.sha[:10]}"))
+    return marks
