@@ -802,8 +802,9 @@ class LoopRun:
         record.finished_at = now_iso()
         record.duration = self._elapsed()
         record.phase = "done"
-        self._save()
         self._audit("run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code)
+        # saved after the last event, so run.json's audit head covers the whole log
+        self._save()
         if reports:
             self._write_reports()
         self._emit("run_stopped", self._current_n(), f"{reason.value}: {detail}")
