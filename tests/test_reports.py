@@ -917,3 +917,20 @@ def test_html_is_bounded_and_shows_the_start_and_end_of_long_runs() -> None:
     assert '<td class="num">2999</td>' in page
     assert "END\n</pre>" in page
     assert "… and 800 more" in page
+
+
+def test_html_charts_failing_tests_per_iteration_as_inline_svg() -> None:
+    page = render_html(converged())
+    parsed = _Tags()
+    parsed.feed(page)
+
+    assert {"svg", "rect"} <= parsed.tags
+    assert "<h2>Failing tests per iteration</h2>" in page
+    bars = re.findall(r'<rect x="\d+" y="\d+" width="22" height="(\d+)"', page)
+    assert [int(h) for h in bars] == [120, 80, 40, 1]
+    assert [
+        f"<title>iteration {n}: {f} failing</title>" in page for n, f in enumerate([3, 2, 1, 0])
+    ] == [True] * 4
+    # nothing in the chart can load or run anything
+    assert "href" not in page and "<script" not in page and "url(" not in page
+    assert "<svg" not in render_html(baseline_met())

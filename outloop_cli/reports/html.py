@@ -14,14 +14,16 @@ import html
 import math
 from collections.abc import Sequence
 
-from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
+from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState
 from outloop_cli.reports.junit import clean_tail, clean_text
+from outloop_cli.reports.summary import outcome_words
 
 __all__ = ["render_html"]
 
 MAX_OUTPUT_BYTES = 256 * 1024
 MAX_ROWS = 500
 MAX_FAILING_NAMES = 200
+MAX_CHART_POINTS = 100
 _CELL_CHARS = 200
 
 _STYLE = """
@@ -45,7 +47,7 @@ pre { background: #f6f8fa; padding: .75rem; overflow-x: auto; white-space: pre-w
 
 def render_html(record: RunRecord) -> str:
     """The run as a complete HTML5 document."""
-    title = f"outloop {record.loop}: {_outcome(record)}"
+    title = f"outloop {record.loop}: {outcome_words(record)}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -62,6 +64,7 @@ def render_html(record: RunRecord) -> str:
         _header(record),
         _facts(record),
         _iterations(record),
+        _chart(record),
         _last_output(record),
         _look_at_the_work(record),
         "</body>",
@@ -74,7 +77,7 @@ def render_html(record: RunRecord) -> str:
 def _header(record: RunRecord) -> str:
     lines = [
         f"<h1>{_text(record.loop, _CELL_CHARS)} "
-        f'<span class="verdict {_verdict_class(record)}">{_text(_outcome(record))}</span></h1>'
+        f'<span class="verdict {_verdict_class(record)}">{_text(outcome_words(record))}</span></h1>'
     ]
     if record.description:
         lines.append(f"<p><em>{_text(record.description, 1000)}</em></p>")
@@ -133,6 +136,43 @@ def _iterations(record: RunRecord) -> str:
         f'<h2>Iterations</h2>\n<table class="iterations">\n<thead>{header}</thead>\n'
         f"<tbody>\n{body}\n</tbody>\n</table>"
     )
+
+
+def _chart(record: RunRecord) -> str:
+    """Failing tests per iteration as inline SVG bars (nothing to load, nothing to run)."""
+    points = [
+        (it.n, it.goal.tests.failing)
+        for it in record.iterations
+        if it.goal is not None and it.goal.tests is not None
+    ]
+    if len(points) < 2:
+        return ""
+    title = "Failing tests per iteration"
+    if len(points) > MAX_CHART_POINTS:
+        points = points[-MAX_CHART_POINTS:]
+        title += f" (last {MAX_CHART_POINTS})"
+    top = max(1, *(failing for _, failing in points))
+    bar, gap, height, label = 22, 6, 120, 16
+    width = len(points) * (bar + gap) + gap
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 2 * label}" '
+        f'role="img" aria-label="{title}">'
+    ]
+    for index, (n, failing) in enumerate(points):
+        x = gap + index * (bar + gap)
+        h = round(height * failing / top)
+        y = label + height - h
+        colour = "#1a7f37" if failing == 0 else "#cf222e"
+        parts += [
+            f'<rect x="{x}" y="{y}" width="{bar}" height="{max(h, 1)}" fill="{colour}">'
+            f"<title>iteration {n}: {failing} failing</title></rect>",
+            f'<text x="{x + bar / 2:g}" y="{y - 3}" font-size="11" text-anchor="middle">'
+            f"{failing}</text>",
+            f'<text x="{x + bar / 2:g}" y="{height + 2 * label - 3}" font-size="11" '
+            f'text-anchor="middle">{n}</text>',
+        ]
+    parts.append("</svg>")
+    return f"<h2>{title}</h2>\n" + "\n".join(parts)
 
 
 def _iteration_row(it: IterationRecord) -> str:
@@ -198,18 +238,6 @@ def _look_at_the_work(record: RunRecord) -> str:
 
 
 # -- words -------------------------------------------------------------------------
-
-
-def _outcome(record: RunRecord) -> str:
-    turns = len(record.agent_iterations)
-    after = f"after {turns} iteration{'s' if turns != 1 else ''}"
-    if record.stop_reason is StopReason.GOAL_MET:
-        return "goal already met" if turns == 0 else f"goal met {after}"
-    if record.stop_reason is not None:
-        return f"{record.stop_reason.value} {after}"
-    if record.state is RunState.RUNNING:
-        return f"running, at iteration {turns}"
-    return f"{record.state.value} {after}"
 
 
 def _verdict_class(record: RunRecord) -> str:

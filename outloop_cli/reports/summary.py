@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 from outloop_cli.reports.junit import clean_tail, clean_text
 
-__all__ = ["MAX_SUMMARY_BYTES", "render_summaries", "render_summary"]
+__all__ = ["MAX_SUMMARY_BYTES", "outcome_words", "render_summaries", "render_summary"]
 
 # GitHub's limit for one step's summary
 MAX_SUMMARY_BYTES = 1024 * 1024
@@ -94,7 +94,7 @@ def render_summaries(records: Sequence[RunRecord]) -> str:
             + " | ".join(
                 [
                     _escape(record.loop, _CELL_CHARS),
-                    f"{_icon(record)} {_escape(_outcome(record), _CELL_CHARS)}",
+                    f"{_icon(record)} {_escape(outcome_words(record), _CELL_CHARS)}",
                     str(len(record.agent_iterations)),
                     _money(record.cost_usd),
                     _code(record.branch, _CELL_CHARS, in_table=True),
@@ -150,7 +150,9 @@ def _render(record: RunRecord, detail: _Detail) -> str:
 
 
 def _headline(record: RunRecord) -> str:
-    lines = [f"## {_icon(record)} {_escape(record.loop, _CELL_CHARS)}: {_escape(_outcome(record))}"]
+    lines = [
+        f"## {_icon(record)} {_escape(record.loop, _CELL_CHARS)}: {_escape(outcome_words(record))}"
+    ]
     description = _escape(record.description or "", _FACT_CHARS)
     if description:
         lines += ["", f"*{description}*"]
@@ -159,7 +161,8 @@ def _headline(record: RunRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _outcome(record: RunRecord) -> str:
+def outcome_words(record: RunRecord) -> str:
+    """How the run ended, as a short phrase: "goal met after 3 iterations"."""
     turns = len(record.agent_iterations)
     after = f"after {turns} iteration{'s' if turns != 1 else ''}"
     if record.stop_reason is StopReason.GOAL_MET:
