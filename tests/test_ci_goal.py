@@ -260,7 +260,23 @@ def test_no_checks_with_actions_token_explains_why(github: FakeGitHub, tmp_path:
     )
     assert any("do not start new workflow runs" in w for w in session.warnings)
     result = evaluate(github, tmp_path, session=session, timing=CITiming(0.05, 0.1, 0.3))
-    assert "GITHUB_TOKEN of GitHub Actions" in result.output_tail
+    assert "is the GITHUB_TOKEN of this GitHub Actions job" in result.output_tail
+
+
+def test_actions_token_warning_is_worded_by_certainty(github: FakeGitHub) -> None:
+    def warnings(token: str, environ: dict[str, str]) -> list[str]:
+        return open_forge_session(
+            provider="github",
+            secret=token,
+            remote_url="https://github.com/octo/widgets",
+            api_url=github.api_url,
+            environ=environ,
+        ).warnings
+
+    actions = {"GITHUB_ACTIONS": "true"}
+    assert "if it is the job's GITHUB_TOKEN" in warnings("ghs_minted_elsewhere", actions)[0]
+    assert warnings("github_pat_abc", actions) == []
+    assert warnings("ghs_anything", {}) == []
 
 
 def test_a_check_that_never_completes_times_out(github: FakeGitHub, tmp_path: Path) -> None:

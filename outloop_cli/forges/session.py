@@ -32,6 +32,7 @@ from outloop_cli.forges.remote import RemoteRepo, api_url_for, resolve_repo
 
 __all__ = [
     "ACTIONS_TOKEN_WARNING",
+    "MAYBE_ACTIONS_TOKEN_WARNING",
     "ForgeSession",
     "open_forge_session",
     "parse_github_secret",
@@ -46,9 +47,14 @@ PR_PERMISSIONS = {"pull_requests": "write", "contents": "write"}
 _REFRESH_MARGIN = 5 * 60
 
 ACTIONS_TOKEN_WARNING = (
-    "the `github` token looks like the GITHUB_TOKEN of GitHub Actions: pushes made with it "
+    "the `github` token is the GITHUB_TOKEN of this GitHub Actions job: pushes made with it "
     "do not start new workflow runs, so CI will never report on outloop's commits. "
     "Store a GitHub App (recommended) or a fine-grained PAT as the `github` secret instead."
+)
+MAYBE_ACTIONS_TOKEN_WARNING = (
+    "the `github` token is an installation token (ghs_…) inside GitHub Actions; if it is the "
+    "job's GITHUB_TOKEN, pushes made with it do not start new workflow runs and CI will never "
+    "report on outloop's commits. Use a GitHub App's own token or a fine-grained PAT."
 )
 
 
@@ -175,10 +181,16 @@ def parse_github_secret(value: str) -> str | AppCredentials:
     )
 
 
-def _looks_like_actions_token(token: str, environ: Mapping[str, str]) -> bool:
+def _actions_token_warning(token: str, environ: Mapping[str, str]) -> str | None:
+    """Why pushes with this token may never start CI, if they may not."""
     if environ.get("GITHUB_ACTIONS") != "true":
-        return False
-    return token == environ.get("GITHUB_TOKEN") or token.startswith("ghs_")
+        return None
+    if token in (environ.get("GITHUB_TOKEN"), environ.get("INPUT_GITHUB-TOKEN")):
+        return ACTIONS_TOKEN_WARNING
+    # GITHUB_TOKEN is an installation token; so are tokens minted from an App, which do work
+    if token.startswith("ghs_"):
+        return MAYBE_ACTIONS_TOKEN_WARNING
+    return None
 
 
 def open_forge_session(
@@ -234,6 +246,7 @@ def open_forge_session(
     else:
         session = ForgeSession(provider, base, remote, client, "token", _token=parsed)
         holder.append(session)
-        if provider == "github" and _looks_like_actions_token(parsed, env):
-            session.warnings.append(ACTIONS_TOKEN_WARNING)
+        warning = _actions_token_warning(parsed, env) if provider == "github" else None
+        if warning is not None:
+            session.warnings.append(warning)
     return session

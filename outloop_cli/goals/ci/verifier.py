@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from outloop_cli.config.model import CIGoalConfig
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.forges.http import ForgeAuthError, ForgeError, RateLimited
-from outloop_cli.forges.session import ACTIONS_TOKEN_WARNING, ForgeSession
+from outloop_cli.forges.session import (
+    ACTIONS_TOKEN_WARNING,
+    MAYBE_ACTIONS_TOKEN_WARNING,
+    ForgeSession,
+)
 from outloop_cli.goals.base import GoalContext
 from outloop_cli.goals.ci.provider import (
     Check,
@@ -273,10 +277,11 @@ class _Wait:
                 "No CI checks were reported for this commit. CI may not be configured to run on "
                 "this branch, or the push did not start any workflow."
             )
-            if self.session.token_kind == "token" and any(
-                w == ACTIONS_TOKEN_WARNING for w in self.session.warnings
-            ):
-                lines.append(ACTIONS_TOKEN_WARNING)
+            lines += [
+                w
+                for w in self.session.warnings
+                if w in (ACTIONS_TOKEN_WARNING, MAYBE_ACTIONS_TOKEN_WARNING)
+            ]
         if self.last_error:
             lines.append(f"Last API error: {self.last_error}")
         for detail in details:
