@@ -28,13 +28,52 @@ PER_PAGE = 100
 def check_runs(client: ForgeClient, repo: RemoteRepo, sha: str) -> list[dict[str, Any]]:
     """The latest check run of every check on ``sha`` (reruns replace earlier attempts)."""
     runs: list[dict[str, Any]] = []
-    for page in client.pages(
-        f"/repos/{repo.path}/commits/{sha}/check-runs",
-        {"filter": "latest", "per_page": PER_PAGE},
-    ):
+    path = f"/repos/{repo.path}/commits/{sha}/check-runs"
+    total = 0
+    pages = 0
+    last_size = 0
+    for page in client.pages(path, {"filter": "latest", "per_page": PER_PAGE}):
         data = page.json() or {}
-        runs.extend(data.get("check_runs") or [])
-    return runs
+        batch = data.get("check_runs") or []
+        runs.extend(batch)
+        total = max(total, int(data.get("total_count") or 0))
+        pages += 1
+        last_size = len(batch)
+    # a server that counts more than it links to: ask for the next pages by number
+    while pages < 50 and len(runs) < total and last_size == PER_PAGE:
+        pages += 1
+        data = (
+            client.get_json(path, {"filter": "latest", "per_page": PER_PAGE, "page": pages}) or {}
+        )
+        batch = data.get("check_runs") or []
+        if not batch:
+            break
+        runs.extend(batch)
+        last_size = len(batch)
+    return latest_attempts(runs)
+
+
+def latest_attempts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per check: the newest attempt (``filter=latest`` does this; a server may not)."""
+    newest: dict[tuple[Any, Any, str], dict[str, Any]] = {}
+    order: list[tuple[Any, Any, str]] = []
+    for run in runs:
+        key = (
+            (run.get("check_suite") or {}).get("id"),
+            (run.get("app") or {}).get("id"),
+            str(run.get("name")),
+        )
+        if key not in newest:
+            order.append(key)
+            newest[key] = run
+        elif _attempt_order(run) > _attempt_order(newest[key]):
+            newest[key] = run
+    return [newest[key] for key in order]
+
+
+def _attempt_order(run: dict[str, Any]) -> tuple[str, int]:
+    ident = run.get("id")
+    return (str(run.get("started_at") or ""), ident if isinstance(ident, int) else 0)
 
 
 def combined_status(client: ForgeClient, repo: RemoteRepo, sha: str) -> dict[str, Any]:

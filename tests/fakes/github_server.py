@@ -124,6 +124,11 @@ class FakeGitHub:
         self.limits: list[str] = []
         self.fail_next: list[int] = []
         self.default_branch = "main"
+        # switches for a less complete server: ignore ?filter=latest, paginate without
+        # Link headers, have no combined-status endpoint
+        self.honour_filter = True
+        self.link_headers = True
+        self.status_endpoint = True
         # called once for each commit the API is first asked about: script its checks there
         # (like a CI system that starts when a push arrives)
         self.on_new_sha: Callable[[FakeGitHub, str, str], None] | None = None
@@ -535,7 +540,7 @@ class _Handler(BaseHTTPRequestHandler):
         chunk = items[start : start + per_page]
         last = max(1, -(-len(items) // per_page))
         headers: dict[str, str] = {}
-        if page < last:
+        if page < last and self.server_fake.link_headers:
             base = urllib.parse.urlsplit(self.path)
             rest = {k: v[0] for k, v in query.items() if k != "page"}
 
@@ -554,13 +559,13 @@ class _Handler(BaseHTTPRequestHandler):
         if m and method == "GET":
             repo, sha = m.groups()
             self._require_token(repo)
-            latest = (query.get("filter") or ["latest"])[0] == "latest"
+            latest = (query.get("filter") or ["latest"])[0] == "latest" and fake.honour_filter
             runs = fake.visible_checks(repo, sha, latest)
             chunk, headers = self._page(runs, query)
             self._json_get({"total_count": len(runs), "check_runs": chunk}, headers)
             return
         m = re.fullmatch(r"/repos/([^/]+/[^/]+)/commits/([^/]+)/status", path)
-        if m and method == "GET":
+        if m and method == "GET" and fake.status_endpoint:
             repo, sha = m.groups()
             self._require_token(repo)
             combined = fake.combined(repo, sha)

@@ -33,7 +33,13 @@ class GitHubChecks:
 
     def snapshot(self, sha: str) -> CISnapshot:
         runs = api.check_runs(self.client, self.repo, sha)
-        combined = api.combined_status(self.client, self.repo, sha)
+        try:
+            combined = api.combined_status(self.client, self.repo, sha)
+        except ForgeError as exc:
+            # no commit statuses where the server has no such endpoint or commit yet
+            if exc.status not in (404, 422):
+                raise
+            combined = {}
         checks = [_from_check_run(run) for run in runs]
         for status in combined.get("statuses") or []:
             checks.append(_from_status(status))
