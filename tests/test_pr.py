@@ -189,3 +189,40 @@ def test_body_fits_githubs_limit_and_escapes_markdown() -> None:
 def test_html_base_url() -> None:
     assert html_base_url("https://api.github.com") == "https://github.com"
     assert html_base_url("https://ghe.corp/api/v3") == "https://ghe.corp"
+
+
+def test_gitlab_merge_request_is_a_draft_by_title_until_met() -> None:
+    from tests.fakes.gitlab_server import FakeGitLab
+
+    record = RunRecord(
+        run_id="20260101-000000-abcdef",
+        loop="fix",
+        state=RunState.FINISHED,
+        started_at="2026-01-01T00:00:00+00:00",
+        branch="outloop/fix/20260101-000000-abcdef",
+        base_commit="c" * 40,
+        worktree="/tmp/w",
+        repo_root="/tmp/r",
+        config_path=".outloop/fix.yml",
+        agent_label="claude",
+        goal_label="CI: gitlab",
+        stop_reason=StopReason.MAX_ITERATIONS,
+        iterations=[IterationRecord(n=1, started_at="t", commit="d" * 40)],
+    )
+    with FakeGitLab() as gitlab, open_forge_session(
+        provider="gitlab",
+        secret="glpat-test-token",
+        remote_url="https://gitlab.example.com/group/sub/widgets.git",
+        environ={"CI_API_V4_URL": gitlab.api_url},
+    ) as session:
+        first = publish_pull_request(session, record, environ={})
+        assert first.created and first.draft and first.number == 1
+        (mr,) = gitlab.merge_requests
+        assert mr["title"].startswith("Draft: outloop(fix)")
+        assert mr["target_branch"] == "main" and mr["source_branch"] == record.branch
+        assert f"/-/commit/{'d' * 40})" in mr["description"]
+        met = dataclasses.replace(record, stop_reason=StopReason.GOAL_MET)
+        second = publish_pull_request(session, met, environ={})
+        assert not second.created and not second.draft
+        assert not gitlab.merge_requests[0]["draft"]
+        assert len(gitlab.merge_requests) == 1

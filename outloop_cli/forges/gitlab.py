@@ -8,7 +8,16 @@ from typing import Any
 from outloop_cli.forges.http import ForgeClient, ForgeError
 from outloop_cli.forges.remote import RemoteRepo
 
-__all__ = ["job_trace", "pipeline_jobs", "pipelines_for_sha", "project_id"]
+__all__ = [
+    "create_merge_request",
+    "default_branch",
+    "find_merge_request",
+    "job_trace",
+    "pipeline_jobs",
+    "pipelines_for_sha",
+    "project_id",
+    "update_merge_request",
+]
 
 PER_PAGE = 100
 
@@ -49,3 +58,52 @@ def job_trace(client: ForgeClient, repo: RemoteRepo, job_id: int) -> str | None:
             return None
         raise
     return response.body.decode("utf-8", errors="replace")
+
+
+# -- merge requests --------------------------------------------------------------
+
+
+def find_merge_request(client: ForgeClient, repo: RemoteRepo, branch: str) -> dict[str, Any] | None:
+    found = client.request(
+        "GET",
+        f"/projects/{project_id(repo)}/merge_requests",
+        params={"source_branch": branch, "state": "opened", "per_page": 10},
+    ).json()
+    for mr in found or []:
+        if mr.get("source_branch") == branch:
+            return dict(mr)
+    return None
+
+
+def create_merge_request(
+    client: ForgeClient, repo: RemoteRepo, *, source: str, target: str, title: str, description: str
+) -> dict[str, Any]:
+    created = client.request(
+        "POST",
+        f"/projects/{project_id(repo)}/merge_requests",
+        json_body={
+            "source_branch": source,
+            "target_branch": target,
+            "title": title,
+            "description": description,
+        },
+        ok=(201,),
+    ).json()
+    return dict(created)
+
+
+def update_merge_request(
+    client: ForgeClient, repo: RemoteRepo, iid: int, *, title: str, description: str
+) -> dict[str, Any]:
+    updated = client.request(
+        "PUT",
+        f"/projects/{project_id(repo)}/merge_requests/{iid}",
+        json_body={"title": title, "description": description},
+    ).json()
+    return dict(updated)
+
+
+def default_branch(client: ForgeClient, repo: RemoteRepo) -> str | None:
+    data = client.get_json(f"/projects/{project_id(repo)}", conditional=False) or {}
+    branch = data.get("default_branch")
+    return branch if isinstance(branch, str) and branch else None

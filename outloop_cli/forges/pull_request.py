@@ -149,11 +149,8 @@ def publish_pull_request(
     environ: Mapping[str, str] | None = None,
 ) -> PullRequestInfo:
     """Open the run branch's pull request, or update the one already open; set its draft state."""
-    if session.provider != "github":
-        raise UsageError(
-            "pull requests are made on GitHub only for now",
-            hint="open the merge request by hand; the run's branch is pushed",
-        )
+    if session.provider == "gitlab":
+        return _publish_merge_request(session, record, base=base, environ=environ)
     repo_url = f"{html_base_url(session.api_url)}/{session.repo.path}"
     body = render_pr_body(record, repo_url=repo_url, environ=environ)
     title = pr_title(record)
@@ -194,3 +191,42 @@ def _default_branch(session: ForgeSession) -> str:
             hint="name the base branch with --base",
         )
     return branch
+
+
+DRAFT_PREFIX = "Draft: "
+
+
+def _publish_merge_request(
+    session: ForgeSession,
+    record: RunRecord,
+    *,
+    base: str | None,
+    environ: Mapping[str, str] | None,
+) -> PullRequestInfo:
+    """GitLab: a merge request is a draft while its title starts with ``Draft:``."""
+    from outloop_cli.forges import gitlab as gl
+
+    # GitLab's web paths put commits and trees under /-/
+    repo_url = f"{html_base_url(session.api_url)}/{session.repo.path}/-"
+    body = render_pr_body(record, repo_url=repo_url, environ=environ)
+    want_draft = not record.goal_met
+    title = (DRAFT_PREFIX if want_draft else "") + pr_title(record)
+    client = session.client
+    existing = gl.find_merge_request(client, session.repo, record.branch)
+    if existing is None:
+        target = base or gl.default_branch(client, session.repo)
+        if target is None:
+            raise UsageError(
+                f"could not tell the default branch of {session.repo.path}",
+                hint="name the target branch with --base",
+            )
+        created = gl.create_merge_request(
+            client, session.repo, source=record.branch, target=target, title=title, description=body
+        )
+        return PullRequestInfo(
+            int(created["iid"]), str(created.get("web_url", "")), True, want_draft
+        )
+    updated = gl.update_merge_request(
+        client, session.repo, int(existing["iid"]), title=title, description=body
+    )
+    return PullRequestInfo(int(updated["iid"]), str(updated.get("web_url", "")), False, want_draft)

@@ -64,6 +64,8 @@ class FakeGitLab:
         self.pipelines: list[ScriptedPipeline] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.limits: list[int] = []
+        self.merge_requests: list[dict[str, Any]] = []
+        self.default_branch = "main"
         self._ids = 500
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -179,6 +181,57 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, data, {"ETag": etag, **(headers or {})})
 
+    def do_POST(self) -> None:
+        self._write("POST")
+
+    def do_PUT(self) -> None:
+        self._write("PUT")
+
+    def _write(self, method: str) -> None:
+        fake = self.server_fake
+        url = urllib.parse.urlsplit(self.path)
+        fake.requests.append((method, url.path, {k.lower(): v for k, v in self.headers.items()}))
+        if self.headers.get("PRIVATE-TOKEN") != fake.token:
+            self._send(401, b'{"message":"401 Unauthorized"}')
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        m = re.fullmatch(r"/api/v4/projects/([^/]+)/merge_requests(?:/(\d+))?", url.path)
+        if m and method == "POST" and m.group(2) is None:
+            if any(
+                mr["source_branch"] == body.get("source_branch") and mr["state"] == "opened"
+                for mr in fake.merge_requests
+            ):
+                self._send(
+                    409,
+                    b'{"message":["Another open merge request already exists for this source branch"]}',
+                )
+                return
+            mr = {
+                "iid": len(fake.merge_requests) + 1,
+                "project": urllib.parse.unquote(m.group(1)),
+                "source_branch": body["source_branch"],
+                "target_branch": body["target_branch"],
+                "title": body["title"],
+                "description": body.get("description", ""),
+                "state": "opened",
+            }
+            mr["draft"] = mr["title"].startswith(("Draft:", "[Draft]", "(Draft)"))
+            mr["web_url"] = f"https://gitlab.example/{mr['project']}/-/merge_requests/{mr['iid']}"
+            fake.merge_requests.append(mr)
+            self._send(201, json.dumps(mr).encode())
+            return
+        if m and method == "PUT" and m.group(2) is not None:
+            found = next((mr for mr in fake.merge_requests if mr["iid"] == int(m.group(2))), None)
+            if found is None:
+                self._send(404, b'{"message":"404 Not found"}')
+                return
+            found.update({k: v for k, v in body.items() if k in ("title", "description")})
+            found["draft"] = found["title"].startswith(("Draft:", "[Draft]", "(Draft)"))
+            self._send(200, json.dumps(found).encode())
+            return
+        self._send(404, b'{"message":"404 Not found"}')
+
     def do_GET(self) -> None:
         fake = self.server_fake
         url = urllib.parse.urlsplit(self.path)
@@ -205,6 +258,26 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         now = time.monotonic()
+        m = re.fullmatch(r"/api/v4/projects/([^/]+)", url.path)
+        if m:
+            self._json(
+                {
+                    "path_with_namespace": urllib.parse.unquote(m.group(1)),
+                    "default_branch": fake.default_branch,
+                }
+            )
+            return
+        m = re.fullmatch(r"/api/v4/projects/([^/]+)/merge_requests", url.path)
+        if m:
+            self._json(
+                [
+                    mr
+                    for mr in fake.merge_requests
+                    if mr["source_branch"] == query.get("source_branch")
+                    and mr["state"] == query.get("state", "opened")
+                ]
+            )
+            return
         m = re.fullmatch(r"/api/v4/projects/([^/]+)/pipelines", url.path)
         if m:
             project = urllib.parse.unquote(m.group(1))
