@@ -595,3 +595,12 @@ def test_demo_loop_is_a_valid_loop() -> None:
     config = load_loop_text(render_demo_loop(sys.executable), file="loop.yml", name="fix-tests")
     assert config.agent.command is not None
     assert config.agent.command[0] == sys.executable
+
+
+def test_numbers_that_yaml_12_reads_as_numbers() -> None:
+    config = load("numbers.yml")
+    assert config.limits.max_tokens == 1_000_000
+    assert config.limits.max_cost_usd == 0.5
+    assert config.limits.max_iterations == 3
+    assert isinstance(config.limits.max_iterations, int)
+    assert config.commit.max_file_size == 1_000_000

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from outloop_cli.config import check_loop_text
 from outloop_cli.config.model import PRESETS
 from outloop_cli.config.schema import json_schema
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template, render_demo_loop
-from tests.config_corpus import INVALID_FIXTURES, VALID, InvalidFixture, ids, load_yaml12
+from tests.config_corpus import CORPUS, INVALID_FIXTURES, VALID, InvalidFixture, ids, load_yaml12
 from tests.e2e import run_cli
 
 
@@ -168,3 +170,83 @@ def test_schema_rules_between_keys(
     # and the validator agrees
     config, problems = check_loop_text(yaml.safe_dump(merged), file="x.yml", name="x")
     assert (config is not None) is valid, problems
+
+
+# --- differential: mutate valid files, the schema and the validator must agree ---------
+
+CANDIDATES: list[Any] = [
+    *(None, "", " ", 0, 1, -1, 2.5, 3.0, 1e6, True, "x", "5m", "0s", "-1s", "5MB"),
+    *([], ["a"], ["a", "a"], [""], [1], {}, {"a": 1}),
+    *("{run}", "{x}", "x{{y}}", "a b", "a/b", "/a", "a\\b", "OUTLOOP_X", "POST /x"),
+    *("https://a.com", "http://a.com", "proxy", "git", "helper", "github", "gitlab"),
+    *("command", "claude", "none", "bwrap"),
+]
+KEYS = sorted(
+    {"preset", "command", "prompt", "prompt_file", "model", "args", "timeout", "idle_timeout"}
+    | {"env", "pass_env", "run", "junit", "ci", "provider", "repo", "api_url", "required_checks"}
+    | {"max_iterations", "max_time", "max_cost_usd", "max_tokens", "stall", "max_agent_errors"}
+    | {"max_file_size", "branch", "push", "protect", "credentials", "sandbox", "via", "upstream"}
+    | {"header", "scheme", "allow", "ca_bundle", "host", "description", "agent", "goal", "bogus"}
+)
+KEY_VALUES: list[Any] = [None, "x", 1, "5m", ["a"], {}, "https://a.com", "git", True]
+
+
+def _mutations(document: Any, *, add_keys: bool) -> Iterator[tuple[str, Any]]:
+    """(what changed, the changed document): every leaf replaced, every key removed or added."""
+
+    def walk(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+        yield path, node
+        if isinstance(node, (dict, list)):
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in children:
+                yield from walk(child, (*path, key))
+
+    def at(doc: Any, path: tuple[Any, ...]) -> Any:
+        for part in path:
+            doc = doc[part]
+        return doc
+
+    for path, node in list(walk(document, ())):
+        if path:
+            for value in CANDIDATES:
+                changed = copy.deepcopy(document)
+                at(changed, path[:-1])[path[-1]] = value
+                yield f"{path} = {value!r}", changed
+        if isinstance(node, dict):
+            if not add_keys:
+                continue
+            for key in list(node):
+                changed = copy.deepcopy(document)
+                del at(changed, path)[key]
+                yield f"del {(*path, key)}", changed
+            for key in KEYS:
+                for value in KEY_VALUES:
+                    changed = copy.deepcopy(document)
+                    at(changed, path)[key] = value
+                    yield f"{(*path, key)} = {value!r}", changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "add_keys"),
+    [
+        ("everything.yml", False),  # every value of every key; adding keys too takes minutes
+        ("ci-github.yml", True),
+        ("gemini.yml", True),
+        ("command-minimal.yml", True),
+    ],
+)
+def test_schema_and_validator_agree_on_mutations(
+    name: str, add_keys: bool, validator: jsonschema.Draft202012Validator
+) -> None:
+    base = load_yaml12((CORPUS / "valid" / name).read_text())
+    disagree = []
+    count = 0
+    for what, document in _mutations(base, add_keys=add_keys):
+        count += 1
+        # JSON is YAML whose strings stay strings and numbers numbers in 1.1 and 1.2 alike
+        config, problems = check_loop_text(json.dumps(document), file="x.yml", name="x")
+        if validator.is_valid(document) != (config is not None):
+            disagree.append((what, [p.message for p in problems]))
+    assert disagree == []
+    assert count > 1000

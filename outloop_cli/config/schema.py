@@ -39,8 +39,12 @@ _SEQ_TAG = f"{_TAG}seq"
 _MERGE_TAG = f"{_TAG}merge"
 _TRUE = ("true", "True", "TRUE")
 _FALSE = ("false", "False", "FALSE")
-_DECIMAL_INT_RE = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
-_DECIMAL_FLOAT_RE = re.compile(r"[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+][0-9]+)?")
+# Numbers that YAML 1.1 (PyYAML, here) and YAML 1.2 (editors checking the JSON
+# Schema) read alike: no 0x1F, 017, 1_000 or 1:30, whose meaning differs.
+_DECIMAL_INT_RE = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_DECIMAL_FLOAT_RE = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?")
+# 1e6 is text to YAML 1.1 but a number to YAML 1.2; take it as the number it looks like
+_EXPONENT_RE = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 class _Invalid:
@@ -160,14 +164,30 @@ def _wrong_kind_hint(kind: str) -> str | None:
     return None
 
 
-def _number(kind: str, text: str) -> int | float | None:
-    """A YAML int or float written in plain decimal; None for 0x1F, 017, 1:30, .inf and such."""
+def _number(node: Node, kind: str, text: str) -> int | float | None:
+    """The number in a scalar, when YAML 1.1 and 1.2 agree on it; None otherwise."""
     if kind == "int" and _DECIMAL_INT_RE.fullmatch(text):
-        return int(text.replace("_", ""))
-    if kind == "float" and _DECIMAL_FLOAT_RE.fullmatch(text):
-        value = float(text.replace("_", ""))
+        return int(text)
+    plain = isinstance(node, ScalarNode) and node.style is None
+    if (kind == "float" and _DECIMAL_FLOAT_RE.fullmatch(text)) or (
+        kind == "str" and plain and _EXPONENT_RE.fullmatch(text)
+    ):
+        value = float(text)
         return value if math.isfinite(value) else None
     return None
+
+
+def _numeric_text(text: str) -> bool:
+    """Text that would be a number without its quotes."""
+    return any(r.fullmatch(text) for r in (_DECIMAL_INT_RE, _DECIMAL_FLOAT_RE, _EXPONENT_RE))
+
+
+def _not_decimal_hint(kind: str, text: str) -> str | None:
+    if kind not in ("int", "float"):
+        return None
+    if "_" in text:
+        return "write the number without '_': YAML 1.2 tools read 1_000 as text"
+    return "write the number in plain decimal (0x.., 0o.., 017 and 1:30 read differently in YAML 1.1 and 1.2)"
 
 
 # --- value specs -------------------------------------------------------------------
@@ -265,14 +285,17 @@ class Int(Spec):
         if scalar is None:
             return INVALID
         kind, text = scalar
-        value = _number(kind, text)
+        value = _number(node, kind, text)
+        # JSON Schema counts 3.0 as an integer; so do we
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and value >= self.minimum:
             return value
         hint = _wrong_kind_hint(kind)
-        if kind == "str" and _number("int", text) is not None:
+        if kind == "str" and _numeric_text(text):
             hint = _unquote_hint(node)
-        elif kind == "int" and value is None:
-            hint = "write the number in plain decimal"
+        elif value is None:
+            hint = _not_decimal_hint(kind, text)
         ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
         return INVALID
 
@@ -289,12 +312,14 @@ class PositiveNumber(Spec):
         if scalar is None:
             return INVALID
         kind, text = scalar
-        value = _number(kind, text)
+        value = _number(node, kind, text)
         if value is not None and value > 0:
             return float(value)
         hint = _wrong_kind_hint(kind)
-        if kind == "str" and (_number("int", text) or _number("float", text)):
+        if kind == "str" and _numeric_text(text):
             hint = _unquote_hint(node)
+        elif value is None:
+            hint = hint or _not_decimal_hint(kind, text)
         ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
         return INVALID
 
@@ -368,10 +393,11 @@ class Duration(Spec):
         if scalar is None:
             return INVALID
         kind, text = scalar
-        raw: str | int | float | None
-        raw = text if kind == "str" else _number(kind, text)
+        raw: str | int | float | None = _number(node, kind, text)
+        if raw is None and kind == "str":
+            raw = text
         if raw is None:
-            hint = _wrong_kind_hint(kind) or v.DURATION_HINT
+            hint = _wrong_kind_hint(kind) or _not_decimal_hint(kind, text) or v.DURATION_HINT
             ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
             return INVALID
         try:
@@ -413,9 +439,16 @@ class Size(Spec):
         if scalar is None:
             return INVALID
         kind, text = scalar
-        raw: str | int | float | None = text if kind == "str" else _number(kind, text)
+        number = _number(node, kind, text)
+        raw: str | int | float | None = number
+        if isinstance(number, float) and number.is_integer():
+            raw = int(number)
+        if raw is None and kind == "str":
+            raw = text
         if raw is None or isinstance(raw, float):
             hint = _wrong_kind_hint(kind) or v.SIZE_HINT
+            if number is None:
+                hint = _not_decimal_hint(kind, text) or hint
             ctx.report(node, path, f"expected {self.what}, got {describe(node)}", hint)
             return INVALID
         try:
@@ -554,7 +587,8 @@ class Argv(Spec):
 
     def schema(self) -> JSONSchema:
         as_list = ListOf(self.item, min_items=1).schema()
-        as_list["prefixItems"] = [{"minLength": 1}]
+        # prefixItems takes the first word out of `items`: it must repeat the item's schema
+        as_list["prefixItems"] = [{**self.item.schema(), "minLength": 1}]
         as_string = self.item.schema()
         as_string["not"] = {"pattern": r"^\s*$"}
         return {"oneOf": [as_string, as_list]}
