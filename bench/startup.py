@@ -19,9 +19,11 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +160,11 @@ def results_table(
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
 
-def import_profile(argv: Sequence[str], python: str, cwd: Path, env: dict[str, str]) -> str:
-    """The heaviest imports of one command, from ``python -X importtime``."""
+IMPORTTIME_RUNS = 7
+
+
+def _import_times(argv: Sequence[str], python: str, cwd: Path, env: dict[str, str]) -> Counter[str]:
+    """Microseconds of import time by top-level package (each module's own time) in one run."""
     # the console script is a Python file: run it under -X importtime directly
     done = subprocess.run(
         [python, "-X", "importtime", *argv],
@@ -169,19 +174,28 @@ def import_profile(argv: Sequence[str], python: str, cwd: Path, env: dict[str, s
         text=True,
         check=False,
     )
-    entries = []
+    times: Counter[str] = Counter()
     for line in done.stderr.splitlines():
         match = _IMPORT_LINE.match(line)
         if match:
-            self_us, cumulative_us, indent, module = match.groups()
-            entries.append((int(cumulative_us), int(self_us), len(indent) // 2, module))
-    total = sum(self_us for _, self_us, _, _ in entries)
-    top_level = sorted((e for e in entries if e[2] <= 1), reverse=True)[:15]
-    rows = [[f"`{m}`", f"{c / 1000:.1f}", f"{s / 1000:.1f}"] for c, s, _, m in top_level]
+            self_us, _, _, module = match.groups()
+            times[module.split(".")[0]] += int(self_us)
+    return times
+
+
+def import_profile(argv: Sequence[str], python: str, cwd: Path, env: dict[str, str]) -> str:
+    """Import time of one command by top-level package: medians of a few ``-X importtime`` runs."""
+    runs = [_import_times(argv, python, cwd, env) for _ in range(IMPORTTIME_RUNS)]
+    packages = set().union(*runs)
+    medians = {name: statistics.median(run[name] for run in runs) for name in packages}
+    total = statistics.median(sum(run.values()) for run in runs)
+    heaviest = sorted(medians.items(), key=lambda item: -item[1])[:12]
+    rows = [[f"`{name}`", f"{us / 1000:.1f}"] for name, us in heaviest]
+    shown = " ".join([Path(argv[0]).name, *argv[1:]])
     return (
-        f"Imports of `{' '.join(Path(a).name for a in argv)}`: {len(entries)} modules, "
-        f"{total / 1000:.1f} ms in total. Heaviest top-level imports:\n\n"
-        + markdown_table(["module", "cumulative ms", "self ms"], rows)
+        f"`{shown}`: {total / 1000:.1f} ms of imports (median of {IMPORTTIME_RUNS} runs of "
+        "`python -X importtime`; each module's own time, summed by top-level package):\n\n"
+        + markdown_table(["package", "ms"], rows)
     )
 
 

@@ -39,7 +39,7 @@ def test_startup_benchmark_times_every_command_and_writes_a_report(tmp_path: Pat
     assert "## Machine" in text
     # the reproduce command is the one that was run, minus the output option
     assert ".venv/bin/python bench/startup.py --repeat 2 --warmup 1\n" in text
-    assert "Heaviest top-level imports" in text
+    assert "summed by top-level package" in text
 
 
 @pytest.mark.slow
