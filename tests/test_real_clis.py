@@ -31,7 +31,7 @@ from outloop_cli.agents.headless import PROXY_SENTINEL
 from outloop_cli.agents.pricing import BUILTIN_PRICES
 from tests.conftest import RepoFactory, git
 from tests.e2e import PY, only_run
-from tests.fakes.model_server import ReplaceText, Turn, script_to_json
+from tests.fakes.model_server import ReplaceText, Turn, offline_prefix, script_to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 # read at import, before the autouse fixture moves HOME to a temp dir
@@ -101,20 +101,15 @@ def run_offline(
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
     inner = [
-        PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns",
+        PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns", "--watch-lo",
         "--script", str(script), "--record", str(record), "--expected-key", EXPECTED_KEY,
         "--", PY, "-m", "outloop_cli", "run", *outloop_args,
     ]  # fmt: skip
     env = dict(os.environ)
     env["PATH"] = f"{agents_bin()}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(ROOT)
-    netns = [
-        "unshare", "--net", "--mount", "sh", "-c",
-        'ip link set lo up && mount --bind "$0" /etc/resolv.conf && exec "$@"',
-        str(resolv),
-    ]  # fmt: skip
     done = subprocess.run(
-        [*netns, *inner],
+        [*offline_prefix(str(resolv)), *inner],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -146,6 +141,7 @@ def test_real_cli_fixes_the_code_offline(
     assert git(repo, "show", f"{record['branch']}:calc.py") == CALC.replace("-", "+")
     # offline: nothing was looked up, everything went to the model server
     assert seen["dns"] == [], f"{preset} tried to resolve {seen['dns']}"
+    assert seen["connections"] == [], f"{preset} tried to reach {seen['connections']}"
     assert seen["turns_started"] == 2
     main = [r for r in seen["requests"] if r["main"]]
     assert main, seen["requests"]

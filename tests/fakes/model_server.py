@@ -668,13 +668,16 @@ class _Handler(BaseHTTPRequestHandler):
     # -- OpenAI Responses --
 
     def _responses(self, body: dict[str, Any]) -> None:
-        tools: dict[str, dict[str, Any]] = {}
-        for tool in body.get("tools", []):
-            if isinstance(tool, dict) and tool.get("name"):
-                tools[tool["name"]] = tool
         items = body.get("input", [])
         if isinstance(items, str):
             items = [{"type": "message", "role": "user", "content": items}]
+        # tools come in `tools`, and (newer Codex models) in an `additional_tools`
+        # input item, grouped in namespaces
+        declared = list(body.get("tools", []))
+        for item in items:
+            if isinstance(item, dict) and item.get("type") == "additional_tools":
+                declared += item.get("tools", [])
+        tools = _flatten_tools(declared)
         tool_results = sum(
             1
             for it in items
@@ -1004,6 +1007,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, payload)
 
 
+def _flatten_tools(declared: list[Any]) -> dict[str, dict[str, Any]]:
+    tools: dict[str, dict[str, Any]] = {}
+    for tool in declared:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "namespace":
+            tools.update(_flatten_tools(tool.get("tools", [])))
+        elif tool.get("name"):
+            tools[tool["name"]] = tool
+    return tools
+
+
 def _chat_calls(action: Action, tools: dict[str, Any]) -> list[ToolCall]:
     for name in ("bash", "shell", "run_shell_command", "exec_command"):
         if name in tools:
@@ -1125,7 +1140,7 @@ def script_to_json(script: Sequence[Turn]) -> list[dict[str, Any]]:
 class DnsRecorder:
     """A UDP DNS server that answers NXDOMAIN to everything and remembers the names."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 53) -> None:
+    def __init__(self, host: str = "0.0.0.0", port: int = 53) -> None:
         import socket
 
         self.names: list[str] = []
@@ -1163,6 +1178,70 @@ class DnsRecorder:
         self._sock.close()
 
 
+class ConnectionRecorder:
+    """Every TCP connection attempt and UDP datagram to a non-loopback address, seen on ``lo``.
+
+    Meant for a network namespace where ``ip route add local default dev lo``
+    makes every address local: whatever a program tries to reach then crosses
+    the loopback device, where an ``AF_PACKET`` socket sees it, whichever port
+    it is and whether or not anything listens there.
+    """
+
+    def __init__(self, interface: str = "lo") -> None:
+        import socket
+
+        self.attempts: list[str] = []
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self._sock.bind((interface, 0))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, _ = self._sock.recvfrom(65535)
+            except OSError:
+                continue
+            attempt = _outbound_attempt(frame)
+            if attempt is not None and attempt not in self.attempts:
+                self.attempts.append(attempt)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+def _outbound_attempt(frame: bytes) -> str | None:
+    """``ip:port/tcp`` for a SYN, ``ip:port/udp`` for a datagram, to a non-loopback address."""
+    import ipaddress
+
+    ethertype = int.from_bytes(frame[12:14], "big")
+    packet = frame[14:]
+    if ethertype == 0x0800 and len(packet) >= 20:
+        header = (packet[0] & 0x0F) * 4
+        proto, dst = packet[9], ipaddress.ip_address(packet[16:20])
+        payload = packet[header:]
+    elif ethertype == 0x86DD and len(packet) >= 40:
+        proto, dst = packet[6], ipaddress.ip_address(packet[24:40])
+        payload = packet[40:]
+    else:
+        return None
+    if dst.is_loopback or len(payload) < 4:
+        return None
+    port = int.from_bytes(payload[2:4], "big")
+    host = f"[{dst}]" if dst.version == 6 else str(dst)
+    if proto == 6 and len(payload) >= 14:
+        flags = payload[13]
+        # SYN without ACK: someone starting a connection
+        return f"{host}:{port}/tcp" if flags & 0x02 and not flags & 0x10 else None
+    if proto == 17:
+        return f"{host}:{port}/udp"
+    return None
+
+
 def _qname(packet: bytes, offset: int) -> tuple[str, int]:
     labels = []
     while offset < len(packet) and packet[offset]:
@@ -1193,13 +1272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--script", required=True)
     parser.add_argument("--record", required=True)
     parser.add_argument("--expected-key")
-    parser.add_argument("--dns", action="store_true", help="record DNS lookups on 127.0.0.1:53")
+    parser.add_argument("--dns", action="store_true", help="record DNS lookups on port 53")
+    parser.add_argument(
+        "--watch-lo", action="store_true", help="record connection attempts to other addresses"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     with open(args.script, encoding="utf-8") as f:
         script = script_from_json(json.load(f))
     dns = DnsRecorder() if args.dns else None
+    watch = ConnectionRecorder() if args.watch_lo else None
     server = ModelServer(script, expected_key=args.expected_key)
     server.start_on(args.port)
     try:
@@ -1208,10 +1291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop()
         if dns is not None:
             dns.close()
+        if watch is not None:
+            watch.close()
     record = {
         "exit_code": done.returncode,
         "url": server.url_seen,
         "dns": dns.names if dns is not None else None,
+        "connections": watch.attempts if watch is not None else None,
         "requests": [
             {
                 "api": r.api,
@@ -1238,3 +1324,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def offline_prefix(resolv_conf: str) -> list[str]:
+    """argv prefix: run in a new network namespace with only loopback, where every
+    address routes to ``lo`` (so ``ConnectionRecorder`` sees any attempt) and names
+    resolve through ``resolv_conf`` (point it at 127.0.0.1 for ``DnsRecorder``)."""
+    setup = (
+        "ip link set lo up"
+        " && ip route add local 0.0.0.0/0 dev lo table local"
+        " && { ip -6 route add local ::/0 dev lo table local 2>/dev/null || true; }"
+        ' && mount --bind "$0" /etc/resolv.conf'
+        ' && exec "$@"'
+    )
+    return ["unshare", "--net", "--mount", "sh", "-c", setup, resolv_conf]
