@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from outloop_cli.commands.pr import pull_request_for_run
 from outloop_cli.forges.pull_request import html_base_url, publish_pull_request, render_pr_body
 from outloop_cli.forges.session import open_forge_session
 from outloop_cli.records import IterationRecord, RunRecord, RunState, StopReason
 from outloop_cli.runstore import RunStore
+from tests import keyring_env
 from tests.conftest import RepoFactory, git
 from tests.e2e import agent_cmd, counter_goal, loop_yaml, run_cli
 from tests.fakes.git_http_server import GitHttpServer
 from tests.fakes.github_server import FakeGitHub
+from tests.keyring_env import SecretService
+
+secret_service = keyring_env.secret_service
+use_secret_service = keyring_env.use_secret_service
 
 TOKEN = "ghp_test_token"
 
@@ -209,12 +219,15 @@ def test_gitlab_merge_request_is_a_draft_by_title_until_met() -> None:
         stop_reason=StopReason.MAX_ITERATIONS,
         iterations=[IterationRecord(n=1, started_at="t", commit="d" * 40)],
     )
-    with FakeGitLab() as gitlab, open_forge_session(
-        provider="gitlab",
-        secret="glpat-test-token",
-        remote_url="https://gitlab.example.com/group/sub/widgets.git",
-        environ={"CI_API_V4_URL": gitlab.api_url},
-    ) as session:
+    with (
+        FakeGitLab() as gitlab,
+        open_forge_session(
+            provider="gitlab",
+            secret="glpat-test-token",
+            remote_url="https://gitlab.example.com/group/sub/widgets.git",
+            environ={"CI_API_V4_URL": gitlab.api_url},
+        ) as session,
+    ):
         first = publish_pull_request(session, record, environ={})
         assert first.created and first.draft and first.number == 1
         (mr,) = gitlab.merge_requests
@@ -226,3 +239,44 @@ def test_gitlab_merge_request_is_a_draft_by_title_until_met() -> None:
         assert not second.created and not second.draft
         assert not gitlab.merge_requests[0]["draft"]
         assert len(gitlab.merge_requests) == 1
+
+
+def test_cli_pr_with_the_secret_from_the_keyring(
+    use_secret_service: SecretService,
+    make_repo: RepoFactory,
+    git_host: GitHttpServer,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole CLI path: policy → workspace → keyring → API and git host, token never shown."""
+    repo, record = finished_run(make_repo, git_host, target=5)
+    policy = Path(os.environ["XDG_CONFIG_HOME"]) / "outloop" / "policy.yml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(
+        yaml.safe_dump({"workspaces": {"acme": {"repos": [str(repo)], "secrets": ["github"]}}})
+    )
+    stored = run_cli_stdin(repo, TOKEN, "secrets", "set", "github", "--workspace", "acme")
+    assert stored.returncode == 0, stored.stderr
+    monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+    done = run_cli(repo, "pr", record.run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["number"] == 1 and result["draft"] is True and result["created"] is True
+    assert result["pushed"] == git(repo, "rev-parse", record.branch).strip()
+    assert TOKEN not in done.stdout + done.stderr
+    human = run_cli(repo, "pr", record.run_id[:12])
+    assert human.returncode == 0, human.stderr
+    assert "updated pull request #1 (draft)" in human.stderr
+    assert human.stdout.strip() == "https://github.example/octo/widgets/pull/1"
+
+
+def run_cli_stdin(cwd: Path, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "outloop_cli", *args],
+        cwd=cwd,
+        input=stdin + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
