@@ -59,23 +59,20 @@ def _read_value(label: str) -> str:
     return text
 
 
-@secrets_group.command("set")
+# extra arguments are collected, not rejected by the parser, whose message would echo them
+@secrets_group.command("set", context_settings={"allow_extra_args": True})
 def set_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The secret's name, e.g. openai.")],
     workspace: Annotated[str, _WORKSPACE],
     allow_insecure_keyring: Annotated[bool, _INSECURE] = False,
-    value_argument: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Argument(hidden=True, metavar="", show_default=False),
-    ] = None,
 ) -> int:
     """Store a key: from a hidden prompt, or from stdin (never from an argument)."""
     from outloop_cli.commands.secrets import set_secret
     from outloop_cli.credentials.store import make_ref
     from outloop_cli.errors import UsageError
 
-    if value_argument is not None:
-        # caught here rather than by the parser, whose message would echo the value
+    if ctx.args:
         raise UsageError(
             "a secret's value is never taken from the command line "
             "(it would be visible in the process list and your shell history); nothing stored",
