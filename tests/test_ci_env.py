@@ -201,3 +201,29 @@ def test_agent_cannot_find_ci_secrets_anywhere_during_a_real_run(
             assert_clean(value, path.read_bytes(), str(path))
     history = git(repo, "log", "-p", "--all").encode()
     assert_clean(value, history, "the repository's history")
+
+
+def test_secrets_list_shows_ci_variables_by_policy_pair_never_values(tmp_path: Path) -> None:
+    value, stray = canary(), canary()
+    policy = tmp_path / "policy.yml"
+    policy.write_text("workspaces:\n  client-a: {repos: [github.com/a/*], secrets: [openai]}\n")
+    policy.chmod(0o600)
+    env = dict(
+        os.environ,
+        OUTLOOP_POLICY=str(policy),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        OUTLOOP_SECRET_CLIENT_A_OPENAI=value,
+        OUTLOOP_SECRET_CLIENT_A_OPENAPI=stray,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [
+        "OUTLOOP_SECRET_CLIENT_A_OPENAPI\tCI variable, not in the policy",
+        "client-a/openai\tfrom CI variable",
+    ]
+    # the keyring is unusable here (CI): said once, not fatal
+    assert b"warning: no usable keyring" in done.stderr
+    for secret in (value, stray):
+        assert_clean(secret, done.stdout + done.stderr, "secrets list")

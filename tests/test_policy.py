@@ -10,6 +10,7 @@ import pytest
 
 from outloop_cli.credentials.policy import (
     check_policy_text,
+    json_schema,
     load_policy,
     match_workspace,
     normalize_remote,
@@ -329,3 +330,15 @@ def test_policy_inside_the_repo_is_refused(make_repo: RepoFactory) -> None:
     with pytest.raises(ConfigError) as info:
         match_workspace(repo, remote_urls(repo), policy_path=inside)
     assert "inside the repository" in info.value.render()
+
+
+def test_json_schema_accepts_the_example_and_rejects_typos() -> None:
+    import jsonschema
+    import yaml
+
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(GOOD))) == []
+    bad = {"workspaces": {"a": {"repo": ["x.com/a"]}}}
+    assert list(validator.iter_errors(bad))

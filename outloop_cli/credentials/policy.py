@@ -585,3 +585,18 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
             for ws in policy.workspaces
         },
     }
+
+
+POLICY_SCHEMA_ID = "https://outloop.dev/schema/policy.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The policy file as JSON Schema (draft 2020-12), from the same declaration as the validator."""
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": POLICY_SCHEMA_ID,
+        "title": "outloop policy (~/.config/outloop/policy.yml)",
+        "description": "Which repos belong to which workspace, and which secrets each may use.",
+    }
+    schema.update(_POLICY.schema())
+    return schema
