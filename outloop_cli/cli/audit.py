@@ -34,7 +34,7 @@ def verify_command(
         bool, typer.Option("--json", help="One JSON object per run on stdout.")
     ] = False,
 ) -> int:
-    """Check each run's audit chain; exit 1 naming the first bad line if any was tampered with."""
+    """Check audit chains; exit 1 naming the first bad line."""
     from outloop_cli.commands.audit import verify_runs
 
     results = verify_runs(Path.cwd(), run)

@@ -37,7 +37,8 @@ def status_command(
         bool, typer.Option("--json", help="One JSON object per run on stdout.")
     ] = False,
 ) -> int:
-    """List this repository's runs: state, iteration, phase, last goal result, cost, age."""
+    """List this repository's runs (running, stopped, crashed, finished) with iteration,
+    phase, last goal result, cost and age."""
     from outloop_cli.commands.status import list_runs
 
     runs = list_runs(Path.cwd(), loop=loop)
