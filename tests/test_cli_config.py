@@ -200,6 +200,24 @@ def test_validate_a_missing_file(make_repo: RepoFactory) -> None:
     assert ".outloop/nope.yml: no such file" in done.stderr
 
 
+def test_validate_a_loop_by_name_like_run(make_repo: RepoFactory) -> None:
+    repo = make_repo({".outloop/good.yml": MINIMAL, ".outloop/bad.yaml": BROKEN})
+    assert run_cli(repo / ".outloop", "validate", "good").returncode == 0
+    done = run_cli(repo, "validate", "good", "bad")
+    assert_clean_usage_error(done)
+    assert ".outloop/bad.yaml:2:11: agent.preset:" in done.stderr
+    assert "2 problem(s) in 1 of 2 file(s)" in done.stderr
+    # a path is a path: no guessing for anything but a bare name
+    assert "sub/good: no such file" in run_cli(repo, "validate", "sub/good").stderr
+
+
+def test_validate_a_directory(make_repo: RepoFactory) -> None:
+    repo = make_repo({".outloop/good.yml": MINIMAL})
+    done = run_cli(repo, "validate", ".outloop")
+    assert_clean_usage_error(done)
+    assert ".outloop: is a directory, not a loop file" in done.stderr
+
+
 def test_validate_two_files_with_one_loop_name(make_repo: RepoFactory) -> None:
     repo = make_repo({".outloop/fix.yml": MINIMAL, ".outloop/fix.yaml": MINIMAL})
     done = run_cli(repo, "validate")

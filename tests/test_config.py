@@ -12,9 +12,11 @@ import pytest
 
 from outloop_cli.config import (
     check_files,
+    check_loop_bytes,
     check_loop_file,
     check_loop_text,
     format_duration,
+    load_loop_bytes,
     load_loop_file,
     load_loop_text,
     parse_duration,
@@ -325,6 +327,17 @@ def test_check_loop_text_gives_the_config_or_the_problems() -> None:
     assert problems == [] and config is not None and config.agent.command == ("a",)
     config, problems = check_loop_text("agent: [", file="f.yml", name="f")
     assert config is None and problems[0].message.startswith("invalid YAML")
+
+
+def test_loading_raw_bytes_as_read_from_a_commit() -> None:
+    config = load_loop_bytes(MINIMAL.encode(), file="x.yml@abc", name="x", path=".outloop/x.yml")
+    assert (config.name, config.path) == ("x", ".outloop/x.yml")
+    with pytest.raises(ConfigError) as caught:
+        load_loop_bytes(b"agent:\n  prompt: caf\xe9\n", file="x.yml@abc", name="x")
+    assert caught.value.problems == (
+        Problem("x.yml@abc", "not valid UTF-8 (byte 0xe9)", 2, 14, "save the file as UTF-8"),
+    )
+    assert check_loop_bytes(b"agent: [", file="f", name="f")[1][0].line == 1
 
 
 def test_files_that_are_not_loop_files(tmp_path: Path) -> None:

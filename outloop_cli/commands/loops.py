@@ -6,8 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config import LOOP_DIR, check_files, find_loop_files, load_loop_file
-from outloop_cli.config.loader import display_path
+from outloop_cli.config import (
+    LOOP_DIR,
+    check_files,
+    find_loop_files,
+    load_loop_file,
+    loop_file_candidates,
+)
+from outloop_cli.config.loader import LOOP_SUFFIXES, display_path
 from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.workspace import discover
 
@@ -34,7 +40,7 @@ def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem
             root: Path | None = discover(cwd).root
         except UsageError:
             root = None
-        targets = [path if path.is_absolute() else cwd / path for path in files]
+        targets = [_resolve(cwd, path, root) for path in files]
         return targets, check_files(targets, repo_root=root)
     root = discover(cwd).root
     targets = find_loop_files(root)
@@ -44,6 +50,18 @@ def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem
             hint="create one with `outloop init`, or name the files to check",
         )
     return targets, check_files(targets, repo_root=root)
+
+
+def _resolve(cwd: Path, given: Path, root: Path | None) -> Path:
+    """A file as named, or for a bare name the loop of that name (like `outloop run NAME`)."""
+    path = cwd / given
+    bare = len(given.parts) == 1 and given.suffix not in LOOP_SUFFIXES
+    if path.exists() or root is None or not bare:
+        return path
+    for candidate in loop_file_candidates(given.name):
+        if (root / candidate).is_file():
+            return root / candidate
+    return path
 
 
 def list_loops(cwd: Path) -> list[LoopSummary]:

@@ -140,15 +140,7 @@ def display_path(path: Path, repo_root: Path | None) -> str:
     return str(path)
 
 
-def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None, Problem(shown, "no such file", hint="`outloop list` shows the loops")
-    except IsADirectoryError:
-        return None, Problem(shown, "is a directory, not a loop file")
-    except OSError as exc:
-        return None, Problem(shown, f"cannot read: {exc.strerror}")
+def _decode(data: bytes, file: str) -> tuple[str | None, Problem | None]:
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
@@ -156,12 +148,48 @@ def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
         line = data.count(b"\n", 0, exc.start) + 1
         col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
         return None, Problem(
-            shown,
+            file,
             f"not valid UTF-8 (byte 0x{data[exc.start]:02x})",
             line,
             col,
             "save the file as UTF-8",
         )
+
+
+def check_loop_bytes(
+    data: bytes, *, file: str, name: str
+) -> tuple[LoopConfig | None, list[Problem]]:
+    """Like :func:`check_loop_text` for a file's raw content (e.g. a blob at a commit)."""
+    text, problem = _decode(data, file)
+    if text is None:
+        assert problem is not None
+        return None, [problem]
+    return check_loop_text(text, file=file, name=name)
+
+
+def load_loop_bytes(data: bytes, *, file: str, name: str, path: str | None = None) -> LoopConfig:
+    """Like :func:`load_loop_text` for raw content: bad UTF-8 is a located problem too."""
+    text, problem = _decode(data, file)
+    if text is None:
+        assert problem is not None
+        raise ConfigError([problem])
+    return load_loop_text(text, file=file, name=name, path=path)
+
+
+def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, Problem(shown, "no such file", hint="`outloop list` shows the loops")
+    except IsADirectoryError:
+        return None, Problem(
+            shown, "is a directory, not a loop file", hint="name a .yml file, e.g. .outloop/fix.yml"
+        )
+    except OSError as exc:
+        return None, Problem(
+            shown, f"cannot read: {exc.strerror}", hint="check the file's permissions"
+        )
+    return _decode(data, shown)
 
 
 def check_loop_file(
