@@ -373,3 +373,23 @@ def test_install_step_installs_the_actions_own_copy(make_repo: RepoFactory, tmp_
     assert f"outloop {__version__}" in install.log
     assert (venv / "bin" / "outloop").exists()
     assert result.outputs["result"] == "goal_met"
+
+
+def test_args_that_do_not_split_fail_the_step_before_outloop_runs(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = loop_repo(make_repo, 1)
+    result = MiniRunner(repo, tmp_path).run({"loop": "fix", "args": "--max-iterations '3"})
+    run = result.step("Run outloop")
+    assert run.exit_code == 2
+    assert "the `args` input does not split into words: No closing quotation" in run.log
+    assert result.annotations == [
+        (
+            "error",
+            "title=outloop",
+            "the `args` input does not split into words (an unclosed quote?)",
+        )
+    ]
+    assert not any(line.startswith("::stop-commands::") for line in run.log)
+    assert not (repo / ".git" / "outloop" / "runs").exists()
+    assert result.outputs["result"] == ""
