@@ -169,35 +169,45 @@ class Masker:
 class StreamMasker:
     """Masks chunked output: ``feed`` each chunk, ``flush`` at the end.
 
-    Holds back at most ``longest - 1`` bytes, the most a secret can have
-    written before the chunk boundary without having been seen whole.
+    Holds back only the tail that could still become a secret: the bytes from
+    the first position where what has arrived so far is the beginning of some
+    form but not yet all of it. Output that cannot start a secret goes out at
+    once (a log followed with ``tail -f`` stays live), and the result is
+    byte for byte what masking the whole stream at once would give.
     """
 
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
+        self._forms = masker.forms()
         self._pending = b""
+
+    def _undecided(self, data: bytes, start: int) -> int:
+        """The first position ≥ ``start`` where ``data`` ends inside a possible form."""
+        for p in range(max(start, len(data) - self._masker.longest + 1), len(data)):
+            rest = data[p:]
+            if any(len(form) > len(rest) and form.startswith(rest) for form in self._forms):
+                return p
+        return len(data)
 
     def feed(self, chunk: bytes) -> bytes:
         regex = self._masker._bytes_re
         if regex is None:
             return chunk
         data = self._pending + chunk
-        keep = self._masker.longest - 1
-        cut = len(data) - keep
-        if cut <= 0:
-            self._pending = data
-            return b""
+        hold = self._undecided(data, 0)
         out = bytearray()
         pos = 0
         for match in regex.finditer(data):
-            if match.start() >= cut:
+            if match.start() >= hold:
                 break
-            # a match starting before the cut has all the bytes it could need
+            # decided: a longer form cannot turn up here any more
             out += data[pos : match.start()] + MASK.encode()
             pos = match.end()
-        emit_to = max(cut, pos)
-        out += data[pos:emit_to]
-        self._pending = data[emit_to:]
+            if hold < pos:
+                hold = self._undecided(data, pos)
+        hold = max(hold, pos)
+        out += data[pos:hold]
+        self._pending = data[hold:]
         return bytes(out)
 
     __call__ = feed
