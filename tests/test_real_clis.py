@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from outloop_cli.agents.headless import PROXY_SENTINEL
-from outloop_cli.agents.pricing import BUILTIN_PRICES
+from outloop_cli.agents.pricing import Price, prices_path
 from tests.conftest import RepoFactory, git
 from tests.e2e import PY, only_run
 from tests.fakes.model_server import ReplaceText, Turn, offline_prefix, script_to_json
@@ -57,10 +57,14 @@ SCRIPT = [
 
 CASES: dict[str, dict[str, Any]] = {
     "claude": {"env": {"ANTHROPIC_BASE_URL": URL}},
+    # a model with a known price, overridden by the user's prices.yml
     "codex": {"env": {"OPENAI_BASE_URL": f"{URL}/v1"}, "model": "gpt-5-codex"},
+    # Codex's own default model: its tools come through the JavaScript `exec` tool
+    "codex-default-model": {"preset": "codex", "env": {"OPENAI_BASE_URL": f"{URL}/v1"}},
     "aider": {"env": {"OPENAI_BASE_URL": f"{URL}/v1"}, "model": "openai/gpt-4.1"},
     "gemini": {"env": {"GOOGLE_GEMINI_BASE_URL": URL}},
 }
+USER_CODEX_PRICE = Price(2.0, 20.0)
 
 
 def agents_bin() -> Path:
@@ -72,10 +76,10 @@ def agents_bin() -> Path:
     return AGENTS_BIN
 
 
-def loop_file(preset: str) -> str:
-    case = CASES[preset]
+def loop_file(name: str, **limits: Any) -> str:
+    case = CASES[name]
     agent: dict[str, Any] = {
-        "preset": preset,
+        "preset": case.get("preset", name),
         "prompt": "Make the tests in test_calc.py pass. Do not edit the tests.",
         "timeout": "120s",
         "env": case["env"],
@@ -83,16 +87,16 @@ def loop_file(preset: str) -> str:
     if "model" in case:
         agent["model"] = case["model"]
     data = {
-        "description": f"fix calc with {preset}",
+        "description": f"fix calc with {name}",
         "agent": agent,
         "goal": {"run": f"{PY} -m pytest -q -p no:cacheprovider test_calc.py", "timeout": "60s"},
-        "limits": {"max_iterations": 4, "stall": 3},
+        "limits": {"max_iterations": 4, "stall": 3, **limits},
     }
     return yaml.safe_dump(data, sort_keys=False)
 
 
 def run_offline(
-    repo: Path, tmp_path: Path, *outloop_args: str
+    repo: Path, tmp_path: Path, *outloop_args: str, expected_key: str = EXPECTED_KEY
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`outloop run` next to the model server, in a loopback-only network namespace."""
     script = tmp_path / "script.json"
@@ -102,7 +106,7 @@ def run_offline(
     resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
     inner = [
         PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns", "--watch-lo",
-        "--script", str(script), "--record", str(record), "--expected-key", EXPECTED_KEY,
+        "--script", str(script), "--record", str(record), "--expected-key", expected_key,
         "--", PY, "-m", "outloop_cli", "run", *outloop_args,
     ]  # fmt: skip
     env = dict(os.environ)
@@ -121,14 +125,18 @@ def run_offline(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", list(CASES))
-def test_real_cli_fixes_the_code_offline(
-    preset: str, make_repo: RepoFactory, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("case", list(CASES))
+def test_real_cli_fixes_the_code_offline(case: str, make_repo: RepoFactory, tmp_path: Path) -> None:
     if shutil.which("unshare") is None:
         pytest.fail("util-linux `unshare` is needed to prove the agents stay offline")
+    preset = CASES[case].get("preset", case)
+    prices = prices_path()
+    prices.parent.mkdir(parents=True, exist_ok=True)
+    prices.write_text(
+        f"models:\n  gpt-5-codex: {{input: {USER_CODEX_PRICE.input}, output: {USER_CODEX_PRICE.output}}}\n"
+    )
     repo = make_repo(
-        {"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop_file(preset)}
+        {"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop_file(case)}
     )
 
     done, seen = run_offline(repo, tmp_path, "fix", "--json")
@@ -164,10 +172,40 @@ def test_real_cli_fixes_the_code_offline(
     if preset == "claude":
         assert all(t["cost_usd"] and t["cost_usd"] > 0 for t in agent_turns)
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
-    if preset == "codex":
-        price = BUILTIN_PRICES["gpt-5-codex"]
+    if case == "codex":
         for t in agent_turns:
-            assert t["cost_usd"] == pytest.approx(price.cost(t["input_tokens"], t["output_tokens"]))
+            expected = USER_CODEX_PRICE.cost(t["input_tokens"], t["output_tokens"])
+            assert t["cost_usd"] == pytest.approx(expected)
+    if preset == "codex":
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
     if preset == "gemini":
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
+
+
+# How each CLI is told not to spend minutes retrying a refused key.
+NO_RETRY = {"claude": {"CLAUDE_CODE_MAX_RETRIES": "0"}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["claude", "codex", "aider", "gemini"])
+def test_real_cli_refused_key_is_an_auth_error(
+    case: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    CASES[case]["env"] = {**CASES[case]["env"], **NO_RETRY.get(case, {})}
+    try:
+        loop = loop_file(case, max_agent_errors=1)
+    finally:
+        CASES[case]["env"] = {
+            k: v for k, v in CASES[case]["env"].items() if k not in NO_RETRY.get(case, {})
+        }
+    repo = make_repo({"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop})
+
+    done, seen = run_offline(repo, tmp_path, "fix", expected_key="sk-the-real-key")
+
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    record = only_run(repo)
+    assert record["stop_reason"] == "agent_error", record.get("stop_detail")
+    turn = record["iterations"][1]["agent"]
+    assert turn["error"] == "auth", turn
+    assert seen["requests"], "the agent never reached the server"
+    assert seen["dns"] == [] and seen["connections"] == []

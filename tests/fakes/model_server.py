@@ -1319,7 +1319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(args.record, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
     sys.stdout.flush()
-    return 0
+    return done.returncode
 
 
 if __name__ == "__main__":
