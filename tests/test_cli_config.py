@@ -373,3 +373,17 @@ def test_list_outside_a_git_repository(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "list")
     assert_clean_usage_error(done)
     assert "is not inside a git repository" in done.stderr
+
+
+def test_init_without_a_writable_cache_still_writes_a_valid_starter(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    repo = make_repo({"README.md": "hi\n"})
+    done = run_cli(repo, "init", "--preset", "claude")
+    assert done.returncode == 0, done.stderr
+    first = (repo / ".outloop" / "claude.yml").read_text().splitlines()[0]
+    assert "outloop schema --path" in first
+    assert run_cli(repo, "validate").returncode == 0

@@ -250,3 +250,18 @@ def test_schema_and_validator_agree_on_mutations(
             disagree.append((what, [p.message for p in problems]))
     assert disagree == []
     assert count > 1000
+
+
+def test_outloop_schema_path_with_an_unwritable_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    done = run_cli(tmp_path, "schema", "--path")
+    assert done.returncode == 3
+    assert f"error: cannot write the schema to {blocker}/outloop/" in done.stderr
+    assert "hint: set XDG_CACHE_HOME" in done.stderr
+    assert "Traceback" not in done.stderr
+    # printing the schema needs no cache
+    assert json.loads(run_cli(tmp_path, "schema", check=True).stdout) == json_schema()

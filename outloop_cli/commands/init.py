@@ -8,7 +8,7 @@ from outloop_cli.commands.schema import schema_path
 from outloop_cli.config import loop_file_candidates
 from outloop_cli.config.model import PRESETS
 from outloop_cli.config.values import loop_name_problem
-from outloop_cli.errors import UsageError
+from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template
 from outloop_cli.workspace import discover
 
@@ -28,7 +28,7 @@ def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path
         raise UsageError(
             f"{target} already exists", hint="pick another --name, or --force to overwrite"
         )
-    text = loop_template(preset).replace(SCHEMA_TOKEN, str(schema_path()))
+    text = loop_template(preset).replace(SCHEMA_TOKEN, _schema_reference())
     target.parent.mkdir(parents=True, exist_ok=True)
     # exclusive create unless forced, so a concurrent init cannot be clobbered
     try:
@@ -39,3 +39,11 @@ def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path
             f"{target} already exists", hint="pick another --name, or --force to overwrite"
         ) from exc
     return target
+
+
+def _schema_reference() -> str:
+    """Where the editor finds the schema; a starter file is still useful without one."""
+    try:
+        return str(schema_path())
+    except CouldNotRun:
+        return "(run `outloop schema --path` and put the path here)"
