@@ -23,15 +23,27 @@ ROOT = Path(__file__).parent.parent
 # scrub, then run the CLI as usual. `-c` keeps the test independent of that wiring.
 ENTRY = (
     "import sys\n"
-    "from outloop_cli.credentials.ci_env import scrub_ci_secrets_at_startup\n"
+    "from outloop_cli.credentials.ci_env import scrub_ci_secrets_at_startup, "
+    "github_actions_mask_commands\n"
     "from outloop_cli.errors import OutloopError\n"
     "try:\n"
     "    scrub_ci_secrets_at_startup()\n"
     "except OutloopError as exc:\n"
     "    sys.stderr.write(exc.render() + '\\n'); sys.exit(exc.exit_code)\n"
+    "for line in github_actions_mask_commands():\n"
+    "    sys.stdout.write(line + '\\n')\n"
+    "sys.stdout.flush()\n"
     "from outloop_cli.main import main\n"
     "sys.exit(main())\n"
 )
+
+
+def outloop_env(**extra: str) -> dict[str, str]:
+    """The test's environment for an outloop process, as if outside GitHub Actions."""
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    env.update(extra)
+    return env
+
 
 PROBE = """
 import hashlib, json, os, subprocess, sys
@@ -73,7 +85,7 @@ def test_variable_names(workspace: str, name: str, variable: str) -> None:
 
 def test_values_leave_proc_environ_children_and_os_environ() -> None:
     value, other = canary(), canary()
-    env = dict(os.environ)
+    env = outloop_env()
     env["OUTLOOP_SECRET_CLIENT_A_OPENAI"] = value
     env["OUTLOOP_SECRET_CLIENT_B_CRM"] = other
     env["OUTLOOP_SECRET_EMPTY"] = ""
@@ -116,7 +128,7 @@ def test_values_leave_proc_environ_children_and_os_environ() -> None:
 def test_large_values_are_handed_over_and_oversize_refused() -> None:
     # one variable may hold at most 128 KiB (MAX_ARG_STRLEN); several fill more than a pipe
     big = secrets.token_hex(50_000)
-    env = dict(os.environ, OUTLOOP_SECRET_CLIENT_A_OPENAI=big)
+    env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=big)
     env.update({f"OUTLOOP_SECRET_FILL_{i}": secrets.token_hex(50_000) for i in range(3)})
     done = subprocess.run(
         [sys.executable, "-c", PROBE], input=b"\n", capture_output=True, env=env, cwd=ROOT
@@ -126,7 +138,7 @@ def test_large_values_are_handed_over_and_oversize_refused() -> None:
 
     # more than the 1 MiB a pipe can be grown to: refused, clearly
     huge = secrets.token_hex(60_000)
-    env = dict(os.environ, OUTLOOP_SECRET_CLIENT_A_OPENAI=huge)
+    env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=huge)
     env.update({f"OUTLOOP_SECRET_FILL_{i}": secrets.token_hex(60_000) for i in range(9)})
     done = subprocess.run(
         [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
@@ -138,7 +150,7 @@ def test_large_values_are_handed_over_and_oversize_refused() -> None:
 
 
 def test_a_bogus_handover_fd_is_an_error_not_a_crash() -> None:
-    env = dict(os.environ, OUTLOOP_CI_SECRETS_FD="nope")
+    env = outloop_env(OUTLOOP_CI_SECRETS_FD="nope")
     done = subprocess.run(
         [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
     )
@@ -179,7 +191,7 @@ def test_agent_cannot_find_ci_secrets_anywhere_during_a_real_run(
     loot_file = tmp_path / "loot.json"
     loop = loop_yaml([sys.executable, str(agent), str(loot_file)], counter_goal(1))
     repo = make_repo({".outloop/fix.yml": loop})
-    env = dict(os.environ, OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
+    env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
     done = subprocess.run(
         [sys.executable, "-c", ENTRY, "run", "fix"],
         cwd=repo,
@@ -208,8 +220,7 @@ def test_secrets_list_shows_ci_variables_by_policy_pair_never_values(tmp_path: P
     policy = tmp_path / "policy.yml"
     policy.write_text("workspaces:\n  client-a: {repos: [github.com/a/*], secrets: [openai]}\n")
     policy.chmod(0o600)
-    env = dict(
-        os.environ,
+    env = outloop_env(
         OUTLOOP_POLICY=str(policy),
         PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
         OUTLOOP_SECRET_CLIENT_A_OPENAI=value,
@@ -227,3 +238,22 @@ def test_secrets_list_shows_ci_variables_by_policy_pair_never_values(tmp_path: P
     assert b"warning: no usable keyring" in done.stderr
     for secret in (value, stray):
         assert_clean(secret, done.stdout + done.stderr, "secrets list")
+
+
+def test_github_actions_gets_add_mask_for_every_form_before_any_output() -> None:
+    value = canary()
+    env = outloop_env(GITHUB_ACTIONS="true", OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    masks = [line for line in lines if line.startswith("::add-mask::")]
+    # every mask comes first, then the command's own output
+    assert lines[: len(masks)] == masks
+    assert lines[len(masks) :] == ["OUTLOOP_SECRET_CLIENT_A_OPENAI\tCI variable, not in the policy"]
+    masked = {line.removeprefix("::add-mask::") for line in masks}
+    for label, form in secret_forms(value).items():
+        assert form.decode().replace("%", "%25") in masked, label
+    assert_clean(value, done.stderr, "stderr")

@@ -97,6 +97,19 @@ def ci_values_by_variable() -> dict[str, str]:
     return dict(_values or {})
 
 
+def github_actions_mask_commands() -> list[str]:
+    """``::add-mask::`` lines for every CI value and its encodings, in GitHub Actions only.
+
+    GitHub masks a secret's plain value in logs by itself, not its base64, hex
+    or URL forms; the entry point prints these before any other output.
+    """
+    if os.environ.get("GITHUB_ACTIONS") != "true" or not _values:
+        return []
+    from outloop_cli.credentials.masking import Masker, add_mask_commands
+
+    return add_mask_commands(Masker(_values))
+
+
 def ci_variable_names() -> tuple[str, ...]:
     """The names of the variables received (never their values), sorted."""
     return tuple(sorted(_values or {}))
