@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -350,6 +351,16 @@ def test_files_that_are_not_loop_files(tmp_path: Path) -> None:
     (tmp_path / "loop.json").write_text(MINIMAL)
     problem = check_loop_file(tmp_path / "loop.json", repo_root=tmp_path)[1][0]
     assert problem.message == "a loop file must end in .yml or .yaml"
+
+
+def test_files_that_would_block_or_flood_the_reader(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yml"
+    os.mkfifo(fifo)
+    assert check_loop_file(fifo, repo_root=tmp_path)[1][0].message == "is not a regular file"
+    huge = tmp_path / "huge.yml"
+    huge.write_bytes(b"# " + b"x" * (2 * 1024 * 1024))
+    problem = check_loop_file(huge, repo_root=tmp_path)[1][0]
+    assert problem.message == "is 2048 KiB; a loop file is at most 1 MiB"
 
 
 def test_two_files_with_one_loop_name(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ collected before anything is reported.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -176,8 +177,22 @@ def load_loop_bytes(data: bytes, *, file: str, name: str, path: str | None = Non
     return load_loop_text(text, file=file, name=name, path=path)
 
 
+# A loop file is a few KB; anything this big is the wrong file, and YAML parsing it is slow.
+MAX_LOOP_FILE_SIZE = 1024 * 1024
+
+
 def _read(path: Path, shown: str) -> tuple[str | None, Problem | None]:
     try:
+        info = path.stat()
+        # a FIFO or a device (`validate /dev/stdin`) would block or never end
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            return None, Problem(shown, "is not a regular file", hint="name a .yml file")
+        if info.st_size > MAX_LOOP_FILE_SIZE:
+            return None, Problem(
+                shown,
+                f"is {info.st_size // 1024} KiB; a loop file is at most 1 MiB",
+                hint="is this the right file?",
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         return None, Problem(shown, "no such file", hint="`outloop list` shows the loops")
