@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from outloop_cli.credentials import broker_wire, git_protocol
-from outloop_cli.credentials.routes import is_loopback
+from outloop_cli.credentials.hosts import is_loopback
 
 DEFAULT_USERNAME = "x-access-token"
 

@@ -42,6 +42,8 @@ from outloop_cli.credentials.routes import PathRefused, ProxyRoute
 SENTINEL_KEY = "outloop-proxy"
 # request bodies are read whole before forwarding (LLM requests are small); this caps them
 MAX_REQUEST_BODY = 64 * 1024 * 1024
+# the most response bytes handled (scrubbed and written) in one piece
+_BATCH = 1024 * 1024
 
 # headers that belong to one connection, not to the message (RFC 9110 §7.6.1)
 _HOP_BY_HOP = frozenset(
@@ -221,7 +223,7 @@ class AccessProxy:
                 response.headers.add(key, self._redactor.redact_text(value))
             await response.prepare(request)
             stream = self._redactor.stream()
-            async for chunk in upstream.content.iter_any():
+            while chunk := await _next_chunk(upstream.content):
                 out = stream.feed(chunk)
                 if out:
                     await response.write(out)
@@ -314,6 +316,21 @@ async def _read_body(request: web.BaseRequest) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _next_chunk(content: aiohttp.StreamReader) -> bytes:
+    """What has arrived: waits for the first bytes, then takes whatever else is buffered.
+
+    Never waits for more than the first bytes, so an event goes out as soon as
+    it arrives, while a fast bulk download is handled in large pieces.
+    """
+    chunk = await content.readany()
+    while chunk and len(chunk) < _BATCH:
+        more = content.read_nowait(_BATCH - len(chunk))
+        if not more:
+            break
+        chunk += more
+    return chunk
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:

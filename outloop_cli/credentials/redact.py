@@ -67,6 +67,7 @@ class Redactor:
                 patterns |= encodings(value)
         # longest first, so a pattern that contains another one wins
         ordered = sorted(patterns, key=lambda p: (-len(p), p))
+        self._patterns = tuple(ordered)
         self._regex = re.compile(b"|".join(re.escape(p) for p in ordered)) if ordered else None
         self.longest = max((len(p) for p in ordered), default=0)
         # every proper prefix of every pattern: what a chunk may end with mid-secret
@@ -77,7 +78,9 @@ class Redactor:
         return self._regex is None
 
     def redact_bytes(self, data: bytes) -> bytes:
-        if self._regex is None:
+        # substring search is several times faster than the alternation regex, and
+        # almost every chunk holds no secret at all
+        if self._regex is None or not any(p in data for p in self._patterns):
             return data
         return self._regex.sub(REPLACEMENT, data)
 

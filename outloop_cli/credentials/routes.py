@@ -13,16 +13,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from outloop_cli.config.model import CredentialConfig
+from outloop_cli.credentials.hosts import is_loopback
 from outloop_cli.errors import CouldNotRun
 
-_LOOPBACK_HOSTS = ("localhost", "::1")
 # control characters and the characters that some servers treat as path separators
 _BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\#]")
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    return host in _LOOPBACK_HOSTS or re.fullmatch(r"127(?:\.\d{1,3}){3}", host) is not None
 
 
 @dataclass(frozen=True)
@@ -142,4 +137,4 @@ class ProxyRoute:
         return ssl.create_default_context()
 
 
-__all__ = ["AllowRule", "PathRefused", "ProxyRoute", "Upstream", "is_loopback"]
+__all__ = ["AllowRule", "PathRefused", "ProxyRoute", "Upstream"]

@@ -4,7 +4,7 @@ Endpoints (any method):
 
 - ``/echo``            JSON of the method, path, headers and body it received
 - ``/sse?n=N``         N server-sent events; after the first it waits for ``release``
-- ``/chunked?n=N&size=S`` N chunks of S bytes, chunked transfer encoding
+- ``/chunked?n=N&size=S[&fill=sse]`` N chunks of S bytes (x, or SSE-like text), chunked
 - ``/bytes?n=N``       N bytes with a Content-Length
 - ``/redirect?to=URL`` 302 to URL
 - ``/leak``            500 whose body and headers repeat the Authorization it got,
@@ -43,6 +43,8 @@ class UpstreamState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # no Nagle delay between headers and body (it would add ~40 ms per response)
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -112,7 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _do_chunked(self, received: Received, query: dict[str, str]) -> None:
         self._start_chunked("application/octet-stream")
         size = int(query.get("size", "16384"))
-        block = b"x" * size
+        if query.get("fill") == "sse":
+            # what an LLM stream looks like, for realistic scanning costs
+            event = b'data: {"choices":[{"delta":{"content":"lorem ipsum dolor sit"}}]}\n\n'
+            block = (event * (size // len(event) + 1))[:size]
+        else:
+            block = b"x" * size
         for _ in range(int(query.get("n", "4"))):
             self._chunk(block)
         self.wfile.write(b"0\r\n\r\n")
