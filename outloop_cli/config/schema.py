@@ -32,6 +32,7 @@ KeyPath = tuple["str | int", ...]
 JSONSchema = dict[str, Any]
 
 _TAG = "tag:yaml.org,2002:"
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Timestamps are read as text: no key wants a date, and `description: 2024-06-01` means text.
 _SCALAR_KINDS = {f"{_TAG}{k}": k for k in ("str", "int", "float", "bool", "null", "timestamp")}
 _MAP_TAG = f"{_TAG}map"
@@ -77,10 +78,10 @@ class Context:
 
     def report(self, node: Node, path: KeyPath, message: str, hint: str | None = None) -> None:
         prefix = f"{render_path(path)}: " if path else ""
+        # keys and values from the file land in a terminal: no escape sequences from them
+        message = _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", prefix + message)
         mark = node.start_mark
-        self.problems.append(
-            Problem(self.file, prefix + message, mark.line + 1, mark.column + 1, hint)
-        )
+        self.problems.append(Problem(self.file, message, mark.line + 1, mark.column + 1, hint))
 
     def fill_hints(self, since: int, hint: str) -> None:
         """Give ``hint`` to the problems reported since index ``since`` that have none."""
