@@ -127,7 +127,7 @@ def request(
 ) -> Reply:
     """One request with the standard library's client (no code shared with the proxy)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         conn.request(method, parts.path + path, body=body, headers=headers or {})
         response = conn.getresponse()

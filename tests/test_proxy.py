@@ -6,6 +6,7 @@ import http.client
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tests.fakes.upstream_server import UpstreamServer
 
 
 @pytest.fixture
-def upstream() -> UpstreamServer:
+def upstream() -> Iterator[UpstreamServer]:
     with UpstreamServer() as server:
         yield server
 
@@ -298,3 +299,19 @@ def test_loop_only_credentials_the_policy_granted_get_a_route(upstream: Upstream
         env = broker.agent_env()
     assert "OPENAI_BASE_URL" in env
     assert "CRM_BASE_URL" not in env
+
+
+def test_head_and_empty_bodies_pass_through(upstream: UpstreamServer) -> None:
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    with started_broker({"openai": canary()}, [cred], Events()) as broker:
+        base = broker.agent_env()["OPENAI_BASE_URL"]
+        head = request(base, "HEAD", path="/bytes?n=10")
+        missing = request(base, path="/nothing-here")
+    assert (head.status, head.body) == (200, b"")
+    assert (missing.status, missing.body) == (404, b"not found\n")
+
+
+def test_a_secret_with_a_line_break_is_refused_before_it_reaches_a_header() -> None:
+    cred = proxy_cred("x", "https://api.example.com", env="X_BASE_URL")
+    with pytest.raises(CouldNotRun, match="line break"):
+        started_broker({"x": "sk-abcdefgh\n"}, [cred], Events()).__enter__()
