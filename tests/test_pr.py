@@ -145,7 +145,7 @@ def test_pr_refuses_to_overwrite_foreign_commits(
     git(tmp_path, "init", "-q", "-b", "main", str(other))
     git(other, "commit", "-q", "--allow-empty", "-m", "foreign")
     git(other, "push", "-q", str(bare), f"main:refs/heads/{record.branch}")
-    with pytest.raises(CouldNotRun, match="not overwriting"):
+    with pytest.raises(CouldNotRun, match="which this run did not make"):
         pull_request_for_run(
             repo, record.run_id, secret=TOKEN, environ={"GITHUB_API_URL": github.api_url}
         )

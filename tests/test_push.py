@@ -192,3 +192,25 @@ def test_push_over_http_with_a_scoped_token(make_repo: RepoFactory, tmp_path: Pa
                 expected="",
                 env=token_auth_env(url_b, "nope"),
             )
+
+
+def test_resume_leases_on_the_runs_own_remote_head(make_repo: RepoFactory, tmp_path: Path) -> None:
+    from outloop_cli.forges.run_forge import RunForge
+
+    repo, bare = setup_remote(make_repo, tmp_path)
+    first = commit_on_branch(repo, BRANCH, "two\n")
+    forge = RunForge(None, worktree=repo, branch=BRANCH, remote_url=str(bare))
+    forge.push(first)
+    # a new process (resume) knows nothing of what was pushed: it asks the remote
+    second = commit_on_branch(repo, BRANCH, "three\n")
+    resumed = RunForge(None, worktree=repo, branch=BRANCH, remote_url=str(bare))
+    assert resumed.adopt_remote() == first
+    resumed.push(second)
+    assert remote_refs(bare)[f"refs/heads/{BRANCH}"] == second
+    # a commit on the remote that the run never made is not adopted
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", "-b", BRANCH, str(bare), str(other))
+    git(other, "commit", "-q", "--allow-empty", "-m", "someone else")
+    git(other, "push", "-q", "origin", BRANCH)
+    with pytest.raises(PushRejected, match="did not make"):
+        RunForge(None, worktree=repo, branch=BRANCH, remote_url=str(bare)).adopt_remote()

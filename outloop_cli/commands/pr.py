@@ -9,10 +9,11 @@ from pathlib import Path
 
 from outloop_cli.config import load_loop_text
 from outloop_cli.config.model import CredentialConfig
-from outloop_cli.errors import CouldNotRun, GitError, UsageError
+from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
+from outloop_cli.forges.run_forge import RunForge
 from outloop_cli.forges.session import ForgeSession, open_forge_session
-from outloop_cli.push import PushResult, push_branch, remote_branch_head
+from outloop_cli.push import PushResult
 from outloop_cli.records import RunRecord
 from outloop_cli.runstore import RunStore
 from outloop_cli.workspace import Repository, discover
@@ -70,22 +71,10 @@ def ensure_pushed(
             f"the run's branch {record.branch} is gone from this repository",
             hint="a pull request needs the branch; it may have been deleted",
         )
-    env = session.git_env(remote_url) if remote_url.startswith(("http://", "https://")) else {}
-    root = repo.info.root
-    remote_head = remote_branch_head(root, remote="origin", branch=record.branch, env=env)
-    if remote_head == local:
+    forge = RunForge(session, worktree=repo.info.root, branch=record.branch, remote_url=remote_url)
+    if forge.adopt_remote() == local:
         return None
-    if remote_head:
-        try:
-            repo.git.run("merge-base", "--is-ancestor", remote_head, local)
-        except GitError:
-            raise CouldNotRun(
-                f"the remote {record.branch} has commits this run did not make; not overwriting it",
-                hint="fetch the branch and look at it before opening the pull request",
-            ) from None
-    return push_branch(
-        root, remote="origin", branch=record.branch, sha=local, expected=remote_head, env=env
-    )
+    return forge.push(local)
 
 
 def pull_request_for_run(

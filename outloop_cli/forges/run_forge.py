@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.errors import GitError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
 from outloop_cli.forges.session import ForgeSession
-from outloop_cli.push import PushResult, push_branch
+from outloop_cli.push import PushRejected, PushResult, push_branch, remote_branch_head
 from outloop_cli.records import RunRecord
+from outloop_cli.workspace import Git
 
 __all__ = ["RunForge"]
 
@@ -58,6 +60,30 @@ class RunForge:
         self.pushed = sha
         self.history.append(result)
         return result
+
+    def adopt_remote(self) -> str:
+        """On resume: lease on where the remote branch is, if that commit is this branch's own.
+
+        Returns the remote head ("" when the branch is not on the remote). A
+        remote head that is not a commit of the local branch was pushed by
+        someone else, and is never overwritten.
+        """
+        head = remote_branch_head(
+            self.worktree, remote=self.remote, branch=self.branch, env=self._env()
+        )
+        if head:
+            try:
+                # exit 1 (not an ancestor) and 128 (unknown commit) both mean: not ours
+                Git(self.worktree).run(
+                    "merge-base", "--is-ancestor", head, f"refs/heads/{self.branch}"
+                )
+            except GitError:
+                raise PushRejected(
+                    f"the remote {self.branch} is at {head[:10]}, which this run did not make",
+                    hint="someone else pushed to the run's branch; look at it before resuming",
+                ) from None
+        self.pushed = head
+        return head
 
     def goal_context_fields(self) -> dict[str, Any]:
         """``GoalContext(..., **run_forge.goal_context_fields())`` for the CI goal."""
