@@ -486,3 +486,49 @@ def test_attack_planted_hooks_and_transports_do_not_run_during_outloops_push(
     assert mirror.returncode != 0
     assert not stolen.exists()
     no_leak(token, agent, events, pushed.stderr, mirror.stderr)
+
+
+def test_attack_ps_and_proc_scan_while_credentials_are_in_use(
+    agent: Agent, hosts: tuple[GitHttpServer, GitHttpServer], token: str, upstream: UpstreamServer
+) -> None:
+    """Every process's argv and environment, read again and again while git pushes and the
+    proxy is used: the secret is in none of them (the broker holds it in memory only)."""
+    good, _ = hosts
+    events = Events()
+    init_repo(agent.workdir)
+    creds = [
+        CredentialConfig(name="forge", via="git", host=good.host),
+        proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL"),
+    ]
+    with started_broker({"forge": token, "openai": token}, creds, events) as broker:
+        assert [p.name for p in broker.socket_path.parent.iterdir()] == ["broker.sock"]
+        done = agent.run(
+            """
+            import threading, glob
+            seen = []
+            stop = threading.Event()
+            def scan():
+                while not stop.is_set():
+                    for path in glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ"):
+                        try:
+                            seen.append(open(path, "rb").read())
+                        except OSError:
+                            pass
+            t = threading.Thread(target=scan); t.start()
+            for n in range(2):
+                subprocess.run(["git", "push", sys.argv[1], f"main:refs/heads/b{n}"], capture_output=True)
+                get(os.environ["OPENAI_BASE_URL"] + "/echo")
+            stop.set(); t.join()
+            ps = subprocess.run(["ps", "auxeww"], capture_output=True, text=True).stdout
+            open("proc-scan.bin", "wb").write(b"\\n".join(seen) + ps.encode())
+            print("scanned", len(seen))
+            """,
+            broker.agent_env(),
+            good.url_for("team/repo.git"),
+        )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 0
+    scan = (agent.workdir / "proc-scan.bin").read_bytes()
+    assert_no_leak(token, scan, where="/proc and ps")
+    assert [g["host"] for g in events.named("credential_granted")] == [good.host] * 2
+    no_leak(token, agent, events)
