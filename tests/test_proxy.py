@@ -315,3 +315,24 @@ def test_a_secret_with_a_line_break_is_refused_before_it_reaches_a_header() -> N
     cred = proxy_cred("x", "https://api.example.com", env="X_BASE_URL")
     with pytest.raises(CouldNotRun, match="line break"):
         started_broker({"x": "sk-abcdefgh\n"}, [cred], Events()).__enter__()
+
+
+def test_expect_100_continue_is_answered_after_admission(upstream: UpstreamServer) -> None:
+    import socket
+
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    with started_broker({"openai": canary()}, [cred], Events()) as broker:
+        route = urllib.parse.urlsplit(broker.agent_env()["OPENAI_BASE_URL"])
+        with socket.create_connection(("127.0.0.1", route.port or 0), timeout=5) as sock:
+            sock.sendall(
+                f"POST {route.path}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                "Expect: 100-continue\r\n\r\n".encode()
+            )
+            assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(b"hello")
+            reply = b""
+            while b'"body": "hello"' not in reply:
+                chunk = sock.recv(65536)
+                assert chunk
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
