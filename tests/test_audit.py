@@ -507,11 +507,6 @@ def test_real_run_forgery_of_log_and_run_json_is_caught_by_the_commits(
     assert "recomputed chain" in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integration: the engine saves run.json before appending run_stopped, so the "
-    "recorded head misses the last event; it must save (audit_head) after that append",
-)
 def test_real_run_last_line_truncation_is_caught(make_repo: RepoFactory) -> None:
     repo, record, audit = _real_run(make_repo)
     lines = _lines(audit)

@@ -160,6 +160,13 @@ def _contradiction(record: dict[str, Any], lines: list[AuditLine]) -> tuple[int,
     session = events[starts[-1] :] if starts else events
     stopped = [(n, e) for n, e in session if e.get("event") == "run_stopped"]
     reason = record.get("stop_reason")
+    if record.get("state") == "finished" and session and not stopped:
+        # the runner logs run_stopped as it finishes; only a cut can take it away
+        after = lines[-1].number + 1
+        return after, (
+            "the run is finished but its log has no `run_stopped` event after line "
+            f"{lines[-1].number}: lines were removed from the end"
+        )
     if record.get("state") == "finished" and stopped and reason:
         number, event = stopped[-1]
         if event.get("reason") != reason:
