@@ -31,7 +31,13 @@ from outloop_cli.agents.headless import PROXY_SENTINEL
 from outloop_cli.agents.pricing import Price, prices_path
 from tests.conftest import RepoFactory, git
 from tests.e2e import PY, only_run
-from tests.fakes.model_server import ReplaceText, Turn, offline_prefix, script_to_json
+from tests.fakes.model_server import (
+    CallTool,
+    ReplaceText,
+    Turn,
+    offline_prefix,
+    script_to_json,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # read at import, before the autouse fixture moves HOME to a temp dir
@@ -96,17 +102,23 @@ def loop_file(name: str, **limits: Any) -> str:
 
 
 def run_offline(
-    repo: Path, tmp_path: Path, *outloop_args: str, expected_key: str = EXPECTED_KEY
+    repo: Path,
+    tmp_path: Path,
+    *outloop_args: str,
+    expected_key: str = EXPECTED_KEY,
+    script_turns: list[Turn] = SCRIPT,
+    fail: str | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`outloop run` next to the model server, in a loopback-only network namespace."""
     script = tmp_path / "script.json"
-    script.write_text(json.dumps(script_to_json(SCRIPT)))
+    script.write_text(json.dumps(script_to_json(script_turns)))
     record = tmp_path / "record.json"
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
     inner = [
         PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns", "--watch-lo",
         "--script", str(script), "--record", str(record), "--expected-key", expected_key,
+        *(["--fail", fail] if fail else []),
         "--", PY, "-m", "outloop_cli", "run", *outloop_args,
     ]  # fmt: skip
     env = dict(os.environ)
@@ -186,26 +198,57 @@ def test_real_cli_fixes_the_code_offline(case: str, make_repo: RepoFactory, tmp_
 NO_RETRY = {"claude": {"CLAUDE_CODE_MAX_RETRIES": "0"}}
 
 
+def failing_repo(make_repo: RepoFactory, case: str) -> Path:
+    """A loop that stops at the first failed turn, with the CLI told not to retry long."""
+    saved = CASES[case]["env"]
+    CASES[case]["env"] = {**saved, **NO_RETRY.get(case, {})}
+    try:
+        loop = loop_file(case, max_agent_errors=1)
+    finally:
+        CASES[case]["env"] = saved
+    return make_repo({"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop})
+
+
+def agent_error(repo: Path, done: subprocess.CompletedProcess[str], seen: dict[str, Any]) -> Any:
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    record = only_run(repo)
+    assert record["stop_reason"] == "agent_error", record.get("stop_detail")
+    assert seen["requests"], "the agent never reached the server"
+    assert seen["dns"] == [] and seen["connections"] == []
+    return record["iterations"][1]["agent"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["claude", "codex", "aider", "gemini"])
 def test_real_cli_refused_key_is_an_auth_error(
     case: str, make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    CASES[case]["env"] = {**CASES[case]["env"], **NO_RETRY.get(case, {})}
-    try:
-        loop = loop_file(case, max_agent_errors=1)
-    finally:
-        CASES[case]["env"] = {
-            k: v for k, v in CASES[case]["env"].items() if k not in NO_RETRY.get(case, {})
-        }
-    repo = make_repo({"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop})
-
+    repo = failing_repo(make_repo, case)
     done, seen = run_offline(repo, tmp_path, "fix", expected_key="sk-the-real-key")
-
-    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
-    record = only_run(repo)
-    assert record["stop_reason"] == "agent_error", record.get("stop_detail")
-    turn = record["iterations"][1]["agent"]
+    turn = agent_error(repo, done, seen)
     assert turn["error"] == "auth", turn
-    assert seen["requests"], "the agent never reached the server"
-    assert seen["dns"] == [] and seen["connections"] == []
+    assert turn["final_message"], "the agent's own words on what failed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["claude", "codex"])
+def test_real_cli_rate_limited_is_its_own_error(
+    case: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = failing_repo(make_repo, case)
+    done, seen = run_offline(repo, tmp_path, "fix", fail="429:rate_limit")
+    turn = agent_error(repo, done, seen)
+    assert turn["error"] == "rate_limit", turn
+
+
+@pytest.mark.slow
+def test_real_claude_denied_tool_is_a_permission_error(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # WebFetch is not on the preset's allow-list: Claude Code denies it in -p mode
+    fetch = CallTool("WebFetch", {"url": "https://example.com/", "prompt": "read it"})
+    repo = failing_repo(make_repo, "claude")
+    done, seen = run_offline(repo, tmp_path, "fix", script_turns=[Turn((fetch,), "Blocked.")])
+    turn = agent_error(repo, done, seen)
+    assert turn["error"] == "permission", turn
+    assert turn["final_message"] == "Blocked."

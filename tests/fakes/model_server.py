@@ -61,7 +61,15 @@ class RunShell:
     command: str
 
 
-Action = WriteFile | ReplaceText | RunShell
+@dataclass(frozen=True)
+class CallTool:
+    """Call one tool by its own name, as the client declared it (e.g. Claude's WebFetch)."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+Action = WriteFile | ReplaceText | RunShell | CallTool
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,8 @@ def _sh_quote(text: str) -> str:
 
 
 def _shell_for(action: Action) -> str:
+    if isinstance(action, CallTool):
+        raise ToolMismatch(f"{action.name} is a tool call, not a shell command")
     if isinstance(action, RunShell):
         return action.command
     if isinstance(action, WriteFile):
@@ -252,6 +262,8 @@ def _patch_for(action: WriteFile | ReplaceText) -> str:
 
 def anthropic_calls(action: Action, tools: set[str], cwd: str | None) -> list[ToolCall]:
     """Claude Code: Write for new files, Read then Edit for changes, Bash otherwise."""
+    if isinstance(action, CallTool):
+        return [ToolCall(action.name, action.arguments)]
     if isinstance(action, WriteFile) and "Write" in tools and cwd:
         return [ToolCall("Write", {"file_path": f"{cwd}/{action.path}", "content": action.content})]
     if isinstance(action, ReplaceText) and {"Read", "Edit"} <= tools and cwd:
@@ -269,6 +281,8 @@ def anthropic_calls(action: Action, tools: set[str], cwd: str | None) -> list[To
 
 def responses_calls(action: Action, tools: dict[str, dict[str, Any]]) -> list[ToolCall]:
     """Codex: apply_patch for edits when offered, else exec_command / shell / exec."""
+    if isinstance(action, CallTool):
+        return [ToolCall(action.name, action.arguments)]
     if not isinstance(action, RunShell) and "apply_patch" in tools:
         patch = _patch_for(action)
         if tools["apply_patch"].get("type") == "custom":
@@ -291,6 +305,8 @@ def responses_calls(action: Action, tools: dict[str, dict[str, Any]]) -> list[To
 
 
 def gemini_calls(action: Action, tools: set[str]) -> list[ToolCall]:
+    if isinstance(action, CallTool):
+        return [ToolCall(action.name, action.arguments)]
     if isinstance(action, WriteFile) and "write_file" in tools:
         return [ToolCall("write_file", {"file_path": action.path, "content": action.content})]
     if isinstance(action, ReplaceText) and "replace" in tools:
@@ -332,6 +348,8 @@ def aider_edit_text(turn: Turn, system_text: str, shown: str | None = None) -> s
             or (isinstance(a, WriteFile) and a.content not in shown)
         ]
     for action in actions:
+        if isinstance(action, CallTool):
+            raise ToolMismatch("aider has no tools to call")
         if isinstance(action, RunShell):
             parts.append(f"```bash\n{action.command}\n```")
         elif uses_search_replace:
@@ -1116,6 +1134,8 @@ def script_from_json(data: list[dict[str, Any]]) -> list[Turn]:
                 actions.append(WriteFile(action["write"], action["content"]))
             elif "replace" in action:
                 actions.append(ReplaceText(action["replace"], action["old"], action["new"]))
+            elif "tool" in action:
+                actions.append(CallTool(action["tool"], action.get("arguments", {})))
             else:
                 actions.append(RunShell(action["shell"]))
         turns.append(Turn(tuple(actions), entry.get("final", "Done.")))
@@ -1125,12 +1145,14 @@ def script_from_json(data: list[dict[str, Any]]) -> list[Turn]:
 def script_to_json(script: Sequence[Turn]) -> list[dict[str, Any]]:
     out = []
     for turn in script:
-        actions: list[dict[str, str]] = []
+        actions: list[dict[str, Any]] = []
         for action in turn.actions:
             if isinstance(action, WriteFile):
                 actions.append({"write": action.path, "content": action.content})
             elif isinstance(action, ReplaceText):
                 actions.append({"replace": action.path, "old": action.old, "new": action.new})
+            elif isinstance(action, CallTool):
+                actions.append({"tool": action.name, "arguments": action.arguments})
             else:
                 actions.append({"shell": action.command})
         out.append({"actions": actions, "final": turn.final})
@@ -1272,6 +1294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--script", required=True)
     parser.add_argument("--record", required=True)
     parser.add_argument("--expected-key")
+    parser.add_argument("--fail", help="answer every request with STATUS:KIND, e.g. 429:rate_limit")
     parser.add_argument("--dns", action="store_true", help="record DNS lookups on port 53")
     parser.add_argument(
         "--watch-lo", action="store_true", help="record connection attempts to other addresses"
@@ -1283,7 +1306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = script_from_json(json.load(f))
     dns = DnsRecorder() if args.dns else None
     watch = ConnectionRecorder() if args.watch_lo else None
-    server = ModelServer(script, expected_key=args.expected_key)
+    failure = None
+    if args.fail:
+        status, kind = args.fail.split(":", 1)
+        failure = Failure(int(status), kind, retry_after=0 if kind == "rate_limit" else None)
+    server = ModelServer(script, expected_key=args.expected_key, failure=failure)
     server.start_on(args.port)
     try:
         done = subprocess.run(command, check=False)
