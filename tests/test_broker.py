@@ -148,7 +148,7 @@ def test_credential_token_prints_a_grant_only_for_via_helper_names() -> None:
     assert not_asked.returncode == 3 and "credential_not_in_scope" in not_asked.stderr
     assert_no_leak(other, git_only.stdout, git_only.stderr, events.dump())
     assert_no_leak(key, events.dump())
-    assert [g["credential"] for g in events.named("credential_granted")] == ["tool"]
+    assert [g["name"] for g in events.named("credential_granted")] == ["tool"]
     assert events.reasons() == ["credential_not_via_helper", "credential_not_in_scope"]
     after = token_cli(env, "tool")
     assert after.returncode == 3 and after.stdout == ""
@@ -170,7 +170,7 @@ def test_socket_refuses_garbage_and_unknown_operations() -> None:
     assert events.reasons() == ["bad_request", "capability_unknown", "bad_request"]
 
 
-def test_events_carry_run_and_workspace_but_never_a_capability() -> None:
+def test_events_carry_the_workspace_but_never_a_capability() -> None:
     events = Events()
     with started_broker(
         {"tool": canary()}, [CredentialConfig(name="tool", via="helper")], events
@@ -178,5 +178,7 @@ def test_events_carry_run_and_workspace_but_never_a_capability() -> None:
         env = broker.agent_env()
         token_cli(env, "tool")
     [granted] = events.named("credential_granted")
-    assert granted["run"] == "run-1" and granted["workspace"] == "client-a"
+    assert granted["workspace"] == "client-a" and granted["name"] == "tool"
+    # the audit log stamps run, time and sequence; the broker must not compete with it
+    assert not {"run", "event", "seq", "time", "prev"} & set(granted)
     assert env[broker_wire.ENV_CAPABILITY] not in events.dump()

@@ -129,7 +129,7 @@ def test_get_answers_with_username_password_and_expiry(host: GitHttpServer, toke
     # only what git asked for: no authtype/credential without the capability being used
     assert set(lines) == {"username", "password", "password_expiry_utc"}
     [granted] = events.named("credential_granted")
-    assert granted["credential"] == "forge"
+    assert granted["name"] == "forge"
     assert granted["host"] == host.host
     assert_no_leak(token, events.dump(), where="events")
 

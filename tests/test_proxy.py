@@ -59,7 +59,7 @@ def test_injects_the_key_and_the_agent_sees_only_a_url_and_the_sentinel(
     assert reply.json()["headers"]["Authorization"] == "Bearer ***"
     assert_no_leak(key, reply.body, repr(reply.headers), repr(env), events.dump())
     [event] = events.named("proxy_request")
-    assert event["credential"] == "openai"
+    assert event["name"] == "openai"
     assert event["method"] == "POST"
     assert event["host"] == f"127.0.0.1:{upstream.port}"
     # no query string (it may carry data), no capability

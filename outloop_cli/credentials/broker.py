@@ -13,7 +13,8 @@ Capabilities are random (``secrets.token_urlsafe``), bound to (run,
 workspace, names, purpose), expire after a short TTL unless renewed, are
 compared in constant time and are all revoked when the run ends. Every grant
 and refusal is reported through ``on_event(name, fields)``; fields never hold
-a secret value, a capability or a request body.
+a secret value, a capability or a request body. Field names follow
+``grants.Decision.audit_fields``: ``name`` is the credential's name.
 
 Usage by the engine::
 
@@ -366,7 +367,8 @@ class Broker:
         return None
 
     def _emit(self, name: str, fields: dict[str, Any]) -> None:
-        event = {"run": self.run_id, "workspace": self.workspace, **fields}
+        # the audit log adds the run id, time and sequence itself
+        event = {"workspace": self.workspace, **fields}
         with self._event_lock:
             self._sink(name, event)
 
@@ -441,7 +443,7 @@ class Broker:
         for scope in scopes:
             why = scope.refusal(protocol, host, path)
             if why is None:
-                fields["credential"] = scope.credential
+                fields["name"] = scope.credential
                 self._emit("credential_granted", fields)
                 return {
                     "ok": True,
@@ -455,7 +457,7 @@ class Broker:
         return self._deny(fields, reason)
 
     def _answer_token(self, token: str, name: object) -> dict[str, Any]:
-        fields: dict[str, Any] = {"via": "helper", "credential": _short(name)}
+        fields: dict[str, Any] = {"via": "helper", "name": _short(name)}
         if not isinstance(name, str):
             return self._deny(fields, "bad_request")
         try:

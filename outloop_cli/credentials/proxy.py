@@ -188,7 +188,7 @@ class AccessProxy:
     ) -> web.StreamResponse:
         headers = _upstream_headers(request.headers, route)
         fields: dict[str, Any] = {
-            "credential": route.name,
+            "name": route.name,
             "method": method,
             "host": route.upstream.netloc,
             "path": self._redactor.redact_text(path),
@@ -272,7 +272,7 @@ class AccessProxy:
             "credential_denied",
             {
                 "via": "proxy",
-                "credential": name,
+                "name": name,
                 "method": request.method,
                 "path": None
                 if path is None
