@@ -43,7 +43,7 @@ install_aider() {
     # aider-chat supports Python 3.10-3.12
     for candidate in python3.12 python3.11 python3.10 python3; do
       if command -v "$candidate" >/dev/null 2>&1; then
-        if "$candidate" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)'; then
+        if "$candidate" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)' 2>/dev/null; then
           py=$candidate
           break
         fi
