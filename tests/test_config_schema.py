@@ -114,6 +114,22 @@ def test_fixtures_marked_yaml_level_are_invisible_to_the_schema(
     assert validator.is_valid(document)
 
 
+def test_an_editor_on_draft_07_sees_the_same_corpus() -> None:
+    """yaml-language-server validated with draft-07 for years; the schema avoids the
+    2019+ keywords it would ignore (only prefixItems, a nicety, is left to newer drafts)."""
+    schema = json_schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    draft7 = jsonschema.Draft7Validator(schema)
+    for path in VALID:
+        assert draft7.is_valid(load_yaml12(path.read_text())), path.name
+    for fixture in SCHEMA_FIXTURES:
+        document = load_yaml12(fixture.path.read_text(encoding="utf-8"))
+        assert not draft7.is_valid(document), fixture.path.name
+    text = json.dumps(schema)
+    for keyword in ("dependentRequired", "dependentSchemas", "unevaluated", "$defs"):
+        assert keyword not in text
+
+
 def test_most_invalid_fixtures_are_checked_by_the_schema() -> None:
     assert len(SCHEMA_FIXTURES) >= 60
 

@@ -812,7 +812,12 @@ class OnlyWith(Rule):
                 )
 
     def schema(self, obj: Obj) -> JSONSchema:
-        return {"dependentRequired": {k: [self.needs] for k in self.keys}}
+        # if/then rather than dependentRequired: editors still on draft-07 understand it
+        return {
+            "allOf": [
+                {"if": {"required": [k]}, "then": {"required": [self.needs]}} for k in self.keys
+            ]
+        }
 
 
 @dataclass(frozen=True)
