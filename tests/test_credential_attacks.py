@@ -519,7 +519,9 @@ def test_attack_ps_and_proc_scan_while_credentials_are_in_use(
                 subprocess.run(["git", "push", sys.argv[1], f"main:refs/heads/b{n}"], capture_output=True)
                 get(os.environ["OPENAI_BASE_URL"] + "/echo")
             stop.set(); t.join()
-            ps = subprocess.run(["ps", "auxeww"], capture_output=True, text=True).stdout
+            import shutil
+            # ps reads the same /proc files; run it too where procps is installed
+            ps = subprocess.run(["ps", "auxeww"], capture_output=True, text=True).stdout if shutil.which("ps") else ""
             open("proc-scan.bin", "wb").write(b"\\n".join(seen) + ps.encode())
             print("scanned", len(seen))
             """,
