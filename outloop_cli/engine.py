@@ -49,7 +49,7 @@ from outloop_cli.records import (
 )
 from outloop_cli.runstore import RunPaths, RunStore, loop_lock, new_run_id, run_lock
 from outloop_cli.timefmt import format_seconds, now_iso
-from outloop_cli.workspace import Identity, Repository, Snapshot, Worktree
+from outloop_cli.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
 
 LOOP_DIR = ".outloop"
 STOP_POLL_SECONDS = 0.2
@@ -258,6 +258,7 @@ class LoopRun:
         # the run lock says "running" for exactly as long as this process lives;
         # the loop lock keeps a second run of the same loop out (unless --parallel)
         self._locks = contextlib.ExitStack()
+        self._guard: ConfigGuard | None = None
         self._pending: Snapshot | None = None
         self._committer: Identity = plan.repo.committer()
         self._author = Identity(
@@ -296,6 +297,7 @@ class LoopRun:
 
     def _start_in(self, repo: Repository, branch: str, worktree_path: Path) -> RunRecord:
         self.worktree = repo.add_worktree(worktree_path, branch, self.plan.base_commit)
+        self._guard = ConfigGuard.capture(self.worktree, repo.info.common_dir)
         limits = self.config.limits
         self.record = RunRecord(
             run_id=self.run_id,
@@ -366,6 +368,7 @@ class LoopRun:
         else:
             _check_outside(path, repo)
             self.worktree = repo.reattach_worktree(path, record.branch)
+        self._guard = ConfigGuard.capture(self.worktree, repo.info.common_dir)
         commits = iteration_commits(repo, record.base_commit, record.branch, record.run_id)
         pending_tree = record.pending_tree
         pending_n = record.current_iteration
@@ -487,6 +490,7 @@ class LoopRun:
             agent_result, out_of_time = self._run_agent(it, counters.last_goal)
             it.agent = agent_result
             self._save()
+            self._check_git_config(n)
             snapshot = self._snapshot(it)
             if self.cancel.is_set():
                 self._commit(it, snapshot, None)
@@ -672,6 +676,23 @@ class LoopRun:
         if detail:
             text += f": {detail}"
         self._emit("agent_exited", n, text)
+
+    def _check_git_config(self, n: int) -> None:
+        """Before any git command runs again: did the agent plant config or hooks?"""
+        if self._guard is None:
+            return
+        changed = self._guard.changed()
+        if not changed:
+            return
+        self._guard.restore()
+        shown = [str(p) for p in changed]
+        self._audit("protected_path", iteration=n, paths=shown, kind="git_config")
+        raise _Stop(
+            StopReason.PROTECTED_PATH,
+            "the agent changed git configuration or hooks outside the worktree ("
+            + ", ".join(shown)
+            + "); they were put back and nothing of this turn was committed",
+        )
 
     def _snapshot(self, it: IterationRecord) -> Snapshot:
         worktree = self._require_worktree()

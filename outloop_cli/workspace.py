@@ -33,6 +33,68 @@ _GIT_LOCATION_VARS = (
 
 FALLBACK_COMMITTER = ("outloop", "outloop@localhost")
 
+# What outloop's own git commands may see of its environment. Anything else
+# (an API token in the parent shell, say) stays out of reach of a hook or
+# filter an agent might have planted in the repository's config.
+_GIT_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "XDG_CONFIG_HOME",
+        "EMAIL",
+        "SSH_AUTH_SOCK",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+    }
+)
+_GIT_ENV_PREFIXES = ("LC_", "GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_CONFIG_", "GIT_TRACE")
+
+# Config an agent could set to make outloop's next git command run a program:
+# neutralised on every command outloop runs (filters cannot be, so the config
+# files themselves are guarded: see ConfigGuard).
+_HARDENING = (
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "diff.external=",
+    "-c",
+    "core.pager=cat",
+)
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (k in _GIT_ENV_NAMES or k.startswith(_GIT_ENV_PREFIXES)) and k not in _GIT_LOCATION_VARS
+    }
+    # never block on a prompt: outloop runs unattended
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.update(extra or {})
+    return env
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -99,13 +161,12 @@ class Git:
         strip: bool = True,
         ok_codes: Sequence[int] = (0,),
     ) -> str:
-        full_env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
-        # never block on a prompt: outloop runs unattended
-        full_env["GIT_TERMINAL_PROMPT"] = "0"
-        full_env.update(env or {})
+        full_env = git_env(env)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         try:
-            done = run_captured(["git", *args], cwd=self.cwd, env=full_env, stdin_data=data)
+            done = run_captured(
+                ["git", *_HARDENING, *args], cwd=self.cwd, env=full_env, stdin_data=data
+            )
         except ProgramNotFound:
             raise GitError(
                 args, "git not found", hint="install git and make sure it is on PATH"
@@ -366,3 +427,68 @@ def _remove_empty_parents(directory: Path, stop: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+@dataclass
+class ConfigGuard:
+    """Git configuration and hooks outside the worktree, as they were when the run began.
+
+    An agent that is not sandboxed can write ``.git/config`` (``core.fsmonitor``,
+    ``filter.*``, ``remote.*.url``, ``include.path``...), the user's global git
+    config or ``.git/hooks``: code that outloop's next git command, or the
+    user's next commit, would run. The engine checks after each agent turn,
+    puts the files back and stops the run when anything changed.
+    """
+
+    files: dict[Path, bytes | None]
+    hook_dirs: dict[Path, dict[str, bytes]]
+
+    @classmethod
+    def capture(cls, worktree: Worktree, common_dir: Path) -> ConfigGuard:
+        worktree_git_dir = Path(worktree.git.run("rev-parse", "--absolute-git-dir"))
+        home = Path(os.environ.get("HOME", "~")).expanduser()
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+        candidates = [
+            common_dir / "config",
+            common_dir / "config.worktree",
+            worktree_git_dir / "config.worktree",
+            home / ".gitconfig",
+            Path(xdg) / "git" / "config",
+        ]
+        files = {path: _read_or_none(path) for path in dict.fromkeys(candidates)}
+        hooks = {common_dir / "hooks": _read_dir(common_dir / "hooks")}
+        return cls(files, hooks)
+
+    def changed(self) -> list[Path]:
+        found = [path for path, data in self.files.items() if _read_or_none(path) != data]
+        found += [d for d, entries in self.hook_dirs.items() if _read_dir(d) != entries]
+        return found
+
+    def restore(self) -> None:
+        for path, data in self.files.items():
+            if _read_or_none(path) == data:
+                continue
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(data)
+        for directory, entries in self.hook_dirs.items():
+            current = _read_dir(directory)
+            for name in current.keys() - entries.keys():
+                (directory / name).unlink(missing_ok=True)
+            for name, data in entries.items():
+                if current.get(name) != data:
+                    (directory / name).write_bytes(data)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _read_dir(directory: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}

