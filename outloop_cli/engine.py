@@ -703,7 +703,9 @@ class LoopRun:
             snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
             patch = self.paths.logs / f"iter-{it.n:03d}-protected.patch"
             patch.write_text(
-                worktree.git.run("diff", "--binary", snapshot.parent, snapshot.tree, strip=False)
+                worktree.git.run(
+                    "diff", "--no-ext-diff", "--binary", snapshot.parent, snapshot.tree, strip=False
+                )
             )
             self._audit("protected_path", iteration=it.n, paths=touched[:50])
             raise _Stop(

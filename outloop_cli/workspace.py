@@ -78,8 +78,6 @@ _HARDENING = (
     "-c",
     "tag.gpgSign=false",
     "-c",
-    "diff.external=",
-    "-c",
     "core.pager=cat",
 )
 

@@ -14,12 +14,12 @@ from tests.conftest import RepoFactory, git
 from tests.e2e import agent_cmd, loop_yaml, only_run, run_cli
 
 
-def _probe(repo: Path, canary: str, sandbox: str) -> dict[str, object]:
-    (repo / ".outloop").mkdir(exist_ok=True)
+def _probe(repo: Path) -> dict[str, object]:
     done = run_cli(repo, "run", "fix", "--max-iterations", "1")
     assert done.returncode == 1, done.stderr
     record = only_run(repo)
-    return dict(json.loads(git(repo, "show", f"{record['branch']}:probe.json")))
+    log = repo / ".git/outloop/runs" / str(record["run_id"]) / "logs/iter-001-agent.log"
+    return dict(json.loads(log.read_text().splitlines()[-1]))
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_bwrap_hides_other_processes_home_hooks_and_the_audit_log(
             )
         }
     )
-    found = _probe(repo, canary, "bwrap")
+    found = _probe(repo)
 
     assert found["proc_leaks"] == [], found
     assert found["visible_pids"] <= 4, found  # bwrap's init, the agent, its shell
@@ -53,6 +53,7 @@ def test_bwrap_hides_other_processes_home_hooks_and_the_audit_log(
     assert found["audit_writable"] is False
     assert found["worktree_writable"] is True
     assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert git(repo, "show", f"{only_run(repo)['branch']}:probe-ok.txt")
 
 
 def test_without_a_sandbox_the_same_probe_sees_the_host(
@@ -66,13 +67,16 @@ def test_without_a_sandbox_the_same_probe_sees_the_host(
             )
         }
     )
-    found = _probe(repo, canary, "none")
+    found = _probe(repo)
 
     assert found["home_entries"], found
     assert int(str(found["visible_pids"])) > 4
     assert found["proc_leaks"], found
     assert found["hook_written"] is True
     assert found["audit_writable"] is True
+    # ...and the git config guard catches the planted hook and puts things back
+    assert only_run(repo)["stop_reason"] == "protected_path"
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
 
 
 def test_missing_bwrap_is_exit_3_with_an_install_hint(
