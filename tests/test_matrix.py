@@ -53,3 +53,13 @@ def test_matrix_without_loops_or_with_an_unknown_name(make_repo: RepoFactory) ->
     )
     done = run_cli(repo2, "matrix", "two")
     assert done.returncode == 2 and "no loop `two`" in done.stderr and "one" in done.stderr
+
+
+def test_more_loops_than_a_matrix_takes(make_repo: RepoFactory) -> None:
+    one = loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))
+    repo = make_repo({f".outloop/client-{i:03d}.yml": one for i in range(257)})
+    done = run_cli(repo, "matrix")
+    assert done.returncode == 2
+    assert "257 loops" in done.stderr and "256" in done.stderr
+    some = run_cli(repo, "matrix", "client-000", "client-001", check=True)
+    assert len(json.loads(some.stdout)["include"]) == 2

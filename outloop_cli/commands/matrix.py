@@ -15,6 +15,9 @@ from outloop_cli.config import find_loop_files, load_loop_file
 from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.workspace import discover
 
+# GitHub Actions runs at most 256 jobs from one matrix
+MAX_JOBS = 256
+
 
 def loop_matrix(cwd: Path, only: list[str] | None = None) -> dict[str, Any]:
     """Every loop (or the named ones), checked; a loop with a problem fails the whole plan."""
@@ -49,4 +52,9 @@ def loop_matrix(cwd: Path, only: list[str] | None = None) -> dict[str, Any]:
         include.append(entry)
     if problems:
         raise ConfigError(problems)
+    if len(include) > MAX_JOBS:
+        raise UsageError(
+            f"{len(include)} loops make more jobs than one GitHub Actions matrix takes ({MAX_JOBS})",
+            hint="name the loops for each matrix (`outloop matrix a b c`) and use several jobs",
+        )
     return {"include": include}
