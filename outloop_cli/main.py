@@ -17,7 +17,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(f"outloop {__version__}\n")
         return 0
+    if len(args) == 2 and args[0] == "credential" and args[1] != "token" and args[1] != "--help":
+        return _credential_helper(args[1])
     return _dispatch(args)
+
+
+def _credential_helper(operation: str) -> int:
+    """git calls the helper for every request: answer without building the CLI."""
+    import os
+
+    from outloop_cli.commands.credential import helper
+
+    answer = helper(operation, sys.stdin.buffer.read(), os.environ)
+    if answer.message:
+        sys.stderr.write(answer.message + "\n")
+    sys.stdout.buffer.write(answer.stdout)
+    sys.stdout.flush()
+    return 0
 
 
 def _dispatch(args: list[str]) -> int:
@@ -49,7 +65,34 @@ def _dispatch(args: list[str]) -> int:
 
 
 def entry() -> None:
+    """The process entry point: CI secrets leave the environment before anything else runs."""
+    import os
+
+    if any(
+        key.startswith("OUTLOOP_SECRET_") or key == "OUTLOOP_CI_SECRETS_FD" for key in os.environ
+    ):
+        _scrub_ci_secrets()
     sys.exit(main())
+
+
+def _scrub_ci_secrets() -> None:
+    from outloop_cli.credentials.ci_env import (
+        github_actions_mask_commands,
+        scrub_ci_secrets_at_startup,
+    )
+    from outloop_cli.errors import OutloopError
+
+    try:
+        # re-executes the process (same pid) when OUTLOOP_SECRET_* variables are present,
+        # so they vanish from /proc/<pid>/environ too
+        scrub_ci_secrets_at_startup()
+    except OutloopError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        sys.exit(exc.exit_code)
+    mask_lines = github_actions_mask_commands()
+    if mask_lines:
+        sys.stdout.write("".join(line + "\n" for line in mask_lines))
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -19,24 +19,6 @@ from tests.e2e import counter_goal, loop_yaml, only_run, runs_dir
 
 ROOT = Path(__file__).parent.parent
 
-# What main.py's entry point does first (see the integration note in the report):
-# scrub, then run the CLI as usual. `-c` keeps the test independent of that wiring.
-ENTRY = (
-    "import sys\n"
-    "from outloop_cli.credentials.ci_env import scrub_ci_secrets_at_startup, "
-    "github_actions_mask_commands\n"
-    "from outloop_cli.errors import OutloopError\n"
-    "try:\n"
-    "    scrub_ci_secrets_at_startup()\n"
-    "except OutloopError as exc:\n"
-    "    sys.stderr.write(exc.render() + '\\n'); sys.exit(exc.exit_code)\n"
-    "for line in github_actions_mask_commands():\n"
-    "    sys.stdout.write(line + '\\n')\n"
-    "sys.stdout.flush()\n"
-    "from outloop_cli.main import main\n"
-    "sys.exit(main())\n"
-)
-
 
 def outloop_env(**extra: str) -> dict[str, str]:
     """The test's environment for an outloop process, as if outside GitHub Actions."""
@@ -141,7 +123,10 @@ def test_large_values_are_handed_over_and_oversize_refused() -> None:
     env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=huge)
     env.update({f"OUTLOOP_SECRET_FILL_{i}": secrets.token_hex(60_000) for i in range(9)})
     done = subprocess.run(
-        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "outloop_cli", "secrets", "list"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
     )
     assert done.returncode == 3
     assert b"cannot hand over the OUTLOOP_SECRET_* variables" in done.stderr
@@ -152,7 +137,10 @@ def test_large_values_are_handed_over_and_oversize_refused() -> None:
 def test_a_bogus_handover_fd_is_an_error_not_a_crash() -> None:
     env = outloop_env(OUTLOOP_CI_SECRETS_FD="nope")
     done = subprocess.run(
-        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "outloop_cli", "secrets", "list"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
     )
     assert done.returncode == 3
     assert b"OUTLOOP_CI_SECRETS_FD is not a file descriptor number" in done.stderr
@@ -193,7 +181,7 @@ def test_agent_cannot_find_ci_secrets_anywhere_during_a_real_run(
     repo = make_repo({".outloop/fix.yml": loop})
     env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
     done = subprocess.run(
-        [sys.executable, "-c", ENTRY, "run", "fix"],
+        [sys.executable, "-m", "outloop_cli", "run", "fix"],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -227,7 +215,10 @@ def test_secrets_list_shows_ci_variables_by_policy_pair_never_values(tmp_path: P
         OUTLOOP_SECRET_CLIENT_A_OPENAPI=stray,
     )
     done = subprocess.run(
-        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "outloop_cli", "secrets", "list"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().splitlines() == [
@@ -245,7 +236,10 @@ def test_github_actions_gets_add_mask_for_every_form_before_any_output() -> None
     env = outloop_env(GITHUB_ACTIONS="true", OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     done = subprocess.run(
-        [sys.executable, "-c", ENTRY, "secrets", "list"], capture_output=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "outloop_cli", "secrets", "list"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.decode().splitlines()
