@@ -934,3 +934,34 @@ def test_html_charts_failing_tests_per_iteration_as_inline_svg() -> None:
     # nothing in the chart can load or run anything
     assert "href" not in page and "<script" not in page and "url(" not in page
     assert "<svg" not in render_html(baseline_met())
+
+
+# -- readers ------------------------------------------------------------------------------------
+
+
+def test_junitparser_reads_the_verdicts_the_way_ci_report_actions_do(tmp_path: Path) -> None:
+    """junitparser is the parser of EnricoMi/publish-unit-test-result-action.
+
+    It knows nothing of Surefire's rerun elements, so it must see the final
+    verdict alone: a converged loop green, a failed one red, counts as written.
+    """
+    from junitparser import JUnitXml
+
+    path = tmp_path / "junit.xml"
+    write_junit(path, [converged(), never_converged()])
+    green, red = list(JUnitXml.fromfile(str(path)))
+
+    assert (green.tests, green.failures, green.errors, green.skipped) == (4, 0, 0, 0)
+    assert all(case.is_passed for case in green)
+    assert (red.tests, red.failures, red.errors, red.skipped) == (5, 2, 1, 1)
+    verdicts = {case.name: [(str(r._tag), r.message) for r in case.result] for case in red}
+    assert verdicts == {
+        "goal: pytest -q": [("failure", "reached max_iterations (2) without meeting the goal")],
+        "test_add": [],
+        "test_div": [("failure", "ZeroDivisionError")],
+        "test_read": [("error", "fixture missing")],
+        "test_slow": [("skipped", "slow")],
+    }
+    assert green.time == pytest.approx(60.25)
+    props = {p.name: p.value for p in green.properties()}  # type: ignore[no-untyped-call]
+    assert props["stop_reason"] == "goal_met"
