@@ -15,7 +15,10 @@ Facts this relies on (aider 0.86):
   ``LITELLM_LOCAL_MODEL_COST_MAP=True``: the preset gives aider a private HOME
   with such a file, written at each turn;
 - litellm reads the key from ``OPENAI_API_KEY`` and the endpoint from
-  ``OPENAI_BASE_URL``.
+  ``OPENAI_BASE_URL``;
+- it writes a placeholder ``user.name``/``user.email`` into the repository's
+  ``.git/config`` when git has no identity, so the private HOME carries one
+  (with the user's own ``~/.gitconfig`` included over it).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class AiderAgent(HeadlessAgent):
         caches = home / ".aider" / "caches"
         caches.mkdir(parents=True, exist_ok=True)
         (caches / "model_prices_and_context_window.json").write_text(json.dumps(_METADATA_STUB))
+        (home / ".gitconfig").write_text(_gitconfig())
         empty_env = state / "empty.env"
         empty_env.write_text("")
         analytics = self.analytics_log(ctx)
@@ -117,6 +121,19 @@ class AiderAgent(HeadlessAgent):
         except OSError:
             events = ""
         return parse_run(events, log_text)
+
+
+def _gitconfig() -> str:
+    """An identity for aider's private HOME, then the user's own git config over it.
+
+    Without an identity aider writes a placeholder one into the repository's
+    .git/config, which outloop rightly refuses as tampering.
+    """
+    text = "[user]\n\tname = aider via outloop\n\temail = aider@outloop.invalid\n"
+    own = Path.home() / ".gitconfig"
+    if own.is_file():
+        text += f"[include]\n\tpath = {json.dumps(str(own))}\n"
+    return text
 
 
 def parse_run(analytics_text: str, output_text: str) -> Report:
