@@ -145,6 +145,11 @@ def test_output_to_a_file_or_a_directory(make_repo: RepoFactory, tmp_path: Path)
     written = tmp_path / "out" / f"{run_id}-junit.xml"
     validate_everywhere(written.read_bytes())
 
+    # "-" is stdout, as for most tools
+    done = run_cli(repo, "report", run_id, "-f", "md", "-o", "-")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("## ✅ fix:")
+
     done = run_cli(repo, "report", run_id, "--output", str(tmp_path / "missing" / "x.md"))
     assert done.returncode == 2
     assert "directory" in done.stderr and "does not exist" in done.stderr
