@@ -279,8 +279,12 @@ def test_a_met_goal_sets_outputs_summary_and_a_notice(
     # masks come first, before any other output, one per line, % escaped
     first = result.steps[0].log
     assert first[:2] == ["::add-mask::sk-abc%25def", "::add-mask::second-line"]
-    assert result.commands[: len(result.masks)] == [f"::add-mask::{m}" for m in result.masks]
     assert base64.b64encode(f"x-access-token:{secret}".encode()).decode() in result.masks
+    # outloop's own masker adds the encodings a shell step cannot compute, before the fence
+    fence = next(i for i, c in enumerate(result.commands) if c.startswith("::stop-commands::"))
+    before = result.commands[:fence]
+    assert all(c.startswith("::add-mask::") for c in before)
+    assert f"::add-mask::{secret.encode().hex()}" in before
     outputs = result.outputs
     assert outputs["result"] == "goal_met"
     assert outputs["iterations"] == "2"
