@@ -374,7 +374,8 @@ def test_install_step_installs_the_actions_own_copy(make_repo: RepoFactory, tmp_
     assert install.exit_code == 0, "\n".join(install.log)
     from outloop_cli import __version__
 
-    assert f"outloop {__version__}" in install.log
+    # the next step runs the installed outloop (for its masks) and says which it is
+    assert f"outloop {__version__}" in result.step("Mask every encoding of the secrets").log
     assert (venv / "bin" / "outloop").exists()
     assert result.outputs["result"] == "goal_met"
 
