@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from outloop_cli import __version__
 from outloop_cli.agents import AgentBackend, TurnContext, make_agent
@@ -47,6 +48,7 @@ from outloop_cli.records import (
     RunState,
     StopReason,
 )
+from outloop_cli.run_access import RunAccess
 from outloop_cli.runstore import RunPaths, RunStore, loop_lock, new_run_id, run_lock
 from outloop_cli.timefmt import format_seconds, now_iso
 from outloop_cli.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
@@ -63,6 +65,8 @@ class RunOptions:
     out_dir: Path | None = None
     # allow a second concurrent run of the same loop in the same repository
     parallel: bool = False
+    # the workspace policy (default: $OUTLOOP_POLICY or the user's config dir)
+    policy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,17 @@ class LoopPlan:
     agent: AgentBackend
     verifier: Verifier
     max_iterations: int
+    access: RunAccess
 
 
 def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:
     """Plan the rest of a run from the config at its own starting commit."""
     limit = options.max_iterations or int(record.limits.get("max_iterations") or 0) or None
-    plan = plan_loop(repo, record.loop, RunOptions(start=record.base_commit, max_iterations=limit))
+    plan = plan_loop(
+        repo,
+        record.loop,
+        RunOptions(start=record.base_commit, max_iterations=limit, policy=options.policy),
+    )
     done = max((it.n for it in record.iterations if it.commit), default=0)
     if done >= plan.max_iterations:
         raise UsageError(
@@ -138,7 +147,8 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
 
         bwrap_program(build_env().get("PATH"))
     max_iterations = options.max_iterations or config.limits.max_iterations
-    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations)
+    access = RunAccess.plan(repo, config, base, options.policy)
+    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access)
 
 
 def _read_loop_file(repo: Repository, base: str, loop: str) -> tuple[str, str]:
@@ -259,6 +269,8 @@ class LoopRun:
         # the loop lock keeps a second run of the same loop out (unless --parallel)
         self._locks = contextlib.ExitStack()
         self._guard: ConfigGuard | None = None
+        self._masker: Any = None
+        self._audit_lock = threading.Lock()
         self._pending: Snapshot | None = None
         self._committer: Identity = plan.repo.committer()
         self._author = Identity(
@@ -335,6 +347,7 @@ class LoopRun:
             goal=self.plan.verifier.label,
         )
         self._emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
+        self._start_access()
         return self.record
 
     def resume(self) -> RunRecord:
@@ -396,10 +409,25 @@ class LoopRun:
             outcome.last_committed,
             f"resumed on {record.branch} after iteration {outcome.last_committed}",
         )
+        self._start_access()
         last = outcome.last_committed
         salvaged = self._salvage(last + 1, pending_tree if pending_n == last + 1 else None)
         self._first_iteration = last + (2 if salvaged else 1)
         return record
+
+    def _start_access(self) -> None:
+        """Audit what the policy decided, then start the broker (revoked when the run ends)."""
+        access = self.plan.access
+        for decision in access.decisions:
+            self._audit(decision.event, **decision.audit_fields())
+        for note in access.notes:
+            self._emit("note", self._current_n(), note)
+        access.start(self.run_id, self._audit_from_broker)
+        self._locks.callback(access.close)
+        self._masker = access.masker()
+
+    def _audit_from_broker(self, event: str, fields: dict[str, Any]) -> None:
+        self._audit(event, **fields)
 
     def _salvage(self, n: int, pending_tree: str | None) -> bool:
         """Commit what an interrupted turn left in the worktree, so it is never lost."""
@@ -416,6 +444,11 @@ class LoopRun:
             snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
         if snapshot.empty:
             return False
+        if self.plan.access.scan(worktree.path, snapshot.changed):
+            raise CouldNotRun(
+                f"the unfinished work of iteration {n} in {worktree.path} contains a secret",
+                hint="look at `git status` there, remove it, then resume again",
+            )
         record = self._require_record()
         it = IterationRecord(n=n, started_at=now_iso())
         it.changed_files = list(snapshot.changed)
@@ -614,10 +647,15 @@ class LoopRun:
         )
         invocation = self.plan.agent.invocation(ctx)
         agent_cfg = self.config.agent
+        access = self.plan.access
         env = build_env(
             pass_env=agent_cfg.pass_env,
             extra=(*agent_cfg.env, *invocation.env.items()),
-            outloop_vars=self._outloop_vars(n, worktree.path, prompt_file),
+            outloop_vars={
+                **self._outloop_vars(n, worktree.path, prompt_file),
+                **access.agent_env(),
+            },
+            secret_values=access.secret_values(),
         )
         timeout = agent_cfg.timeout
         left = self._time_left()
@@ -625,6 +663,8 @@ class LoopRun:
         if left is not None:
             timeout = max(0.1, min(timeout, left))
         log_name = f"logs/iter-{n:03d}-agent.log"
+        access.renew(timeout + 60)
+        masking = self._masker.stream() if self._masker else None
         try:
             process = run_streamed(
                 self._sandboxed(invocation.argv, state_dir),
@@ -635,11 +675,16 @@ class LoopRun:
                 idle_timeout=agent_cfg.idle_timeout,
                 cancel=self.cancel,
                 stdin_data=invocation.stdin,
+                transform=masking,
             )
         except ProgramNotFound as exc:
             result = AgentResult(exit_code=None, duration=0.0, error="not_found", log=log_name)
             self._audit_agent(n, result, exc.message)
             return result, False
+        if masking is not None:
+            # the masker holds back a tail that could still turn into a secret
+            with (self.paths.root / log_name).open("ab") as log:
+                log.write(masking.flush())
         result = self.plan.agent.interpret(process, ctx)
         out_of_time = process.timed_out and limited_by_run
         if out_of_time:
@@ -657,7 +702,7 @@ class LoopRun:
             bwrap=sandbox.bwrap_program(build_env().get("PATH")),
             worktree=self._require_worktree().path,
             git_dir=self.plan.repo.info.common_dir,
-            writable=[state_dir],
+            writable=[state_dir, *filter(None, [self.plan.access.broker_socket_dir()])],
             hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
         )
 
@@ -694,6 +739,19 @@ class LoopRun:
             + "); they were put back and nothing of this turn was committed",
         )
 
+    def _check_secrets(self, n: int, paths: list[str]) -> None:
+        """An iteration whose changes hold a granted secret (in any encoding) is not committed."""
+        hits = self.plan.access.scan(self._require_worktree().path, paths)
+        if not hits:
+            return
+        found = [{"path": h.path, "secret": h.name, "form": h.form, "where": h.where} for h in hits]
+        self._audit("secret_in_diff", iteration=n, hits=found[:50])
+        shown = ", ".join(sorted({f"{h.path} ({h.name}, {h.form})" for h in hits})[:10])
+        raise _Stop(
+            StopReason.SECRET_IN_DIFF,
+            f"the agent's changes contain a secret: {shown}; nothing of this turn was committed",
+        )
+
     def _snapshot(self, it: IterationRecord) -> Snapshot:
         worktree = self._require_worktree()
         changes = worktree.changes()
@@ -714,6 +772,7 @@ class LoopRun:
                 + ", ".join(touched[:10])
                 + f"; not committed, the change is saved in {patch}",
             )
+        self._check_secrets(it.n, [c.path for c in changes])
         snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
         self._pending = snapshot
         # if we crash before the commit, resume commits exactly this tree
@@ -749,6 +808,7 @@ class LoopRun:
             iteration=n,
             cancel=self.cancel,
             time_left=self._time_left(),
+            transform=self._masker.mask_bytes if self._masker else None,
         )
         goal = self.plan.verifier.evaluate(ctx)
         self._audit(
@@ -885,10 +945,12 @@ class LoopRun:
         )
 
     def _audit(self, event: str, **fields: object) -> None:
-        self.audit.append(event, **fields)
-        head = self.audit.head()
-        if head is not None and self.record is not None:
-            self.record.audit_head = {"seq": head.seq, "hash": head.hash}
+        # the broker reports from its own thread
+        with self._audit_lock:
+            self.audit.append(event, **fields)
+            head = self.audit.head()
+            if head is not None and self.record is not None:
+                self.record.audit_head = {"seq": head.seq, "hash": head.hash}
 
     def _save(self) -> None:
         self.store.save(self._require_record())

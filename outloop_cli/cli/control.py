@@ -51,6 +51,10 @@ def resume_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Copy reports into DIR/<run-id>/.")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", envvar="OUTLOOP_POLICY", help="Workspace policy file."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run as one JSON object on stdout.")
     ] = False,
@@ -60,6 +64,6 @@ def resume_command(
     from outloop_cli.commands.control import plan_resume_run
     from outloop_cli.engine import RunOptions
 
-    options = RunOptions(max_iterations=max_iterations, out_dir=out)
+    options = RunOptions(max_iterations=max_iterations, out_dir=out, policy=policy)
     resumed = plan_resume_run(Path.cwd(), run, options)
     return run_and_report([resumed.plan], options, as_json=as_json, resume=resumed.record)

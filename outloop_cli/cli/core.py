@@ -131,6 +131,14 @@ def run_command(
         bool,
         typer.Option("--parallel", help="Allow a second run of a loop that is already running."),
     ] = False,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            envvar="OUTLOOP_POLICY",
+            help="Workspace policy file (default: $XDG_CONFIG_HOME/outloop/policy.yml).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per run on stdout.")
     ] = False,
@@ -139,7 +147,9 @@ def run_command(
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine import RunOptions
 
-    options = RunOptions(start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel)
+    options = RunOptions(
+        start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy
+    )
     plans = plan_loops(Path.cwd(), loops or [], options, run_all=run_all)
     return run_and_report(plans, options, jobs=jobs, as_json=as_json)
 
@@ -149,7 +159,11 @@ def run_and_report(
 ) -> int:
     """Execute plans under the progress view and print one verdict per run."""
     from outloop_cli.commands.run import combined_exit_code, execute_plans
+    from outloop_cli.process import adopt_orphans
     from outloop_cli.progress import make_progress
+
+    # daemons an agent leaves behind come back to us and are killed between steps
+    adopt_orphans()
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

@@ -1,0 +1,167 @@
+"""What one run may reach: the secrets the policy granted, the broker that hands out
+access to them, and the masker that keeps their values out of every output.
+
+The engine plans access before anything is written (a refused secret the loop
+asked for is exit 3 with nothing done), starts the broker with the run and
+closes it when the run ends, which revokes every capability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from outloop_cli.config.model import CredentialConfig, LoopConfig
+from outloop_cli.errors import CouldNotRun
+from outloop_cli.workspace import Repository
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], set[str]]:
+    """The loop's own credential requests plus its preset's default (SPEC §2).
+
+    Returns the requests and the names the loop asked for *explicitly*: only
+    those make a refusal fatal; a preset default the policy does not grant
+    leaves the agent to its own login.
+    """
+    from outloop_cli.agents.presets import default_credentials
+
+    explicit = {c.name for c in config.credentials}
+    merged = list(config.credentials)
+    for default in default_credentials(config.agent.preset):
+        if default.name not in explicit:
+            merged.append(default)
+    return merged, explicit
+
+
+def remote_urls(repo: Repository) -> list[str]:
+    """Every remote URL of the user's checkout, for matching the policy's workspaces."""
+    urls: list[str] = []
+    for remote in repo.git.run("remote").split():
+        urls += repo.git.run("remote", "get-url", "--all", remote).splitlines()
+    return urls
+
+
+@dataclass
+class RunAccess:
+    """Granted secrets (in memory only) and, once started, the run's broker."""
+
+    config: LoopConfig
+    grants: Any  # credentials.grants.SecretGrants; imported lazily (keyring is slow to import)
+    credentials: list[CredentialConfig]
+    ca_bundles: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _broker: Any = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @classmethod
+    def plan(
+        cls, repo: Repository, config: LoopConfig, base_commit: str, policy_path: Path | None
+    ) -> RunAccess:
+        requested, explicit = requested_credentials(config)
+        if not requested:
+            return cls(config, None, [])
+        from outloop_cli.credentials.grants import resolve_run_secrets
+
+        grants = resolve_run_secrets(requested, repo.info.root, remote_urls(repo), policy_path)
+        refused = [d for d in grants.denied if d.name in explicit]
+        if refused:
+            first = refused[0]
+            raise CouldNotRun(
+                f"the loop asks for secret `{first.name}`, which was refused: {first.reason}",
+                hint="the policy outside the repo decides (`$XDG_CONFIG_HOME/outloop/policy.yml`); "
+                "add the repo and the secret to a workspace, then `outloop secrets set "
+                f"{first.name} --workspace W`",
+            )
+        notes = [
+            f"no `{d.name}` key for the {config.agent.preset} agent: {d.reason}; "
+            "it must log in by itself"
+            for d in grants.denied
+        ]
+        bundles: dict[str, bytes] = {}
+        for cred in requested:
+            if cred.ca_bundle:
+                data = repo.read_file(base_commit, cred.ca_bundle)
+                if data is None:
+                    raise CouldNotRun(
+                        f"credentials.{cred.name}.ca_bundle `{cred.ca_bundle}` is not in commit "
+                        f"{base_commit[:10]}",
+                        hint="commit the CA bundle: it is read from the starting commit",
+                    )
+                bundles[cred.ca_bundle] = data
+        granted = [c for c in requested if c.name in grants.values]
+        return cls(config, grants, granted, bundles, notes)
+
+    # -- during the run --
+
+    @property
+    def decisions(self) -> list[Any]:
+        return list(self.grants.decisions) if self.grants is not None else []
+
+    def start(
+        self, run_id: str, on_event: EventSink, push_credentials: Sequence[CredentialConfig] = ()
+    ) -> None:
+        if self.grants is None or not self.grants.values:
+            return
+        from outloop_cli.credentials.broker import Broker
+
+        self._broker = self._stack.enter_context(
+            Broker.start(
+                run_id=run_id,
+                workspace=self.grants.workspace or "",
+                secrets=self.grants.values,
+                credentials=self.credentials,
+                on_event=on_event,
+                ca_bundles=self.ca_bundles,
+                push_credentials=push_credentials,
+            )
+        )
+
+    def agent_env(self) -> dict[str, str]:
+        return self._broker.agent_env() if self._broker is not None else {}
+
+    def renew(self, seconds: float) -> None:
+        if self._broker is not None:
+            self._broker.renew(seconds)
+
+    def push_env(self, remote_url: str) -> dict[str, str]:
+        return self._broker.push_env(remote_url) if self._broker is not None else {}
+
+    def broker_socket_dir(self) -> Path | None:
+        if self._broker is None or "OUTLOOP_BROKER_SOCKET" not in self.agent_env():
+            return None
+        return Path(self._broker.socket_path).parent
+
+    def secret_values(self) -> list[str]:
+        return list(self.grants.values.values()) if self.grants is not None else []
+
+    def masker(self, *, capabilities: bool = True) -> Any:
+        """A Masker for every granted value, every CI value and (for logs) the live capabilities.
+
+        Capabilities are private to the run but die with it, so the diff scan
+        leaves them out: a proxy URL in a committed file is not a leaked key.
+        """
+        from outloop_cli.credentials import ci_env
+        from outloop_cli.credentials.masking import Masker
+
+        values: dict[str, str] = dict(ci_env.ci_values_by_variable())
+        if self.grants is not None:
+            values.update(self.grants.values)
+        if capabilities and self._broker is not None:
+            for i, token in enumerate(self._broker.mask_values()):
+                values[f"capability-{i}"] = token
+        return Masker(values)
+
+    def scan(self, worktree: Path, paths: Iterable[str]) -> list[Any]:
+        from outloop_cli.credentials.masking import scan_files
+
+        return scan_files(self.masker(capabilities=False), worktree, list(paths))
+
+    def close(self) -> None:
+        """Stop the broker: every capability is revoked with it."""
+        self._stack.close()
+        self._broker = None
