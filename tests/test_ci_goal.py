@@ -417,3 +417,17 @@ def test_a_less_complete_server_still_gives_the_right_verdict(
     result = evaluate(github, tmp_path)
     assert result.met, result.summary
     assert result.tests is not None and result.tests.total == 111
+
+
+def test_polling_slows_down_while_nothing_changes(github: FakeGitHub, tmp_path: Path) -> None:
+    github.add_check(SHA, "tests", [(0, "in_progress"), (2.0, "completed", "success")])
+    result = evaluate(github, tmp_path, timing=CITiming(poll=0.05, max_poll=0.5, grace=1))
+    assert result.met
+    polls = [r for r in github.api_requests("/check-runs") if r.path.endswith("/check-runs")]
+    # at a steady 0.05s this would be ~40 polls; growing by half each time it is ~10
+    assert len(polls) <= 16, len(polls)
+    unchanged = [r for r in polls if r.status == 304]
+    assert len(unchanged) >= len(polls) - 3
+    log = (tmp_path / "logs" / "iter-001-goal.log").read_text()
+    assert "GitHub checks on octo/widgets, commit " + SHA in log
+    assert "1 check(s), 1 running, verdict pending" in log
