@@ -21,7 +21,7 @@ from typing import Any
 from outloop_cli import __version__
 from outloop_cli.agents import AgentBackend, TurnContext, make_agent
 from outloop_cli.audit import AuditLog
-from outloop_cli.config import load_loop_text
+from outloop_cli.config import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
 from outloop_cli.environment import build_env
 from outloop_cli.errors import (
@@ -135,9 +135,9 @@ def committed_loop_names(repo: Repository, commit: str) -> list[str]:
 def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     """Read and check everything a run needs from the starting commit, before any side effect."""
     base = repo.resolve_commit(options.start)
-    config_path, text = _read_loop_file(repo, base, loop)
+    config_path, raw = _read_loop_file(repo, base, loop)
     display = f"{config_path}@{base[:10]}"
-    config = load_loop_text(text, file=display, name=loop)
+    config = load_loop_bytes(raw, file=display, name=loop, path=config_path)
     prompt = _read_prompt(repo, base, config)
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
@@ -151,15 +151,12 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access)
 
 
-def _read_loop_file(repo: Repository, base: str, loop: str) -> tuple[str, str]:
+def _read_loop_file(repo: Repository, base: str, loop: str) -> tuple[str, bytes]:
     for suffix in LOOP_SUFFIXES:
         path = f"{LOOP_DIR}/{loop}{suffix}"
         raw = repo.read_file(base, path)
         if raw is not None:
-            try:
-                return path, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UsageError(f"{path} is not UTF-8 text") from None
+            return path, raw
     known = committed_loop_names(repo, base)
     uncommitted = any((repo.info.root / LOOP_DIR / f"{loop}{s}").exists() for s in LOOP_SUFFIXES)
     if uncommitted:
