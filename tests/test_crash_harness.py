@@ -146,6 +146,9 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(make_repo: RepoFact
         for mark in _trailer_heads(repo, record):
             result = verify(audit, expected_head=mark)
             assert result.ok, f"trial {trial}: trailer head {mark}: {result.reason}"
+        verified = run_cli(repo, "audit", "verify", str(record["run_id"]))
+        assert verified.returncode == 0, f"trial {trial}: {verified.stdout}{verified.stderr}"
+        assert "warning" not in verified.stderr.lower(), verified.stderr
         assert checkout_state(repo) == before, f"trial {trial}: the user's checkout changed"
     print("\ncrash harness: where the kills landed:", dict(sorted(phases.items())))
     killed = sum(n for phase, n in phases.items() if not phase.endswith("finished"))
