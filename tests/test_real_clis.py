@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from outloop_cli.agents.headless import PROXY_SENTINEL
-from outloop_cli.agents.pricing import Price, prices_path
+from outloop_cli.agents.pricing import BUILTIN_PRICES, Price, prices_path
 from tests.conftest import RepoFactory, git
 from tests.e2e import PY, only_run
 from tests.fakes.model_server import (
@@ -68,7 +68,7 @@ CASES: dict[str, dict[str, Any]] = {
     # Codex's own default model: its tools come through the JavaScript `exec` tool
     "codex-default-model": {"preset": "codex", "env": {"OPENAI_BASE_URL": f"{URL}/v1"}},
     "aider": {"env": {"OPENAI_BASE_URL": f"{URL}/v1"}, "model": "openai/gpt-4.1"},
-    "gemini": {"env": {"GOOGLE_GEMINI_BASE_URL": URL}},
+    "gemini": {"env": {"GOOGLE_GEMINI_BASE_URL": URL}, "model": "gemini-2.5-flash"},
 }
 USER_CODEX_PRICE = Price(2.0, 20.0)
 
@@ -192,6 +192,9 @@ def test_real_cli_fixes_the_code_offline(case: str, make_repo: RepoFactory, tmp_
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
     if preset == "gemini":
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
+        price = BUILTIN_PRICES["gemini-2.5-flash"]
+        for t in agent_turns:
+            assert t["cost_usd"] == pytest.approx(price.cost(t["input_tokens"], t["output_tokens"]))
 
 
 # How each CLI is told not to spend minutes retrying a refused key.
@@ -252,3 +255,38 @@ def test_real_claude_denied_tool_is_a_permission_error(
     turn = agent_error(repo, done, seen)
     assert turn["error"] == "permission", turn
     assert turn["final_message"] == "Blocked."
+
+
+# A budget each CLI's first turn overshoots: Claude Code and aider report cost
+# themselves, Codex and Gemini CLI are priced from the table; tokens for all.
+BUDGETS = {
+    "claude": {"max_cost_usd": 0.001},
+    "aider": {"max_cost_usd": 0.001},
+    "codex": {"max_cost_usd": 0.001},
+    "gemini": {"max_tokens": 100},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BUDGETS))
+def test_real_cli_budget_stops_the_next_turn(
+    case: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    limit = BUDGETS[case]
+    repo = make_repo(
+        {"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop_file(case, **limit)}
+    )
+
+    done, seen = run_offline(repo, tmp_path, "fix")
+
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    record = only_run(repo)
+    reason = "max_cost" if "max_cost_usd" in limit else "max_tokens"
+    assert record["stop_reason"] == reason, record.get("stop_detail")
+    # the one turn that ran is there, overshoot and all; no second turn started
+    assert [it["n"] for it in record["iterations"]] == [0, 1]
+    assert seen["turns_started"] == 1
+    if reason == "max_cost":
+        assert record["cost_usd"] > limit["max_cost_usd"]
+    else:
+        assert record["tokens"] > limit["max_tokens"]
