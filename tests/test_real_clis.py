@@ -108,6 +108,7 @@ def run_offline(
     expected_key: str = EXPECTED_KEY,
     script_turns: list[Turn] = SCRIPT,
     fail: str | None = None,
+    delay: float = 0.0,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`outloop run` next to the model server, in a loopback-only network namespace."""
     script = tmp_path / "script.json"
@@ -119,6 +120,7 @@ def run_offline(
         PY, "-m", "tests.fakes.model_server", "--port", str(PORT), "--dns", "--watch-lo",
         "--script", str(script), "--record", str(record), "--expected-key", expected_key,
         *(["--fail", fail] if fail else []),
+        *(["--delay", str(delay)] if delay else []),
         "--", PY, "-m", "outloop_cli", "run", *outloop_args,
     ]  # fmt: skip
     env = dict(os.environ)
@@ -201,12 +203,14 @@ def test_real_cli_fixes_the_code_offline(case: str, make_repo: RepoFactory, tmp_
 NO_RETRY = {"claude": {"CLAUDE_CODE_MAX_RETRIES": "0"}}
 
 
-def failing_repo(make_repo: RepoFactory, case: str) -> Path:
+def failing_repo(make_repo: RepoFactory, case: str, timeout: str | None = None) -> Path:
     """A loop that stops at the first failed turn, with the CLI told not to retry long."""
     saved = CASES[case]["env"]
     CASES[case]["env"] = {**saved, **NO_RETRY.get(case, {})}
     try:
         loop = loop_file(case, max_agent_errors=1)
+        if timeout:
+            loop = loop.replace("timeout: 120s", f"timeout: {timeout}")
     finally:
         CASES[case]["env"] = saved
     return make_repo({"calc.py": CALC, "test_calc.py": TEST_CALC, ".outloop/fix.yml": loop})
@@ -290,3 +294,15 @@ def test_real_cli_budget_stops_the_next_turn(
         assert record["cost_usd"] > limit["max_cost_usd"]
     else:
         assert record["tokens"] > limit["max_tokens"]
+
+
+@pytest.mark.slow
+def test_real_cli_hung_on_its_provider_is_killed_as_a_timeout(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = failing_repo(make_repo, "claude", timeout="4s")
+    done, seen = run_offline(repo, tmp_path, "fix", delay=60)
+    turn = agent_error(repo, done, seen)
+    assert turn["error"] == "timeout", turn
+    assert turn["timed_out"] is True
+    assert turn["duration"] < 20

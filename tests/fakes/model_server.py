@@ -116,6 +116,8 @@ class ModelServer:
         *,
         expected_key: str | None = None,
         failure: Failure | None = None,
+        # seconds to sit on every request before answering (a hung provider)
+        delay: float = 0.0,
         input_tokens: int = 1200,
         output_tokens: int = 80,
         model: str | None = None,
@@ -124,6 +126,8 @@ class ModelServer:
         # when set, any other credential is refused with the provider's 401
         self.expected_key = expected_key
         self.failure = failure
+        self.delay = delay
+        self._stopping = threading.Event()
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.model = model
@@ -162,6 +166,7 @@ class ModelServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -490,6 +495,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _refusal(self, api: str, rec: RecordedRequest) -> bool:
         """Answer with a scripted failure or a wrong-key 401; True if we did."""
         server = self.model_server
+        if server.delay:
+            server._stopping.wait(server.delay)
         failure = server.failure
         if (
             failure is None
@@ -1295,6 +1302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", required=True)
     parser.add_argument("--expected-key")
     parser.add_argument("--fail", help="answer every request with STATUS:KIND, e.g. 429:rate_limit")
+    parser.add_argument("--delay", type=float, default=0.0, help="hang this long on every request")
     parser.add_argument("--dns", action="store_true", help="record DNS lookups on port 53")
     parser.add_argument(
         "--watch-lo", action="store_true", help="record connection attempts to other addresses"
@@ -1310,7 +1318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fail:
         status, kind = args.fail.split(":", 1)
         failure = Failure(int(status), kind, retry_after=0 if kind == "rate_limit" else None)
-    server = ModelServer(script, expected_key=args.expected_key, failure=failure)
+    server = ModelServer(script, expected_key=args.expected_key, failure=failure, delay=args.delay)
     server.start_on(args.port)
     try:
         done = subprocess.run(command, check=False)
