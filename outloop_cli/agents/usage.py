@@ -66,27 +66,6 @@ def json_objects(text: str) -> Iterator[dict[str, Any]]:
             yield value
 
 
-def last_json_document(text: str) -> dict[str, Any] | None:
-    """The last complete JSON object in ``text``, even when pretty-printed over many lines."""
-    decoder = json.JSONDecoder()
-    end = len(text)
-    while True:
-        start = text.rfind("\n{", 0, end)
-        begin = start + 1 if start >= 0 else (0 if text.startswith("{") else -1)
-        if begin < 0:
-            return None
-        try:
-            value, _ = decoder.raw_decode(text, begin)
-        except json.JSONDecodeError:
-            if begin == 0:
-                return None
-            end = start
-            continue
-        if isinstance(value, dict):
-            return value
-        end = start
-
-
 def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
