@@ -32,7 +32,7 @@ from outloop_cli.agents.presets import PRESET_CLASSES, default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, Price, prices_path
 from tests.conftest import RepoFactory, git
 from tests.credential_support import assert_no_leak, canary
-from tests.e2e import PY, only_run, runs_dir
+from tests.e2e import PY, branch_log, only_run, runs_dir
 from tests.fakes.model_server import (
     CallTool,
     ReplaceText,
@@ -282,6 +282,13 @@ def test_real_cli_fixes_the_code_offline_through_the_proxy(
             assert t["cost_usd"] == pytest.approx(price.cost(t["input_tokens"], t["output_tokens"]))
     if preset != "aider":
         assert agent_turns[-1]["final_message"] == "Fixed: add now adds."
+    # each iteration's commit carries its usage
+    for commit, turn in zip(
+        branch_log(repo, record["branch"], record["base_commit"]), agent_turns, strict=True
+    ):
+        assert f"Outloop-Tokens: {turn['input_tokens'] + turn['output_tokens']}" in commit["body"]
+        if turn["cost_usd"] is not None:
+            assert f"Outloop-Cost-USD: {turn['cost_usd']:.4f}" in commit["body"]
 
 
 # How each CLI is told not to spend minutes retrying a refused key.
