@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from outloop_cli.agents.base import TurnContext, make_agent
-from outloop_cli.agents.headless import PROXY_SENTINEL, HeadlessAgent
+from outloop_cli.agents.headless import HeadlessAgent
 from outloop_cli.agents.presets import default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, load_prices, price_for, prices_path
 from outloop_cli.config.model import AgentConfig
+from outloop_cli.credentials.broker import key_variable
 from outloop_cli.environment import build_env
 from outloop_cli.errors import ConfigError, CouldNotRun
 from outloop_cli.process import run_streamed
@@ -76,9 +77,12 @@ def test_prompt_and_key_stay_out_of_argv(preset: str, tmp_path: Path) -> None:
     agent = fake_agent(preset)
     invocation = agent.invocation(context(tmp_path))
     assert not any(PROMPT[:40] in part for part in invocation.argv)
-    assert invocation.env[agent.key_env] == PROXY_SENTINEL
-    # the base URL is the proxy's to set (or the loop's agent.env), never the preset's
+    # the base URL and the sentinel key are the broker's to set, never the preset's ...
     assert agent.credential.env not in invocation.env
+    assert agent.key_env not in invocation.env
+    # ... and the broker puts the sentinel where this agent reads its key
+    assert agent.credential.env is not None
+    assert key_variable(agent.credential.env) == agent.key_env
     assert default_credentials(preset) == (agent.credential,)
 
 

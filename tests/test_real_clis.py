@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
-from outloop_cli.agents.headless import PROXY_SENTINEL, HeadlessAgent
+from outloop_cli.agents.headless import HeadlessAgent
 from outloop_cli.agents.presets import PRESET_CLASSES, default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, Price, prices_path
+from outloop_cli.credentials.proxy import SENTINEL_KEY
 from tests.conftest import RepoFactory, git
 from tests.credential_support import assert_no_leak, canary
 from tests.e2e import PY, branch_log, only_run, runs_dir
@@ -254,7 +255,7 @@ def test_real_cli_fixes_the_code_offline_through_the_proxy(
     agent_cls: type[HeadlessAgent] = PRESET_CLASSES[preset]
     if case == "claude":
         held = git(repo, "show", f"{record['branch']}:agent-env.txt")
-        assert f"{agent_cls.key_env}={PROXY_SENTINEL}\n" in held
+        assert f"{agent_cls.key_env}={SENTINEL_KEY}\n" in held
         assert f"{agent_cls.credential.env}=http://127.0.0.1:" in held
     # usage came from the agent's own report, every turn
     for turn in agent_turns:

@@ -106,7 +106,6 @@ class AiderAgent(HeadlessAgent):
             argv += ["--model", self.config.model]
         argv += self.config.args
         env = {
-            **self.sentinel_env(),
             "HOME": str(home),
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }

@@ -89,7 +89,6 @@ class ClaudeAgent(HeadlessAgent):
         config_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **OFFLINE_ENV,
-            **self.sentinel_env(),
             # its own settings and session files, not the user's ~/.claude (nor its login)
             "CLAUDE_CONFIG_DIR": str(config_dir),
         }

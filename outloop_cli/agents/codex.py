@@ -79,7 +79,7 @@ class CodexAgent(HeadlessAgent):
         # run's state often lives in /tmp (CI, tests): give it a temp dir of its own.
         tmp = ctx.state_dir / "codex-tmp"
         tmp.mkdir(exist_ok=True)
-        env = {**self.sentinel_env(), "CODEX_HOME": str(home), "TMPDIR": str(tmp)}
+        env = {"CODEX_HOME": str(home), "TMPDIR": str(tmp)}
         return Invocation(argv=argv, env=env, stdin=ctx.prompt_text.encode())
 
     def _config_toml(self) -> str:

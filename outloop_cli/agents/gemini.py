@@ -73,7 +73,6 @@ class GeminiAgent(HeadlessAgent):
             argv += ["--model", self.config.model]
         argv += self.config.args
         env = {
-            **self.sentinel_env(),
             "GEMINI_CLI_HOME": str(home),
             # one process, not a relaunched child with a bigger heap
             "GEMINI_CLI_NO_RELAUNCH": "1",

@@ -12,9 +12,6 @@ from outloop_cli.errors import CouldNotRun
 from outloop_cli.process import ProcessResult
 from outloop_cli.records import AgentResult
 
-# What the agent holds instead of a key; the access proxy swaps in the real one.
-PROXY_SENTINEL = "outloop-proxy"
-
 # Errors that come from the process itself, not from the agent's report.
 _PROCESS_ERRORS = ("timeout", "idle", "cancelled")
 
@@ -33,7 +30,9 @@ class HeadlessAgent:
     install_hint: ClassVar[str]
     # the provider API this agent talks to, reached through the access proxy
     credential: ClassVar[CredentialConfig]
-    # the variable the agent reads its API key from; it only ever holds PROXY_SENTINEL
+    # the variable the agent reads its API key from. The broker, not the preset,
+    # puts the sentinel there when it wires the proxy; a preset never sets it, so
+    # a loop without a granted key leaves it to the agent's environment.
     key_env: ClassVar[str]
 
     def __init__(self, config: AgentConfig) -> None:
@@ -74,9 +73,6 @@ class HeadlessAgent:
         raise NotImplementedError
 
     # -- shared --
-
-    def sentinel_env(self) -> dict[str, str]:
-        return {self.key_env: PROXY_SENTINEL}
 
     def interpret(self, result: ProcessResult, ctx: TurnContext) -> AgentResult:
         record = base_result(result, f"logs/iter-{ctx.iteration:03d}-agent.log")
