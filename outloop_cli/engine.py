@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outloop_cli import __version__
 from outloop_cli.agents import AgentBackend, TurnContext, make_agent
@@ -52,6 +52,9 @@ from outloop_cli.run_access import RunAccess
 from outloop_cli.runstore import RunPaths, RunStore, loop_lock, new_run_id, run_lock
 from outloop_cli.timefmt import format_seconds, now_iso
 from outloop_cli.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
+
+if TYPE_CHECKING:
+    from outloop_cli.forges.run_forge import RunForge
 
 LOOP_DIR = ".outloop"
 STOP_POLL_SECONDS = 0.2
@@ -269,6 +272,8 @@ class LoopRun:
         self._masker: Any = None
         self._audit_lock = threading.Lock()
         self._pending: Snapshot | None = None
+        # the run's forge (CI goal, push, pr): opened in start/resume, closed in _finish
+        self._forge: RunForge | None = None
         self._committer: Identity = plan.repo.committer()
         self._author = Identity(
             f"{plan.agent.label} via outloop", f"{_email_local(plan.agent.label)}@outloop.invalid"
@@ -346,6 +351,104 @@ class LoopRun:
         self._emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         self._start_access()
         return self.record
+
+    # -- the forge: push, CI goal, pull request ------------------------------
+
+    def _wants_pr(self) -> bool:
+        return self.config.pr
+
+    def _wants_forge(self) -> bool:
+        return self.config.goal.ci is not None or self.config.push or self._wants_pr()
+
+    def _open_forge(self) -> None:
+        if not self._wants_forge():
+            return
+        from outloop_cli.config.model import CredentialConfig
+        from outloop_cli.credentials.grants import resolve_run_secrets
+        from outloop_cli.forges import open_forge_session
+        from outloop_cli.forges.run_forge import RunForge
+
+        repo = self.plan.repo
+        remote_url = repo.remote_url("origin")
+        if remote_url is None:
+            raise CouldNotRun(
+                "`push` (forced by a CI goal) needs an `origin` remote",
+                hint="add one with `git remote add origin URL`",
+            )
+        ci = self.config.goal.ci
+        provider = ci.provider if ci is not None else "github"
+        session = None
+        if ci is not None or self._wants_pr():
+            grants = resolve_run_secrets(
+                [CredentialConfig(name=provider, via="git")],
+                repo.info.root,
+                [remote_url],
+                self.options.policy,
+            )
+            for decision in grants.decisions:
+                self._audit(decision.event, **decision.audit_fields())
+            secret = grants.values.get(provider)
+            if secret is None:
+                reason = grants.decisions[0].reason if grants.decisions else "not granted"
+                raise CouldNotRun(
+                    f"the CI goal needs the `{provider}` secret: {reason}",
+                    hint=f"store a token or GitHub App as `{provider}` for this repo's workspace",
+                )
+            session = open_forge_session(
+                provider=provider,
+                secret=secret,
+                remote_url=remote_url,
+                repo=ci.repo if ci is not None else None,
+                api_url=ci.api_url if ci is not None else None,
+                cancel=self.cancel,
+                want_pr=self._wants_pr(),
+            )
+            for warning in session.warnings:
+                self._emit("note", 0, warning)
+        record = self._require_record()
+        self._forge = RunForge(
+            session,
+            worktree=self._require_worktree().path,
+            branch=record.branch,
+            remote_url=remote_url,
+        )
+        # a fresh run finds no branch there; a resumed one leases on the commit it pushed
+        # last, and a branch someone else pushed to is never overwritten
+        self._forge.adopt_remote()
+        # a minted App token is no granted secret, but must never be printed either
+        self._masker = self.plan.access.masker(extra=self._forge.mask_values())
+
+    def _close_forge(self) -> None:
+        """Open or update the pull request (``pr: true``), then revoke a minted App token."""
+        forge, self._forge = self._forge, None
+        if forge is None:
+            return
+        record = self._require_record()
+        try:
+            if self.config.pr and forge.pushed:
+                pull = forge.publish_pr(record)
+                self._audit("pull_request", number=pull.number, url=pull.url, draft=pull.draft)
+                self._emit("note", self._current_n(), f"pull request {pull.url}")
+        except OutloopError as exc:
+            self._emit("note", self._current_n(), f"could not open the pull request: {exc.message}")
+        finally:
+            forge.close()
+            for warning in forge.warnings:
+                self._emit("note", self._current_n(), warning)
+
+    def _push(self, n: int, sha: str) -> None:
+        if self._forge is None:
+            return
+        self._emit("phase", n, "pushing", phase="push")
+        result = self._forge.push(sha)
+        self._audit(
+            "pushed",
+            iteration=n,
+            commit=sha,
+            branch=result.branch,
+            previous=result.previous or None,
+        )
+        self._emit("note", n, f"pushed {result.branch} at {sha[:10]}")
 
     def resume(self) -> RunRecord:
         """Pick a stopped or crashed run up again from its last committed iteration."""
@@ -499,6 +602,7 @@ class LoopRun:
 
     def _loop(self, counters: _Counters) -> None:
         record = self._require_record()
+        self._open_forge()
         limits = self.config.limits
         previous = record.last_goal
         if previous is None or not any(it.n == 0 for it in record.iterations):
@@ -531,12 +635,24 @@ class LoopRun:
                     StopReason.MAX_TIME,
                     f"the time limit ({_fmt(limits.max_time)}) ran out during the agent's turn",
                 )
-            goal = self._evaluate(n)
-            if self.cancel.is_set():
-                self._commit(it, snapshot, None)
-                raise self._cancelled("while checking the goal")
-            it.goal = goal
-            self._commit(it, snapshot, goal)
+            if self.config.goal.ci is not None:
+                # CI judges what was pushed: commit and push first, then wait for the checks
+                self._commit(it, snapshot, None, awaiting_ci=True)
+                assert it.commit is not None
+                self._push(n, it.commit)
+                goal = self._evaluate(n)
+                it.goal = goal
+                if self.cancel.is_set():
+                    raise self._cancelled("while waiting for CI")
+            else:
+                goal = self._evaluate(n)
+                if self.cancel.is_set():
+                    self._commit(it, snapshot, None)
+                    raise self._cancelled("while checking the goal")
+                it.goal = goal
+                self._commit(it, snapshot, goal)
+                if it.commit is not None:
+                    self._push(n, it.commit)
             self._restore_after_goal()
             it.finished_at = now_iso()
             it.duration = time.monotonic() - started
@@ -608,6 +724,8 @@ class LoopRun:
         it = IterationRecord(n=0, started_at=now_iso())
         record.iterations.append(it)
         started = time.monotonic()
+        if self.config.goal.ci is not None:
+            self._push(0, self.plan.base_commit)
         goal = self._evaluate(0)
         self._restore_after_goal()
         it.goal = goal
@@ -806,6 +924,7 @@ class LoopRun:
             cancel=self.cancel,
             time_left=self._time_left(),
             transform=self._masker.mask_bytes if self._masker else None,
+            **(self._forge.goal_context_fields() if self._forge is not None else {}),
         )
         goal = self.plan.verifier.evaluate(ctx)
         self._audit(
@@ -820,7 +939,14 @@ class LoopRun:
         self._emit("goal_evaluated", n, f"{verdict}: {goal.summary}", goal=goal)
         return goal
 
-    def _commit(self, it: IterationRecord, snapshot: Snapshot, goal: GoalResult | None) -> None:
+    def _commit(
+        self,
+        it: IterationRecord,
+        snapshot: Snapshot,
+        goal: GoalResult | None,
+        *,
+        awaiting_ci: bool = False,
+    ) -> None:
         worktree = self._require_worktree()
         self._emit("phase", it.n, "committing", phase="commit")
         message = commit_message(
@@ -833,6 +959,7 @@ class LoopRun:
             agent=it.agent,
             snapshot=snapshot,
             audit_head=self._require_record().audit_head,
+            awaiting_ci=awaiting_ci,
         )
         sha = worktree.commit(snapshot, message, author=self._author, committer=self._committer)
         self._pending = None
@@ -882,6 +1009,7 @@ class LoopRun:
         record.finished_at = now_iso()
         record.duration = self._elapsed()
         record.phase = "done"
+        self._close_forge()
         self._audit("run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code)
         # saved after the last event, so run.json's audit head covers the whole log
         self._save()
@@ -1005,8 +1133,12 @@ def commit_message(
     agent: AgentResult | None,
     snapshot: Snapshot,
     audit_head: dict[str, object] | None = None,
+    awaiting_ci: bool = False,
 ) -> str:
-    if goal is None:
+    if awaiting_ci:
+        # CI judges the pushed commit, so its verdict cannot be in the commit itself
+        verdict, trailer = "pushed for CI", "pending"
+    elif goal is None:
         verdict, trailer = "goal not evaluated", "none"
     elif goal.met:
         verdict, trailer = "goal met", "pass"
@@ -1019,6 +1151,8 @@ def commit_message(
             shown = ", ".join(goal.failing[:5])
             more = len(goal.failing) - 5
             lines.append(f"Failing: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    elif awaiting_ci:
+        lines.append(f"Goal: {_one_line(goal_label)} — checked by CI on this commit")
     else:
         lines.append(f"Goal: {_one_line(goal_label)} — not evaluated (the run stopped first)")
     if agent is not None:

@@ -139,7 +139,7 @@ class RunAccess:
     def secret_values(self) -> list[str]:
         return list(self.grants.values.values()) if self.grants is not None else []
 
-    def masker(self, *, capabilities: bool = True) -> Any:
+    def masker(self, *, capabilities: bool = True, extra: Iterable[str] = ()) -> Any:
         """A Masker for every granted value, every CI value and (for logs) the live capabilities.
 
         Capabilities are private to the run but die with it, so the diff scan
@@ -151,6 +151,8 @@ class RunAccess:
         values: dict[str, str] = dict(ci_env.ci_values_by_variable())
         if self.grants is not None:
             values.update(self.grants.values)
+        for i, value in enumerate(extra):
+            values[f"token-{i}"] = value
         if capabilities and self._broker is not None:
             for i, token in enumerate(self._broker.mask_values()):
                 values[f"capability-{i}"] = token

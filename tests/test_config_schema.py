@@ -73,6 +73,7 @@ def test_every_key_is_described(validator: jsonschema.Draft202012Validator) -> N
         "commit",
         "branch",
         "push",
+        "pr",
         "protect",
         "credentials",
         "sandbox",

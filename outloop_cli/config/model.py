@@ -56,6 +56,9 @@ class CIGoalConfig:
     api_url: str | None = None
     required_checks: tuple[str, ...] = ()
     timeout: float = DEFAULT_CI_TIMEOUT
+    # None: the CI goal's defaults (2 minutes, 10 seconds)
+    grace: float | None = None
+    poll: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class LoopConfig:
     commit: CommitConfig = field(default_factory=CommitConfig)
     branch: str = DEFAULT_BRANCH
     push: bool = False
+    # open/update a pull request from the branch (implies push)
+    pr: bool = False
     # user patterns; ALWAYS_PROTECTED is added by protected_patterns()
     protect: tuple[str, ...] = ()
     credentials: tuple[CredentialConfig, ...] = ()

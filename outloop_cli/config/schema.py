@@ -1124,6 +1124,12 @@ CI = Obj(
             "Names of the checks that must pass. Default: every check on the pushed head.",
         ),
         Field("timeout", Duration(), "How long to wait for the checks of one push."),
+        Field(
+            "grace",
+            Duration(),
+            "How long to wait for the first check to appear before calling the push unchecked.",
+        ),
+        Field("poll", Duration(), "How often to ask for the checks at first (it slows down)."),
     ),
     (
         When(
@@ -1324,6 +1330,12 @@ LOOP = Obj(
             "push",
             Bool(),
             "Push the branch after each iteration (outloop pushes, never the agent).",
+        ),
+        Field(
+            "pr",
+            Bool(),
+            "Open (then update) a pull request from the run's branch; a draft until the goal "
+            "is met. Implies `push`.",
         ),
         Field(
             "protect",
