@@ -193,6 +193,11 @@ def _check_executable(agent: AgentBackend) -> None:
 
     program = agent.executable
     path = build_env().get("PATH")
+    require = getattr(agent, "require_installed", None)
+    if callable(require):
+        # a preset knows how its tool is installed, and says so
+        require(path)
+        return
     if "/" in program:
         found = os.access(program, os.X_OK)
     else:
