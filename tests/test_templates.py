@@ -151,7 +151,7 @@ def test_loop_template_for_an_unknown_preset_is_a_usage_error() -> None:
 def test_demo_loop_keeps_the_python_token_for_the_demo_command() -> None:
     text = (demo_dir() / "loop.yml").read_text(encoding="utf-8")
     assert 'command: ["{python}", "-m", "outloop_cli.demo_agent", "{prompt_file}"]' in text
-    assert 'run: "{python} -m unittest -v"' in text
+    assert 'run: "{python} -B -m unittest -v"' in text
     assert text.count(PYTHON_TOKEN) == 2
     assert set(re.findall(r"\{(\w*)\}", text)) <= {*PLACEHOLDERS, "python"}
 
@@ -167,7 +167,7 @@ def test_demo_loop_after_substitution(python: str) -> None:
     agent, goal, limits = data["agent"], data["goal"], data["limits"]
     assert agent["preset"] == "command"
     assert agent["command"] == [python, "-m", "outloop_cli.demo_agent", "{prompt_file}"]
-    assert shlex.split(goal["run"]) == [python, "-m", "unittest", "-v"]
+    assert shlex.split(goal["run"]) == [python, "-B", "-m", "unittest", "-v"]
     assert (agent["timeout"], goal["timeout"]) == ("60s", "60s")
     assert (limits["max_iterations"], limits["stall"]) == (6, 3)
     assert all(DURATION.match(value) for value in durations(data))
