@@ -19,7 +19,9 @@ def _probe(repo: Path) -> dict[str, object]:
     assert done.returncode == 1, done.stderr
     record = only_run(repo)
     log = repo / ".git/outloop/runs" / str(record["run_id"]) / "logs/iter-001-agent.log"
-    return dict(json.loads(log.read_text().splitlines()[-1]))
+    # outloop may add its own lines after the agent's (e.g. about processes it killed)
+    probe = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    return dict(json.loads(probe[-1]))
 
 
 @pytest.fixture
