@@ -24,7 +24,7 @@ def _belongs(pid_dir: Path, marker: bytes, worktree: Path) -> bool:
     if marker in environ.split(b"\0"):
         return True
     try:
-        cwd = Path(os.readlink(pid_dir / "cwd"))
+        cwd = (pid_dir / "cwd").readlink()
     except OSError:
         return False
     return cwd == worktree or worktree in cwd.parents
