@@ -85,6 +85,16 @@ class GoalResult:
     log: str | None = None
     junit: str | None = None
 
+    @property
+    def failing_count(self) -> int | None:
+        """How many tests fail, when the goal says (its JUnit counts, else the names it gave).
+
+        Without a JUnit file the names are all there is, and no names means unknown.
+        """
+        if self.tests is not None:
+            return self.tests.failing
+        return len(self.failing) if self.failing else None
+
 
 @dataclass
 class AgentResult:

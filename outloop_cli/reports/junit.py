@@ -419,12 +419,7 @@ def _properties(record: RunRecord) -> Iterator[tuple[str, str]]:
 
 
 def _failing(goal: GoalResult | None) -> int | None:
-    if goal is None:
-        return None
-    if goal.tests is not None:
-        return goal.tests.failing
-    # without a JUnit file the names are all we know, and none means unknown
-    return len(goal.failing) if goal.failing else None
+    return goal.failing_count if goal is not None else None
 
 
 # -- formatting --------------------------------------------------------------------------

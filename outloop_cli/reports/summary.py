@@ -264,11 +264,7 @@ def _goal_cell(goal: GoalResult | None) -> str:
 
 
 def _failing(goal: GoalResult | None) -> int | None:
-    if goal is None:
-        return None
-    if goal.tests is not None:
-        return goal.tests.failing
-    return len(goal.failing) if goal.failing else None
+    return goal.failing_count if goal is not None else None
 
 
 def _chart(record: RunRecord, max_points: int) -> str:
