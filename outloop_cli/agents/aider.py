@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from outloop_cli.agents.base import Invocation, TurnContext
-from outloop_cli.agents.headless import HeadlessAgent
+from outloop_cli.agents.headless import OPENAI_CREDENTIAL, HeadlessAgent
 from outloop_cli.agents.usage import (
     Report,
     add,
@@ -38,7 +38,6 @@ from outloop_cli.agents.usage import (
     json_objects,
     one_line,
 )
-from outloop_cli.config.model import CredentialConfig
 
 # Non-empty so aider trusts it; litellm's bundled table supplies the real metadata.
 _METADATA_STUB = {"outloop-offline": {"note": "written by outloop so aider stays offline"}}
@@ -57,14 +56,7 @@ class AiderAgent(HeadlessAgent):
     install_hint = (
         "python -m pip install aider-chat  (ideally in its own venv, or `pipx install aider-chat`)"
     )
-    credential = CredentialConfig(
-        name="openai",
-        via="proxy",
-        upstream="https://api.openai.com/v1",
-        env="OPENAI_BASE_URL",
-        header="Authorization",
-        scheme="Bearer",
-    )
+    credential = OPENAI_CREDENTIAL
     key_env = "OPENAI_API_KEY"
 
     def invocation(self, ctx: TurnContext) -> Invocation:

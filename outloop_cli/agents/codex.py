@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from outloop_cli.agents.base import Invocation, TurnContext
-from outloop_cli.agents.headless import HeadlessAgent
+from outloop_cli.agents.headless import OPENAI_CREDENTIAL, HeadlessAgent
 from outloop_cli.agents.pricing import price_for
 from outloop_cli.agents.usage import (
     Report,
@@ -35,7 +35,6 @@ from outloop_cli.agents.usage import (
     json_objects,
     one_line,
 )
-from outloop_cli.config.model import CredentialConfig
 
 PROVIDER_ID = "outloop"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -59,14 +58,7 @@ class CodexAgent(HeadlessAgent):
     name = "codex"
     program = "codex"
     install_hint = "npm install -g @openai/codex"
-    credential = CredentialConfig(
-        name="openai",
-        via="proxy",
-        upstream="https://api.openai.com/v1",
-        env="OPENAI_BASE_URL",
-        header="Authorization",
-        scheme="Bearer",
-    )
+    credential = OPENAI_CREDENTIAL
     key_env = "OPENAI_API_KEY"
 
     def invocation(self, ctx: TurnContext) -> Invocation:

@@ -12,6 +12,16 @@ from outloop_cli.errors import CouldNotRun
 from outloop_cli.process import ProcessResult
 from outloop_cli.records import AgentResult
 
+# Both codex and aider talk to OpenAI's API (SPEC §2: their default credential is `openai`).
+OPENAI_CREDENTIAL = CredentialConfig(
+    name="openai",
+    via="proxy",
+    upstream="https://api.openai.com/v1",
+    env="OPENAI_BASE_URL",
+    header="Authorization",
+    scheme="Bearer",
+)
+
 # Errors that come from the process itself, not from the agent's report.
 _PROCESS_ERRORS = ("timeout", "idle", "cancelled")
 
