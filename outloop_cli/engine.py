@@ -817,9 +817,11 @@ class LoopRun:
             return list(argv)
         from outloop_cli import paths, sandbox
 
+        path_env = build_env().get("PATH")
         return sandbox.wrap(
             argv,
-            bwrap=sandbox.bwrap_program(build_env().get("PATH")),
+            bwrap=sandbox.bwrap_program(path_env),
+            path_env=path_env,
             worktree=self._require_worktree().path,
             git_dir=self.plan.repo.info.common_dir,
             writable=[state_dir, *filter(None, [self.plan.access.broker_socket_dir()])],

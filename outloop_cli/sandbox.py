@@ -56,12 +56,15 @@ def wrap(
     git_dir: Path,
     writable: Sequence[Path] = (),
     hidden: Sequence[Path] = (),
+    path_env: str | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
     ``hidden`` directories become empty tmpfs; ``writable`` ones (and the
     worktree) are bound read-write on top, so a writable path may sit inside a
-    hidden one (the worktree lives under outloop's state directory).
+    hidden one (the worktree lives under outloop's state directory). The agent's
+    own program stays visible (read-only) when it lives in a hidden place: a
+    venv or pyenv under ``$HOME``, a script under ``/tmp``.
     """
     worktree = worktree.resolve()
     git_dir = git_dir.resolve()
@@ -92,7 +95,50 @@ def wrap(
         target = git_dir / name
         if target.exists():
             args += ["--ro-bind", str(target), str(target)]
+    for path in _program_roots(argv, path_env, [Path("/tmp"), Path("/run"), *hidden]):
+        args += ["--ro-bind", str(path), str(path)]
     for path in _existing([*writable, worktree]):
         args += ["--bind", str(path), str(path)]
     args += ["--chdir", str(worktree), "--", *argv]
     return args
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _install_root(path: Path) -> Path:
+    """The directory an executable was installed into: ``<prefix>`` for ``<prefix>/bin/x``."""
+    return path.parent.parent if path.parent.name == "bin" else path.parent
+
+
+def _program_roots(argv: Sequence[str], path_env: str | None, hidden: Sequence[Path]) -> list[Path]:
+    """Directories the agent's program needs that a hidden directory would cover."""
+    roots = [p.resolve() for p in hidden if p.exists()]
+    found: list[Path] = []
+    candidates: list[Path] = []
+    program = shutil.which(argv[0], path=path_env) if argv else None
+    if program:
+        candidates.append(Path(program))
+    candidates += [Path(arg) for arg in argv[1:] if arg.startswith("/") and Path(arg).exists()]
+    for candidate in candidates:
+        for path in dict.fromkeys([candidate.absolute(), candidate.resolve()]):
+            if not _under(path, roots):
+                continue
+            root = _install_root(path) if path == candidate.absolute() or program else path.parent
+            found.append(root)
+            venv = _install_root(path) / "pyvenv.cfg"
+            if venv.is_file():
+                found += _venv_base(venv, roots)
+    return [p for p in dict.fromkeys(found) if p.is_dir() and p != Path("/")]
+
+
+def _venv_base(config: Path, roots: Sequence[Path]) -> list[Path]:
+    """A venv's python links to its base interpreter, which must be visible too."""
+    for line in config.read_text(errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            base = Path(value.strip()).resolve()
+            if _under(base, roots):
+                return [_install_root(base / "python")]
+    return []

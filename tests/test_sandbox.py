@@ -6,12 +6,13 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RepoFactory, git
-from tests.e2e import agent_cmd, loop_yaml, only_run, run_cli
+from tests.e2e import agent_cmd, counter_goal, loop_yaml, only_run, run_cli
 
 
 def _probe(repo: Path) -> dict[str, object]:
@@ -99,3 +100,23 @@ def test_missing_bwrap_is_exit_3_with_an_install_hint(
     assert done.returncode == 3, done.stderr
     assert "bubblewrap" in done.stderr and "apt-get install bubblewrap" in done.stderr
     assert not (repo / ".git" / "outloop" / "runs").exists()
+
+
+def test_an_agent_script_under_tmp_still_runs_in_the_sandbox(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # /tmp is an empty tmpfs inside the sandbox; the agent's own program must stay visible
+    script = tmp_path / "agent.py"
+    script.write_text("import pathlib; pathlib.Path('counter.txt').write_text('1')\n")
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                [sys.executable, str(script)], counter_goal(1), sandbox="bwrap"
+            )
+        }
+    )
+
+    done = run_cli(repo, "run", "fix")
+
+    assert done.returncode == 0, done.stderr
+    assert only_run(repo)["stop_reason"] == "goal_met"
