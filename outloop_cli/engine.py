@@ -628,7 +628,7 @@ class LoopRun:
             self._audit("iteration_started", iteration=n)
             agent_result, out_of_time = self._run_agent(it, counters.last_goal)
             it.agent = agent_result
-            self._save()
+            self._save(durable=False)
             self._check_git_config(n)
             snapshot = self._snapshot(it)
             if self.cancel.is_set():
@@ -661,7 +661,7 @@ class LoopRun:
             self._restore_after_goal()
             it.finished_at = now_iso()
             it.duration = time.monotonic() - started
-            self._save()
+            self._save(durable=False)
             # -- limits after the turn --
             counters.agent_errors = counters.agent_errors + 1 if not agent_result.ok else 0
             same_failure = (
@@ -1061,7 +1061,8 @@ class LoopRun:
             self.record.phase = phase
             self.record.current_iteration = n
             self.record.duration = self._elapsed()
-            self._save()
+            # progress for `outloop status`; losing it to a crash costs nothing
+            self._save(durable=False)
         self.observer(
             Event(
                 kind=kind,
@@ -1084,8 +1085,8 @@ class LoopRun:
             if head is not None and self.record is not None:
                 self.record.audit_head = {"seq": head.seq, "hash": head.hash}
 
-    def _save(self) -> None:
-        self.store.save(self._require_record())
+    def _save(self, *, durable: bool = True) -> None:
+        self.store.save(self._require_record(), durable=durable)
 
     def _require_record(self) -> RunRecord:
         if self.record is None:

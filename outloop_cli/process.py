@@ -515,6 +515,14 @@ class _Child:
 
     def _kill_leftovers(self, say: Callable[[str], None]) -> None:
         """The leader exited on its own: kill what it left running, in its group or not."""
+        if not self._escaped:
+            # the common case (git, a well-behaved agent): an empty group and nothing
+            # known to have left it, so a scan of /proc would find nothing to start from
+            self.proc.wait()
+            try:
+                os.killpg(self.pid, 0)
+            except ProcessLookupError:
+                return
         table = _proc_table()
         if table is not None:
             self._snapshot_escaped(table)

@@ -90,8 +90,9 @@ class RunStore:
         paths.logs.mkdir(parents=True, exist_ok=False)
         return paths
 
-    def save(self, record: RunRecord) -> None:
-        atomic_write_json(self.paths(record.run_id).run_json, record.to_dict())
+    def save(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Replace run.json atomically; ``durable=False`` skips the fsyncs (progress only)."""
+        atomic_write_json(self.paths(record.run_id).run_json, record.to_dict(), durable=durable)
 
     def load(self, run_id: str) -> RunRecord:
         path = self.paths(run_id).run_json
