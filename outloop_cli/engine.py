@@ -411,11 +411,17 @@ class LoopRun:
             for warning in session.warnings:
                 self._emit("note", 0, warning)
         record = self._require_record()
+        access = self.plan.access
         self._forge = RunForge(
             session,
             worktree=self._require_worktree().path,
             branch=record.branch,
             remote_url=remote_url,
+            # without a forge session (a plain `push: true`), the broker's git credential
+            # helper answers for outloop's push, with a capability the agent never sees
+            push_env=(lambda: access.push_env(remote_url))
+            if session is None and access.can_push
+            else None,
         )
         # a fresh run finds no branch there; a resumed one leases on the commit it pushed
         # last, and a branch someone else pushed to is never overwritten

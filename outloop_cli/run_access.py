@@ -13,12 +13,36 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.workspace import Repository
 
 EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def push_credential(config: LoopConfig, remote_url: str | None) -> CredentialConfig | None:
+    """The credential outloop's own push of the scratch branch uses, if it pushes over http(s).
+
+    The loop's own `via: git` credential for the remote's host when it has one (the
+    agent gets git access then too, because the loop asked), else `github` or
+    `gitlab` by host, for outloop's push only (SPEC §1: the agent holds no push
+    credential by default).
+    """
+    if not (config.push or config.pr or config.goal.ci is not None) or not remote_url:
+        return None
+    parts = urlsplit(remote_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.netloc.rpartition("@")[2].lower()
+    for cred in config.credentials:
+        if cred.via == "git" and cred.host and cred.host.lower() in (host, parts.hostname):
+            return cred
+    for name in ("github", "gitlab"):
+        if name in parts.hostname:
+            return CredentialConfig(name=name, via="git", host=host)
+    return None
 
 
 def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], set[str]]:
@@ -55,6 +79,8 @@ class RunAccess:
     credentials: list[CredentialConfig]
     ca_bundles: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # outloop's own push credential (never the agent's unless the loop asked for it)
+    push: CredentialConfig | None = None
     _broker: Any = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -63,6 +89,9 @@ class RunAccess:
         cls, repo: Repository, config: LoopConfig, base_commit: str, policy_path: Path | None
     ) -> RunAccess:
         requested, explicit = requested_credentials(config)
+        push = push_credential(config, repo.remote_url("origin"))
+        if push is not None and push.name not in {c.name for c in requested}:
+            requested.append(push)
         if not requested:
             return cls(config, None, [])
         from outloop_cli.credentials.grants import resolve_run_secrets
@@ -78,7 +107,9 @@ class RunAccess:
                 f"{first.name} --workspace W`",
             )
         notes = [
-            f"no `{d.name}` key for the {config.agent.preset} agent: {d.reason}; "
+            f"no `{d.name}` key for outloop's push: {d.reason}; the push may be refused"
+            if push is not None and d.name == push.name
+            else f"no `{d.name}` key for the {config.agent.preset} agent: {d.reason}; "
             "it must log in by itself"
             for d in grants.denied
         ]
@@ -94,7 +125,13 @@ class RunAccess:
                     )
                 bundles[cred.ca_bundle] = data
         granted = [c for c in requested if c.name in grants.values]
-        return cls(config, grants, granted, bundles, notes)
+        if push is not None and push.name not in grants.values:
+            push = None
+        # a push-only credential is the broker's to use, not the agent's
+        agent_side = [
+            c for c in granted if push is None or c is not push or c in config.credentials
+        ]
+        return cls(config, grants, agent_side, bundles, notes, push)
 
     # -- during the run --
 
@@ -117,7 +154,7 @@ class RunAccess:
                 credentials=self.credentials,
                 on_event=on_event,
                 ca_bundles=self.ca_bundles,
-                push_credentials=push_credentials,
+                push_credentials=[*push_credentials, *([self.push] if self.push else [])],
             )
         )
 
@@ -127,6 +164,10 @@ class RunAccess:
     def renew(self, seconds: float) -> None:
         if self._broker is not None:
             self._broker.renew(seconds)
+
+    @property
+    def can_push(self) -> bool:
+        return self.push is not None and self._broker is not None
 
     def push_env(self, remote_url: str) -> dict[str, str]:
         return self._broker.push_env(remote_url) if self._broker is not None else {}
