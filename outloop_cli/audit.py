@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from outloop_cli.errors import CouldNotRun
+
 GENESIS = "0" * 64
 # events whose loss in a crash would matter: written through to disk
 DURABLE_EVENTS = frozenset(
@@ -101,6 +103,18 @@ def _read_last_line(handle: BinaryIO) -> bytes | None:
     return data.rstrip(b"\n")
 
 
+def _seq_of(line: bytes, path: Path) -> int:
+    """The sequence number of the log's last line; a line outloop did not write stops the run."""
+    try:
+        entry = json.loads(line)
+        return int(entry["seq"])
+    except (ValueError, TypeError, KeyError):
+        raise CouldNotRun(
+            f"the audit log {path} was changed outside outloop: its last line is not an event",
+            hint="run the agent with `sandbox: bwrap`; `outloop audit verify` shows the damage",
+        ) from None
+
+
 class AuditLog:
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
@@ -116,7 +130,7 @@ class AuditLog:
                 if last is None:
                     seq, prev = 1, GENESIS
                 else:
-                    seq = int(json.loads(last)["seq"]) + 1
+                    seq = _seq_of(last, self.path) + 1
                     prev = line_hash(last)
                 entry: dict[str, Any] = {
                     "seq": seq,

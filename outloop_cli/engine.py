@@ -1023,7 +1023,13 @@ class LoopRun:
         record.duration = self._elapsed()
         record.phase = "done"
         self._close_forge()
-        self._audit("run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code)
+        try:
+            self._audit(
+                "run_stopped", reason=reason.value, detail=detail, exit_code=record.exit_code
+            )
+        except OutloopError as exc:
+            # the record must still say how the run ended, even when its log is damaged
+            record.stop_detail = f"{detail} (and the audit log could not be written: {exc.message})"
         # saved after the last event, so run.json's audit head covers the whole log
         self._save()
         if reports:

@@ -492,3 +492,20 @@ def test_committer_fallback_without_user_identity(
         assert (commit["committer"], commit["committer_email"]) == ("Env Person", "env@example.com")
     else:
         assert (commit["committer"], commit["committer_email"]) == ("outloop", "outloop@localhost")
+
+
+def test_an_agent_that_vandalises_the_audit_log_stops_the_run_without_a_traceback(
+    make_repo: RepoFactory,
+) -> None:
+    repo = make_repo({".outloop/fix.yml": loop_yaml(agent_cmd("audit_vandal_agent.py"), "false")})
+
+    done = run_cli(repo, "run", "fix")
+    verified = run_cli(repo, "audit", "verify")
+
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "changed outside outloop" in done.stderr
+    record = only_run(repo)
+    assert record["state"] == "finished"
+    assert record["stop_reason"] == "error"
+    assert verified.returncode == 1
