@@ -104,8 +104,8 @@ class AgentResult:
     idle_timed_out: bool = False
     cancelled: bool = False
     output_bytes: int = 0
-    # error kind when the turn failed: "exit", "timeout", "idle", "not_found",
-    # "auth", "rate_limit", "permission", "crash", "cancelled"
+    # error kind when the turn failed: "exit", "timeout", "idle", "cancelled", "max_time",
+    # "not_found", "auth", "rate_limit", "permission", "api_error", "malformed", "crash"
     error: str | None = None
     turns: int | None = None
     input_tokens: int | None = None
