@@ -11,12 +11,11 @@ name. Sizes are bounded like the markdown summary's.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 
 from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState
 from outloop_cli.reports.junit import clean_tail, clean_text
-from outloop_cli.reports.summary import outcome_words
+from outloop_cli.reports.summary import duration_text, money_text, outcome_words
 
 __all__ = ["render_html"]
 
@@ -98,8 +97,8 @@ def _facts(record: RunRecord) -> str:
         ("Base commit", _code(record.base_commit)),
         ("Iterations", str(len(record.agent_iterations))),
         ("Started", _text(record.started_at)),
-        ("Duration", _duration(record.duration)),
-        ("Cost", _money(record.cost_usd)),
+        ("Duration", duration_text(record.duration)),
+        ("Cost", money_text(record.cost_usd)),
         ("Tokens", "—" if record.tokens is None else f"{record.tokens:,}"),
         ("Agent", _text(record.agent_label, _CELL_CHARS)),
         ("Goal", _code(record.goal_label)),
@@ -199,8 +198,8 @@ def _iteration_row(it: IterationRecord) -> str:
         ("num", changed),
         ("goal", _goal_cell(it.goal)),
         ("num", "—" if failing is None else str(failing)),
-        ("num", _duration(it.duration)),
-        ("num", _money(agent.cost_usd if agent else None)),
+        ("num", duration_text(it.duration)),
+        ("num", money_text(agent.cost_usd if agent else None)),
         ("num", "—" if tokens is None else f"{tokens:,}"),
     ]
     tds = "".join(
@@ -258,29 +257,6 @@ def _goal_cell(goal: GoalResult | None) -> str:
 
 def _failing(goal: GoalResult | None) -> int | None:
     return goal.failing_count if goal is not None else None
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _money(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    if 0 < value < 0.01:
-        return f"${value:.4f}"
-    return f"${value:.2f}"
-
-
-# -- the only ways run text enters the page ------------------------------------------
 
 
 def _text(value: str, limit: int = 300) -> str:

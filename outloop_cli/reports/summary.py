@@ -96,7 +96,7 @@ def render_summaries(records: Sequence[RunRecord]) -> str:
                     _escape(record.loop, _CELL_CHARS),
                     f"{_icon(record)} {_escape(outcome_words(record), _CELL_CHARS)}",
                     str(len(record.agent_iterations)),
-                    _money(record.cost_usd),
+                    money_text(record.cost_usd),
                     _code(record.branch, _CELL_CHARS, in_table=True),
                 ]
             )
@@ -192,8 +192,8 @@ def _facts(record: RunRecord) -> str:
         ("Branch", _code(record.branch, _FACT_CHARS, in_table=True)),
         ("Base", _code(record.base_commit[:12], _FACT_CHARS, in_table=True)),
         ("Iterations", str(len(record.agent_iterations))),
-        ("Duration", _duration(record.duration)),
-        ("Cost", _money(record.cost_usd)),
+        ("Duration", duration_text(record.duration)),
+        ("Cost", money_text(record.cost_usd)),
         ("Tokens", "—" if record.tokens is None else f"{record.tokens:,}"),
         ("Agent", _escape(record.agent_label, _FACT_CHARS)),
         ("Goal", _code(record.goal_label, _FACT_CHARS, in_table=True)),
@@ -242,7 +242,7 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
     if it.skipped_files:
         changed += f" (+{len(it.skipped_files)} not committed)"
     failing = _failing(it.goal)
-    cost = _money(agent.cost_usd if agent else None)
+    cost = money_text(agent.cost_usd if agent else None)
     return [
         "0 (baseline)" if it.n == 0 else str(it.n),
         _code(it.commit[:7], _CELL_CHARS, in_table=True) if it.commit else "—",
@@ -250,7 +250,7 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
         changed,
         _goal_cell(it.goal),
         "—" if failing is None else str(failing),
-        _duration(it.duration),
+        duration_text(it.duration),
         cost,
     ]
 
@@ -368,7 +368,8 @@ def _longest_backtick_run(text: str) -> int:
     return max((len(run) for run in re.findall(r"`+", text)), default=0)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration as the reports show it: 4.2s, 3m 05s, 1h 02m."""
     if not math.isfinite(seconds) or seconds < 0:
         return "—"
     if seconds < 60:
@@ -380,8 +381,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def _money(value: float | None) -> str:
-    if value is None:
+def money_text(value: float | None) -> str:
+    """US dollars as the reports show them; sub-cent amounts keep four decimals."""
+    if value is None or not math.isfinite(value):
         return "—"
     if 0 < value < 0.01:
         return f"${value:.4f}"
