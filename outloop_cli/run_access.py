@@ -177,6 +177,10 @@ class RunAccess:
             return None
         return Path(self._broker.socket_path).parent
 
+    def secret(self, name: str) -> str | None:
+        """A granted value, for outloop's own use (the forge API); never for the agent."""
+        return self.grants.values.get(name) if self.grants is not None else None
+
     def secret_values(self) -> list[str]:
         return list(self.grants.values.values()) if self.grants is not None else []
 
