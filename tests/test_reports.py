@@ -965,3 +965,11 @@ def test_junitparser_reads_the_verdicts_the_way_ci_report_actions_do(tmp_path: P
     assert green.time == pytest.approx(60.25)
     props = {p.name: p.value for p in green.properties()}  # type: ignore[no-untyped-call]
     assert props["stop_reason"] == "goal_met"
+
+
+def test_summary_shows_tokens_and_cost_per_iteration() -> None:
+    text = render_summary(converged())
+
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 ", "| 3 "))]
+    assert "| 1,200 | $0.05 |" in rows[0]
+    assert "| 850 | $0.03 |" in rows[1]

@@ -209,8 +209,8 @@ def _iterations(record: RunRecord, max_rows: int) -> str:
     lines = [
         "### Iterations",
         "",
-        "| # | Commit | Agent | Changed | Goal | Failing | Duration | Cost |",
-        "|--:|---|---|--:|---|--:|--:|--:|",
+        "| # | Commit | Agent | Changed | Goal | Failing | Duration | Tokens | Cost |",
+        "|--:|---|---|--:|---|--:|--:|--:|--:|",
     ]
     if not iterations:
         return "\n".join([*lines[:2], "*No iterations recorded.*"]) + "\n"
@@ -243,6 +243,9 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
         changed += f" (+{len(it.skipped_files)} not committed)"
     failing = _failing(it.goal)
     cost = money_text(agent.cost_usd if agent else None)
+    tokens = "—"
+    if agent is not None and (agent.input_tokens, agent.output_tokens) != (None, None):
+        tokens = f"{(agent.input_tokens or 0) + (agent.output_tokens or 0):,}"
     return [
         "0 (baseline)" if it.n == 0 else str(it.n),
         _code(it.commit[:7], _CELL_CHARS, in_table=True) if it.commit else "—",
@@ -251,6 +254,7 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
         _goal_cell(it.goal),
         "—" if failing is None else str(failing),
         duration_text(it.duration),
+        tokens,
         cost,
     ]
 
