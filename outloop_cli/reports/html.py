@@ -15,7 +15,12 @@ from collections.abc import Sequence
 
 from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState
 from outloop_cli.reports.junit import clean_tail, clean_text
-from outloop_cli.reports.summary import duration_text, money_text, outcome_words
+from outloop_cli.reports.summary import (
+    duration_text,
+    failing_series,
+    money_text,
+    outcome_words,
+)
 
 __all__ = ["render_html"]
 
@@ -139,18 +144,10 @@ def _iterations(record: RunRecord) -> str:
 
 def _chart(record: RunRecord) -> str:
     """Failing tests per iteration as inline SVG bars (nothing to load, nothing to run)."""
-    points = [
-        (it.n, it.goal.tests.failing)
-        for it in record.iterations
-        if it.goal is not None and it.goal.tests is not None
-    ]
-    if len(points) < 2:
+    series = failing_series(record, MAX_CHART_POINTS)
+    if series is None:
         return ""
-    title = "Failing tests per iteration"
-    if len(points) > MAX_CHART_POINTS:
-        points = points[-MAX_CHART_POINTS:]
-        title += f" (last {MAX_CHART_POINTS})"
-    top = max(1, *(failing for _, failing in points))
+    title, points, top = series.title, series.points, series.top
     bar, gap, height, label = 22, 6, 120, 16
     width = len(points) * (bar + gap) + gap
     parts = [

@@ -271,7 +271,17 @@ def _failing(goal: GoalResult | None) -> int | None:
     return goal.failing_count if goal is not None else None
 
 
-def _chart(record: RunRecord, max_points: int) -> str:
+@dataclass(frozen=True)
+class FailingSeries:
+    """Failing tests per iteration, as both the markdown and the HTML chart draw them."""
+
+    title: str
+    points: list[tuple[int, int]]
+    top: int
+
+
+def failing_series(record: RunRecord, max_points: int) -> FailingSeries | None:
+    """The points to chart (the last ``max_points``), or None when there is no trend to show."""
     points = [
         (it.n, it.goal.tests.failing)
         for it in record.iterations
@@ -279,12 +289,19 @@ def _chart(record: RunRecord, max_points: int) -> str:
     ]
     # one point is not a trend
     if len(points) < 2:
-        return ""
+        return None
     title = "Failing tests per iteration"
     if len(points) > max_points:
         points = points[-max_points:]
         title += f" (last {max_points})"
-    top = max(1, *(failing for _, failing in points))
+    return FailingSeries(title, points, max(1, *(failing for _, failing in points)))
+
+
+def _chart(record: RunRecord, max_points: int) -> str:
+    series = failing_series(record, max_points)
+    if series is None:
+        return ""
+    title, points, top = series.title, series.points, series.top
     labels = ", ".join(f'"{n}"' for n, _ in points)
     values = ", ".join(str(failing) for _, failing in points)
     return "\n".join(
