@@ -119,6 +119,8 @@ class AuditLog:
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
         self.run_id = run_id
+        # the chain's head after this object's last append, so callers need not read it back
+        self.last_head: ChainHead | None = None
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +145,7 @@ class AuditLog:
                 line = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode() + b"\n"
                 handle.seek(0, os.SEEK_END)
                 handle.write(line)
+                self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
                 handle.flush()
                 if event in DURABLE_EVENTS:
                     os.fsync(handle.fileno())

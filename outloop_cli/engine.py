@@ -1102,7 +1102,7 @@ class LoopRun:
         # the broker reports from its own thread
         with self._audit_lock:
             self.audit.append(event, **fields)
-            head = self.audit.head()
+            head = self.audit.last_head
             if head is not None and self.record is not None:
                 self.record.audit_head = {"seq": head.seq, "hash": head.hash}
 

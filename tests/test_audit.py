@@ -596,3 +596,15 @@ def test_show_prints_events_readably_and_as_json(make_repo: RepoFactory) -> None
     assert damaged.returncode == 0
     assert "line 3: is not valid JSON" in damaged.stdout
     assert "warning: this log fails verification" in damaged.stderr
+
+
+def test_last_head_after_append_is_what_reading_the_log_gives(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1")
+    for n in range(3):
+        log.append("iteration_started", iteration=n, note="ünïcode")
+        assert log.last_head == log.head()
+    # another writer's append is seen by head(), and last_head says what *we* wrote
+    AuditLog(log.path, "run-1").append("other")
+    head, ours = log.head(), log.last_head
+    assert head is not None and ours is not None
+    assert head.seq == ours.seq + 1
