@@ -82,6 +82,7 @@ class RunAccess:
     # outloop's own push credential (never the agent's unless the loop asked for it)
     push: CredentialConfig | None = None
     _broker: Any = None
+    _scan_masker: Any = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @classmethod
@@ -206,7 +207,10 @@ class RunAccess:
     def scan(self, worktree: Path, paths: Iterable[str]) -> list[Any]:
         from outloop_cli.credentials.masking import scan_files
 
-        return scan_files(self.masker(capabilities=False), worktree, list(paths))
+        # the granted values do not change during a run: build the patterns once
+        if self._scan_masker is None:
+            self._scan_masker = self.masker(capabilities=False)
+        return scan_files(self._scan_masker, worktree, list(paths))
 
     def close(self) -> None:
         """Stop the broker: every capability is revoked with it."""
