@@ -489,7 +489,7 @@ class LoopRun:
                 hint="a run resumes on its own branch; without it, start a new run",
             )
         path = Path(record.worktree)
-        killed = kill_leftovers(record.run_id, path)
+        killed = kill_leftovers(record.run_id)
         if killed:
             self._emit(
                 "note",

@@ -3,7 +3,9 @@
 Agents run in their own session, so a runner killed with SIGKILL cannot take
 them down with it: they go on editing the worktree. Before a resume touches
 that worktree, every process still carrying the run's ``OUTLOOP_RUN``
-variable, or working inside the worktree, is killed.
+variable (every agent and goal process gets it, and children inherit it) is
+killed. A process that merely works inside the worktree is not: that may be
+the user's own shell, looking at what the run did.
 """
 
 from __future__ import annotations
@@ -16,37 +18,30 @@ from pathlib import Path
 _PROC = Path("/proc")
 
 
-def _belongs(pid_dir: Path, marker: bytes, worktree: Path) -> bool:
+def _belongs(pid_dir: Path, marker: bytes) -> bool:
     try:
         environ = (pid_dir / "environ").read_bytes()
     except OSError:
-        environ = b""
-    if marker in environ.split(b"\0"):
-        return True
-    try:
-        cwd = (pid_dir / "cwd").readlink()
-    except OSError:
         return False
-    return cwd == worktree or worktree in cwd.parents
+    return marker in environ.split(b"\0")
 
 
-def leftover_processes(run_id: str, worktree: Path) -> list[int]:
+def leftover_processes(run_id: str) -> list[int]:
     """Pids (other than ours) that belong to the run, found through /proc."""
     marker = f"OUTLOOP_RUN={run_id}".encode()
-    resolved = worktree.resolve()
     me = os.getpid()
     found = []
     for entry in _PROC.iterdir() if _PROC.is_dir() else ():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        if _belongs(entry, marker, resolved):
+        if _belongs(entry, marker):
             found.append(int(entry.name))
     return sorted(found)
 
 
-def kill_leftovers(run_id: str, worktree: Path, *, wait: float = 5.0) -> list[int]:
+def kill_leftovers(run_id: str, *, wait: float = 5.0) -> list[int]:
     """SIGKILL the run's leftover processes and wait until they are gone."""
-    pids = leftover_processes(run_id, worktree)
+    pids = leftover_processes(run_id)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)

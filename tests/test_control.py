@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def test_resume_after_sigkill_kills_the_orphaned_agent_and_keeps_its_work(
     runner.communicate(timeout=30)
     assert not pid_gone(agent_pid), "the agent should outlive a SIGKILLed runner"
     run_id = _run_id(repo)
+    # the user looks at the worktree from a shell of their own: resume must leave it alone
+    bystander = subprocess.Popen(["sleep", "60"], cwd=only_run(repo)["worktree"])
 
     refused = run_cli(repo, "stop", run_id)
     assert refused.returncode == 2
@@ -129,6 +132,9 @@ def test_resume_after_sigkill_kills_the_orphaned_agent_and_keeps_its_work(
 
     assert resumed.returncode == 0, resumed.stderr
     assert pid_gone(agent_pid), "resume left the crashed run's agent running"
+    assert bystander.poll() is None, "resume killed a process that was not the run's"
+    bystander.kill()
+    bystander.wait()
     record = only_run(repo)
     assert record["stop_reason"] == "goal_met"
     commits = branch_log(repo, record["branch"], record["base_commit"])
