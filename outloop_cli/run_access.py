@@ -26,8 +26,8 @@ def push_credential(config: LoopConfig, remote_url: str | None) -> CredentialCon
     """The credential outloop's own push of the scratch branch uses, if it pushes over http(s).
 
     The loop's own `via: git` credential for the remote's host when it has one (the
-    agent gets git access then too, because the loop asked), else `github` or
-    `gitlab` by host, for outloop's push only (SPEC §1: the agent holds no push
+    agent gets git access then too, because the loop asked), else `github` for
+    github.com or `gitlab` for gitlab.com, for outloop's push only (SPEC §1: the agent holds no push
     credential by default).
     """
     if not (config.push or config.pr or config.goal.ci is not None) or not remote_url:
@@ -39,10 +39,10 @@ def push_credential(config: LoopConfig, remote_url: str | None) -> CredentialCon
     for cred in config.credentials:
         if cred.via == "git" and cred.host and cred.host.lower() in (host, parts.hostname):
             return cred
-    for name in ("github", "gitlab"):
-        if name in parts.hostname:
-            return CredentialConfig(name=name, via="git", host=host)
-    return None
+    # only the public forges by exact name: a token must not go to a host that merely
+    # looks like one; Enterprise and self-hosted remotes name their `via: git` credential
+    default = {"github.com": "github", "gitlab.com": "gitlab"}.get(parts.hostname.lower())
+    return CredentialConfig(name=default, via="git", host=host) if default else None
 
 
 def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], set[str]]:

@@ -71,3 +71,26 @@ def test_push_without_a_granted_credential_is_refused_by_the_host(
     record = only_run(repo)
     assert record["stop_reason"] == "error"
     assert "credential" in str(record["stop_detail"]).lower()
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("https://github.com/acme/app.git", "github"),
+        ("https://gitlab.com/acme/app.git", "gitlab"),
+        ("https://github.com.evil.example/acme/app.git", None),
+        ("https://notgithub.com/acme/app.git", None),
+        ("git@github.com:acme/app.git", None),  # ssh: the user's own ssh setup pushes
+    ],
+)
+def test_the_default_push_credential_goes_only_to_the_forge_it_is_named_after(
+    remote: str, expected: str | None
+) -> None:
+    from outloop_cli.config import load_loop_text
+    from outloop_cli.run_access import push_credential
+
+    config = load_loop_text(
+        loop_yaml(["true"], "true", push=True), file=".outloop/fix.yml", name="fix"
+    )
+    found = push_credential(config, remote)
+    assert (found.name if found else None) == expected
