@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.audit import (
+from outloop_cli.store.audit import (
     GENESIS,
     AuditLog,
     ChainHead,
@@ -321,7 +321,7 @@ def test_head_parsing() -> None:
 APPENDER = """
 import sys
 from pathlib import Path
-from outloop_cli.audit import AuditLog
+from outloop_cli.store.audit import AuditLog
 log = AuditLog(Path(sys.argv[1]), "r1")
 for i in range(int(sys.argv[3])):
     log.append("proxy_request", writer=sys.argv[2], i=i, path="/v1/chat/completions")

@@ -15,7 +15,7 @@ from outloop_cli.forges.http import ForgeAuthError
 from outloop_cli.forges.session import ForgeSession, open_forge_session
 from outloop_cli.goals import GoalContext, make_verifier
 from outloop_cli.goals.ci import Check, CISnapshot, CITiming, CIVerifier, judge
-from outloop_cli.records import GoalResult
+from outloop_cli.store.records import GoalResult
 from tests.fakes.github_server import FakeGitHub
 
 SHA = "a" * 40

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 from outloop_cli.config.model import CIGoalConfig
-from outloop_cli.forges.run_forge import RunForge
+from outloop_cli.engine.forge import RunForge
 from outloop_cli.forges.session import open_forge_session
 from outloop_cli.goals import GoalContext
 from outloop_cli.goals.ci import CITiming, CIVerifier
-from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 from tests.conftest import RepoFactory, git
 from tests.fakes.git_http_server import GitHttpServer
 from tests.fakes.github_server import FakeGitHub, rsa_key_pair

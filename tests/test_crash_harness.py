@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.audit import ChainHead, verify
+from outloop_cli.store.audit import ChainHead, verify
 from tests.conftest import RepoFactory, git
 from tests.e2e import PY, agent_cmd, checkout_state, loop_yaml, run_cli, runs_dir, start_runner
 from tests.test_run_e2e import make_loop_repo

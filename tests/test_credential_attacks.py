@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.config.model import CredentialConfig
-from outloop_cli.environment import build_env
+from outloop_cli.process.environment import build_env
 from tests.credential_support import Events, assert_no_leak, canary, proxy_cred, started_broker
 from tests.fakes.git_http_server import GitHttpServer
 from tests.fakes.upstream_server import UpstreamServer

@@ -16,8 +16,8 @@ import yaml
 from outloop_cli.commands.pr import pull_request_for_run
 from outloop_cli.forges.pull_request import html_base_url, publish_pull_request, render_pr_body
 from outloop_cli.forges.session import open_forge_session
-from outloop_cli.records import IterationRecord, RunRecord, RunState, StopReason
-from outloop_cli.runstore import RunStore
+from outloop_cli.store.records import IterationRecord, RunRecord, RunState, StopReason
+from outloop_cli.store.runs import RunStore
 from tests import keyring_env
 from tests.conftest import RepoFactory, git
 from tests.e2e import agent_cmd, counter_goal, loop_yaml, run_cli

@@ -18,10 +18,10 @@ from outloop_cli.agents.presets import default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, load_prices, price_for, prices_path
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.credentials.broker import key_variable
-from outloop_cli.environment import build_env
 from outloop_cli.errors import ConfigError, CouldNotRun
 from outloop_cli.process import run_streamed
-from outloop_cli.records import AgentResult
+from outloop_cli.process.environment import build_env
+from outloop_cli.store.records import AgentResult
 from tests.conftest import RepoFactory
 from tests.e2e import AGENTS, PY, run_cli
 

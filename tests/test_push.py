@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.errors import UsageError
-from outloop_cli.push import (
+from outloop_cli.git.push import (
     PushRejected,
     push_branch,
     redact_url,
@@ -195,7 +195,7 @@ def test_push_over_http_with_a_scoped_token(make_repo: RepoFactory, tmp_path: Pa
 
 
 def test_resume_leases_on_the_runs_own_remote_head(make_repo: RepoFactory, tmp_path: Path) -> None:
-    from outloop_cli.forges.run_forge import RunForge
+    from outloop_cli.engine.forge import RunForge
 
     repo, bare = setup_remote(make_repo, tmp_path)
     first = commit_on_branch(repo, BRANCH, "two\n")

@@ -1,6 +1,6 @@
 """Run reports: junit.xml checked against the real JUnit XSDs, summary.md parsed as markdown.
 
-Records are built as the engine builds them (``outloop_cli.records``), then
+Records are built as the engine builds them (``outloop_cli.store.records``), then
 rendered; one end-to-end test runs a real loop and validates the junit.xml
 it left in the git directory. How the XSDs are applied is explained in
 ``tests/xsd/README.md``.
@@ -22,16 +22,6 @@ import xmlschema
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from outloop_cli.records import (
-    AgentResult,
-    GoalResult,
-    IterationRecord,
-    RunRecord,
-    RunState,
-    StopReason,
-)
-from outloop_cli.records import TestCase as GoalCase
-from outloop_cli.records import TestCounts as Counts
 from outloop_cli.reports import (
     clean_text,
     render_html,
@@ -41,6 +31,16 @@ from outloop_cli.reports import (
 )
 from outloop_cli.reports.junit import MAX_TEXT_BYTES, clean_tail
 from outloop_cli.reports.summary import MAX_SUMMARY_BYTES, render_summary
+from outloop_cli.store.records import (
+    AgentResult,
+    GoalResult,
+    IterationRecord,
+    RunRecord,
+    RunState,
+    StopReason,
+)
+from outloop_cli.store.records import TestCase as GoalCase
+from outloop_cli.store.records import TestCounts as Counts
 from tests.conftest import RepoFactory
 from tests.e2e import agent_cmd, counter_goal, loop_yaml, run_cli, runs_dir
 

@@ -87,7 +87,7 @@ def test_the_default_push_credential_goes_only_to_the_forge_it_is_named_after(
     remote: str, expected: str | None
 ) -> None:
     from outloop_cli.config import load_loop_text
-    from outloop_cli.run_access import push_credential
+    from outloop_cli.engine.access import push_credential
 
     config = load_loop_text(
         loop_yaml(["true"], "true", push=True), file=".outloop/fix.yml", name="fix"

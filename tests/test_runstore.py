@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.records import RunRecord, RunState
-from outloop_cli.runstore import (
+from outloop_cli.store.records import RunRecord, RunState
+from outloop_cli.store.runs import (
     RunPaths,
     RunStore,
     effective_state,
@@ -32,7 +32,7 @@ from tests.e2e import pid_alive
 HOLDER = """
 import subprocess, sys, time
 from pathlib import Path
-from outloop_cli.runstore import RunPaths, loop_lock, run_lock
+from outloop_cli.store.runs import RunPaths, loop_lock, run_lock
 kind, target = sys.argv[1], Path(sys.argv[2])
 lock = run_lock(RunPaths(target)) if kind == "run" else loop_lock(target, sys.argv[3], run_id="r-1")
 spawn = sys.argv[-1] == "spawn"

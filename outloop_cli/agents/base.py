@@ -11,7 +11,7 @@ from typing import Protocol
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.errors import UsageError
 from outloop_cli.process import ProcessResult
-from outloop_cli.records import AgentResult
+from outloop_cli.store.records import AgentResult
 
 
 @dataclass(frozen=True)

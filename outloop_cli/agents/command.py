@@ -8,7 +8,7 @@ from outloop_cli.agents.base import Invocation, TurnContext, base_result, expand
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.errors import UsageError
 from outloop_cli.process import ProcessResult
-from outloop_cli.records import AgentResult
+from outloop_cli.store.records import AgentResult
 
 # argv[0]s that only run the real agent named by a later argument
 _INTERPRETERS = ("python", "python3", "node", "bash", "sh", "ruby", "perl", "uv", "npx", "env")

@@ -11,8 +11,8 @@ import typer
 from outloop_cli.cli.registry import CommandSet, err
 
 if TYPE_CHECKING:
-    from outloop_cli.audit import AuditLine
     from outloop_cli.commands.audit import RunVerification
+    from outloop_cli.store.audit import AuditLine
 
 _commands = CommandSet()
 register = _commands.register

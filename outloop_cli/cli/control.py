@@ -62,7 +62,7 @@ def resume_command(
     """Continue a stopped or crashed run from its last committed iteration."""
     from outloop_cli.cli.core import run_and_report
     from outloop_cli.commands.control import plan_resume_run
-    from outloop_cli.engine import RunOptions
+    from outloop_cli.engine.run import RunOptions
 
     options = RunOptions(max_iterations=max_iterations, out_dir=out, policy=policy)
     resumed = plan_resume_run(Path.cwd(), run, options)

@@ -145,7 +145,7 @@ def run_command(
 ) -> int:
     """Run loops, each in its own worktree on a scratch branch."""
     from outloop_cli.commands.run import plan_loops
-    from outloop_cli.engine import RunOptions
+    from outloop_cli.engine.run import RunOptions
 
     options = RunOptions(
         start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy
@@ -158,9 +158,9 @@ def run_and_report(
     plans: list[Any], options: Any, *, jobs: int = 1, as_json: bool = False, resume: Any = None
 ) -> int:
     """Execute plans under the progress view and print one verdict per run."""
+    from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.run import combined_exit_code, execute_plans
     from outloop_cli.process import adopt_orphans
-    from outloop_cli.progress import make_progress
 
     # daemons an agent leaves behind come back to us and are killed between steps
     adopt_orphans()
@@ -194,10 +194,10 @@ def demo_command(
     ] = None,
 ) -> int:
     """Run a real loop on a bundled project with a scripted stand-in agent."""
+    from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.demo import demo_log, prepare_demo
     from outloop_cli.commands.run import combined_exit_code, execute_plans, plan_loops
-    from outloop_cli.engine import RunOptions
-    from outloop_cli.progress import make_progress
+    from outloop_cli.engine.run import RunOptions
 
     repo = prepare_demo(directory)
     _err(f"demo repository: {repo}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.errors import EXIT_COULD_NOT_RUN, EXIT_USAGE
-from outloop_cli.records import RunRecord
+from outloop_cli.store.records import RunRecord
 
 _EXIT_WORDS = {
     EXIT_USAGE: "bad config or usage",

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.audit import (
+from outloop_cli.errors import GitError, UsageError
+from outloop_cli.git.workspace import Git, discover
+from outloop_cli.store.audit import (
     HEAD_TRAILER,
     AuditLine,
     ChainHead,
@@ -23,9 +25,7 @@ from outloop_cli.audit import (
     read_lines,
     verify,
 )
-from outloop_cli.errors import GitError, UsageError
-from outloop_cli.runstore import RunPaths, RunStore
-from outloop_cli.workspace import Git, discover
+from outloop_cli.store.runs import RunPaths, RunStore
 
 # git log --format fields: commit, the audit-head trailer(s), the run trailer
 _FIELD = "\x1f"

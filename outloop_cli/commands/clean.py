@@ -14,9 +14,9 @@ from pathlib import Path
 
 from outloop_cli.commands.status import RUNNING, display_state
 from outloop_cli.errors import CouldNotRun, GitError, OutloopError
+from outloop_cli.git.workspace import Repository, Worktree, discover
 from outloop_cli.paths import worktrees_root
-from outloop_cli.runstore import RunStore, run_lock
-from outloop_cli.workspace import Repository, Worktree, discover
+from outloop_cli.store.runs import RunStore, run_lock
 
 
 @dataclass(frozen=True)

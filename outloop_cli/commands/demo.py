@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from outloop_cli.errors import UsageError
+from outloop_cli.git.workspace import Git
 from outloop_cli.templates_dir import demo_project_dir, render_demo_loop
-from outloop_cli.workspace import Git
 
 DEMO_IDENTITY = {
     "GIT_AUTHOR_NAME": "outloop demo",

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from outloop_cli.config import load_loop_text
 from outloop_cli.config.model import CredentialConfig
+from outloop_cli.engine.forge import RunForge
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
-from outloop_cli.forges.run_forge import RunForge
 from outloop_cli.forges.session import ForgeSession, open_forge_session
-from outloop_cli.push import PushResult
-from outloop_cli.records import RunRecord
-from outloop_cli.runstore import RunStore
-from outloop_cli.workspace import Repository, discover
+from outloop_cli.git.push import PushResult
+from outloop_cli.git.workspace import Repository, discover
+from outloop_cli.store.records import RunRecord
+from outloop_cli.store.runs import RunStore
 
 
 @dataclass(frozen=True)

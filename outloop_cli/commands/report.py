@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import OutloopError, UsageError
-from outloop_cli.fsutil import atomic_write_bytes
-from outloop_cli.records import RunRecord
-from outloop_cli.runstore import RunStore, effective_state
-from outloop_cli.workspace import discover
+from outloop_cli.git.workspace import discover
+from outloop_cli.store.atomic import atomic_write_bytes
+from outloop_cli.store.records import RunRecord
+from outloop_cli.store.runs import RunStore, effective_state
 
 FORMATS = ("junit", "markdown", "html")
 # how many runs an "unknown run" hint names

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.engine import (
+from outloop_cli.engine.run import (
     LoopPlan,
     LoopRun,
     Observer,
@@ -17,9 +17,9 @@ from outloop_cli.engine import (
     plan_loop,
 )
 from outloop_cli.errors import EXIT_INTERRUPTED, ConfigError, Problem, UsageError
-from outloop_cli.records import RunRecord, StopReason
-from outloop_cli.runstore import RunPaths
-from outloop_cli.workspace import Repository, discover
+from outloop_cli.git.workspace import Repository, discover
+from outloop_cli.store.records import RunRecord, StopReason
+from outloop_cli.store.runs import RunPaths
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from outloop_cli.config import json_schema
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.fsutil import atomic_write_text
 from outloop_cli.paths import cache_home
+from outloop_cli.store.atomic import atomic_write_text
 
 
 def schema_text() -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.commands.status import RunSummary, failing_count, summarize
-from outloop_cli.records import IterationRecord, RunRecord
-from outloop_cli.runstore import RunPaths, RunStore
-from outloop_cli.workspace import discover
+from outloop_cli.git.workspace import discover
+from outloop_cli.store.records import IterationRecord, RunRecord
+from outloop_cli.store.runs import RunPaths, RunStore
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.errors import OutloopError
-from outloop_cli.records import GoalResult, RunRecord, RunState, StopReason
-from outloop_cli.runstore import RunPaths, RunStore, effective_state
-from outloop_cli.workspace import discover
+from outloop_cli.git.workspace import discover
+from outloop_cli.store.records import GoalResult, RunRecord, RunState, StopReason
+from outloop_cli.store.runs import RunPaths, RunStore, effective_state
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
 RUNNING = "running"

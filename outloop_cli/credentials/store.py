@@ -39,7 +39,7 @@ from typing import Any
 
 from outloop_cli.config.values import CREDENTIAL_NAME_PATTERN
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.fsutil import atomic_write_json
+from outloop_cli.store.atomic import atomic_write_json
 
 SERVICE = "outloop"
 ALLOW_INSECURE_ENV = "OUTLOOP_ALLOW_INSECURE_KEYRING"

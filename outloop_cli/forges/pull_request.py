@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from outloop_cli.errors import UsageError
 from outloop_cli.forges import github as gh
 from outloop_cli.forges.session import ForgeSession
-from outloop_cli.records import IterationRecord, RunRecord, RunState
+from outloop_cli.store.records import IterationRecord, RunRecord, RunState
 from outloop_cli.timefmt import format_seconds
 
 __all__ = ["PullRequestInfo", "html_base_url", "pr_title", "publish_pull_request", "render_pr_body"]

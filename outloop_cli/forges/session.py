@@ -112,7 +112,7 @@ class ForgeSession:
 
     def git_env(self, remote_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Env for outloop's own push to ``remote_url`` with this session's token (see ``push``)."""
-        from outloop_cli.push import token_auth_env
+        from outloop_cli.git.push import token_auth_env
 
         return token_auth_env(remote_url, self.token(), username=self.git_username, base=base)
 

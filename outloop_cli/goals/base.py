@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from outloop_cli.config.model import GoalConfig
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.records import GoalResult
+from outloop_cli.store.records import GoalResult
 
 if TYPE_CHECKING:
     from outloop_cli.forges.session import ForgeSession

@@ -11,7 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from outloop_cli.records import TestCase, TestCounts
+from outloop_cli.store.records import TestCase, TestCounts
 
 MAX_DETAILS = 4000
 MAX_CASES = 5000

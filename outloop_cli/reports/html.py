@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState
 from outloop_cli.reports.junit import clean_tail, clean_text
 from outloop_cli.reports.summary import (
     duration_text,
@@ -21,6 +20,7 @@ from outloop_cli.reports.summary import (
     money_text,
     outcome_words,
 )
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState
 
 __all__ = ["render_html"]
 

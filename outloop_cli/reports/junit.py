@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from outloop_cli.records import (
+from outloop_cli.store.records import (
     GoalResult,
     IterationRecord,
     RunRecord,

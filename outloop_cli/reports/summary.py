@@ -17,8 +17,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from outloop_cli.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 from outloop_cli.reports.junit import clean_tail, clean_text
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 
 __all__ = ["MAX_SUMMARY_BYTES", "outcome_words", "render_summaries", "render_summary"]
 

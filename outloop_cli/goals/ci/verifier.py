@@ -34,7 +34,7 @@ from outloop_cli.goals.ci.provider import (
     Verdict,
     judge,
 )
-from outloop_cli.records import GoalResult, TestCase, TestCounts
+from outloop_cli.store.records import GoalResult, TestCase, TestCounts
 from outloop_cli.timefmt import format_seconds
 
 DEFAULT_POLL = 10.0

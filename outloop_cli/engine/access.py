@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.workspace import Repository
+from outloop_cli.git.workspace import Repository
 
 EventSink = Callable[[str, dict[str, Any]], None]
 

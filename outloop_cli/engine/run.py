@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from outloop_cli import __version__
 from outloop_cli.agents import AgentBackend, TurnContext, make_agent
-from outloop_cli.audit import AuditLog
 from outloop_cli.config import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
-from outloop_cli.environment import build_env
+from outloop_cli.engine.access import RunAccess
+from outloop_cli.engine.prompt import compose_prompt
+from outloop_cli.engine.resume import cut_torn_audit_tail, iteration_commits, reconcile
 from outloop_cli.errors import (
     EXIT_COULD_NOT_RUN,
     EXIT_GOAL_NOT_MET,
@@ -33,14 +34,15 @@ from outloop_cli.errors import (
     OutloopError,
     UsageError,
 )
-from outloop_cli.feedback import compose_prompt
+from outloop_cli.git.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
 from outloop_cli.goals import GoalContext, Verifier, make_verifier
-from outloop_cli.orphans import kill_leftovers
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process import ProgramNotFound, run_streamed
-from outloop_cli.reconcile import cut_torn_audit_tail, iteration_commits, reconcile
-from outloop_cli.records import (
+from outloop_cli.process.environment import build_env
+from outloop_cli.process.leftovers import kill_leftovers
+from outloop_cli.store.audit import AuditLog
+from outloop_cli.store.records import (
     AgentResult,
     GoalResult,
     IterationRecord,
@@ -48,13 +50,11 @@ from outloop_cli.records import (
     RunState,
     StopReason,
 )
-from outloop_cli.run_access import RunAccess
-from outloop_cli.runstore import RunPaths, RunStore, loop_lock, new_run_id, run_lock
+from outloop_cli.store.runs import RunPaths, RunStore, loop_lock, new_run_id, run_lock
 from outloop_cli.timefmt import format_seconds, now_iso
-from outloop_cli.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
 
 if TYPE_CHECKING:
-    from outloop_cli.forges.run_forge import RunForge
+    from outloop_cli.engine.forge import RunForge
 
 LOOP_DIR = ".outloop"
 STOP_POLL_SECONDS = 0.2
@@ -146,7 +146,7 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     verifier = make_verifier(config.goal)
     _check_executable(agent)
     if config.sandbox == "bwrap":
-        from outloop_cli.sandbox import bwrap_program
+        from outloop_cli.sandbox.bwrap import bwrap_program
 
         bwrap_program(build_env().get("PATH"))
     max_iterations = options.max_iterations or config.limits.max_iterations
@@ -368,8 +368,8 @@ class LoopRun:
     def _open_forge(self) -> None:
         if not self._wants_forge():
             return
+        from outloop_cli.engine.forge import RunForge
         from outloop_cli.forges import open_forge_session
-        from outloop_cli.forges.run_forge import RunForge
 
         repo = self.plan.repo
         remote_url = repo.remote_url("origin")
@@ -830,7 +830,8 @@ class LoopRun:
     def _sandboxed(self, argv: Sequence[str], state_dir: Path) -> list[str]:
         if self.config.sandbox != "bwrap":
             return list(argv)
-        from outloop_cli import paths, sandbox
+        from outloop_cli import paths
+        from outloop_cli.sandbox import bwrap as sandbox
 
         path_env = build_env().get("PATH")
         return sandbox.wrap(

@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.fsutil import atomic_write_json
 from outloop_cli.paths import runs_root
-from outloop_cli.records import RunRecord, RunState
+from outloop_cli.store.atomic import atomic_write_json
+from outloop_cli.store.records import RunRecord, RunState
 
 
 def new_run_id() -> str:

@@ -17,9 +17,9 @@ from typing import Any
 from outloop_cli.errors import GitError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
 from outloop_cli.forges.session import ForgeSession
-from outloop_cli.push import PushRejected, PushResult, push_branch, remote_branch_head
-from outloop_cli.records import RunRecord
-from outloop_cli.workspace import Git
+from outloop_cli.git.push import PushRejected, PushResult, push_branch, remote_branch_head
+from outloop_cli.git.workspace import Git
+from outloop_cli.store.records import RunRecord
 
 __all__ = ["RunForge"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.records import GoalResult, IterationRecord, RunRecord
-from outloop_cli.workspace import Repository
+from outloop_cli.git.workspace import Repository
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord
 
 _FIELD = "\x1f"
 _RECORD = "\x1e"

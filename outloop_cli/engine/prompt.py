@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outloop_cli.records import GoalResult
+from outloop_cli.store.records import GoalResult
 
 MAX_NAMES = 50
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from outloop_cli.engine import Event
+from outloop_cli.engine.run import Event
 from outloop_cli.timefmt import format_seconds
 
 

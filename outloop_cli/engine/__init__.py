@@ -1,0 +1,1 @@
+"""One run of one loop: plan, the loop's steps, resume, access and the forge."""

@@ -1,0 +1,1 @@
+"""The git seam: the only package that builds a git command line."""

@@ -1,0 +1,1 @@
+"""Containment for everything that runs code the agent wrote."""

@@ -1,0 +1,1 @@
+"""What a run leaves on disk: run records, locks, the audit log, atomic writes."""
