@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: run drivers, agents, credentials, config corpus."""
