@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.errors import GitError, UsageError
-from outloop_cli.git.workspace import Git, discover
+from outloop_cli.git import trailers
+from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.audit import (
-    HEAD_TRAILER,
     AuditLine,
     ChainHead,
     Checkpoint,
@@ -26,10 +26,6 @@ from outloop_cli.store.audit import (
     verify,
 )
 from outloop_cli.store.runs import RunPaths, RunStore
-
-# git log --format fields: commit, the audit-head trailer(s), the run trailer
-_FIELD = "\x1f"
-_RECORD = "\x1e"
 
 
 @dataclass(frozen=True)
@@ -74,8 +70,8 @@ def verify_runs(cwd: Path, run_ref: str | None = None) -> list[RunVerification]:
     info = discover(cwd)
     store = RunStore(info.common_dir)
     run_ids = [store.resolve(run_ref)] if run_ref else _every_run(store)
-    git = Git(info.root)
-    return [verify_run(git, store.paths(run_id)) for run_id in run_ids]
+    repo = Repository(info)
+    return [verify_run(repo, store.paths(run_id)) for run_id in run_ids]
 
 
 def _every_run(store: RunStore) -> list[str]:
@@ -98,10 +94,10 @@ def show_events(cwd: Path, run_ref: str) -> AuditView:
             f"run {run_id} has no audit log ({paths.audit} is missing)",
             hint=f"`outloop audit verify {run_id}` reports what is known",
         ) from None
-    return AuditView(run_id, paths.audit, lines, verify_run(Git(info.root), paths))
+    return AuditView(run_id, paths.audit, lines, verify_run(Repository(info), paths))
 
 
-def verify_run(git: Git, paths: RunPaths) -> RunVerification:
+def verify_run(repo: Repository, paths: RunPaths) -> RunVerification:
     run_id = paths.run_id
     record, problem = _raw_record(paths)
     warnings: list[str] = []
@@ -125,7 +121,7 @@ def verify_run(git: Git, paths: RunPaths) -> RunVerification:
     branch, base = record.get("branch"), record.get("base_commit")
     on_branch: set[str] | None = None
     if isinstance(branch, str) and branch:
-        commits, branch_problem = _branch_commits(git, branch, base)
+        commits, branch_problem = _branch_commits(repo, branch, base)
         if branch_problem:
             warnings.append(branch_problem)
         else:
@@ -244,28 +240,19 @@ class _BranchCommit:
     runs: tuple[str, ...]
 
 
-def _branch_commits(git: Git, branch: str, base: object) -> tuple[list[_BranchCommit], str | None]:
+def _branch_commits(
+    repo: Repository, branch: str, base: object
+) -> tuple[list[_BranchCommit], str | None]:
     """The run's commits on its branch, with their audit-head and run trailers."""
     ref = f"refs/heads/{branch}"
-    if not git.run("rev-parse", "--verify", "--quiet", ref, ok_codes=(0, 1)):
+    if repo.branch_head(branch) is None:
         return [], f"branch {branch} is gone: its commits' heads cannot be checked"
     span = [f"{base}..{ref}"] if isinstance(base, str) and base else [ref]
-    fmt = (
-        f"%H{_FIELD}%(trailers:key={HEAD_TRAILER},valueonly,separator=%x1d)"
-        f"{_FIELD}%(trailers:key=Outloop-Run,valueonly,separator=%x1d){_RECORD}"
-    )
     try:
-        out = git.run("log", f"--format={fmt}", *span, "--")
+        found = repo.trailers(span, [trailers.AUDIT_HEAD, trailers.RUN])
     except GitError as exc:
         return [], f"could not read the commits of {branch}: {exc.stderr or exc.message}"
-    commits = []
-    for chunk in out.split(_RECORD):
-        parts = chunk.strip("\n").split(_FIELD)
-        if len(parts) == 3:
-            sha, heads, runs = parts
-            commits.append(
-                _BranchCommit(sha, tuple(heads.split("\x1d")), tuple(runs.split("\x1d")))
-            )
+    commits = [_BranchCommit(c.sha, c.all(trailers.AUDIT_HEAD), c.all(trailers.RUN)) for c in found]
     return commits, None
 
 

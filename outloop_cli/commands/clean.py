@@ -14,7 +14,8 @@ from pathlib import Path
 
 from outloop_cli.commands.status import RUNNING, display_state
 from outloop_cli.errors import CouldNotRun, GitError, OutloopError
-from outloop_cli.git.workspace import Repository, Worktree, discover
+from outloop_cli.git.repo import Repository, discover
+from outloop_cli.git.worktree import Worktree
 from outloop_cli.paths import worktrees_root
 from outloop_cli.store.runs import RunStore, run_lock
 
@@ -95,7 +96,7 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
             # only the lock raises this here: the run started or resumed meanwhile
             result.became_running.append(target.run_id)
     # also forgets worktrees whose directories were deleted by hand
-    repo.git.run("worktree", "prune")
+    repo.prune_worktrees()
     # the per-repository folder that held them (wherever XDG_STATE_HOME pointed then)
     for parent in {t.worktree.parent for t in result.removed} | {
         worktrees_root(repo.info.root, repo.info.common_dir)
@@ -122,13 +123,7 @@ def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> bo
 
 def _registered_worktrees(repo: Repository) -> set[str]:
     """Every linked worktree git knows for this repository (not the main checkout)."""
-    # not -z: that needs git 2.36, and our own worktree paths hold no newline
-    out = repo.git.run("worktree", "list", "--porcelain")
-    paths = [
-        line.removeprefix("worktree ") for line in out.splitlines() if line.startswith("worktree ")
-    ]
-    # the first entry is the main worktree
-    return {_key(Path(p)) for p in paths[1:]}
+    return {_key(p) for p in repo.linked_worktrees()}
 
 
 def _key(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from outloop_cli.engine.run import LoopPlan, RunOptions, plan_resume
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.git.workspace import Repository, discover
+from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.atomic import atomic_write_text
 from outloop_cli.store.records import RunRecord, RunState, StopReason
 from outloop_cli.store.runs import RunPaths, RunStore, is_running

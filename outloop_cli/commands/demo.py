@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from outloop_cli.errors import UsageError
-from outloop_cli.git.workspace import Git
+from outloop_cli.git.repo import Repository, create_repository, discover
 from outloop_cli.templates_dir import demo_project_dir, render_demo_loop
 
 DEMO_IDENTITY = {
@@ -29,14 +29,11 @@ def prepare_demo(target: Path | None = None) -> Path:
     loop_file = target / ".outloop" / "fix-tests.yml"
     loop_file.parent.mkdir(parents=True, exist_ok=True)
     loop_file.write_text(render_demo_loop(sys.executable), encoding="utf-8")
-    git = Git(target)
-    git.run("init", "--quiet", "--initial-branch=main")
-    git.run("add", "--all")
-    git.run(
-        "commit", "--quiet", "-m", "textstats: a small library with three bugs", env=DEMO_IDENTITY
+    create_repository(
+        target, message="textstats: a small library with three bugs", identity=DEMO_IDENTITY
     )
     return target
 
 
 def demo_log(repo: Path, branch: str, base: str) -> str:
-    return Git(repo).run("log", "--format=%h %an: %s", f"{base}..{branch}") or "(no commits)"
+    return Repository(discover(repo)).log_summary(base, branch) or "(no commits)"

@@ -9,7 +9,7 @@ from outloop_cli.config import loop_file_candidates
 from outloop_cli.config.model import PRESETS
 from outloop_cli.config.values import loop_name_problem
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template
 
 

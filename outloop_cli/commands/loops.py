@@ -15,7 +15,7 @@ from outloop_cli.config import (
 )
 from outloop_cli.config.loader import LOOP_SUFFIXES, display_path
 from outloop_cli.errors import ConfigError, Problem, UsageError
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 
 
 @dataclass(frozen=True)

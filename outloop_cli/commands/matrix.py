@@ -13,7 +13,7 @@ from typing import Any
 
 from outloop_cli.config import find_loop_files, load_loop_file
 from outloop_cli.errors import ConfigError, Problem, UsageError
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 
 # GitHub Actions runs at most 256 jobs from one matrix
 MAX_JOBS = 256

@@ -14,7 +14,7 @@ from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
 from outloop_cli.forges.session import ForgeSession, open_forge_session
 from outloop_cli.git.push import PushResult
-from outloop_cli.git.workspace import Repository, discover
+from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord
 from outloop_cli.store.runs import RunStore
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import OutloopError, UsageError
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_bytes
 from outloop_cli.store.records import RunRecord
 from outloop_cli.store.runs import RunStore, effective_state

@@ -17,7 +17,7 @@ from outloop_cli.engine.run import (
     plan_loop,
 )
 from outloop_cli.errors import EXIT_INTERRUPTED, ConfigError, Problem, UsageError
-from outloop_cli.git.workspace import Repository, discover
+from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord, StopReason
 from outloop_cli.store.runs import RunPaths
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.commands.status import RunSummary, failing_count, summarize
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 from outloop_cli.store.records import IterationRecord, RunRecord
 from outloop_cli.store.runs import RunPaths, RunStore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.errors import OutloopError
-from outloop_cli.git.workspace import discover
+from outloop_cli.git.repo import discover
 from outloop_cli.store.records import GoalResult, RunRecord, RunState, StopReason
 from outloop_cli.store.runs import RunPaths, RunStore, effective_state
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.git.workspace import Repository
+from outloop_cli.git.repo import Repository
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -62,14 +62,6 @@ def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], s
     return merged, explicit
 
 
-def remote_urls(repo: Repository) -> list[str]:
-    """Every remote URL of the user's checkout, for matching the policy's workspaces."""
-    urls: list[str] = []
-    for remote in repo.git.run("remote").split():
-        urls += repo.git.run("remote", "get-url", "--all", remote).splitlines()
-    return urls
-
-
 @dataclass
 class RunAccess:
     """Granted secrets (in memory only) and, once started, the run's broker."""
@@ -97,7 +89,7 @@ class RunAccess:
             return cls(config, None, [])
         from outloop_cli.credentials.grants import resolve_run_secrets
 
-        grants = resolve_run_secrets(requested, repo.info.root, remote_urls(repo), policy_path)
+        grants = resolve_run_secrets(requested, repo.info.root, repo.remote_urls(), policy_path)
         refused = [d for d in grants.denied if d.name in explicit]
         if refused:
             first = refused[0]

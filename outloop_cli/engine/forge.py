@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.errors import GitError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
 from outloop_cli.forges.session import ForgeSession
 from outloop_cli.git.push import PushRejected, PushResult, push_branch, remote_branch_head
-from outloop_cli.git.workspace import Git
+from outloop_cli.git.worktree import Worktree
 from outloop_cli.store.records import RunRecord
 
 __all__ = ["RunForge"]
@@ -71,17 +70,13 @@ class RunForge:
         head = remote_branch_head(
             self.worktree, remote=self.remote, branch=self.branch, env=self._env()
         )
-        if head:
-            try:
-                # exit 1 (not an ancestor) and 128 (unknown commit) both mean: not ours
-                Git(self.worktree).run(
-                    "merge-base", "--is-ancestor", head, f"refs/heads/{self.branch}"
-                )
-            except GitError:
-                raise PushRejected(
-                    f"the remote {self.branch} is at {head[:10]}, which this run did not make",
-                    hint="someone else pushed to the run's branch; look at it before resuming",
-                ) from None
+        if head and not Worktree(self.worktree, self.branch).is_ancestor(
+            head, f"refs/heads/{self.branch}"
+        ):
+            raise PushRejected(
+                f"the remote {self.branch} is at {head[:10]}, which this run did not make",
+                hint="someone else pushed to the run's branch; look at it before resuming",
+            )
         self.pushed = head
         return head
 

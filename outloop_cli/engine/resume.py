@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.git.workspace import Repository
+from outloop_cli.git import trailers
+from outloop_cli.git.repo import Repository
 from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord
-
-_FIELD = "\x1f"
-_RECORD = "\x1e"
 
 
 @dataclass(frozen=True)
@@ -23,33 +21,26 @@ class IterationCommit:
     sha: str
     run_id: str
     iteration: int
-    goal: str  # pass | fail | none
+    goal: str  # pass | fail | pending | none
 
 
 def iteration_commits(
     repo: Repository, base: str, branch: str, run_id: str
 ) -> list[IterationCommit]:
     """Commits of this run on ``branch`` after ``base``, oldest first."""
-    fmt = _FIELD.join(
-        [
-            "%H",
-            "%(trailers:key=Outloop-Run,valueonly,separator=%x2C)",
-            "%(trailers:key=Outloop-Iteration,valueonly,separator=%x2C)",
-            "%(trailers:key=Outloop-Goal,valueonly,separator=%x2C)",
-        ]
-    )
-    out = repo.git.run(
-        "log", "--reverse", "--first-parent", f"--format={fmt}{_RECORD}", f"{base}..{branch}", "--"
-    )
     commits = []
-    for entry in out.split(_RECORD):
-        entry = entry.strip("\n")
-        if not entry:
-            continue
-        sha, run, iteration, goal = (part.strip() for part in entry.split(_FIELD))
+    for commit in repo.trailers(
+        [f"{base}..{branch}"],
+        [trailers.RUN, trailers.ITERATION, trailers.GOAL],
+        reverse=True,
+        first_parent=True,
+    ):
+        run = commit.first(trailers.RUN) or ""
+        iteration = commit.first(trailers.ITERATION) or ""
         if run != run_id or not iteration.isdigit():
             continue
-        commits.append(IterationCommit(sha, run, int(iteration), goal or "none"))
+        goal = commit.first(trailers.GOAL) or trailers.GOAL_NONE
+        commits.append(IterationCommit(commit.sha, run, int(iteration), goal))
     return commits
 
 
@@ -87,9 +78,9 @@ def reconcile(record: RunRecord, commits: list[IterationCommit]) -> Reconciled:
         if commit.iteration in known:
             continue
         goal = None
-        if commit.goal in ("pass", "fail"):
+        if commit.goal in (trailers.GOAL_PASS, trailers.GOAL_FAIL):
             goal = GoalResult(
-                met=commit.goal == "pass",
+                met=commit.goal == trailers.GOAL_PASS,
                 exit_code=None,
                 duration=0.0,
                 summary="recovered from the commit trailer after a crash",

@@ -34,7 +34,10 @@ from outloop_cli.errors import (
     OutloopError,
     UsageError,
 )
-from outloop_cli.git.workspace import ConfigGuard, Identity, Repository, Snapshot, Worktree
+from outloop_cli.git import trailers
+from outloop_cli.git.guard import ConfigGuard
+from outloop_cli.git.repo import Identity, Repository
+from outloop_cli.git.worktree import Snapshot, Worktree
 from outloop_cli.goals import GoalContext, Verifier, make_verifier
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
@@ -552,10 +555,7 @@ class LoopRun:
     def _salvage(self, n: int, pending_tree: str | None) -> bool:
         """Commit what an interrupted turn left in the worktree, so it is never lost."""
         worktree = self._require_worktree()
-        if (
-            pending_tree is not None
-            and worktree.git.run("cat-file", "-t", pending_tree, ok_codes=(0, 1, 128)) == "tree"
-        ):
+        if pending_tree is not None and worktree.has_tree(pending_tree):
             snapshot = worktree.snapshot_of_tree(pending_tree)
         else:
             changes = worktree.changes()
@@ -898,11 +898,7 @@ class LoopRun:
         if touched:
             snapshot = worktree.snapshot(changes, max_file_size=self.config.commit.max_file_size)
             patch = self.paths.logs / f"iter-{it.n:03d}-protected.patch"
-            patch.write_text(
-                worktree.git.run(
-                    "diff", "--no-ext-diff", "--binary", snapshot.parent, snapshot.tree, strip=False
-                )
-            )
+            patch.write_text(worktree.binary_diff(snapshot.parent, snapshot.tree))
             self._audit("protected_path", iteration=it.n, paths=touched[:50])
             raise _Stop(
                 StopReason.PROTECTED_PATH,
@@ -1167,24 +1163,26 @@ def commit_message(
 ) -> str:
     if awaiting_ci:
         # CI judges the pushed commit, so its verdict cannot be in the commit itself
-        verdict, trailer = "pushed for CI", "pending"
+        verdict, trailer = "pushed for CI", trailers.GOAL_PENDING
     elif goal is None:
-        verdict, trailer = "goal not evaluated", "none"
+        verdict, trailer = "goal not evaluated", trailers.GOAL_NONE
     elif goal.met:
-        verdict, trailer = "goal met", "pass"
+        verdict, trailer = "goal met", trailers.GOAL_PASS
     else:
-        verdict, trailer = "goal not met", "fail"
+        verdict, trailer = "goal not met", trailers.GOAL_FAIL
     lines = [f"outloop({loop}): iteration {iteration} — {verdict}", ""]
     if goal is not None:
-        lines.append(f"Goal: {_one_line(goal_label)} — {goal.summary}")
+        lines.append(f"Goal: {trailers.one_line(goal_label)} — {goal.summary}")
         if goal.failing:
             shown = ", ".join(goal.failing[:5])
             more = len(goal.failing) - 5
             lines.append(f"Failing: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     elif awaiting_ci:
-        lines.append(f"Goal: {_one_line(goal_label)} — checked by CI on this commit")
+        lines.append(f"Goal: {trailers.one_line(goal_label)} — checked by CI on this commit")
     else:
-        lines.append(f"Goal: {_one_line(goal_label)} — not evaluated (the run stopped first)")
+        lines.append(
+            f"Goal: {trailers.one_line(goal_label)} — not evaluated (the run stopped first)"
+        )
     if agent is not None:
         state = "ok" if agent.ok else f"failed ({agent.error})"
         agent_line = (
@@ -1198,22 +1196,18 @@ def commit_message(
     )
     for path, size in list(snapshot.skipped.items())[:10]:
         lines.append(f"Not committed (too large, {size} bytes): {path}")
-    trailers = [
-        f"Outloop-Run: {run_id}",
-        f"Outloop-Loop: {loop}",
-        f"Outloop-Iteration: {iteration}",
-        f"Outloop-Goal: {trailer}",
-        f"Outloop-Agent: {_one_line(agent_label)}",
+    pairs = [
+        (trailers.RUN, run_id),
+        (trailers.LOOP, loop),
+        (trailers.ITERATION, str(iteration)),
+        (trailers.GOAL, trailer),
+        (trailers.AGENT, agent_label),
     ]
     if agent is not None and agent.cost_usd is not None:
-        trailers.append(f"Outloop-Cost-USD: {agent.cost_usd:.4f}")
+        pairs.append((trailers.COST_USD, f"{agent.cost_usd:.4f}"))
     if agent is not None and (agent.input_tokens is not None or agent.output_tokens is not None):
-        trailers.append(f"Outloop-Tokens: {(agent.input_tokens or 0) + (agent.output_tokens or 0)}")
+        pairs.append((trailers.TOKENS, str((agent.input_tokens or 0) + (agent.output_tokens or 0))))
     if audit_head is not None:
         # the audit chain as it stood before this commit: truncating the log is caught
-        trailers.append(f"Outloop-Audit-Head: {audit_head['seq']}:{audit_head['hash']}")
-    return "\n".join([*lines, "", *trailers]) + "\n"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
+        pairs.append((trailers.AUDIT_HEAD, f"{audit_head['seq']}:{audit_head['hash']}"))
+    return "\n".join([*lines, "", *trailers.render(pairs)]) + "\n"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun, GitError, UsageError
-from outloop_cli.git.workspace import Git
+from outloop_cli.git.cli import Git
 
 __all__ = ["PushRejected", "PushResult", "push_branch", "remote_branch_head", "token_auth_env"]
 

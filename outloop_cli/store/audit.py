@@ -72,9 +72,6 @@ class ChainHead:
         return None
 
 
-HEAD_TRAILER = "Outloop-Audit-Head"
-
-
 def _is_sha256(value: object) -> bool:
     return (
         isinstance(value, str)

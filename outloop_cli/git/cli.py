@@ -1,0 +1,125 @@
+"""How outloop runs git: hardened flags, an allow-listed environment, errors as ``GitError``.
+
+Every git command line outloop builds goes through ``Git.run``; the modules of
+this package are the only ones that call it (a test keeps that true).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from outloop_cli.errors import GitError
+from outloop_cli.process import ProgramNotFound, run_captured
+
+# Variables that would point git somewhere other than the directory we name
+# (set when outloop is started from a git hook, for instance).
+_GIT_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+
+# What outloop's own git commands may see of its environment. Anything else
+# (an API token in the parent shell, say) stays out of reach of a hook or
+# filter an agent might have planted in the repository's config.
+_GIT_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "XDG_CONFIG_HOME",
+        "EMAIL",
+        "SSH_AUTH_SOCK",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+    }
+)
+_GIT_ENV_PREFIXES = ("LC_", "GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_CONFIG_", "GIT_TRACE")
+
+# Config an agent could set to make outloop's next git command run a program:
+# neutralised on every command outloop runs (filters cannot be, so the config
+# files themselves are guarded: see ConfigGuard).
+_HARDENING = (
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "core.pager=cat",
+)
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (k in _GIT_ENV_NAMES or k.startswith(_GIT_ENV_PREFIXES)) and k not in _GIT_LOCATION_VARS
+    }
+    # never block on a prompt: outloop runs unattended
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.update(extra or {})
+    return env
+
+
+class Git:
+    """Runs git in one directory and turns failures into ``GitError``.
+
+    Plain git CLI through the process seam rather than GitPython: we need
+    exact control of the environment (GitPython always merges ``os.environ``,
+    so a ``GIT_DIR`` inherited from a hook would redirect it), every command
+    we use is plumbing with machine-readable output, and it keeps GitPython's
+    ~100 ms import off the start-up path.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def run(
+        self,
+        *args: str,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        strip: bool = True,
+        ok_codes: Sequence[int] = (0,),
+    ) -> str:
+        full_env = git_env(env)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        try:
+            done = run_captured(
+                ["git", *_HARDENING, *args], cwd=self.cwd, env=full_env, stdin_data=data
+            )
+        except ProgramNotFound:
+            raise GitError(
+                args, "git not found", hint="install git and make sure it is on PATH"
+            ) from None
+        if done.returncode not in ok_codes:
+            raise GitError(args, done.stderr.decode(errors="replace"))
+        out = done.stdout.decode(errors="surrogateescape")
+        return out.rstrip("\n") if strip else out

@@ -1,0 +1,74 @@
+"""Git configuration and hooks outside the worktree, guarded across an agent's turn."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.git.worktree import Worktree
+
+
+@dataclass
+class ConfigGuard:
+    """Git configuration and hooks outside the worktree, as they were when the run began.
+
+    An agent that is not sandboxed can write ``.git/config`` (``core.fsmonitor``,
+    ``filter.*``, ``remote.*.url``, ``include.path``...), the user's global git
+    config or ``.git/hooks``: code that outloop's next git command, or the
+    user's next commit, would run. The engine checks after each agent turn,
+    puts the files back and stops the run when anything changed.
+    """
+
+    files: dict[Path, bytes | None]
+    hook_dirs: dict[Path, dict[str, bytes]]
+
+    @classmethod
+    def capture(cls, worktree: Worktree, common_dir: Path) -> ConfigGuard:
+        worktree_git_dir = worktree.git_dir()
+        home = Path(os.environ.get("HOME", "~")).expanduser()
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+        candidates = [
+            common_dir / "config",
+            common_dir / "config.worktree",
+            worktree_git_dir / "config.worktree",
+            home / ".gitconfig",
+            Path(xdg) / "git" / "config",
+        ]
+        files = {path: _read_or_none(path) for path in dict.fromkeys(candidates)}
+        hooks = {common_dir / "hooks": _read_dir(common_dir / "hooks")}
+        return cls(files, hooks)
+
+    def changed(self) -> list[Path]:
+        found = [path for path, data in self.files.items() if _read_or_none(path) != data]
+        found += [d for d, entries in self.hook_dirs.items() if _read_dir(d) != entries]
+        return found
+
+    def restore(self) -> None:
+        for path, data in self.files.items():
+            if _read_or_none(path) == data:
+                continue
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(data)
+        for directory, entries in self.hook_dirs.items():
+            current = _read_dir(directory)
+            for name in current.keys() - entries.keys():
+                (directory / name).unlink(missing_ok=True)
+            for name, data in entries.items():
+                if current.get(name) != data:
+                    (directory / name).write_bytes(data)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _read_dir(directory: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}

@@ -1,0 +1,89 @@
+"""The commit-trailer protocol: written into every iteration commit, read back from the branch.
+
+Trailers are how the branch itself says what happened (``Outloop-Iteration``,
+``Outloop-Goal``, ``Outloop-Audit-Head``), so resume and ``outloop audit
+verify`` trust the history rather than files a crash may have torn. The keys,
+the way they are rendered and the ``git log`` format that reads them back live
+here together, so writer and readers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.git.cli import Git
+
+RUN = "Outloop-Run"
+LOOP = "Outloop-Loop"
+ITERATION = "Outloop-Iteration"
+GOAL = "Outloop-Goal"
+AGENT = "Outloop-Agent"
+COST_USD = "Outloop-Cost-USD"
+TOKENS = "Outloop-Tokens"
+AUDIT_HEAD = "Outloop-Audit-Head"
+
+# the values of Outloop-Goal
+GOAL_PASS = "pass"
+GOAL_FAIL = "fail"
+GOAL_PENDING = "pending"
+GOAL_NONE = "none"
+
+# separators git prints between commits, between fields, and between repeated trailers:
+# control characters no trailer value can hold (values are one line of printable text)
+_RECORD = "\x1e"
+_FIELD = "\x1f"
+_REPEAT = "\x1d"
+_VALUE_LIMIT = 200
+
+
+def one_line(text: str) -> str:
+    """A trailer value: one line, no control characters, bounded."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:_VALUE_LIMIT]
+
+
+def render(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """``Key: value`` lines for the end of a commit message."""
+    return [f"{key}: {one_line(value)}" for key, value in pairs]
+
+
+@dataclass(frozen=True)
+class CommitTrailers:
+    """One commit and the values of the trailers asked for (every occurrence, in order)."""
+
+    sha: str
+    values: Mapping[str, tuple[str, ...]]
+
+    def first(self, key: str) -> str | None:
+        found = self.values.get(key, ())
+        return found[0] if found else None
+
+    def all(self, key: str) -> tuple[str, ...]:
+        return self.values.get(key, ())
+
+
+def read(
+    cwd: Path,
+    revisions: Sequence[str],
+    keys: Sequence[str],
+    *,
+    reverse: bool = False,
+    first_parent: bool = False,
+) -> list[CommitTrailers]:
+    """The trailers ``keys`` of every commit in ``git log <revisions>``."""
+    fields = ["%H", *(f"%(trailers:key={key},valueonly,separator=%x1d)" for key in keys)]
+    flags = [*(["--reverse"] if reverse else []), *(["--first-parent"] if first_parent else [])]
+    out = Git(cwd).run("log", *flags, "--format=" + _FIELD.join(fields) + _RECORD, *revisions, "--")
+    commits = []
+    for entry in out.split(_RECORD):
+        parts = entry.strip("\n").split(_FIELD)
+        if len(parts) != len(fields):
+            continue
+        sha, *raw = parts
+        values = {
+            key: tuple(v.strip() for v in value.split(_REPEAT) if v.strip())
+            for key, value in zip(keys, raw, strict=False)
+        }
+        commits.append(CommitTrailers(sha.strip(), values))
+    return commits
