@@ -40,7 +40,7 @@ def _dispatch(args: list[str]) -> int:
     import typer
     import typer.main
 
-    from outloop_cli.cli import app
+    from outloop_cli.cli.app import app
     from outloop_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, OutloopError
 
     command = typer.main.get_command(app)

@@ -78,7 +78,7 @@ def help_pages() -> list[HelpPage]:
     import typer
     import typer.main
 
-    from outloop_cli.cli import app
+    from outloop_cli.cli.app import app
 
     root = typer.main.get_command(app)
     ctx = typer.Context(root, info_name=PROG, terminal_width=HELP_WIDTH, max_content_width=80)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.errors import UsageError
-from outloop_cli.process import ProcessResult
+from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
 
 

@@ -7,7 +7,7 @@ from pathlib import PurePath
 from outloop_cli.agents.base import Invocation, TurnContext, base_result, expand, placeholder_values
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.errors import UsageError
-from outloop_cli.process import ProcessResult
+from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
 
 # argv[0]s that only run the real agent named by a later argument

@@ -9,7 +9,7 @@ from outloop_cli.agents.base import Invocation, TurnContext, base_result
 from outloop_cli.agents.usage import Report, read_log
 from outloop_cli.config.model import AgentConfig, CredentialConfig
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.process import ProcessResult
+from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
 
 # Both codex and aider talk to OpenAI's API (SPEC §2: their default credential is `openai`).

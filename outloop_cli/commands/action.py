@@ -67,7 +67,8 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
 
 
 def build_report(runs: Sequence[dict[str, Any]], exit_code: int, out_dir: Path) -> ActionReport:
-    from outloop_cli.reports import render_summaries, write_junit
+    from outloop_cli.reports.junit import write_junit
+    from outloop_cli.reports.summary import render_summaries
 
     if not runs:
         word = _EXIT_WORDS.get(exit_code, f"exit {exit_code}")

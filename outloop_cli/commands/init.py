@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from outloop_cli.commands.schema import schema_path
-from outloop_cli.config import loop_file_candidates
+from outloop_cli.config.discover import loop_file_candidates
 from outloop_cli.config.model import PRESETS
 from outloop_cli.config.values import loop_name_problem
 from outloop_cli.errors import CouldNotRun, UsageError

@@ -6,14 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config import (
-    LOOP_DIR,
-    check_files,
-    find_loop_files,
-    load_loop_file,
-    loop_file_candidates,
-)
-from outloop_cli.config.loader import LOOP_SUFFIXES, display_path
+from outloop_cli.config.discover import LOOP_DIR, find_loop_files, loop_file_candidates
+from outloop_cli.config.loader import LOOP_SUFFIXES, check_files, display_path, load_loop_file
 from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.git.repo import discover
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config import load_loop_text
+from outloop_cli.config.loader import load_loop_text
 from outloop_cli.config.model import CredentialConfig
 from outloop_cli.engine.forge import RunForge
 from outloop_cli.errors import CouldNotRun, UsageError

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli import __version__
-from outloop_cli.agents import AgentBackend, TurnContext, make_agent
-from outloop_cli.config import load_loop_bytes
+from outloop_cli.agents.base import AgentBackend, TurnContext, make_agent
+from outloop_cli.config.loader import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
 from outloop_cli.engine.access import RunAccess
 from outloop_cli.engine.prompt import compose_prompt
@@ -36,14 +36,14 @@ from outloop_cli.errors import (
 )
 from outloop_cli.git import trailers
 from outloop_cli.git.guard import ConfigGuard
-from outloop_cli.git.repo import Identity, Repository
-from outloop_cli.git.worktree import Snapshot, Worktree
-from outloop_cli.goals import GoalContext, Verifier, make_verifier
+from outloop_cli.git.repo import Repository
+from outloop_cli.git.worktree import Identity, Snapshot, Worktree
+from outloop_cli.goals.base import GoalContext, Verifier, make_verifier
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
-from outloop_cli.process import ProgramNotFound, run_streamed
 from outloop_cli.process.environment import build_env
 from outloop_cli.process.leftovers import kill_leftovers
+from outloop_cli.process.spawn import ProgramNotFound, run_streamed
 from outloop_cli.store.audit import AuditLog
 from outloop_cli.store.records import (
     AgentResult,
@@ -372,7 +372,7 @@ class LoopRun:
         if not self._wants_forge():
             return
         from outloop_cli.engine.forge import RunForge
-        from outloop_cli.forges import open_forge_session
+        from outloop_cli.forges.session import open_forge_session
 
         repo = self.plan.repo
         remote_url = repo.remote_url("origin")
@@ -1043,7 +1043,8 @@ class LoopRun:
         self._emit("run_stopped", self._current_n(), f"{reason.value}: {detail}")
 
     def _write_reports(self) -> None:
-        from outloop_cli.reports import render_summary, write_junit
+        from outloop_cli.reports.junit import write_junit
+        from outloop_cli.reports.summary import render_summary
 
         record = self._require_record()
         write_junit(self.paths.junit, [record])

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from outloop_cli.errors import GitError
-from outloop_cli.process import ProgramNotFound, run_captured
+from outloop_cli.process.spawn import ProgramNotFound, run_captured
 
 # Variables that would point git somewhere other than the directory we name
 # (set when outloop is started from a git hook, for instance).

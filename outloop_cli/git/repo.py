@@ -10,15 +10,9 @@ from pathlib import Path
 from outloop_cli.errors import GitError, UsageError
 from outloop_cli.git import trailers
 from outloop_cli.git.cli import Git
-from outloop_cli.git.worktree import Worktree
+from outloop_cli.git.worktree import Identity, Worktree
 
 FALLBACK_COMMITTER = ("outloop", "outloop@localhost")
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
 
 
 @dataclass(frozen=True)

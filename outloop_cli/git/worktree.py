@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from outloop_cli.errors import GitError
 from outloop_cli.git.cli import Git
 
-if TYPE_CHECKING:
-    from outloop_cli.git.repo import Identity
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
 
 
 @dataclass(frozen=True)

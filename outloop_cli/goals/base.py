@@ -55,7 +55,7 @@ def make_verifier(goal: GoalConfig) -> Verifier:
 
         return CommandVerifier(goal)
     if goal.ci is not None:
-        from outloop_cli.goals.ci import CIVerifier
+        from outloop_cli.goals.ci.verifier import CIVerifier
 
         return CIVerifier(goal.ci)
     raise CouldNotRun("the goal has neither `run` nor `ci`", hint="set `goal.run` or `goal.ci`")

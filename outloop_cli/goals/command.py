@@ -8,7 +8,7 @@ import shutil
 from outloop_cli.config.model import GoalConfig
 from outloop_cli.goals.base import GoalContext
 from outloop_cli.goals.junit_input import JUnitError, display_name, normalise_output, read_junit
-from outloop_cli.process import run_streamed
+from outloop_cli.process.spawn import run_streamed
 from outloop_cli.store.records import GoalResult, TestCase, TestCounts
 from outloop_cli.timefmt import format_seconds
 

@@ -19,8 +19,8 @@ from outloop_cli.agents.pricing import BUILTIN_PRICES, load_prices, price_for, p
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.credentials.broker import key_variable
 from outloop_cli.errors import ConfigError, CouldNotRun
-from outloop_cli.process import run_streamed
 from outloop_cli.process.environment import build_env
+from outloop_cli.process.spawn import run_streamed
 from outloop_cli.store.records import AgentResult
 from tests.conftest import RepoFactory
 from tests.support.e2e import AGENTS, PY, run_cli

@@ -11,19 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.config import (
+from outloop_cli.config import values as v
+from outloop_cli.config.loader import (
     check_files,
     check_loop_bytes,
     check_loop_file,
     check_loop_text,
-    format_duration,
     load_loop_bytes,
     load_loop_file,
     load_loop_text,
-    parse_duration,
-    parse_size,
 )
-from outloop_cli.config import values as v
 from outloop_cli.config.model import (
     DEFAULT_BRANCH,
     PLACEHOLDERS,
@@ -36,6 +33,7 @@ from outloop_cli.config.model import (
     LimitsConfig,
     LoopConfig,
 )
+from outloop_cli.config.values import format_duration, parse_duration, parse_size
 from outloop_cli.errors import ConfigError, Problem
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template, render_demo_loop
 from tests.support.config_corpus import CORPUS, INVALID_FIXTURES, VALID, InvalidFixture, ids

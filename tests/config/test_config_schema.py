@@ -12,7 +12,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from outloop_cli.config import check_loop_text
+from outloop_cli.config.loader import check_loop_text
 from outloop_cli.config.model import PRESETS
 from outloop_cli.config.schema import json_schema
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template, render_demo_loop

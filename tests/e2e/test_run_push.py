@@ -86,7 +86,7 @@ def test_push_without_a_granted_credential_is_refused_by_the_host(
 def test_the_default_push_credential_goes_only_to_the_forge_it_is_named_after(
     remote: str, expected: str | None
 ) -> None:
-    from outloop_cli.config import load_loop_text
+    from outloop_cli.config.loader import load_loop_text
     from outloop_cli.engine.access import push_credential
 
     config = load_loop_text(

@@ -13,8 +13,8 @@ from pathlib import Path
 from outloop_cli.config.model import CIGoalConfig
 from outloop_cli.engine.forge import RunForge
 from outloop_cli.forges.session import open_forge_session
-from outloop_cli.goals import GoalContext
-from outloop_cli.goals.ci import CITiming, CIVerifier
+from outloop_cli.goals.base import GoalContext
+from outloop_cli.goals.ci.verifier import CITiming, CIVerifier
 from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 from tests.conftest import RepoFactory, git
 from tests.fakes.git_http_server import GitHttpServer

@@ -10,8 +10,8 @@ import pytest
 
 from outloop_cli.config.model import CIGoalConfig
 from outloop_cli.forges.session import ForgeSession, open_forge_session
-from outloop_cli.goals import GoalContext
-from outloop_cli.goals.ci import CITiming, CIVerifier
+from outloop_cli.goals.base import GoalContext
+from outloop_cli.goals.ci.verifier import CITiming, CIVerifier
 from outloop_cli.store.records import GoalResult
 from tests.fakes.gitlab_server import FakeGitLab
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.process import run_captured
 from outloop_cli.process.environment import DEFAULT_ALLOWED, build_env, refused_pass_env
+from outloop_cli.process.spawn import run_captured
 from tests.conftest import RepoFactory
 from tests.support.e2e import counter_goal, loop_yaml, only_run, run_cli
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.errors import CouldNotRun, OutloopError
-from outloop_cli.process import (
+from outloop_cli.process.spawn import (
     CommandTimedOut,
     ProcessResult,
     ProgramNotFound,
@@ -445,7 +445,7 @@ def test_cancel_before_start_starts_nothing(tmp_path: Path) -> None:
 INTERRUPTED_RUNNER = """
 import os, signal, sys, threading, time
 from pathlib import Path
-from outloop_cli.process import run_streamed
+from outloop_cli.process.spawn import run_streamed
 
 pids = Path(sys.argv[1])
 tree, grace, presses = sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
@@ -520,7 +520,7 @@ def test_second_ctrl_c_skips_the_grace(tmp_path: Path, pids_file: Path) -> None:
 FLOOD_RUNNER = """
 import os, resource, sys
 from pathlib import Path
-from outloop_cli.process import run_streamed
+from outloop_cli.process.spawn import run_streamed
 
 flood = '''
 import os
@@ -753,7 +753,7 @@ def test_result_is_plain_data(tmp_path: Path) -> None:
 ADOPTING_RUNNER = """
 import json, os, sys, time
 from pathlib import Path
-from outloop_cli.process import adopt_orphans, run_captured, run_streamed
+from outloop_cli.process.spawn import adopt_orphans, run_captured, run_streamed
 
 # a daemon done right: double fork, setsid, stdio to /dev/null, so neither
 # the tree walk nor the pipe can find it; it lives argv[2] seconds
@@ -875,7 +875,7 @@ def test_a_real_run_under_an_adopting_cli_leaves_no_daemon(
     repo = make_repo({"daemon_agent.py": DAEMON_AGENT, ".outloop/fix.yml": loop})
     code = (
         "import sys\n"
-        "from outloop_cli.process import adopt_orphans\n"
+        "from outloop_cli.process.spawn import adopt_orphans\n"
         "assert adopt_orphans()\n"
         "from outloop_cli.main import main\n"
         "sys.exit(main(['run', 'fix', '--json']))\n"

@@ -22,15 +22,15 @@ import xmlschema
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from outloop_cli.reports import (
+from outloop_cli.reports.html import render_html
+from outloop_cli.reports.junit import (
+    MAX_TEXT_BYTES,
+    clean_tail,
     clean_text,
-    render_html,
     render_junit,
-    render_summaries,
     write_junit,
 )
-from outloop_cli.reports.junit import MAX_TEXT_BYTES, clean_tail
-from outloop_cli.reports.summary import MAX_SUMMARY_BYTES, render_summary
+from outloop_cli.reports.summary import MAX_SUMMARY_BYTES, render_summaries, render_summary
 from outloop_cli.store.records import (
     AgentResult,
     GoalResult,
