@@ -79,7 +79,12 @@ def action_report_command(
     """For action.yml: step outputs, step summary and annotations from `outloop run --json`."""
     import os
 
-    from outloop_cli.commands.action import append_summary, build_report, read_runs, write_outputs
+    from outloop_cli.commands.action_report import (
+        append_summary,
+        build_report,
+        read_runs,
+        write_outputs,
+    )
 
     report = build_report(read_runs(runs), exit_code, out)
     output_file = os.environ.get("GITHUB_OUTPUT")

@@ -25,7 +25,7 @@ def stop_command(
     ] = 60.0,
 ) -> int:
     """Ask a running run to stop; it commits what exists and records `stopped`."""
-    from outloop_cli.commands.control import request_stop
+    from outloop_cli.commands.stop import request_stop
 
     result = request_stop(Path.cwd(), run, after_step=after_step, wait=wait)
     how = "after the current step" if after_step else "now"
@@ -61,7 +61,7 @@ def resume_command(
 ) -> int:
     """Continue a stopped or crashed run from its last committed iteration."""
     from outloop_cli.cli.core import run_and_report
-    from outloop_cli.commands.control import plan_resume_run
+    from outloop_cli.commands.resume import plan_resume_run
     from outloop_cli.engine.run import RunOptions
 
     options = RunOptions(max_iterations=max_iterations, out_dir=out, policy=policy)

@@ -48,7 +48,7 @@ def validate_command(
     ] = None,
 ) -> int:
     """Check loop files; print file:line:col: message for every problem."""
-    from outloop_cli.commands.loops import validate
+    from outloop_cli.commands.validate import validate
 
     checked, problems = validate(Path.cwd(), files or [])
     for problem in problems:
@@ -71,7 +71,7 @@ def list_command(
     """List the loops in this repository."""
     from dataclasses import asdict
 
-    from outloop_cli.commands.loops import list_loops
+    from outloop_cli.commands.list_loops import list_loops
 
     loops = list_loops(Path.cwd())
     for loop in loops:

@@ -1,4 +1,4 @@
-"""``outloop stop`` and ``outloop resume``: a human steering a run from outside."""
+"""``outloop stop``: ask a running run, from outside, to stop and wait until it has."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.engine.run import LoopPlan, RunOptions, plan_resume
-from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.git.repo import Repository, discover
+from outloop_cli.errors import UsageError
+from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_text
-from outloop_cli.store.records import RunRecord, RunState, StopReason
+from outloop_cli.store.records import RunRecord, RunState
 from outloop_cli.store.runs import RunPaths, RunStore, is_running
 
 
@@ -22,18 +21,13 @@ class StopResult:
     stopped: bool
 
 
-def _store(cwd: Path) -> tuple[Repository, RunStore]:
-    repo = Repository(discover(cwd))
-    return repo, RunStore(repo.info.common_dir)
-
-
 def run_is_alive(record: RunRecord, paths: RunPaths) -> bool:
     """Is the process that owns this run still there? (its run lock is held)"""
     return record.state is RunState.RUNNING and is_running(paths)
 
 
 def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | None) -> StopResult:
-    _, store = _store(cwd)
+    store = RunStore(discover(cwd).common_dir)
     run_id = store.resolve(run_ref)
     paths = store.paths(run_id)
     record = store.load(run_id)
@@ -65,27 +59,3 @@ def _state_words(record: RunRecord) -> str:
     if record.stop_reason is None:
         return record.state.value
     return f"{record.state.value}: {record.stop_reason.value}"
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    plan: LoopPlan
-    record: RunRecord
-    paths: RunPaths
-
-
-def plan_resume_run(cwd: Path, run_ref: str, options: RunOptions) -> ResumePlan:
-    repo, store = _store(cwd)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
-    record = store.load(run_id)
-    if record.state is RunState.RUNNING and run_is_alive(record, paths):
-        raise CouldNotRun(
-            f"run {run_id} is still running (pid {record.pid})",
-            hint=f"stop it first with `outloop stop {run_id}`",
-        )
-    if record.stop_reason is StopReason.GOAL_MET:
-        raise UsageError(f"run {run_id} already met its goal; there is nothing to resume")
-    plan = plan_resume(repo, record, options)
-    paths.stop_request.unlink(missing_ok=True)
-    return ResumePlan(plan, record, paths)

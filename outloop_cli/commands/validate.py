@@ -1,25 +1,14 @@
-"""``outloop list`` and ``outloop validate``: the loops in the working tree."""
+"""``outloop validate``: check loop files and report every problem with its file, line and column."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.config.discover import LOOP_DIR, find_loop_files, loop_file_candidates
-from outloop_cli.config.loader import LOOP_SUFFIXES, check_files, display_path, load_loop_file
-from outloop_cli.errors import ConfigError, Problem, UsageError
+from outloop_cli.config.loader import LOOP_SUFFIXES, check_files
+from outloop_cli.errors import Problem, UsageError
 from outloop_cli.git.repo import discover
-
-
-@dataclass(frozen=True)
-class LoopSummary:
-    name: str
-    path: str
-    agent: str
-    goal: str
-    description: str | None
-    problems: int
 
 
 def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
@@ -56,35 +45,3 @@ def _resolve(cwd: Path, given: Path, root: Path | None) -> Path:
         if (root / candidate).is_file():
             return root / candidate
     return path
-
-
-def list_loops(cwd: Path) -> list[LoopSummary]:
-    root = discover(cwd).root
-    summaries = []
-    for path in find_loop_files(root):
-        try:
-            config = load_loop_file(path, repo_root=root)
-        except ConfigError as exc:
-            summaries.append(
-                LoopSummary(
-                    path.stem,
-                    display_path(path, root),
-                    "?",
-                    "?",
-                    None,
-                    problems=len(exc.problems),
-                )
-            )
-            continue
-        agent = config.agent.preset
-        if config.agent.preset == "command" and config.agent.command:
-            agent = "command: " + " ".join(config.agent.command)
-        goal = (
-            config.goal.run
-            if config.goal.run is not None
-            else f"ci ({config.goal.ci.provider if config.goal.ci else '?'})"
-        )
-        summaries.append(
-            LoopSummary(config.name, config.path, agent, goal, config.description, problems=0)
-        )
-    return summaries
