@@ -1,4 +1,10 @@
-"""The typer app. Each module of this package registers its own commands.
+"""The typer app, built from one module per verb (the ``VERBS`` table).
+
+Each verb pairs ``cli/<module>.py`` (options in, one call, results printed)
+with ``commands/<module>.py`` (plain functions that return values and never
+print). Tables and JSON go to stdout, as the command's output; notes and
+hints go to stderr; errors are raised, and ``outloop_cli.main`` turns them
+into exit codes in one place.
 
 Modules keep heavy imports inside command functions so that building the app
 (needed for every invocation) stays cheap.
@@ -6,10 +12,56 @@ Modules keep heavy imports inside command functions so that building the app
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import typer
 
 from outloop_cli import __version__
-from outloop_cli.cli import audit, ci, control, core, credential, report, runs, secrets
+from outloop_cli.cli import (
+    action_report,
+    audit,
+    clean,
+    credential,
+    demo,
+    init,
+    list_loops,
+    matrix,
+    pr,
+    report,
+    resume,
+    run,
+    schema,
+    secrets,
+    show,
+    status,
+    stop,
+    validate,
+)
+
+# verb (or command group) → the module that registers it; its twin in commands/ has
+# the same name. Where the verb is no good as a module name, the module says what it is:
+# `list` would shadow the builtin wherever it is imported, `action-report` is no identifier.
+# This order is the order of `outloop --help` (typer lists groups after commands).
+VERBS: dict[str, ModuleType] = {
+    "init": init,
+    "validate": validate,
+    "list": list_loops,
+    "schema": schema,
+    "run": run,
+    "demo": demo,
+    "status": status,
+    "show": show,
+    "clean": clean,
+    "stop": stop,
+    "resume": resume,
+    "audit": audit,
+    "report": report,
+    "secrets": secrets,
+    "credential": credential,
+    "pr": pr,
+    "matrix": matrix,
+    "action-report": action_report,
+}
 
 app = typer.Typer(
     name="outloop",
@@ -41,5 +93,5 @@ def _root(
     """Run coding agents in loops until an outside check passes, in their own git worktree."""
 
 
-for _module in (core, runs, control, audit, report, secrets, credential, ci):
+for _module in VERBS.values():
     _module.register(app)

@@ -17,7 +17,7 @@ def err(text: str) -> None:
 class CommandSet:
     """Commands declared in one module, added to the app by ``register``.
 
-    Each CLI module owns its commands; ``outloop_cli.cli`` only lists the modules.
+    Each verb module owns its commands; ``cli/app.py`` only lists the modules (``VERBS``).
     """
 
     def __init__(self) -> None:

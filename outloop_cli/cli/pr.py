@@ -1,4 +1,4 @@
-"""CLI commands for CI and forges: pr, matrix."""
+"""``outloop pr``: open or update a run's pull request; its URL on stdout."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from outloop_cli.cli.registry import CommandSet, err
 
 _commands = CommandSet()
+register = _commands.register
 
 
 @_commands.command("pr")
@@ -54,51 +55,3 @@ def pr_command(
         err(f"{what} pull request #{pull.number}{state}")
         typer.echo(pull.url)
     return 0
-
-
-@_commands.command("matrix")
-def matrix_command(
-    loops: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Argument(help="Only these loops (default: every loop)."),
-    ] = None,
-) -> int:
-    """Print the loops as JSON for a CI job matrix (GitHub Actions `strategy.matrix`)."""
-    from outloop_cli.commands.matrix import loop_matrix
-
-    typer.echo(json.dumps(loop_matrix(Path.cwd(), loops or None), separators=(",", ":")))
-    return 0
-
-
-@_commands.command("action-report", hidden=True)
-def action_report_command(
-    runs: Annotated[Path, typer.Option("--runs", help="File with `outloop run --json` output.")],
-    exit_code: Annotated[int, typer.Option("--exit-code", help="Exit code of `outloop run`.")],
-    out: Annotated[Path, typer.Option("--out", help="The --out directory of the run.")],
-) -> int:
-    """For action.yml: step outputs, step summary and annotations from `outloop run --json`."""
-    import os
-
-    from outloop_cli.commands.action_report import (
-        append_summary,
-        build_report,
-        read_runs,
-        write_outputs,
-    )
-
-    report = build_report(read_runs(runs), exit_code, out)
-    output_file = os.environ.get("GITHUB_OUTPUT")
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if output_file:
-        write_outputs(Path(output_file), report.outputs)
-    else:
-        err("GITHUB_OUTPUT is not set; outputs: " + json.dumps(report.outputs))
-    if summary_file:
-        append_summary(Path(summary_file), report.summary)
-    # workflow commands: after the ::stop-commands:: fence has been lifted
-    for line in report.annotations:
-        typer.echo(line)
-    return 0
-
-
-register = _commands.register

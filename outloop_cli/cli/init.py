@@ -1,0 +1,32 @@
+"""``outloop init``: write a starter loop file and say what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from outloop_cli.cli.registry import CommandSet, err
+
+_commands = CommandSet()
+register = _commands.register
+
+
+@_commands.command("init")
+def init_command(
+    preset: Annotated[
+        str, typer.Option("--preset", "-p", help="claude | codex | aider | gemini | command")
+    ] = "command",
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="Loop name: the file becomes .outloop/NAME.yml")
+    ] = "",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> int:
+    """Write a commented starter loop file to .outloop/."""
+    from outloop_cli.commands.init import init_loop
+
+    path = init_loop(Path.cwd(), preset=preset, name=name or preset, force=force)
+    typer.echo(f"wrote {path}")
+    err("next: edit it, `outloop validate`, commit it, then `outloop run`")
+    return 0

@@ -1,0 +1,36 @@
+"""``outloop validate``: one ``file:line:col: message`` line per problem, then a verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from outloop_cli.cli.registry import CommandSet, err
+
+_commands = CommandSet()
+register = _commands.register
+
+
+@_commands.command("validate")
+def validate_command(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Loop files (default: every .outloop/*.yml).")
+    ] = None,
+) -> int:
+    """Check loop files; print file:line:col: message for every problem."""
+    from outloop_cli.commands.validate import validate
+
+    checked, problems = validate(Path.cwd(), files or [])
+    for problem in problems:
+        err(problem.render())
+    if not checked:
+        err("no loop files found in .outloop/ (create one with `outloop init`)")
+        return 2
+    if problems:
+        files_with = len({p.file for p in problems})
+        err(f"{len(problems)} problem(s) in {files_with} of {len(checked)} file(s)")
+        return 2
+    err(f"{len(checked)} loop file(s) OK")
+    return 0
