@@ -9,10 +9,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from outloop_cli.engine.run import Event
 from outloop_cli.timefmt import format_seconds
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class PlainProgress:
@@ -111,7 +114,7 @@ class LiveProgress:
                 f"[dim]{escape(event.loop)}[/dim] {escape(event.message)}", highlight=False
             )
 
-    def _render(self) -> Any:
+    def _render(self) -> Table:
         from rich.table import Table
 
         table = Table(box=None, show_header=True, header_style="bold")

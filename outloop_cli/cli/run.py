@@ -9,11 +9,15 @@ import json
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from outloop_cli.cli.registry import CommandSet, err
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.run import LoopPlan, RunOptions
+    from outloop_cli.store.records import RunRecord
 
 _commands = CommandSet()
 register = _commands.register
@@ -71,7 +75,12 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run_and_report(
-    plans: list[Any], options: Any, *, jobs: int = 1, as_json: bool = False, resume: Any = None
+    plans: list[LoopPlan],
+    options: RunOptions,
+    *,
+    jobs: int = 1,
+    as_json: bool = False,
+    resume: RunRecord | None = None,
 ) -> int:
     """Execute plans under the progress view and print one verdict per run."""
     from outloop_cli.cli.progress import make_progress
