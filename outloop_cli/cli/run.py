@@ -85,7 +85,7 @@ def run_and_report(
     """Execute plans under the progress view and print one verdict per run."""
     from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.run import combined_exit_code, execute_plans
-    from outloop_cli.process.spawn import adopt_orphans
+    from outloop_cli.process.supervise import adopt_orphans
 
     # daemons an agent leaves behind come back to us and are killed between steps
     adopt_orphans()

@@ -749,11 +749,12 @@ def test_result_is_plain_data(tmp_path: Path) -> None:
 # -- orphans (adopt_orphans) ------------------------------------------------------------
 
 # A fresh interpreter that adopts orphans, as the outloop CLI does: every
-# child there is started by process.py.
+# child there is started by process/spawn.py.
 ADOPTING_RUNNER = """
 import json, os, sys, time
 from pathlib import Path
-from outloop_cli.process.spawn import adopt_orphans, run_captured, run_streamed
+from outloop_cli.process.spawn import run_captured, run_streamed
+from outloop_cli.process.supervise import adopt_orphans
 
 # a daemon done right: double fork, setsid, stdio to /dev/null, so neither
 # the tree walk nor the pipe can find it; it lives argv[2] seconds
@@ -875,7 +876,7 @@ def test_a_real_run_under_an_adopting_cli_leaves_no_daemon(
     repo = make_repo({"daemon_agent.py": DAEMON_AGENT, ".outloop/fix.yml": loop})
     code = (
         "import sys\n"
-        "from outloop_cli.process.spawn import adopt_orphans\n"
+        "from outloop_cli.process.supervise import adopt_orphans\n"
         "assert adopt_orphans()\n"
         "from outloop_cli.main import main\n"
         "sys.exit(main(['run', 'fix', '--json']))\n"

@@ -1,0 +1,181 @@
+"""The one reader of ``/proc``: what the kernel says about the processes on this machine.
+
+Supervision walks process trees with it, a resume finds a crashed run's
+processes by their environment with it, and the run store checks a legacy
+record's pid with it. Everything here is Linux-only and answers "cannot
+tell" (``None``, or nothing found) elsewhere, so callers fall back to what
+they can do without it.
+
+A pid alone does not name a process: pids are reused. Where a process must
+be recognised again later, callers keep its pid together with its start
+time in clock ticks (``ProcInfo.start_ticks``), which a new process under
+the same pid cannot share.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """The fields of ``/proc/<pid>/stat`` that supervision needs."""
+
+    ppid: int
+    pgrp: int
+    state: str
+    # when the process started, in clock ticks after boot
+    start_ticks: int
+
+    @property
+    def alive(self) -> bool:
+        """Still running: a zombie has exited, only its parent's bookkeeping is left."""
+        return self.state not in ("Z", "X", "x")
+
+
+@functools.cache
+def have_proc() -> bool:
+    """Whether this machine has a Linux ``/proc`` to read."""
+    return sys.platform.startswith("linux") and (_PROC / "self" / "stat").is_file()
+
+
+def read_stat(pid: int | str) -> ProcInfo | None:
+    """``pid``'s stat line, or None when it has exited (or there is no /proc)."""
+    # os.open/os.read: half the cost of pathlib, and whole-system scans add up
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None  # exited while we looked
+    try:
+        raw = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and ")"
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return ProcInfo(
+        ppid=int(fields[1]),
+        pgrp=int(fields[2]),
+        state=fields[0].decode(),
+        # field 22 of stat; fields[0] is field 3
+        start_ticks=int(fields[19]),
+    )
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot: with the pid, it names one process."""
+    info = read_stat(pid)
+    return None if info is None else info.start_ticks
+
+
+def started_at(pid: int) -> float | None:
+    """When ``pid`` started, as a Unix time; None where we cannot tell."""
+    info = read_stat(pid)
+    if info is None:
+        return None
+    boot = _boot_time()
+    if boot is None:
+        return None
+    return boot + info.start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float | None:
+    try:
+        lines = (_PROC / "stat").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("btime "):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def process_table() -> dict[int, ProcInfo] | None:
+    """Every process on the system, or None where there is no Linux /proc."""
+    if not have_proc():
+        return None
+    table: dict[int, ProcInfo] = {}
+    for name in os.listdir(_PROC):  # noqa: PTH208  # hot path: no Path per entry
+        if name.isdigit():
+            info = read_stat(name)
+            if info is not None:
+                table[int(name)] = info
+    return table
+
+
+def descendants(table: Mapping[int, ProcInfo], roots: Iterable[int]) -> list[int]:
+    """Every process below ``roots`` in ``table`` (the roots themselves left out)."""
+    children: dict[int, list[int]] = {}
+    for pid, info in table.items():
+        children.setdefault(info.ppid, []).append(pid)
+    found: list[int] = []
+    stack = list(roots)
+    seen = set(stack)  # a snapshot taken during pid reuse could hold a cycle
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                stack.append(child)
+    return found
+
+
+def pipe_holders(inodes: set[int]) -> list[int]:
+    """Processes other than us with one of these pipes open (Linux only)."""
+    if not have_proc() or not inodes:
+        return []
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    holders: list[int] = []
+    for entry in _other_processes():
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue  # exited, or not ours to look at
+        for fd in fds:
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target in wanted:
+                holders.append(int(entry.name))
+                break
+    return holders
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Processes other than us started with ``name=value`` in their environment, sorted.
+
+    This is the environment a process was started with (children inherit
+    it), which it cannot take back by changing its own variables later.
+    Only processes of our own user can be read.
+    """
+    if not have_proc():
+        return []
+    entry_wanted = f"{name}={value}".encode()
+    found: list[int] = []
+    for entry in _other_processes():
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # exited, or not ours to look at
+        if entry_wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _other_processes() -> Iterator[Path]:
+    me = os.getpid()
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit() and int(entry.name) != me:
+            yield entry

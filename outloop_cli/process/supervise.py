@@ -1,0 +1,504 @@
+"""Supervising a child's whole tree: watching it, killing it, and sweeping its orphans.
+
+A child runs in a session of its own, and what it starts may leave that
+session too (``setsid``), double-fork away from its parent, or outlive it.
+So a tree is known by three things at once: its process group, the
+descendants seen leaving the group (snapshotted while their parents still
+show where they came from), and the pipes it holds. Killing is SIGTERM to all
+of them, SIGKILL after a grace, and waiting until they are gone, so that
+"returned" means "gone". Orphans a daemon leaves behind come to us when we
+are a child subreaper (``adopt_orphans``) and are killed once no agent or
+goal runs any more.
+
+Without a Linux ``/proc`` only the process group can be seen, and is killed
+blind.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from enum import Enum
+
+from outloop_cli.process.proc import (
+    ProcInfo,
+    descendants,
+    have_proc,
+    pipe_holders,
+    process_table,
+    read_stat,
+    start_ticks,
+)
+from outloop_cli.process.sinks import Pump
+
+__all__ = ["Child", "Stop", "adopt_orphans"]
+
+# How often the waiting thread looks at the clock, the cancel event and the
+# idle timer. Exit itself is noticed at once where pidfds exist.
+_POLL = 0.05
+# SIGKILL cannot be refused, but delivery is asynchronous: wait this long for
+# the tree to vanish so that "returned" means "gone".
+_SETTLE = 2.0
+# How often a running child's tree is scanned for descendants that left its
+# process group (setsid), so they can be killed with it later. Scanning
+# /proc costs a few milliseconds; children quicker than this cost nothing.
+_SNAPSHOT_EVERY = 0.5
+
+
+class Stop(Enum):
+    """Why we killed a process; the value is the log marker's wording."""
+
+    TIMEOUT = "timeout"
+    IDLE = "idle_timeout"
+    CANCEL = "cancelled"
+    PUMP_FAILED = "output handling failed"
+
+
+class Child:
+    """A started child and the discipline for watching and killing its tree.
+
+    The leader is never reaped until its tree has been dealt with: as a
+    zombie it keeps its pid, which is also the group id, out of reuse, so
+    ``killpg`` cannot hit a stranger.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stdin: tuple[int, bytes] | None, *, untrusted: bool
+    ) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._stdin = stdin
+        self._pidfd = _open_pidfd(proc.pid)
+        # descendants outside the group, as (pid, start time) against pid reuse
+        self._escaped: set[tuple[int, int]] = set()
+        self._untrusted = untrusted
+        self._released = False
+
+    @classmethod
+    def start(
+        cls,
+        popen: Callable[[int], subprocess.Popen[bytes]],
+        *,
+        stdin_data: bytes | None,
+        untrusted: bool,
+    ) -> Child:
+        """Start the child with ``popen``, given the child's stdin.
+
+        ``popen`` runs under the orphanage's lock: a sweep must not see the
+        new child between fork and registration. ``untrusted`` children's
+        orphans are swept (see ``adopt_orphans``).
+        """
+        if stdin_data is None:
+            stdin_r = os.open(os.devnull, os.O_RDONLY)
+            stdin_w = None
+        else:
+            stdin_r, stdin_w = os.pipe()
+        try:
+            with _orphanage.lock:
+                proc = popen(stdin_r)
+                _orphanage.register(proc.pid, untrusted=untrusted)
+        except BaseException:
+            if stdin_w is not None:
+                os.close(stdin_w)
+            raise
+        finally:
+            os.close(stdin_r)
+        stdin = None if stdin_w is None else (stdin_w, stdin_data or b"")
+        return cls(proc, stdin, untrusted=untrusted)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def supervise(
+        self,
+        outputs: Mapping[int, Callable[[bytes], object]],
+        *,
+        timeout: float | None,
+        idle_timeout: float | None,
+        last_output: Callable[[], float] | None,
+        cancel: threading.Event | None,
+        kill_grace: float,
+        note: Callable[[str], None] | None,
+    ) -> Stop | None:
+        """Pump the pipes, watch, kill if needed, reap; return why we killed, if we did."""
+        say = note or _ignore
+        pipes = {os.fstat(fd).st_ino for fd in outputs}
+        pump = Pump(outputs, self._stdin)
+        try:
+            pump.start()
+            stopped = self._watch(pump, timeout, idle_timeout, last_output, cancel)
+            if stopped is None:
+                self._kill_leftovers(say)
+            else:
+                say(_kill_message(stopped, timeout, idle_timeout, pump.error))
+                self._kill_tree(kill_grace, say)
+        except BaseException as exc:
+            # Ctrl-C (or a bug above): the tree must not outlive this call
+            why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            try:
+                say(f"killed: {why}")
+                self._kill_tree(kill_grace, say)
+            except KeyboardInterrupt:
+                # a second Ctrl-C means "now": skip the grace
+                self._kill_tree(0.0, say)
+            raise
+        finally:
+            self._release(say)
+            if not pump.drained():
+                self._kill_pipe_holders(pipes, say)
+            pump.finish()
+            self._close()
+        if pump.error is not None:
+            raise pump.error
+        return stopped
+
+    def _watch(
+        self,
+        pump: Pump,
+        timeout: float | None,
+        idle_timeout: float | None,
+        last_output: Callable[[], float] | None,
+        cancel: threading.Event | None,
+    ) -> Stop | None:
+        start = time.monotonic()
+        next_snapshot = start + _SNAPSHOT_EVERY
+        while not self._wait_exit(_POLL):
+            now = time.monotonic()
+            if now >= next_snapshot:
+                # learn who escaped the group while their parents still
+                # show where they came from
+                self._snapshot_escaped()
+                # on a machine with thousands of processes, scan less often:
+                # the watching must not cost more than ~2% of a core
+                scan = time.monotonic() - now
+                next_snapshot = now + max(_SNAPSHOT_EVERY, 50 * scan)
+            if pump.error is not None:
+                return Stop.PUMP_FAILED
+            if cancel is not None and cancel.is_set():
+                return Stop.CANCEL
+            if timeout is not None and now - start >= timeout:
+                return Stop.TIMEOUT
+            if (
+                idle_timeout is not None
+                and last_output is not None
+                and now - last_output() >= idle_timeout
+            ):
+                return Stop.IDLE
+        return None
+
+    def _wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the leader to exit, without reaping it."""
+        if self._pidfd is not None:
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            return bool(poller.poll(timeout * 1000))
+        if self._exited():
+            return True
+        time.sleep(timeout)
+        return self._exited()
+
+    def _exited(self) -> bool:
+        if not hasattr(os, "waitid"):
+            return self.proc.poll() is not None
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self.pid, flags) is not None
+        except ChildProcessError:
+            # already reaped: by Popen, or by someone else's waitpid(-1)
+            return True
+
+    def _kill_leftovers(self, say: Callable[[str], None]) -> None:
+        """The leader exited on its own: kill what it left running, in its group or not."""
+        if not self._escaped:
+            # the common case (git, a well-behaved agent): an empty group and nothing
+            # known to have left it, so a scan of /proc would find nothing to start from
+            self.proc.wait()
+            try:
+                os.killpg(self.pid, 0)
+            except ProcessLookupError:
+                return
+        table = process_table()
+        if table is not None:
+            self._snapshot_escaped(table)
+            left = self._alive_members(table)
+            if not left:
+                self.proc.wait()
+                return
+            say(f"killed {len(left)} process(es) the command left running after it exited")
+        # without /proc we cannot see the group, so kill it blind; harmless if empty
+        self._signal(signal.SIGKILL)
+        self._settle()
+
+    def _kill_tree(self, grace: float, say: Callable[[str], None]) -> None:
+        """SIGTERM the tree, SIGKILL what is left after ``grace``, reap the leader."""
+        # snapshot before signalling: once parents die, ppid chains are lost
+        self._snapshot_escaped()
+        self._signal(signal.SIGTERM)
+        # a stopped process (Ctrl-Z, a debugger) only handles SIGTERM once continued
+        self._signal(signal.SIGCONT)
+        deadline = time.monotonic() + grace
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(_POLL / 2)
+        self._snapshot_escaped()
+        if self._alive():
+            say(f"still running {_seconds(grace)} after SIGTERM: sent SIGKILL")
+        # always: without /proc we cannot tell whether group members survived
+        self._signal(signal.SIGKILL)
+        self._settle()
+
+    def _snapshot_escaped(self, table: Mapping[int, ProcInfo] | None = None) -> None:
+        """Remember every descendant of the group that moved to a group of its own."""
+        if table is None:
+            table = process_table()
+            if table is None:
+                return
+        # from every member, not just the leader: a member whose parent died
+        # was reparented away, but its own children still point at it
+        roots = [pid for pid, info in table.items() if info.pgrp == self.pid]
+        roots += [
+            pid
+            for pid, start in self._escaped
+            if (info := table.get(pid)) is not None and info.start_ticks == start
+        ]
+        for pid in descendants(table, roots):
+            info = table[pid]
+            if info.pgrp != self.pid:
+                self._escaped.add((pid, info.start_ticks))
+
+    def _kill_pipe_holders(self, pipes: set[int], say: Callable[[str], None]) -> None:
+        """Kill whatever still holds our output pipes after the tree was dealt with.
+
+        A double-forked daemon is reparented away before any snapshot can
+        place it in the tree, but if it kept our stdout it inherited that
+        from the tree, so holding the pipe is proof enough that it is ours.
+        """
+        holders = pipe_holders(pipes)
+        if not holders:
+            return
+        say(f"killed {len(holders)} process(es) that escaped the tree and kept its output open")
+        targets = [(pid, start_ticks(pid)) for pid in holders]
+        for pid, _ in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        # as for the tree: "returned" means "gone"
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline and any(
+            (info := read_stat(pid)) is not None and info.start_ticks == start and info.alive
+            for pid, start in targets
+        ):
+            time.sleep(0.01)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            # gone already, or a member we may not signal (setuid); nothing to do
+            pass
+        for pid, started in self._escaped:
+            if start_ticks(pid) != started:
+                continue  # exited; the pid may belong to someone else now
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _alive(self) -> bool:
+        """Whether anything we are killing still runs (zombies don't count)."""
+        table = process_table()
+        if table is None:
+            return not self._exited()
+        return bool(self._alive_members(table))
+
+    def _alive_members(self, table: Mapping[int, ProcInfo]) -> list[int]:
+        members = [pid for pid, info in table.items() if info.pgrp == self.pid and info.alive]
+        members += [
+            pid
+            for pid, start in self._escaped
+            if (info := table.get(pid)) is not None and info.start_ticks == start and info.alive
+        ]
+        return members
+
+    def _settle(self) -> None:
+        deadline = time.monotonic() + _SETTLE
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # the leader got SIGKILL or already exited, so this cannot hang on it
+        self.proc.wait()
+
+    def _release(self, say: Callable[[str], None]) -> None:
+        """The tree is dealt with: forget the leader, and sweep orphans if it was the last."""
+        if self._released or self.proc.returncode is None:
+            # not reaped (a kill failed half-way): still ours, never an orphan
+            return
+        self._released = True
+        swept = _orphanage.release(self.pid)
+        if swept:
+            say(f"killed {swept} orphaned process(es) that escaped the tree")
+
+    def _close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _kill_message(
+    stopped: Stop, timeout: float | None, idle_timeout: float | None, error: BaseException | None
+) -> str:
+    if stopped is Stop.TIMEOUT and timeout is not None:
+        return f"killed: still running after {_seconds(timeout)} (timeout)"
+    if stopped is Stop.IDLE and idle_timeout is not None:
+        return f"killed: no output for {_seconds(idle_timeout)} (idle_timeout)"
+    if stopped is Stop.PUMP_FAILED:
+        return f"killed: {stopped.value}: {error!r}"
+    return f"killed: {stopped.value}"
+
+
+def _open_pidfd(pid: int) -> int | None:
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:
+        # kernels before 5.3, or a seccomp profile that forbids it: poll instead
+        return None
+    return fd
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux only).
+
+    A daemon that double-forks is reparented before any snapshot can place
+    it in a tree, and once it has closed our pipes nothing ties it to the
+    agent that started it. As a child subreaper (``prctl(2)``) we get such
+    orphans instead of init, and kill the ones born while an agent or goal
+    ran once no agent or goal is running any more; orphans of trusted
+    commands (``run_captured``) are only reaped when they exit.
+
+    Call it once, early, only in a process where ``process/spawn.py`` starts
+    every child (the ``outloop`` CLI): other children would be taken for
+    orphans. Returns whether adoption is on.
+    """
+    if _orphanage.adopting:
+        return True
+    if not have_proc():
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _orphanage.adopting = True
+    return True
+
+
+class _Orphanage:
+    """Our live children, and the sweeping of orphans that were adopted by us."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.adopting = False
+        # children started here and not yet released; everything else whose
+        # parent is us was adopted
+        self._children: set[int] = set()
+        # untrusted trees running now: leader pid -> its start time (clock ticks)
+        self._untrusted: dict[int, int] = {}
+        # earliest start of the untrusted trees that ended since the last sweep
+        self._pending_since: int | None = None
+
+    def register(self, pid: int, *, untrusted: bool) -> None:
+        """Called with ``lock`` held, right after the fork."""
+        self._children.add(pid)
+        if untrusted and self.adopting:
+            start = start_ticks(pid)
+            if start is not None:
+                self._untrusted[pid] = start
+
+    def release(self, pid: int) -> int:
+        """A tree ended (its leader reaped); returns how many orphans were killed."""
+        with self.lock:
+            self._children.discard(pid)
+            start = self._untrusted.pop(pid, None)
+            if not self.adopting:
+                return 0
+            if start is not None:
+                since = self._pending_since
+                self._pending_since = start if since is None else min(since, start)
+            killed = 0
+            # while another agent or goal runs, a new orphan may be its own
+            if not self._untrusted and self._pending_since is not None:
+                killed = self._kill_orphans(self._pending_since)
+                self._pending_since = None
+            self._reap()
+            return killed
+
+    def _kill_orphans(self, since: int) -> int:
+        table = process_table()
+        if table is None:
+            return 0
+        me = os.getpid()
+        orphans = [
+            pid
+            for pid, info in table.items()
+            if info.ppid == me
+            and pid not in self._children
+            and info.alive
+            and info.start_ticks >= since
+        ]
+        targets = [
+            (pid, table[pid].start_ticks) for pid in [*orphans, *descendants(table, orphans)]
+        ]
+        for pid, _ in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline:
+            # their children come to us as they die, and must be reaped too
+            self._reap()
+            if not any(
+                (info := read_stat(pid)) is not None and info.start_ticks == start and info.alive
+                for pid, start in targets
+            ):
+                break
+            time.sleep(0.01)
+        return len(targets)
+
+    def _reap(self) -> None:
+        """Collect the exit status of adopted orphans that died, so no zombie stays."""
+        table = process_table()
+        if table is None:
+            return
+        me = os.getpid()
+        for pid, info in table.items():
+            if info.ppid == me and pid not in self._children and not info.alive:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+
+_orphanage = _Orphanage()
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
