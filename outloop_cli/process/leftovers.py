@@ -13,30 +13,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
-_PROC = Path("/proc")
+from outloop_cli.process.proc import processes_with_env, read_stat
 
-
-def _belongs(pid_dir: Path, marker: bytes) -> bool:
-    try:
-        environ = (pid_dir / "environ").read_bytes()
-    except OSError:
-        return False
-    return marker in environ.split(b"\0")
+_RUN_VARIABLE = "OUTLOOP_RUN"
 
 
 def leftover_processes(run_id: str) -> list[int]:
-    """Pids (other than ours) that belong to the run, found through /proc."""
-    marker = f"OUTLOOP_RUN={run_id}".encode()
-    me = os.getpid()
-    found = []
-    for entry in _PROC.iterdir() if _PROC.is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        if _belongs(entry, marker):
-            found.append(int(entry.name))
-    return sorted(found)
+    """Pids (other than ours) that belong to the run, sorted."""
+    return processes_with_env(_RUN_VARIABLE, run_id)
 
 
 def kill_leftovers(run_id: str, *, wait: float = 5.0) -> list[int]:
@@ -57,8 +42,5 @@ def kill_leftovers(run_id: str, *, wait: float = 5.0) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    info = read_stat(pid)
+    return info is not None and info.state != "Z"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.paths import runs_root
+from outloop_cli.process.proc import read_stat, started_at
 from outloop_cli.store.atomic import atomic_write_json
 from outloop_cli.store.records import RunRecord, RunState
 
@@ -329,7 +330,7 @@ def _legacy_alive(paths: RunPaths) -> bool:
         return True
     if not _pid_alive(pid):
         return False
-    started = _process_start(pid)
+    started = started_at(pid)
     record_start = _parse_time(data.get("started_at"))
     # the runner starts before it writes its record; a process younger than the
     # record is a stranger that was given the dead runner's pid
@@ -343,29 +344,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
+    info = read_stat(pid)
+    if info is None:
+        return True  # no /proc to look at: kill(0) is all we know
     # a zombie has exited; only its parent's bookkeeping is left
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _process_start(pid: int) -> float | None:
-    """When ``pid`` started, as a Unix time (Linux /proc); None where we cannot tell."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, StopIteration, ValueError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # field 22 of stat is the start time in clock ticks after boot; fields[0] is field 3
-    ticks = int(fields[19])
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    return info.state != "Z"
 
 
 def _parse_time(value: object) -> float | None:
