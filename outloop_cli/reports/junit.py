@@ -37,14 +37,13 @@ reference XML forbids, and the file no longer parses.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from outloop_cli.store.atomic import atomic_write_bytes
 from outloop_cli.store.records import (
     GoalResult,
     IterationRecord,
@@ -169,7 +168,8 @@ def write_junit(path: Path, records: Sequence[RunRecord]) -> None:
     A reader (CI uploading artifacts, ``outloop status``) sees the old file
     or the new one, never half of one, even if we crash mid-write.
     """
-    _atomic_write(Path(path), render_junit(records))
+    # a report is read by CI tooling and other users like any build artifact
+    atomic_write_bytes(Path(path), render_junit(records), mode=0o644)
 
 
 # -- one run --------------------------------------------------------------------
@@ -486,35 +486,3 @@ def _sub(
         # clean first, so undecodable bytes become U+FFFD and not "?"
         child.text = clean_tail(text, limit) or None
     return child
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes the file private; a report is read by CI tooling
-        # and other users like any build artifact
-        tmp.chmod(0o644)
-        tmp.replace(path)  # os.replace: atomic within one directory
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # makes the rename itself durable; not possible on every platform
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

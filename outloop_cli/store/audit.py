@@ -120,6 +120,9 @@ class AuditLog:
         self.last_head: ChainHead | None = None
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        # appended in place, not replaced through store/atomic.py: several processes
+        # write the one file under the flock, and rewriting it per event would be
+        # O(size); a crash can leave at most a torn last line, which a resume cuts
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+b") as handle:
