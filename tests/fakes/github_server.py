@@ -419,6 +419,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw: bytes | None = None,
     ) -> None:
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        # complete the record before any byte of the reply leaves: once the client has
+        # read the reply, a test may look at the record at once
+        self._recorded.status = status
         self.send_response(status)
         sent = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         for name, value in sent.items():
@@ -427,7 +430,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data:
             self.wfile.write(data)
-        self._recorded.status = status
 
     def _handle(self, method: str) -> None:
         fake = self.server_fake
