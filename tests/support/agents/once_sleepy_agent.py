@@ -16,5 +16,9 @@ value = int(counter.read_text()) if counter.exists() else 0
 counter.write_text(f"{value + 1}\n")
 print(f"once-sleepy agent: {value} -> {value + 1}", flush=True)
 if not marker.exists():
-    marker.write_text(str(os.getpid()))
+    # whole or not at all: the test reads the pid as soon as the marker exists, and
+    # write_text creates the file empty before it writes
+    partial = marker.with_name(marker.name + ".partial")
+    partial.write_text(str(os.getpid()))
+    partial.replace(marker)
     time.sleep(sleep)
