@@ -227,7 +227,9 @@ def test_timeout_kills_the_agents_whole_process_tree(
         loop_yaml(
             agent_cmd("forking_agent.py", str(pid_file)),
             counter_goal(1),
-            agent__timeout="2s",
+            # long enough for the agent to start and fork on a loaded 2-core runner
+            # before the timeout kills its tree; the pid file proves it got that far
+            agent__timeout="4s",
             limits={"max_iterations": 1},
         ),
     )
