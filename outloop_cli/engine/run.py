@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli import __version__
-from outloop_cli.agents.base import AgentBackend, TurnContext, make_agent
+from outloop_cli.agents.base import AgentBackend, TurnContext
+from outloop_cli.agents.registry import make_agent
 from outloop_cli.config.loader import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
 from outloop_cli.engine.access import RunAccess
