@@ -39,7 +39,8 @@ from outloop_cli.git import trailers
 from outloop_cli.git.guard import ConfigGuard
 from outloop_cli.git.repo import Repository
 from outloop_cli.git.worktree import Identity, Snapshot, Worktree
-from outloop_cli.goals.base import GoalContext, Verifier, make_verifier
+from outloop_cli.goals.base import GoalContext, Verifier
+from outloop_cli.goals.registry import make_verifier
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process.environment import build_env
