@@ -45,7 +45,9 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from outloop_cli.config import values as v
-from outloop_cli.config.schema import INVALID, Context, Field, ListOf, MapOf, Obj, Str
+from outloop_cli.config.spec import INVALID, Context, document_schema
+from outloop_cli.config.spec_collections import Field, ListOf, MapOf, Obj
+from outloop_cli.config.spec_scalars import Str
 from outloop_cli.credentials.ci_env import env_var_name
 from outloop_cli.errors import ConfigError, Problem
 
@@ -95,20 +97,6 @@ class WorkspaceMatch:
 # --- the schema ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _PolicyObj(Obj):
-    """An object of the policy file: unknown keys get hints about the policy, not loop files."""
-
-    extra_hint: str | None = None
-
-    def _unknown(self, key: str) -> str:
-        close = v.suggest(key, [f.name for f in self.fields])
-        if close:
-            return f"did you mean `{close}`?"
-        text = "valid keys here: " + ", ".join(f.name for f in self.fields)
-        return f"{text}; {self.extra_hint}" if self.extra_hint else text
-
-
 _NAME = Str(
     "a name",
     v.CREDENTIAL_NAME_PATTERN,
@@ -145,7 +133,7 @@ def check_repo_pattern(text: str) -> str:
     return text
 
 
-_WORKSPACE = _PolicyObj(
+_WORKSPACE = Obj(
     Workspace,
     (
         Field(
@@ -174,7 +162,7 @@ _WORKSPACE = _PolicyObj(
     ),
 )
 
-_POLICY = _PolicyObj(
+_POLICY = Obj(
     Policy,
     (
         Field(
@@ -184,7 +172,7 @@ _POLICY = _PolicyObj(
             required=True,
         ),
     ),
-    extra_hint="workspaces go under `workspaces:`",
+    unknown_hint="workspaces go under `workspaces:`",
 )
 
 
@@ -220,7 +208,7 @@ def check_policy_text(text: str, *, file: str) -> tuple[Policy | None, list[Prob
         ]
     if node is None or (isinstance(node, ScalarNode) and node.value == ""):
         return None, [Problem(file, "the policy file is empty", 1, 1, POLICY_HINT)]
-    ctx = Context(file=file, loop="policy")
+    ctx = Context(file=file)
     policy = _POLICY.check(node, (), ctx, extra={"path": file})
     if policy is INVALID or ctx.problems:
         return None, ctx.problems
@@ -592,11 +580,9 @@ POLICY_SCHEMA_ID = "https://outloop.dev/schema/policy.json"
 
 def json_schema() -> dict[str, Any]:
     """The policy file as JSON Schema (draft 2020-12), from the same declaration as the validator."""
-    schema: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": POLICY_SCHEMA_ID,
-        "title": "outloop policy (~/.config/outloop/policy.yml)",
-        "description": "Which repos belong to which workspace, and which secrets each may use.",
-    }
-    schema.update(_POLICY.schema())
-    return schema
+    return document_schema(
+        _POLICY,
+        schema_id=POLICY_SCHEMA_ID,
+        title="outloop policy (~/.config/outloop/policy.yml)",
+        description="Which repos belong to which workspace, and which secrets each may use.",
+    )
