@@ -61,8 +61,12 @@ def make_verifier(goal: GoalConfig) -> Verifier:
     if kind is None:
         keys = [f"`{name}`" for name in KINDS]
         which = (
-            f"neither {keys[0]} nor {keys[1]}" if len(keys) == 2 else "none of " + ", ".join(keys)
+            f"neither {keys[0]} nor {keys[1]}" if len(keys) == 2 else f"none of {', '.join(keys)}"
         )
-        hint = "set " + " or ".join(f"`goal.{name}`" for name in KINDS)
+        hint = "set " + _either([f"`goal.{name}`" for name in KINDS])
         raise CouldNotRun(f"the goal has {which}", hint=hint)
     return KINDS[kind].build(goal)
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
