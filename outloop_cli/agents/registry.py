@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from outloop_cli.errors import UsageError
-
 if TYPE_CHECKING:
     from outloop_cli.agents.base import AgentBackend, BackendClass
     from outloop_cli.config.model import AgentConfig, CredentialConfig
@@ -92,6 +90,9 @@ def backend_class(preset: str) -> BackendClass:
     try:
         entry = PRESETS[preset]
     except KeyError:
+        # `outloop --help` lists the names: the error path's import stays off it
+        from outloop_cli.errors import UsageError
+
         known = ", ".join(PRESETS)
         raise UsageError(f"unknown agent preset `{preset}`", hint=f"one of: {known}") from None
     return entry.load()
