@@ -1,4 +1,9 @@
-"""The contract between the engine and an agent backend, and the registry of presets."""
+"""The contract between the engine and an agent backend, and what every backend shares.
+
+Backends (:mod:`~outloop_cli.agents.headless` and the presets built on it,
+:mod:`~outloop_cli.agents.command`) import this module; which preset name builds
+which backend is :mod:`outloop_cli.agents.registry`'s business, never theirs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from outloop_cli.config.model import AgentConfig
+from outloop_cli.config.model import AgentConfig, CredentialConfig
 from outloop_cli.errors import UsageError
 from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
@@ -49,6 +54,16 @@ class AgentBackend(Protocol):
 
     def interpret(self, result: ProcessResult, ctx: TurnContext) -> AgentResult:
         """Turn the finished process into a record: exit, usage, cost, error kind."""
+        ...
+
+
+class BackendClass(Protocol):
+    """What the registry builds an agent from: a class, called with the loop's ``agent:``."""
+
+    def __call__(self, config: AgentConfig) -> AgentBackend: ...
+
+    def default_credentials(self) -> tuple[CredentialConfig, ...]:
+        """The provider's credential a loop with this preset gets unless it names its own."""
         ...
 
 
@@ -105,13 +120,3 @@ def base_result(result: ProcessResult, log: str) -> AgentResult:
         error=error,
         log=log,
     )
-
-
-def make_agent(config: AgentConfig) -> AgentBackend:
-    from outloop_cli.agents.command import CommandAgent
-
-    if config.preset == "command":
-        return CommandAgent(config)
-    from outloop_cli.agents.presets import preset_agent
-
-    return preset_agent(config)

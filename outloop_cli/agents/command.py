@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from outloop_cli.agents.base import Invocation, TurnContext, base_result, expand, placeholder_values
-from outloop_cli.config.model import AgentConfig
+from outloop_cli.config.model import AgentConfig, CredentialConfig
 from outloop_cli.errors import UsageError
 from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
@@ -20,6 +20,11 @@ class CommandAgent:
             raise UsageError("the command preset needs `agent.command`")
         self.config = config
         self.template = (*config.command, *config.args)
+
+    @classmethod
+    def default_credentials(cls) -> tuple[CredentialConfig, ...]:
+        """None: the program is the loop's own, and so is any credential it asks for."""
+        return ()
 
     @property
     def executable(self) -> str:

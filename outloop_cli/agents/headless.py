@@ -61,9 +61,10 @@ class HeadlessAgent:
         """The agent program, possibly with fixed leading words from ``agent.command``."""
         return self.config.command if self.config.command else (self.program,)
 
-    def default_credentials(self) -> tuple[CredentialConfig, ...]:
+    @classmethod
+    def default_credentials(cls) -> tuple[CredentialConfig, ...]:
         """The credential a loop with this preset needs unless it names its own of the same name."""
-        return (self.credential,)
+        return (cls.credential,)
 
     def require_installed(self, path: str | None) -> None:
         """Raise CouldNotRun, with how to install the agent, when it is not on ``path``."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from outloop_cli.agents.registry import preset_names
 from outloop_cli.cli.registry import CommandSet, err
 
 _commands = CommandSet()
@@ -16,7 +17,7 @@ register = _commands.register
 @_commands.command("init")
 def init_command(
     preset: Annotated[
-        str, typer.Option("--preset", "-p", help="claude | codex | aider | gemini | command")
+        str, typer.Option("--preset", "-p", help=" | ".join(preset_names()))
     ] = "command",
     name: Annotated[
         str, typer.Option("--name", "-n", help="Loop name: the file becomes .outloop/NAME.yml")

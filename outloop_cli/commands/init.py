@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from outloop_cli.agents.registry import preset_names
 from outloop_cli.commands.schema import schema_path
 from outloop_cli.config.discover import loop_file_candidates
-from outloop_cli.config.model import PRESETS
 from outloop_cli.config.values import loop_name_problem
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import discover
@@ -15,8 +15,9 @@ from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template
 
 def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path:
     """Write ``.outloop/<name>.yml`` for ``preset`` at the repository's root; its path."""
-    if preset not in PRESETS:
-        raise UsageError(f"unknown preset `{preset}`", hint="choose one of: " + ", ".join(PRESETS))
+    presets = preset_names()
+    if preset not in presets:
+        raise UsageError(f"unknown preset `{preset}`", hint="choose one of: " + ", ".join(presets))
     problem = loop_name_problem(name)
     if problem:
         raise UsageError(problem, hint="pick another --name, e.g. fix-tests")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from outloop_cli.config.schema import json_schema
+from outloop_cli.config.loop_schema import json_schema
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.paths import cache_home
 from outloop_cli.store.atomic import atomic_write_text

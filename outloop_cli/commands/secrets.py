@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.config.policy_model import Policy
 from outloop_cli.credentials import ci_env
-from outloop_cli.credentials.policy import Policy, default_policy_path, load_policy
+from outloop_cli.credentials.policy import default_policy_path, load_policy
 from outloop_cli.credentials.store import SecretRef, SecretStore, make_ref
 from outloop_cli.errors import OutloopError, UsageError
 

@@ -15,8 +15,9 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
 from outloop_cli.config import values as v
+from outloop_cli.config.loop_schema import LOOP, key_index
 from outloop_cli.config.model import LoopConfig
-from outloop_cli.config.schema import INVALID, LOOP, Context
+from outloop_cli.config.spec import INVALID, Context
 from outloop_cli.errors import ConfigError, Problem
 
 LOOP_SUFFIXES = (".yml", ".yaml")
@@ -105,7 +106,7 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
             )
         )
         return None, problems
-    ctx = Context(file=file, loop=name)
+    ctx = Context(file=file, name=name, key_index=key_index)
     config = LOOP.check(node, (), ctx, extra={"name": name, "path": file})
     # in file order: rules between keys are checked after the keys themselves
     problems.extend(sorted(ctx.problems, key=_position))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PRESETS = ("claude", "codex", "aider", "gemini", "command")
 SANDBOXES = ("none", "bwrap")
 CREDENTIAL_VIAS = ("proxy", "git", "helper")
 CI_PROVIDERS = ("github", "gitlab")

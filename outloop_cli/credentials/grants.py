@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.config.model import CredentialConfig
+from outloop_cli.config.policy_model import Policy
 from outloop_cli.credentials import ci_env
 from outloop_cli.credentials.masking import Masker
-from outloop_cli.credentials.policy import Policy, WorkspaceMatch, match_workspace
+from outloop_cli.credentials.policy import WorkspaceMatch, match_workspace
 from outloop_cli.credentials.store import SecretRef, SecretStore
 
 SOURCE_CI = "ci"

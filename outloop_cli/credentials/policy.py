@@ -14,7 +14,7 @@ Repo patterns come in two kinds:
 
 * a remote, written ``host/path`` (or as any git URL: ``https://…``,
   ``ssh://…``, ``git@host:path``; it is normalised the same way as the repo's
-  remotes, see :func:`normalize_remote`). Matched case-insensitively, since
+  remotes, see :func:`~outloop_cli.credentials.remotes.normalize_remote`). Matched case-insensitively, since
   the big forges treat owner and repo names that way;
 * a path, starting with ``/`` or ``~``, matched against the repo's top-level
   directory (and against remotes that are local paths).
@@ -24,7 +24,8 @@ pattern must match the whole remote or path. A run matching no workspace, or
 more than one, gets no secrets, and :class:`WorkspaceMatch` says why.
 
 The file is validated like a loop file (every problem with file:line:col and
-a hint, by the same declarative schema) plus two policy-wide rules: no repo
+a hint, by its declaration in :mod:`outloop_cli.config.policy_schema`) plus two
+policy-wide rules: no repo
 pattern in two workspaces, and no two (workspace, secret) pairs that map to
 the same ``OUTLOOP_SECRET_*`` variable. A policy that other users can write,
 or that lies inside the repository being run, is refused.
@@ -44,35 +45,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from outloop_cli.config import values as v
-from outloop_cli.config.schema import INVALID, Context, Field, ListOf, MapOf, Obj, Str
+from outloop_cli.config.policy_model import Policy, Workspace
+from outloop_cli.config.policy_schema import POLICY
+from outloop_cli.config.spec import INVALID, Context
 from outloop_cli.credentials.ci_env import env_var_name
+from outloop_cli.credentials.remotes import normalize_remote
 from outloop_cli.errors import ConfigError, Problem
 
 POLICY_ENV = "OUTLOOP_POLICY"
 POLICY_HINT = "see `workspaces:` in the docs: each workspace has `repos:` and `secrets:`"
-
-
-# --- the model ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Workspace:
-    name: str
-    repos: tuple[str, ...]
-    secrets: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Policy:
-    path: str
-    workspaces: tuple[Workspace, ...]
-
-    def get(self, name: str) -> Workspace | None:
-        for workspace in self.workspaces:
-            if workspace.name == name:
-                return workspace
-        return None
 
 
 @dataclass(frozen=True)
@@ -90,102 +71,6 @@ class WorkspaceMatch:
     @property
     def matched(self) -> bool:
         return self.workspace is not None
-
-
-# --- the schema ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _PolicyObj(Obj):
-    """An object of the policy file: unknown keys get hints about the policy, not loop files."""
-
-    extra_hint: str | None = None
-
-    def _unknown(self, key: str) -> str:
-        close = v.suggest(key, [f.name for f in self.fields])
-        if close:
-            return f"did you mean `{close}`?"
-        text = "valid keys here: " + ", ".join(f.name for f in self.fields)
-        return f"{text}; {self.extra_hint}" if self.extra_hint else text
-
-
-_NAME = Str(
-    "a name",
-    v.CREDENTIAL_NAME_PATTERN,
-    hint="use lowercase letters, digits, '_' and '-', e.g. client-a",
-)
-
-
-def check_repo_pattern(text: str) -> str:
-    """A remote pattern (``host/path`` or a git URL) or an absolute path pattern."""
-    if not text.strip() or text != text.strip():
-        raise v.BadValue(f"{text!r} has leading or trailing spaces, or is empty")
-    if text.startswith(("/", "~")):
-        if text.startswith("~") and text != "~" and not text.startswith("~/"):
-            raise v.BadValue(
-                f"{text!r}: only `~/` (your home) is expanded", "write the full path instead"
-            )
-        return text
-    if text.startswith("."):
-        raise v.BadValue(
-            f"{text!r} is a relative path",
-            "path patterns must be absolute (start with / or ~/)",
-        )
-    if _has_credentials(text):
-        raise v.BadValue(
-            f"{text!r} contains credentials",
-            "write the remote without user:password@; keys belong in `outloop secrets set`",
-        )
-    normal = normalize_remote(text)
-    if normal is None or "/" not in normal:
-        raise v.BadValue(
-            f"{text!r} is neither a remote (host/path) nor an absolute path",
-            "write e.g. github.com/agency/client-a-* or /home/me/src/client-a",
-        )
-    return text
-
-
-_WORKSPACE = _PolicyObj(
-    Workspace,
-    (
-        Field(
-            "repos",
-            ListOf(
-                Str("a repo pattern", check_text=check_repo_pattern),
-                min_items=1,
-                unique=True,
-                empty_hint="a workspace needs at least one repo pattern",
-            ),
-            "Remotes (host/path, * and ** allowed) or absolute paths of the repos in this workspace.",
-            required=True,
-        ),
-        Field(
-            "secrets",
-            ListOf(
-                Str(
-                    "a secret name",
-                    v.CREDENTIAL_NAME_PATTERN,
-                    hint="use lowercase letters, digits, '_' and '-', e.g. openai",
-                ),
-                unique=True,
-            ),
-            "Names of the secrets runs in this workspace may use (stored as <workspace>/<name>).",
-        ),
-    ),
-)
-
-_POLICY = _PolicyObj(
-    Policy,
-    (
-        Field(
-            "workspaces",
-            MapOf(_NAME, _WORKSPACE, key_into="name"),
-            "Workspaces by name.",
-            required=True,
-        ),
-    ),
-    extra_hint="workspaces go under `workspaces:`",
-)
 
 
 # --- loading --------------------------------------------------------------------------
@@ -220,8 +105,8 @@ def check_policy_text(text: str, *, file: str) -> tuple[Policy | None, list[Prob
         ]
     if node is None or (isinstance(node, ScalarNode) and node.value == ""):
         return None, [Problem(file, "the policy file is empty", 1, 1, POLICY_HINT)]
-    ctx = Context(file=file, loop="policy")
-    policy = _POLICY.check(node, (), ctx, extra={"path": file})
+    ctx = Context(file=file)
+    policy = POLICY.check(node, (), ctx, extra={"path": file})
     if policy is INVALID or ctx.problems:
         return None, ctx.problems
     assert isinstance(policy, Policy)
@@ -339,75 +224,6 @@ def _child(node: Node, key: str) -> Node | None:
 
 
 # --- remotes and patterns -------------------------------------------------------------
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
-# git's scp-like syntax: [user@]host:path, with no slash before the first colon
-_SCP_RE = re.compile(r"^(?:[^@/]+@)?(\[[^\]]+\]|[^:/]+):(.*)$", re.DOTALL)
-_DEFAULT_PORTS = {"https": "443", "http": "80", "ssh": "22", "git": "9418", "git+ssh": "22"}
-
-
-def _has_credentials(text: str) -> bool:
-    match = _SCHEME_RE.match(text)
-    if match is None:
-        return False
-    authority = match.group(2).split("/", 1)[0]
-    return "@" in authority and ":" in authority.rsplit("@", 1)[0]
-
-
-def normalize_remote(url: str) -> str | None:
-    """``host[:port]/path`` for a network remote, None for a local path.
-
-    ``https://user:tok@GitHub.com:443/agency/x.git/`` and ``git@github.com:agency/x``
-    both give ``github.com/agency/x``: scheme, credentials, default port,
-    trailing ``.git`` and slashes go; the host is lower-cased.
-    """
-    text = url.strip()
-    if not text:
-        return None
-    match = _SCHEME_RE.match(text)
-    if match is not None:
-        scheme = match.group(1).lower()
-        if scheme == "file":
-            return None
-        rest = match.group(2)
-        authority, _, path = rest.partition("/")
-        authority = authority.rsplit("@", 1)[-1]
-        host, port = _split_port(authority)
-        if port and _DEFAULT_PORTS.get(scheme) == port:
-            port = ""
-    elif text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
-        return None
-    else:
-        scp = _SCP_RE.match(text)
-        if scp is None:
-            # host/path without a scheme: how policy patterns are usually written
-            host, _, path = text.partition("/")
-            host, port = _split_port(host)
-        else:
-            host, path, port = scp.group(1), scp.group(2), ""
-            # `host:8443/path` is read as a port: how people write patterns, and a
-            # path starting with a bare number is rarer than a non-default port
-            digits = re.match(r"^([0-9]+)(?:/|$)", path)
-            if digits:
-                port, path = digits.group(1), path[len(digits.group(1)) :]
-    path = path.strip("/")
-    if path.endswith(".git"):
-        path = path[: -len(".git")].rstrip("/")
-    host = host.lower()
-    if not host:
-        return None
-    where = f"{host}:{port}" if port else host
-    return f"{where}/{path}" if path else where
-
-
-def _split_port(authority: str) -> tuple[str, str]:
-    if authority.startswith("["):
-        host, _, rest = authority.partition("]")
-        return host + "]", rest[1:] if rest.startswith(":") else ""
-    host, sep, port = authority.rpartition(":")
-    if sep and port.isdigit():
-        return host, port
-    return authority, ""
 
 
 def _expand(path: str) -> str:
@@ -585,18 +401,3 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
             for ws in policy.workspaces
         },
     }
-
-
-POLICY_SCHEMA_ID = "https://outloop.dev/schema/policy.json"
-
-
-def json_schema() -> dict[str, Any]:
-    """The policy file as JSON Schema (draft 2020-12), from the same declaration as the validator."""
-    schema: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": POLICY_SCHEMA_ID,
-        "title": "outloop policy (~/.config/outloop/policy.yml)",
-        "description": "Which repos belong to which workspace, and which secrets each may use.",
-    }
-    schema.update(_POLICY.schema())
-    return schema

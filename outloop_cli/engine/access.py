@@ -52,7 +52,7 @@ def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], s
     those make a refusal fatal; a preset default the policy does not grant
     leaves the agent to its own login.
     """
-    from outloop_cli.agents.presets import default_credentials
+    from outloop_cli.agents.registry import default_credentials
 
     explicit = {c.name for c in config.credentials}
     merged = list(config.credentials)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli import __version__
-from outloop_cli.agents.base import AgentBackend, TurnContext, make_agent
+from outloop_cli.agents.base import AgentBackend, TurnContext
+from outloop_cli.agents.registry import make_agent
 from outloop_cli.config.loader import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
 from outloop_cli.engine.access import RunAccess
@@ -38,7 +39,8 @@ from outloop_cli.git import trailers
 from outloop_cli.git.guard import ConfigGuard
 from outloop_cli.git.repo import Repository
 from outloop_cli.git.worktree import Identity, Snapshot, Worktree
-from outloop_cli.goals.base import GoalContext, Verifier, make_verifier
+from outloop_cli.goals.base import GoalContext, Verifier
+from outloop_cli.goals.registry import make_verifier
 from outloop_cli.pathmatch import match_any
 from outloop_cli.paths import worktrees_root
 from outloop_cli.process.environment import build_env

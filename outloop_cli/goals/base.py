@@ -1,4 +1,9 @@
-"""What every goal verifier offers the engine, and how the engine picks one."""
+"""What every goal verifier offers the engine: the context it is given, and the contract.
+
+Verifiers (:mod:`~outloop_cli.goals.command`, :mod:`~outloop_cli.goals.ci.verifier`)
+import this module; which goal key builds which verifier is
+:mod:`outloop_cli.goals.registry`'s business, never theirs.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from outloop_cli.config.model import GoalConfig
-from outloop_cli.errors import CouldNotRun
 from outloop_cli.store.records import GoalResult
 
 if TYPE_CHECKING:
@@ -47,15 +50,3 @@ class Verifier(Protocol):
         ...
 
     def evaluate(self, ctx: GoalContext) -> GoalResult: ...
-
-
-def make_verifier(goal: GoalConfig) -> Verifier:
-    if goal.run is not None:
-        from outloop_cli.goals.command import CommandVerifier
-
-        return CommandVerifier(goal)
-    if goal.ci is not None:
-        from outloop_cli.goals.ci.verifier import CIVerifier
-
-        return CIVerifier(goal.ci)
-    raise CouldNotRun("the goal has neither `run` nor `ci`", hint="set `goal.run` or `goal.ci`")

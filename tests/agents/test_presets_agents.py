@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.agents.base import TurnContext, make_agent
+from outloop_cli.agents.base import TurnContext
 from outloop_cli.agents.headless import HeadlessAgent
-from outloop_cli.agents.presets import default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, load_prices, price_for, prices_path
+from outloop_cli.agents.registry import default_credentials, make_agent
 from outloop_cli.config.model import AgentConfig
 from outloop_cli.credentials.broker import key_variable
 from outloop_cli.errors import ConfigError, CouldNotRun

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.config.model import PRESETS
-from outloop_cli.config.schema import json_schema
+from outloop_cli.agents.registry import PRESETS
+from outloop_cli.config.loop_schema import json_schema
 from tests.conftest import GIT_IDENTITY, RepoFactory, git
 from tests.support.config_corpus import INVALID_FIXTURES, VALID, InvalidFixture
 from tests.support.e2e import run_cli

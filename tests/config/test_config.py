@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from outloop_cli.agents.registry import PRESETS
 from outloop_cli.config import values as v
 from outloop_cli.config.loader import (
     check_files,
@@ -24,7 +25,6 @@ from outloop_cli.config.loader import (
 from outloop_cli.config.model import (
     DEFAULT_BRANCH,
     PLACEHOLDERS,
-    PRESETS,
     AgentConfig,
     CIGoalConfig,
     CommitConfig,

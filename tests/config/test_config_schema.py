@@ -12,9 +12,9 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from outloop_cli.agents.registry import PRESETS
 from outloop_cli.config.loader import check_loop_text
-from outloop_cli.config.model import PRESETS
-from outloop_cli.config.schema import json_schema
+from outloop_cli.config.loop_schema import json_schema
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template, render_demo_loop
 from tests.support.config_corpus import (
     CORPUS,

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from outloop_cli import templates_dir
+from outloop_cli.agents.registry import PRESETS
 from outloop_cli.config.model import (
     PLACEHOLDERS,
-    PRESETS,
     AgentConfig,
     CIGoalConfig,
     CommitConfig,

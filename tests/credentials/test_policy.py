@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.credentials.policy import (
-    check_policy_text,
-    json_schema,
-    load_policy,
-    match_workspace,
-    normalize_remote,
-)
+from outloop_cli.config.policy_schema import json_schema
+from outloop_cli.credentials.policy import check_policy_text, load_policy, match_workspace
+from outloop_cli.credentials.remotes import normalize_remote
 from outloop_cli.errors import ConfigError
 from tests.conftest import RepoFactory, git
 

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from outloop_cli.agents.headless import HeadlessAgent
-from outloop_cli.agents.presets import PRESET_CLASSES, default_credentials
 from outloop_cli.agents.pricing import BUILTIN_PRICES, Price, prices_path
+from outloop_cli.agents.registry import backend_class, default_credentials
 from outloop_cli.credentials.proxy import SENTINEL_KEY
 from tests.conftest import RepoFactory, git
 from tests.fakes.model_server import (
@@ -252,7 +252,8 @@ def test_real_cli_fixes_the_code_offline_through_the_proxy(
     assert len(proxied) == len(seen["requests"])
     # ... and the agent never held it: not in its environment, logs, state, commits or reports
     assert_no_leak(key, done.stdout, done.stderr, *every_output(repo), where="the run's outputs")
-    agent_cls: type[HeadlessAgent] = PRESET_CLASSES[preset]
+    agent_cls = backend_class(preset)
+    assert isinstance(agent_cls, type) and issubclass(agent_cls, HeadlessAgent)
     if case == "claude":
         held = git(repo, "show", f"{record['branch']}:agent-env.txt")
         assert f"{agent_cls.key_env}={SENTINEL_KEY}\n" in held

@@ -13,9 +13,10 @@ from outloop_cli.config.model import CIGoalConfig, GoalConfig
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.forges.http import ForgeAuthError
 from outloop_cli.forges.session import ForgeSession, open_forge_session
-from outloop_cli.goals.base import GoalContext, make_verifier
+from outloop_cli.goals.base import GoalContext
 from outloop_cli.goals.ci.provider import Check, CISnapshot, judge
 from outloop_cli.goals.ci.verifier import CITiming, CIVerifier
+from outloop_cli.goals.registry import make_verifier
 from outloop_cli.store.records import GoalResult
 from tests.fakes.github_server import FakeGitHub
 

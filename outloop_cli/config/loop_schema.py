@@ -1,0 +1,435 @@
+"""The loop file's schema, declared once.
+
+Every key of ``.outloop/<loop>.yml`` is a :class:`~outloop_cli.config.spec_collections.Field`
+below, with its type, description and rules (the framework is
+:mod:`outloop_cli.config.spec`). Two things are derived from that one declaration:
+
+* the validator: ``LOOP.check`` walks the YAML node tree and builds the frozen
+  dataclasses of :mod:`outloop_cli.config.model` (:mod:`~outloop_cli.config.loader`
+  calls it);
+* :func:`json_schema`, a JSON Schema (draft 2020-12) for editors.
+
+Defaults are not repeated here: they are read from the model's dataclasses. Nor
+are the names that backends define: ``agent.preset`` lists the presets of
+:mod:`outloop_cli.agents.registry` and ``goal`` takes one of the kinds of
+:mod:`outloop_cli.goals.registry`, both read at each use (a backend registered
+later is accepted too) and without importing any backend.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from yaml.nodes import Node
+
+from outloop_cli.agents import registry as agents
+from outloop_cli.config import model as m
+from outloop_cli.config import values as v
+from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
+from outloop_cli.config.spec_collections import Argv, Field, ListOf, MapOf, Obj, index_keys
+from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, When
+from outloop_cli.config.spec_scalars import (
+    Bool,
+    Duration,
+    Enum,
+    EnvValue,
+    Int,
+    PositiveNumber,
+    Size,
+    Str,
+)
+from outloop_cli.goals import registry as goals
+
+
+@dataclass(frozen=True)
+class Branch(Spec):
+    """The branch template: its placeholders, and the branch name it gives for this loop."""
+
+    what = "a branch name template"
+
+    def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
+        return Str(self.what, check_text=lambda t: v.check_branch_template(t, ctx.name)).check(
+            node, path, ctx
+        )
+
+    def schema(self) -> JSONSchema:
+        return {"type": "string", "pattern": v.anchored(v.BRANCH_TEMPLATE_PATTERN)}
+
+
+ENV_NAME = Str("an environment variable name", v.ENV_NAME_PATTERN, v.check_env_name)
+REPO_PATH = Str("a repo-relative path", v.REPO_PATH_PATTERN, v.check_repo_path)
+TEMPLATE = Str(
+    "a string with placeholders",
+    v.template_pattern(m.PLACEHOLDERS),
+    functools.partial(v.check_template, names=m.PLACEHOLDERS),
+)
+ENV = MapOf(ENV_NAME, EnvValue(), pairs=True)
+PASS_ENV = ListOf(ENV_NAME, unique=True)
+_PLACEHOLDER_DOC = ", ".join(f"{{{p}}}" for p in m.PLACEHOLDERS)
+
+AGENT = Obj(
+    m.AgentConfig,
+    (
+        Field(
+            "preset",
+            Enum(agents.preset_names),
+            "Which agent runs each turn; `command` runs any program given in `command`.",
+            required=True,
+        ),
+        Field(
+            "command",
+            Argv(TEMPLATE),
+            "The agent's command line (a list, or a string split like a shell would). "
+            f"Required with preset `command`; replaces a preset's program otherwise. "
+            f"Placeholders: {_PLACEHOLDER_DOC}; write {{{{ and }}}} for literal braces.",
+            example='["my-agent", "--task-file", "{prompt_file}"]',
+        ),
+        Field(
+            "prompt",
+            Str(non_blank=True),
+            "The task, as text. Use this or `prompt_file`.",
+            example='"Make the failing tests pass."',
+        ),
+        Field(
+            "prompt_file",
+            REPO_PATH,
+            "The task, in a file of the repository (read from the starting commit).",
+            example="PROMPT.md",
+        ),
+        Field(
+            "model",
+            Str(non_blank=True),
+            "The model the preset asks its agent to use.",
+            example="claude-sonnet-4-5",
+        ),
+        Field(
+            "args",
+            ListOf(TEMPLATE),
+            f"Extra arguments appended to the preset's command line. Placeholders: {_PLACEHOLDER_DOC}.",
+            example='["--verbose"]',
+        ),
+        Field(
+            "timeout",
+            Duration(),
+            "Time limit of one agent turn; the agent's whole process group is killed after it.",
+        ),
+        Field(
+            "idle_timeout",
+            Duration(zero_is_off=True),
+            "An agent that prints nothing for this long counts as hung; 0 or null turns it off.",
+            nullable=True,
+        ),
+        Field(
+            "env",
+            ENV,
+            "Non-secret environment variables for the agent. Values are taken as written.",
+            example="{LOG_LEVEL: info}",
+        ),
+        Field(
+            "pass_env",
+            PASS_ENV,
+            "Names of variables passed through from outloop's own environment.",
+            example="[HTTPS_PROXY, NO_PROXY]",
+        ),
+    ),
+    (
+        Exclusive(("prompt", "prompt_file")),
+        When("preset", (agents.COMMAND,), require=("command",), forbid=("model",)),
+        When(
+            "preset",
+            agents.prompted_presets,
+            require_one_of=("prompt", "prompt_file"),
+            hint="say what the agent should do; only preset `command` may run without a prompt",
+        ),
+    ),
+)
+
+CI = Obj(
+    m.CIGoalConfig,
+    (
+        Field("provider", Enum(m.CI_PROVIDERS), "Where the checks run."),
+        Field(
+            "repo",
+            Str("owner/name", v.CI_REPO_PATTERN, hint="e.g. octo/widgets, or group/sub/project"),
+            "The repository whose checks count (`owner/name`; GitLab groups may nest). "
+            "Default: from the `origin` remote.",
+        ),
+        Field(
+            "api_url",
+            Str("an http(s) URL", v.URL_PATTERN, v.check_url),
+            "The API's base URL, for GitHub Enterprise or self-hosted GitLab. "
+            "Default: $GITHUB_API_URL, or the public API.",
+        ),
+        Field(
+            "required_checks",
+            ListOf(
+                Str("a check name", non_blank=True),
+                min_items=1,
+                unique=True,
+                empty_hint="leave `required_checks` out to require every check",
+            ),
+            "Names of the checks that must pass. Default: every check on the pushed head.",
+        ),
+        Field("timeout", Duration(), "How long to wait for the checks of one push."),
+        Field(
+            "grace",
+            Duration(),
+            "How long to wait for the first check to appear before calling the push unchecked.",
+        ),
+        Field("poll", Duration(), "How often to ask for the checks at first (it slows down)."),
+    ),
+    (
+        When(
+            "provider",
+            ("github",),
+            refine={
+                "repo": Str("owner/name", v.GITHUB_REPO_PATTERN, hint="a GitHub repo is owner/name")
+            },
+        ),
+    ),
+)
+
+GOAL = Obj(
+    m.GoalConfig,
+    (
+        Field(
+            "run",
+            Str("a shell command", non_blank=True),
+            "A shell command run in the worktree (`/bin/sh -c`); the goal is met when it exits 0.",
+            example="pytest -q",
+        ),
+        Field(
+            "junit",
+            REPO_PATH,
+            "A JUnit XML file that `run` writes, for pass/fail counts and failing test names.",
+            example="reports/junit.xml",
+        ),
+        Field("timeout", Duration(), "Time limit of one run of the goal command."),
+        Field(
+            "env",
+            ENV,
+            "Non-secret environment variables for the goal command.",
+            example='{PYTHONHASHSEED: "0"}',
+        ),
+        Field(
+            "pass_env",
+            PASS_ENV,
+            "Variables passed through to the goal command.",
+            example="[DATABASE_URL]",
+        ),
+        Field(
+            "ci",
+            CI,
+            "Instead of `run`: the goal is met when every (required) CI check on the pushed head is green.",
+            example="{provider: github}",
+        ),
+    ),
+    (
+        ExactlyOne(goals.kind_names),
+        OnlyWith(
+            ("junit", "timeout", "env", "pass_env"),
+            "run",
+            hint="these keys set up `goal.run`; a CI goal has its own `ci.timeout`",
+        ),
+    ),
+)
+
+LIMITS = Obj(
+    m.LimitsConfig,
+    (
+        Field("max_iterations", Int(1), "Stop after this many agent turns."),
+        Field(
+            "max_time",
+            Duration(),
+            "Stop after this much time in all; null for no limit.",
+            nullable=True,
+        ),
+        Field(
+            "max_cost_usd",
+            PositiveNumber(),
+            "Stop once the agent reports having spent this much (US dollars).",
+            nullable=True,
+        ),
+        Field(
+            "max_tokens",
+            Int(1),
+            "Stop once the agent reports having used this many tokens.",
+            nullable=True,
+        ),
+        Field(
+            "stall",
+            Int(1),
+            "Stop after this many turns in a row that changed nothing, or failed the same way.",
+        ),
+        Field(
+            "max_agent_errors",
+            Int(1),
+            "Stop after this many agent failures (non-zero exit, timeout) in a row.",
+        ),
+    ),
+)
+
+COMMIT = Obj(
+    m.CommitConfig,
+    (
+        Field(
+            "max_file_size",
+            Size(),
+            "Files larger than this are left out of iteration commits (bytes, or 500KB, 5MiB…).",
+        ),
+    ),
+)
+
+_PROXY_KEYS = ("upstream", "env", "header", "scheme", "allow", "ca_bundle")
+CREDENTIAL = Obj(
+    m.CredentialConfig,
+    (
+        Field(
+            "via",
+            Enum(m.CREDENTIAL_VIAS),
+            "How the agent gets access: a local proxy that adds the key, git's credential "
+            "helper, or (discouraged) a short-lived raw token.",
+        ),
+        Field(
+            "upstream",
+            Str("an https URL", v.URL_PATTERN, v.check_url),
+            "via proxy: the API the proxy forwards to (https; http only for localhost).",
+            example="https://api.openai.com",
+        ),
+        Field(
+            "env",
+            ENV_NAME,
+            "via proxy: the variable that gives the agent the proxy's URL (never the key).",
+            example="OPENAI_BASE_URL",
+        ),
+        Field(
+            "header",
+            Str(
+                "an HTTP header name", v.HTTP_TOKEN_PATTERN, hint="e.g. Authorization or x-api-key"
+            ),
+            "via proxy: the header that carries the key, e.g. x-api-key.",
+        ),
+        Field(
+            "scheme",
+            Str(
+                "an auth scheme or an empty string",
+                f"(?:{v.HTTP_TOKEN_PATTERN})?",
+                hint='e.g. Bearer, or "" to send the bare key',
+            ),
+            'via proxy: the word before the key in the header; "" sends the bare key.',
+        ),
+        Field(
+            "allow",
+            ListOf(
+                Str('a "METHOD /path" rule', v.ALLOW_RULE_PATTERN, v.check_allow_rule),
+                min_items=1,
+                unique=True,
+                empty_hint="leave `allow` out to allow every request under `upstream`",
+            ),
+            'via proxy: the requests that may pass, as "METHOD /path" with * wildcards. '
+            "Default: everything under `upstream`.",
+        ),
+        Field(
+            "ca_bundle",
+            REPO_PATH,
+            "via proxy: CA certificates (PEM, in the repository) for a private upstream.",
+        ),
+        Field(
+            "host",
+            Str("a host name", v.HOST_PATTERN, v.check_host),
+            "via git: the host whose git credentials this is.",
+            example="github.com",
+        ),
+    ),
+    (
+        When("via", ("proxy",), require=("upstream", "env"), forbid=("host",)),
+        When("via", ("git",), require=("host",), forbid=_PROXY_KEYS),
+        When("via", ("helper",), forbid=(*_PROXY_KEYS, "host")),
+    ),
+)
+
+LOOP = Obj(
+    m.LoopConfig,
+    (
+        Field("description", Str(), "What this loop is for, in a line."),
+        Field(
+            "agent",
+            AGENT,
+            "The coding agent that acts each iteration.",
+            required=True,
+            example='{preset: claude, prompt: "Make the failing tests pass."}',
+        ),
+        Field(
+            "goal",
+            GOAL,
+            "What must hold for the loop to succeed.",
+            required=True,
+            example="{run: pytest -q}",
+        ),
+        Field("limits", LIMITS, "When to give up."),
+        Field("commit", COMMIT, "How each iteration is committed."),
+        Field(
+            "branch",
+            Branch(),
+            "The scratch branch of a run. Placeholders {loop} and {run}; must contain {run}.",
+        ),
+        Field(
+            "push",
+            Bool(),
+            "Push the branch after each iteration (outloop pushes, never the agent).",
+        ),
+        Field(
+            "pr",
+            Bool(),
+            "Open (then update) a pull request from the run's branch; a draft until the goal "
+            "is met. Implies `push`.",
+        ),
+        Field(
+            "protect",
+            ListOf(Str("a repo-relative glob", v.GLOB_PATTERN, v.check_glob), unique=True),
+            "Globs (** allowed) of files the agent must not change; a change stops the run. "
+            f"{m.ALWAYS_PROTECTED} is always protected.",
+            example='[".github/workflows/**", "tests/**"]',
+        ),
+        Field(
+            "credentials",
+            MapOf(
+                Str(
+                    "a credential name",
+                    v.CREDENTIAL_NAME_PATTERN,
+                    hint="use lowercase letters, digits, '_' and '-', e.g. openai",
+                ),
+                CREDENTIAL,
+                key_into="name",
+            ),
+            "Secrets this loop asks for, by name; your policy file decides whether it gets them.",
+        ),
+        Field(
+            "sandbox",
+            Enum(m.SANDBOXES),
+            "`bwrap` runs the agent in a bubblewrap sandbox that can write only to its worktree; "
+            "`none` runs it as it is.",
+        ),
+    ),
+)
+
+
+@functools.cache
+def key_index() -> dict[str, tuple[str, ...]]:
+    """Where each key name is valid in a loop file, e.g. ``max_iterations`` → ``("limits",)``."""
+    return index_keys(LOOP)
+
+
+SCHEMA_ID = "https://outloop.dev/schema/loop.json"
+
+
+def json_schema() -> JSONSchema:
+    """The loop file as JSON Schema (draft 2020-12), derived from the same declaration."""
+    return document_schema(
+        LOOP,
+        schema_id=SCHEMA_ID,
+        title="outloop loop (.outloop/<loop>.yml)",
+        description="One loop: an agent, a goal checked from outside, and limits.",
+    )

@@ -1,0 +1,107 @@
+"""The policy file's schema (``~/.config/outloop/policy.yml``), declared once.
+
+Declared with the same framework as the loop file (:mod:`outloop_cli.config.spec`),
+so the validator and :func:`json_schema` come from this one declaration too.
+Loading the file, the rules across workspaces and matching a repo to its
+workspace are :mod:`outloop_cli.credentials.policy`'s.
+"""
+
+from __future__ import annotations
+
+from outloop_cli.config import values as v
+from outloop_cli.config.policy_model import Policy, Workspace
+from outloop_cli.config.spec import JSONSchema, document_schema
+from outloop_cli.config.spec_collections import Field, ListOf, MapOf, Obj
+from outloop_cli.config.spec_scalars import Str
+from outloop_cli.credentials.remotes import has_credentials, normalize_remote
+
+_NAME = Str(
+    "a name",
+    v.CREDENTIAL_NAME_PATTERN,
+    hint="use lowercase letters, digits, '_' and '-', e.g. client-a",
+)
+
+
+def check_repo_pattern(text: str) -> str:
+    """A remote pattern (``host/path`` or a git URL) or an absolute path pattern."""
+    if not text.strip() or text != text.strip():
+        raise v.BadValue(f"{text!r} has leading or trailing spaces, or is empty")
+    if text.startswith(("/", "~")):
+        if text.startswith("~") and text != "~" and not text.startswith("~/"):
+            raise v.BadValue(
+                f"{text!r}: only `~/` (your home) is expanded", "write the full path instead"
+            )
+        return text
+    if text.startswith("."):
+        raise v.BadValue(
+            f"{text!r} is a relative path",
+            "path patterns must be absolute (start with / or ~/)",
+        )
+    if has_credentials(text):
+        raise v.BadValue(
+            f"{text!r} contains credentials",
+            "write the remote without user:password@; keys belong in `outloop secrets set`",
+        )
+    normal = normalize_remote(text)
+    if normal is None or "/" not in normal:
+        raise v.BadValue(
+            f"{text!r} is neither a remote (host/path) nor an absolute path",
+            "write e.g. github.com/agency/client-a-* or /home/me/src/client-a",
+        )
+    return text
+
+
+WORKSPACE = Obj(
+    Workspace,
+    (
+        Field(
+            "repos",
+            ListOf(
+                Str("a repo pattern", check_text=check_repo_pattern),
+                min_items=1,
+                unique=True,
+                empty_hint="a workspace needs at least one repo pattern",
+            ),
+            "Remotes (host/path, * and ** allowed) or absolute paths of the repos in this workspace.",
+            required=True,
+        ),
+        Field(
+            "secrets",
+            ListOf(
+                Str(
+                    "a secret name",
+                    v.CREDENTIAL_NAME_PATTERN,
+                    hint="use lowercase letters, digits, '_' and '-', e.g. openai",
+                ),
+                unique=True,
+            ),
+            "Names of the secrets runs in this workspace may use (stored as <workspace>/<name>).",
+        ),
+    ),
+)
+
+POLICY = Obj(
+    Policy,
+    (
+        Field(
+            "workspaces",
+            MapOf(_NAME, WORKSPACE, key_into="name"),
+            "Workspaces by name.",
+            required=True,
+        ),
+    ),
+    unknown_hint="workspaces go under `workspaces:`",
+)
+
+
+POLICY_SCHEMA_ID = "https://outloop.dev/schema/policy.json"
+
+
+def json_schema() -> JSONSchema:
+    """The policy file as JSON Schema (draft 2020-12), from the same declaration as the validator."""
+    return document_schema(
+        POLICY,
+        schema_id=POLICY_SCHEMA_ID,
+        title="outloop policy (~/.config/outloop/policy.yml)",
+        description="Which repos belong to which workspace, and which secrets each may use.",
+    )
