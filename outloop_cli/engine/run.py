@@ -1047,10 +1047,12 @@ class LoopRun:
     def _write_reports(self) -> None:
         from outloop_cli.reports.junit import write_junit
         from outloop_cli.reports.summary import render_summary
+        from outloop_cli.store.atomic import atomic_write_text
 
         record = self._require_record()
         write_junit(self.paths.junit, [record])
-        self.paths.summary.write_text(render_summary(record))
+        # a report for others to read (CI, reviewers), as junit.xml: not mkstemp's 0600
+        atomic_write_text(self.paths.summary, render_summary(record), mode=0o644)
         if self.options.out_dir is not None:
             copy_reports(self.paths, self.options.out_dir)
 
