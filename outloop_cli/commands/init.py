@@ -6,7 +6,7 @@ from pathlib import Path
 
 from outloop_cli.agents.registry import preset_names
 from outloop_cli.commands.schema import schema_path
-from outloop_cli.config.discover import loop_file_candidates
+from outloop_cli.config.source import loop_file_candidates
 from outloop_cli.config.values import loop_name_problem
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import discover

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config.discover import find_loop_files
 from outloop_cli.config.loader import display_path, load_loop_file
+from outloop_cli.config.source import find_loop_files
 from outloop_cli.errors import ConfigError
 from outloop_cli.git.repo import discover
 

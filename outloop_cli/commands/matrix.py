@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.config.discover import find_loop_files
 from outloop_cli.config.loader import load_loop_file
+from outloop_cli.config.source import find_loop_files
 from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.git.repo import discover
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config.loader import load_loop_text
 from outloop_cli.config.model import CredentialConfig
+from outloop_cli.config.source import load_loop_file_at
 from outloop_cli.engine.forge import RunForge
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
@@ -30,15 +30,8 @@ class PullRequestOutcome:
 
 def forge_settings(repo: Repository, record: RunRecord) -> tuple[str, str | None, str | None]:
     """(provider, repo, api_url) from the run's loop file at its starting commit."""
-    raw = repo.read_file(record.base_commit, record.config_path)
-    if raw is None:
-        return "github", None, None
-    config = load_loop_text(
-        raw.decode("utf-8", errors="replace"),
-        file=f"{record.config_path}@{record.base_commit[:10]}",
-        name=record.loop,
-    )
-    ci = config.goal.ci
+    config = load_loop_file_at(repo, record.base_commit, record.config_path, record.loop)
+    ci = config.goal.ci if config is not None else None
     if ci is None:
         return "github", None, None
     return ci.provider, ci.repo, ci.api_url

@@ -8,14 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.engine.run import (
-    LoopPlan,
-    LoopRun,
-    Observer,
-    RunOptions,
-    committed_loop_names,
-    plan_loop,
-)
+from outloop_cli.config.source import committed_loop_names
+from outloop_cli.engine.run import LoopPlan, LoopRun, Observer, RunOptions, plan_loop
 from outloop_cli.errors import EXIT_INTERRUPTED, ConfigError, Problem, UsageError
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord, StopReason

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from outloop_cli.config.discover import LOOP_DIR, find_loop_files, loop_file_candidates
 from outloop_cli.config.loader import LOOP_SUFFIXES, check_files
+from outloop_cli.config.source import LOOP_DIR, find_loop_files, loop_file_candidates
 from outloop_cli.errors import Problem, UsageError
 from outloop_cli.git.repo import discover
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from outloop_cli import __version__
 from outloop_cli.agents.base import AgentBackend, TurnContext
 from outloop_cli.agents.registry import make_agent
-from outloop_cli.config.loader import load_loop_bytes
 from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.source import load_committed_loop, read_committed_prompt
 from outloop_cli.engine.access import RunAccess
 from outloop_cli.engine.prompt import compose_prompt
 from outloop_cli.engine.resume import cut_torn_audit_tail, iteration_commits, reconcile
@@ -61,9 +61,7 @@ from outloop_cli.timefmt import format_seconds, now_iso
 if TYPE_CHECKING:
     from outloop_cli.engine.forge import RunForge
 
-LOOP_DIR = ".outloop"
 STOP_POLL_SECONDS = 0.2
-LOOP_SUFFIXES = (".yml", ".yaml")
 
 
 @dataclass(frozen=True)
@@ -130,23 +128,11 @@ def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> Loo
     return plan
 
 
-def committed_loop_names(repo: Repository, commit: str) -> list[str]:
-    names = []
-    for path in repo.list_files(commit, LOOP_DIR):
-        name = Path(path).name
-        for suffix in LOOP_SUFFIXES:
-            if name.endswith(suffix):
-                names.append(name[: -len(suffix)])
-    return sorted(names)
-
-
 def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     """Read and check everything a run needs from the starting commit, before any side effect."""
     base = repo.resolve_commit(options.start)
-    config_path, raw = _read_loop_file(repo, base, loop)
-    display = f"{config_path}@{base[:10]}"
-    config = load_loop_bytes(raw, file=display, name=loop, path=config_path)
-    prompt = _read_prompt(repo, base, config)
+    config = load_committed_loop(repo, base, loop)
+    prompt = read_committed_prompt(repo, base, config)
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
     _check_executable(agent)
@@ -157,40 +143,6 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     max_iterations = options.max_iterations or config.limits.max_iterations
     access = RunAccess.plan(repo, config, base, options.policy)
     return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access)
-
-
-def _read_loop_file(repo: Repository, base: str, loop: str) -> tuple[str, bytes]:
-    for suffix in LOOP_SUFFIXES:
-        path = f"{LOOP_DIR}/{loop}{suffix}"
-        raw = repo.read_file(base, path)
-        if raw is not None:
-            return path, raw
-    known = committed_loop_names(repo, base)
-    uncommitted = any((repo.info.root / LOOP_DIR / f"{loop}{s}").exists() for s in LOOP_SUFFIXES)
-    if uncommitted:
-        hint = (
-            f"{LOOP_DIR}/{loop}.yml exists but is not committed; outloop reads loops from the "
-            "starting commit so an agent cannot change its own config. Commit it first."
-        )
-    elif known:
-        hint = "loops at this commit: " + ", ".join(known)
-    else:
-        hint = "create one with `outloop init` and commit it"
-    raise UsageError(f"no loop `{loop}` at commit {base[:10]}", hint=hint)
-
-
-def _read_prompt(repo: Repository, base: str, config: LoopConfig) -> str:
-    if config.agent.prompt is not None:
-        return config.agent.prompt
-    if config.agent.prompt_file is None:
-        return ""
-    raw = repo.read_file(base, config.agent.prompt_file)
-    if raw is None:
-        raise UsageError(
-            f"{config.path}: agent.prompt_file `{config.agent.prompt_file}` is not in commit {base[:10]}",
-            hint="commit the prompt file, or use `agent.prompt`",
-        )
-    return raw.decode("utf-8", errors="replace")
 
 
 def _check_executable(agent: AgentBackend) -> None:

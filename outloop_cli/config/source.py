@@ -1,0 +1,104 @@
+"""Where a loop is read from: a commit (what a run uses) or the work tree (what the user edits).
+
+A run reads its loop only from its starting commit, so an agent cannot change
+its own config; ``outloop list``, ``validate``, ``init`` and ``matrix`` look at
+the files in the work tree. Both meet here: the folder, the suffixes, the
+lookup order and the hints that say why a loop was not found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from outloop_cli.config.loader import LOOP_SUFFIXES, load_loop_bytes
+from outloop_cli.config.model import LoopConfig
+from outloop_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from outloop_cli.git.repo import Repository
+
+LOOP_DIR = ".outloop"
+
+
+# -- the work tree ------------------------------------------------------------
+
+
+def find_loop_files(repo_root: Path) -> list[Path]:
+    """Loop files in the working tree, sorted by name; hidden and non-YAML files are skipped."""
+    folder = repo_root / LOOP_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in LOOP_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def loop_file_candidates(name: str) -> tuple[str, ...]:
+    """Repo-relative paths a loop called ``name`` may live at, preferred first."""
+    return tuple(f"{LOOP_DIR}/{name}{suffix}" for suffix in LOOP_SUFFIXES)
+
+
+# -- a commit -----------------------------------------------------------------
+
+
+def committed_loop_names(repo: Repository, commit: str) -> list[str]:
+    """Names of the loops committed at ``commit``, sorted."""
+    names = []
+    for path in repo.list_files(commit, LOOP_DIR):
+        name = Path(path).name
+        for suffix in LOOP_SUFFIXES:
+            if name.endswith(suffix):
+                names.append(name[: -len(suffix)])
+    return sorted(names)
+
+
+def load_committed_loop(repo: Repository, commit: str, name: str) -> LoopConfig:
+    """The loop ``name`` as committed at ``commit``; a missing one says what is there instead."""
+    path, raw = _read_committed_loop(repo, commit, name)
+    return load_loop_bytes(raw, file=f"{path}@{commit[:10]}", name=name, path=path)
+
+
+def load_loop_file_at(repo: Repository, commit: str, path: str, name: str) -> LoopConfig | None:
+    """The loop file at ``path`` in ``commit`` (a run's own, from its record); None when absent."""
+    raw = repo.read_file(commit, path)
+    if raw is None:
+        return None
+    return load_loop_bytes(raw, file=f"{path}@{commit[:10]}", name=name, path=path)
+
+
+def read_committed_prompt(repo: Repository, commit: str, config: LoopConfig) -> str:
+    """The agent's prompt: inline in the loop, or ``agent.prompt_file`` from the same commit."""
+    if config.agent.prompt is not None:
+        return config.agent.prompt
+    if config.agent.prompt_file is None:
+        return ""
+    raw = repo.read_file(commit, config.agent.prompt_file)
+    if raw is None:
+        raise UsageError(
+            f"{config.path}: agent.prompt_file `{config.agent.prompt_file}` "
+            f"is not in commit {commit[:10]}",
+            hint="commit the prompt file, or use `agent.prompt`",
+        )
+    return raw.decode("utf-8", errors="replace")
+
+
+def _read_committed_loop(repo: Repository, commit: str, name: str) -> tuple[str, bytes]:
+    candidates = loop_file_candidates(name)
+    for path in candidates:
+        raw = repo.read_file(commit, path)
+        if raw is not None:
+            return path, raw
+    known = committed_loop_names(repo, commit)
+    if any((repo.info.root / path).exists() for path in candidates):
+        hint = (
+            f"{LOOP_DIR}/{name}.yml exists but is not committed; outloop reads loops from the "
+            "starting commit so an agent cannot change its own config. Commit it first."
+        )
+    elif known:
+        hint = "loops at this commit: " + ", ".join(known)
+    else:
+        hint = "create one with `outloop init` and commit it"
+    raise UsageError(f"no loop `{name}` at commit {commit[:10]}", hint=hint)
