@@ -9,7 +9,6 @@ with the branch rather than the other way round.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from outloop_cli.git import trailers
 from outloop_cli.git.repo import Repository
@@ -93,41 +92,3 @@ def reconcile(record: RunRecord, commits: list[IterationCommit]) -> Reconciled:
     record.iterations = kept
     last = max((c.iteration for c in commits), default=0)
     return Reconciled(last, dropped, recovered)
-
-
-@dataclass(frozen=True)
-class TornTail:
-    length: int
-    sha256: str
-
-
-def cut_torn_audit_tail(path: Path) -> TornTail | None:
-    """Remove a last audit line that a crash cut off before its newline.
-
-    Such a line was never complete, so no head kept outside the log (run.json,
-    a commit trailer) can point at it; cutting it restores a chain that
-    verifies, and the caller records what was cut as an event of its own.
-    """
-    import hashlib
-    import os
-
-    try:
-        handle = path.open("r+b")
-    except FileNotFoundError:
-        return None
-    with handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return None
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return None
-        start = max(0, size - 1024 * 1024)
-        handle.seek(start)
-        data = handle.read()
-        cut = data.rfind(b"\n") + 1
-        fragment = data[cut:]
-        handle.truncate(start + cut)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return TornTail(len(fragment), hashlib.sha256(fragment).hexdigest())

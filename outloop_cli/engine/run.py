@@ -25,7 +25,7 @@ from outloop_cli.config.model import LoopConfig
 from outloop_cli.config.source import load_committed_loop, read_committed_prompt
 from outloop_cli.engine.access import RunAccess
 from outloop_cli.engine.prompt import compose_prompt
-from outloop_cli.engine.resume import cut_torn_audit_tail, iteration_commits, reconcile
+from outloop_cli.engine.resume import iteration_commits, reconcile
 from outloop_cli.errors import (
     EXIT_COULD_NOT_RUN,
     EXIT_GOAL_NOT_MET,
@@ -46,7 +46,7 @@ from outloop_cli.paths import worktrees_root
 from outloop_cli.process.environment import build_env
 from outloop_cli.process.leftovers import kill_leftovers
 from outloop_cli.process.spawn import ProgramNotFound, run_streamed
-from outloop_cli.store.audit import AuditLog
+from outloop_cli.store.audit import AuditLog, cut_torn_audit_tail
 from outloop_cli.store.records import (
     AgentResult,
     GoalResult,
