@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.config.model import CredentialConfig
 from outloop_cli.config.source import load_loop_file_at
+from outloop_cli.engine.access import REFUSED_FOR_PR_COMMAND, resolve_forge_token
 from outloop_cli.engine.forge import RunForge
-from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.errors import UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
 from outloop_cli.forges.session import ForgeSession, open_forge_session
 from outloop_cli.git.push import PushResult
@@ -39,19 +39,7 @@ def forge_settings(repo: Repository, record: RunRecord) -> tuple[str, str | None
 
 def forge_secret(repo: Repository, provider: str, remote_url: str) -> str:
     """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows."""
-    from outloop_cli.credentials.grants import resolve_run_secrets
-
-    grants = resolve_run_secrets(
-        [CredentialConfig(name=provider, via="git")], repo.info.root, [remote_url]
-    )
-    value = grants.values.get(provider)
-    if value is None:
-        reason = grants.decisions[0].reason if grants.decisions else "no decision"
-        raise CouldNotRun(
-            f"no `{provider}` secret for this repository: {reason}",
-            hint=f"store a token or GitHub App with `outloop secrets set {provider}`",
-        )
-    return value
+    return resolve_forge_token(provider, repo.info.root, remote_url, refusal=REFUSED_FOR_PR_COMMAND)
 
 
 def ensure_pushed(

@@ -3,7 +3,9 @@ access to them, and the masker that keeps their values out of every output.
 
 The engine plans access before anything is written (a refused secret the loop
 asked for is exit 3 with nothing done), starts the broker with the run and
-closes it when the run ends, which revokes every capability.
+closes it when the run ends, which revokes every capability. A forge token
+(for the CI goal, a pull request or ``outloop pr``) is resolved here too, and
+only here.
 """
 
 from __future__ import annotations
@@ -12,14 +14,71 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.git.repo import Repository
 
+if TYPE_CHECKING:
+    from outloop_cli.credentials.grants import Decision
+
 EventSink = Callable[[str, dict[str, Any]], None]
+DecisionSink = Callable[["Decision"], None]
+
+
+@dataclass(frozen=True)
+class TokenRefusal:
+    """How a refused forge token is reported: ``{provider}`` and ``{reason}`` are filled in."""
+
+    message: str
+    hint: str
+
+
+# a run needs the token for its CI goal or its pull request
+REFUSED_FOR_RUN = TokenRefusal(
+    "the CI goal needs the `{provider}` secret: {reason}",
+    "store a token or GitHub App as `{provider}` for this repo's workspace",
+)
+# `outloop pr` opens the pull request of a finished run
+REFUSED_FOR_PR_COMMAND = TokenRefusal(
+    "no `{provider}` secret for this repository: {reason}",
+    "store a token or GitHub App with `outloop secrets set {provider}`",
+)
+
+
+def resolve_forge_token(
+    provider: str,
+    repo_root: Path,
+    remote_url: str,
+    policy_path: Path | None = None,
+    *,
+    refusal: TokenRefusal,
+    on_decision: DecisionSink | None = None,
+) -> str:
+    """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows.
+
+    Each decision goes to ``on_decision`` (a run audits it) before a refusal
+    raises :class:`CouldNotRun` worded by ``refusal``.
+    """
+    from outloop_cli.credentials.grants import resolve_run_secrets
+
+    grants = resolve_run_secrets(
+        [CredentialConfig(name=provider, via="git")], repo_root, [remote_url], policy_path
+    )
+    if on_decision is not None:
+        for decision in grants.decisions:
+            on_decision(decision)
+    secret = grants.values.get(provider)
+    if secret is None:
+        # one credential asked for is always one decision; the fallback is for safety only
+        reason = grants.decisions[0].reason if grants.decisions else "not granted"
+        raise CouldNotRun(
+            refusal.message.format(provider=provider, reason=reason),
+            hint=refusal.hint.format(provider=provider),
+        )
+    return str(secret)
 
 
 def push_credential(config: LoopConfig, remote_url: str | None) -> CredentialConfig | None:
@@ -173,6 +232,27 @@ class RunAccess:
     def secret(self, name: str) -> str | None:
         """A granted value, for outloop's own use (the forge API); never for the agent."""
         return self.grants.values.get(name) if self.grants is not None else None
+
+    def forge_token(
+        self,
+        provider: str,
+        repo_root: Path,
+        remote_url: str,
+        policy_path: Path | None,
+        on_decision: DecisionSink,
+    ) -> str:
+        """The forge API token: usually granted with the run's secrets (it pushes too)."""
+        secret = self.secret(provider)
+        if secret is not None:
+            return secret
+        return resolve_forge_token(
+            provider,
+            repo_root,
+            remote_url,
+            policy_path,
+            refusal=REFUSED_FOR_RUN,
+            on_decision=on_decision,
+        )
 
     def secret_values(self) -> list[str]:
         return list(self.grants.values.values()) if self.grants is not None else []

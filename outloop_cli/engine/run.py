@@ -339,7 +339,13 @@ class LoopRun:
         provider = ci.provider if ci is not None else "github"
         session = None
         if ci is not None or self._wants_pr():
-            secret = self._forge_secret(provider, remote_url)
+            secret = self.plan.access.forge_token(
+                provider,
+                repo.info.root,
+                remote_url,
+                self.options.policy,
+                on_decision=lambda decision: self._audit(decision.event, **decision.audit_fields()),
+            )
             session = open_forge_session(
                 provider=provider,
                 secret=secret,
@@ -369,31 +375,6 @@ class LoopRun:
         self._forge.adopt_remote()
         # a minted App token is no granted secret, but must never be printed either
         self._masker = self.plan.access.masker(extra=self._forge.mask_values())
-
-    def _forge_secret(self, provider: str, remote_url: str) -> str:
-        """The forge API token: usually granted with the run's secrets (it pushes too)."""
-        secret = self.plan.access.secret(provider)
-        if secret is not None:
-            return secret
-        from outloop_cli.config.model import CredentialConfig
-        from outloop_cli.credentials.grants import resolve_run_secrets
-
-        grants = resolve_run_secrets(
-            [CredentialConfig(name=provider, via="git")],
-            self.plan.repo.info.root,
-            [remote_url],
-            self.options.policy,
-        )
-        for decision in grants.decisions:
-            self._audit(decision.event, **decision.audit_fields())
-        secret = grants.values.get(provider)
-        if secret is None:
-            reason = grants.decisions[0].reason if grants.decisions else "not granted"
-            raise CouldNotRun(
-                f"the CI goal needs the `{provider}` secret: {reason}",
-                hint=f"store a token or GitHub App as `{provider}` for this repo's workspace",
-            )
-        return str(secret)
 
     def _close_forge(self) -> None:
         """Open or update the pull request (``pr: true``), then revoke a minted App token."""
