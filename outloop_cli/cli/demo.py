@@ -26,7 +26,7 @@ def demo_command(
     from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.demo import demo_log, prepare_demo
     from outloop_cli.commands.run import combined_exit_code, execute_plans, plan_loops
-    from outloop_cli.engine.run import RunOptions
+    from outloop_cli.engine.plan import RunOptions
 
     repo = prepare_demo(directory)
     err(f"demo repository: {repo}")

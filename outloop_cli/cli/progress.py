@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from outloop_cli.engine.run import Event
+from outloop_cli.engine.events import Event
 from outloop_cli.timefmt import format_seconds
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ def resume_command(
     """Continue a stopped or crashed run from its last committed iteration."""
     from outloop_cli.cli.run import run_and_report
     from outloop_cli.commands.resume import plan_resume_run
-    from outloop_cli.engine.run import RunOptions
+    from outloop_cli.engine.plan import RunOptions
 
     options = RunOptions(max_iterations=max_iterations, out_dir=out, policy=policy)
     resumed = plan_resume_run(Path.cwd(), run, options)

@@ -16,7 +16,7 @@ import typer
 from outloop_cli.cli.registry import CommandSet, err
 
 if TYPE_CHECKING:
-    from outloop_cli.engine.run import LoopPlan, RunOptions
+    from outloop_cli.engine.plan import LoopPlan, RunOptions
     from outloop_cli.store.records import RunRecord
 
 _commands = CommandSet()
@@ -60,7 +60,7 @@ def run_command(
 ) -> int:
     """Run loops, each in its own worktree on a scratch branch."""
     from outloop_cli.commands.run import plan_loops
-    from outloop_cli.engine.run import RunOptions
+    from outloop_cli.engine.plan import RunOptions
 
     options = RunOptions(
         start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.commands.stop import run_is_alive
-from outloop_cli.engine.run import LoopPlan, RunOptions, plan_resume
+from outloop_cli.engine.plan import LoopPlan, RunOptions, plan_resume
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord, RunState, StopReason

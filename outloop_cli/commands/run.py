@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.config.source import committed_loop_names
-from outloop_cli.engine.run import LoopPlan, LoopRun, Observer, RunOptions, plan_loop
+from outloop_cli.engine.events import Observer
+from outloop_cli.engine.loop import LoopRun
+from outloop_cli.engine.plan import LoopPlan, RunOptions, plan_loop
 from outloop_cli.errors import EXIT_INTERRUPTED, ConfigError, Problem, UsageError
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord, StopReason

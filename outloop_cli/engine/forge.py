@@ -1,10 +1,13 @@
 """Everything one run does with its forge, in the order the engine needs it.
 
-The engine builds a ``RunForge`` when the run starts (a CI goal, ``push:
-true`` or ``pr: true``), then after every commit calls ``push(sha)`` and
-passes ``goal_context_fields()`` into the ``GoalContext`` of the CI goal;
-when the run ends it calls ``publish_pr(record)`` (with ``pr: true``) and,
-always, ``close()`` — which revokes a minted GitHub App token.
+:class:`RunForge` is the forge of one branch: ``push(sha)`` leased on what
+this run pushed last, ``adopt_remote()`` on resume, ``goal_context_fields()``
+for the CI goal, ``publish_pr(record)`` and ``close()`` (which revokes a
+minted GitHub App token); ``outloop pr`` uses it too.
+
+:class:`ForgeSteps` is the engine's side: it opens the forge when the run
+needs one (a CI goal, ``push: true`` or ``pr: true``), pushes each iteration
+with its audit event, and at the end publishes the pull request and closes.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
-from outloop_cli.forges.session import ForgeSession
+from outloop_cli.errors import CouldNotRun, OutloopError
 from outloop_cli.git.push import PushRejected, PushResult, push_branch, remote_branch_head
 from outloop_cli.git.worktree import Worktree
 from outloop_cli.store.records import RunRecord
 
-__all__ = ["RunForge"]
+if TYPE_CHECKING:
+    from outloop_cli.engine.context import RunContext
+    from outloop_cli.forges.pull_request import PullRequestInfo
+    from outloop_cli.forges.session import ForgeSession
+
+__all__ = ["ForgeSteps", "RunForge"]
 
 PushEnv = Callable[[], Mapping[str, str]]
 
@@ -91,6 +98,8 @@ class RunForge:
         base: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> PullRequestInfo:
+        from outloop_cli.forges.pull_request import publish_pull_request
+
         if self.session is None:
             raise RuntimeError("publish_pr needs a forge session")
         return publish_pull_request(self.session, record, base=base, environ=environ)
@@ -106,3 +115,104 @@ class RunForge:
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+
+
+class ForgeSteps:
+    """The run's forge from its opening to its closing; absent when the loop needs none."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._forge: RunForge | None = None
+
+    def open(self) -> None:
+        """Check the remote, open a forge session when the API is needed, adopt the remote."""
+        ctx = self._ctx
+        config = ctx.config
+        if config.goal.ci is None and not config.push and not config.pr:
+            return
+        from outloop_cli.forges.session import open_forge_session
+
+        repo = ctx.plan.repo
+        remote_url = repo.remote_url("origin")
+        if remote_url is None:
+            raise CouldNotRun(
+                "`push` (forced by a CI goal) needs an `origin` remote",
+                hint="add one with `git remote add origin URL`",
+            )
+        ci = config.goal.ci
+        provider = ci.provider if ci is not None else "github"
+        access = ctx.plan.access
+        session = None
+        if ci is not None or config.pr:
+            secret = access.forge_token(
+                provider,
+                repo.info.root,
+                remote_url,
+                ctx.options.policy,
+                on_decision=lambda decision: ctx.audit(decision.event, **decision.audit_fields()),
+            )
+            session = open_forge_session(
+                provider=provider,
+                secret=secret,
+                remote_url=remote_url,
+                repo=ci.repo if ci is not None else None,
+                api_url=ci.api_url if ci is not None else None,
+                cancel=ctx.cancel,
+                want_pr=config.pr,
+            )
+            for warning in session.warnings:
+                ctx.note(0, warning)
+        # kept before anything can fail, so the end of the run closes the session
+        self._forge = forge = RunForge(
+            session,
+            worktree=ctx.worktree.path,
+            branch=ctx.record.branch,
+            remote_url=remote_url,
+            # without a forge session (a plain `push: true`), the broker's git credential
+            # helper answers for outloop's push, with a capability the agent never sees
+            push_env=(lambda: access.push_env(remote_url))
+            if session is None and access.can_push
+            else None,
+        )
+        # a fresh run finds no branch there; a resumed one leases on the commit it pushed
+        # last, and a branch someone else pushed to is never overwritten
+        forge.adopt_remote()
+        # a minted App token is no granted secret, but must never be printed either
+        ctx.masker = access.masker(extra=forge.mask_values())
+
+    def push(self, n: int, sha: str) -> None:
+        forge = self._forge
+        if forge is None:
+            return
+        ctx = self._ctx
+        ctx.emit("phase", n, "pushing", phase="push")
+        result = forge.push(sha)
+        ctx.audit(
+            "pushed",
+            iteration=n,
+            commit=sha,
+            branch=result.branch,
+            previous=result.previous or None,
+        )
+        ctx.note(n, f"pushed {result.branch} at {sha[:10]}")
+
+    def goal_context_fields(self) -> dict[str, Any]:
+        return self._forge.goal_context_fields() if self._forge is not None else {}
+
+    def close(self) -> None:
+        """Open or update the pull request (``pr: true``), then revoke a minted App token."""
+        forge, self._forge = self._forge, None
+        if forge is None:
+            return
+        ctx = self._ctx
+        try:
+            if ctx.config.pr and forge.pushed:
+                pull = forge.publish_pr(ctx.record)
+                ctx.audit("pull_request", number=pull.number, url=pull.url, draft=pull.draft)
+                ctx.note(ctx.current_n(), f"pull request {pull.url}")
+        except OutloopError as exc:
+            ctx.note(ctx.current_n(), f"could not open the pull request: {exc.message}")
+        finally:
+            forge.close()
+            for warning in forge.warnings:
+                ctx.note(ctx.current_n(), warning)

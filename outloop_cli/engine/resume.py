@@ -1,18 +1,131 @@
-"""What the scratch branch says happened: the source of truth for resume.
+"""Picking a stopped or crashed run up again, from what its branch says happened.
 
 ``run.json`` is written after each step, but a crash can fall between a
 commit and the next write. The branch's commits carry trailers
 (``Outloop-Iteration``, ``Outloop-Goal``), so the record is brought in line
-with the branch rather than the other way round.
+with the branch rather than the other way round (:func:`reconcile`). Before
+that, the crashed run's leftover processes are killed; after it, the work
+an interrupted turn left in the worktree is committed (:func:`salvage`), so
+nothing is lost and the loop goes on with the next iteration.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from outloop_cli.engine.start import check_outside, released_on_error, start_access
+from outloop_cli.errors import CouldNotRun
 from outloop_cli.git import trailers
 from outloop_cli.git.repo import Repository
-from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord
+from outloop_cli.git.worktree import Worktree
+from outloop_cli.process.leftovers import kill_leftovers
+from outloop_cli.store.audit import cut_torn_audit_tail
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState
+from outloop_cli.store.runs import loop_lock, run_lock
+from outloop_cli.timefmt import now_iso
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.commit import Commits
+    from outloop_cli.engine.context import RunContext
+    from outloop_cli.engine.guards import Guards
+
+
+def resume_run(ctx: RunContext, guards: Guards, commits: Commits) -> int:
+    """Take the run over again; returns the first iteration still to do."""
+    with released_on_error(ctx):
+        ctx.held.enter_context(run_lock(ctx.paths))
+        if not ctx.options.parallel:
+            ctx.held.enter_context(
+                loop_lock(ctx.plan.repo.info.common_dir, ctx.config.name, run_id=ctx.run_id)
+            )
+        return _resume_locked(ctx, guards, commits)
+
+
+def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
+    record = ctx.record
+    repo = ctx.plan.repo
+    if not repo.branch_exists(record.branch):
+        raise CouldNotRun(
+            f"branch {record.branch} of run {record.run_id} no longer exists",
+            hint="a run resumes on its own branch; without it, start a new run",
+        )
+    path = Path(record.worktree)
+    killed = kill_leftovers(record.run_id)
+    if killed:
+        ctx.note(
+            record.current_iteration,
+            f"killed {len(killed)} leftover process(es) of the crashed run",
+        )
+    if (path / ".git").exists():
+        ctx.worktree = Worktree(path, record.branch)
+    else:
+        check_outside(path, repo)
+        ctx.worktree = repo.reattach_worktree(path, record.branch)
+    guards.capture_git_config()
+    on_branch = iteration_commits(repo, record.base_commit, record.branch, record.run_id)
+    pending_tree = record.pending_tree
+    pending_n = record.current_iteration
+    outcome = reconcile(record, on_branch)
+    record.state = RunState.RUNNING
+    record.stop_reason = None
+    record.stop_detail = None
+    record.exit_code = None
+    record.finished_at = None
+    record.pending_tree = None
+    record.pid = os.getpid()
+    record.host = socket.gethostname()
+    ctx.save()
+    torn = cut_torn_audit_tail(ctx.paths.audit)
+    if torn is not None:
+        ctx.audit("audit_tail_discarded", bytes=torn.length, sha256=torn.sha256)
+    ctx.audit(
+        "run_resumed",
+        last_committed=outcome.last_committed,
+        dropped=outcome.dropped,
+        recovered=outcome.recovered,
+    )
+    ctx.emit(
+        "run_started",
+        outcome.last_committed,
+        f"resumed on {record.branch} after iteration {outcome.last_committed}",
+    )
+    start_access(ctx)
+    last = outcome.last_committed
+    salvaged = salvage(ctx, commits, last + 1, pending_tree if pending_n == last + 1 else None)
+    return last + (2 if salvaged else 1)
+
+
+def salvage(ctx: RunContext, commits: Commits, n: int, pending_tree: str | None) -> bool:
+    """Commit what an interrupted turn left in the worktree, so it is never lost."""
+    worktree = ctx.worktree
+    max_file_size = ctx.config.commit.max_file_size
+    if pending_tree is not None and worktree.has_tree(pending_tree):
+        snapshot = worktree.snapshot_of_tree(pending_tree)
+    else:
+        changes = worktree.changes()
+        if not changes:
+            return False
+        snapshot = worktree.snapshot(changes, max_file_size=max_file_size)
+    if snapshot.empty:
+        return False
+    if ctx.plan.access.scan(worktree.path, snapshot.changed):
+        raise CouldNotRun(
+            f"the unfinished work of iteration {n} in {worktree.path} contains a secret",
+            hint="look at `git status` there, remove it, then resume again",
+        )
+    it = IterationRecord(n=n, started_at=now_iso())
+    it.changed_files = list(snapshot.changed)
+    ctx.record.iterations.append(it)
+    commits.commit(it, snapshot, None)
+    worktree.restore(keep=worktree.oversized(max_file_size))
+    it.finished_at = now_iso()
+    ctx.save()
+    ctx.note(n, f"kept the unfinished work of iteration {n} as a commit")
+    return True
 
 
 @dataclass(frozen=True)

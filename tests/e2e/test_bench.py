@@ -71,7 +71,7 @@ def test_runner_benchmark_runs_both_variants_and_leaves_the_repo_clean(tmp_path:
     # the breakdown saw outloop's git commands and the raw script's commit
     assert "`git commit` | – | – | 1 |" in text
     assert re.search(r"`git status` \| \d", text)
-    assert "`engine.py:" in text  # the profile reached the engine
+    assert "`engine/" in text  # the profile reached the engine
     # the generated repository: 50 files and the loop file, all committed and checked out
     repo = cache / "repo-50"
     assert len(git(repo, "ls-files").split()) == 51

@@ -1,0 +1,173 @@
+"""Iteration commits: what is kept of a turn, under whose name, and what its message says.
+
+Every turn ends as one commit on the run's branch, even a turn that changed
+nothing or was interrupted, so the branch alone tells what happened. The
+message's trailers (:mod:`outloop_cli.git.trailers`) are what resume and
+``outloop audit verify`` read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from outloop_cli.errors import OutloopError
+from outloop_cli.git import trailers
+from outloop_cli.git.worktree import Identity, Snapshot
+from outloop_cli.store.records import AgentResult, GoalResult, IterationRecord
+from outloop_cli.timefmt import format_seconds
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.context import RunContext
+    from outloop_cli.git.worktree import Change
+
+
+def agent_identity(agent_label: str) -> Identity:
+    """The author of iteration commits: the agent, at an address that cannot receive mail."""
+    cleaned = "".join(
+        ch if ch.isalnum() or ch in "-_." else "-" for ch in agent_label.lower()
+    ).strip("-.")
+    return Identity(f"{agent_label} via outloop", f"{cleaned or 'agent'}@outloop.invalid")
+
+
+class Commits:
+    """One run's iteration commits; holds the snapshot taken but not yet committed."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._author = agent_identity(ctx.plan.agent.label)
+        # the agent is the author; the user who runs the loop commits, as git would
+        self._committer: Identity = ctx.plan.repo.committer()
+        self._pending: Snapshot | None = None
+
+    def snapshot(self, it: IterationRecord, changes: Sequence[Change]) -> Snapshot:
+        """Stage what the turn changed (the guards passed), ready to commit after the goal."""
+        ctx = self._ctx
+        max_file_size = ctx.config.commit.max_file_size
+        snapshot = ctx.worktree.snapshot(changes, max_file_size=max_file_size)
+        self._pending = snapshot
+        # if we crash before the commit, resume commits exactly this tree
+        ctx.record.pending_tree = snapshot.tree
+        it.changed_files = list(snapshot.changed)
+        it.skipped_files = dict(snapshot.skipped)
+        for path, size in snapshot.skipped.items():
+            ctx.note(
+                it.n,
+                f"not committed: {path} is {size} bytes, over commit.max_file_size "
+                f"({max_file_size}); it stays in the worktree",
+            )
+        return snapshot
+
+    def commit(
+        self,
+        it: IterationRecord,
+        snapshot: Snapshot,
+        goal: GoalResult | None,
+        *,
+        awaiting_ci: bool = False,
+    ) -> None:
+        ctx = self._ctx
+        ctx.emit("phase", it.n, "committing", phase="commit")
+        message = commit_message(
+            loop=ctx.config.name,
+            run_id=ctx.run_id,
+            iteration=it.n,
+            agent_label=ctx.plan.agent.label,
+            goal_label=ctx.plan.verifier.label,
+            goal=goal,
+            agent=it.agent,
+            snapshot=snapshot,
+            audit_head=ctx.record.audit_head,
+            awaiting_ci=awaiting_ci,
+        )
+        sha = ctx.worktree.commit(snapshot, message, author=self._author, committer=self._committer)
+        self._pending = None
+        it.commit = sha
+        ctx.record.pending_tree = None
+        ctx.save()
+        ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
+        what = (
+            f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
+        )
+        ctx.emit("committed", it.n, f"committed {sha[:10]}: {what}")
+
+    def commit_pending(self, why: str) -> None:
+        """After an interruption, keep what the agent did as a commit: nothing is lost."""
+        ctx = self._ctx
+        if not ctx.has_record or not ctx.has_worktree or not ctx.record.iterations:
+            return
+        it = ctx.record.iterations[-1]
+        if it.n == 0 or it.commit is not None:
+            return
+        try:
+            snapshot = self._pending or ctx.worktree.snapshot(
+                ctx.worktree.changes(), max_file_size=ctx.config.commit.max_file_size
+            )
+            self.commit(it, snapshot, None)
+        except OutloopError as exc:
+            ctx.note(it.n, f"could not commit the {why} turn: {exc.message}")
+
+
+def commit_message(
+    *,
+    loop: str,
+    run_id: str,
+    iteration: int,
+    agent_label: str,
+    goal_label: str,
+    goal: GoalResult | None,
+    agent: AgentResult | None,
+    snapshot: Snapshot,
+    audit_head: dict[str, object] | None = None,
+    awaiting_ci: bool = False,
+) -> str:
+    if awaiting_ci:
+        # CI judges the pushed commit, so its verdict cannot be in the commit itself
+        verdict, trailer = "pushed for CI", trailers.GOAL_PENDING
+    elif goal is None:
+        verdict, trailer = "goal not evaluated", trailers.GOAL_NONE
+    elif goal.met:
+        verdict, trailer = "goal met", trailers.GOAL_PASS
+    else:
+        verdict, trailer = "goal not met", trailers.GOAL_FAIL
+    lines = [f"outloop({loop}): iteration {iteration} — {verdict}", ""]
+    if goal is not None:
+        lines.append(f"Goal: {trailers.one_line(goal_label)} — {goal.summary}")
+        if goal.failing:
+            shown = ", ".join(goal.failing[:5])
+            more = len(goal.failing) - 5
+            lines.append(f"Failing: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    elif awaiting_ci:
+        lines.append(f"Goal: {trailers.one_line(goal_label)} — checked by CI on this commit")
+    else:
+        lines.append(
+            f"Goal: {trailers.one_line(goal_label)} — not evaluated (the run stopped first)"
+        )
+    if agent is not None:
+        state = "ok" if agent.ok else f"failed ({agent.error})"
+        agent_line = (
+            f"Agent: exit {agent.exit_code} after {format_seconds(agent.duration)}, {state}"
+        )
+        if agent.cost_usd is not None:
+            agent_line += f", ${agent.cost_usd:.4f}"
+        lines.append(agent_line)
+    lines.append(
+        f"Changed: {len(snapshot.changed)} file(s)" if snapshot.changed else "Changed: nothing"
+    )
+    for path, size in list(snapshot.skipped.items())[:10]:
+        lines.append(f"Not committed (too large, {size} bytes): {path}")
+    pairs = [
+        (trailers.RUN, run_id),
+        (trailers.LOOP, loop),
+        (trailers.ITERATION, str(iteration)),
+        (trailers.GOAL, trailer),
+        (trailers.AGENT, agent_label),
+    ]
+    if agent is not None and agent.cost_usd is not None:
+        pairs.append((trailers.COST_USD, f"{agent.cost_usd:.4f}"))
+    if agent is not None and (agent.input_tokens is not None or agent.output_tokens is not None):
+        pairs.append((trailers.TOKENS, str((agent.input_tokens or 0) + (agent.output_tokens or 0))))
+    if audit_head is not None:
+        # the audit chain as it stood before this commit: truncating the log is caught
+        pairs.append((trailers.AUDIT_HEAD, f"{audit_head['seq']}:{audit_head['hash']}"))
+    return "\n".join([*lines, "", *trailers.render(pairs)]) + "\n"

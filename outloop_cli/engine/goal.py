@@ -1,0 +1,62 @@
+"""The goal step: ask the verifier whether the goal holds, then undo what the check left behind.
+
+The goal runs in the same worktree as the agent, with its own allow-listed
+environment (the goal's variables and ``OUTLOOP_*``, no broker capability),
+its output masked, and, for a CI goal, the forge and the commit it must judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from outloop_cli.goals.base import GoalContext
+from outloop_cli.process.environment import build_env
+from outloop_cli.store.records import GoalResult
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.context import RunContext
+
+
+def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> GoalResult:
+    """Check the goal for iteration ``n`` (0: the baseline); ``forge_fields`` feed a CI goal."""
+    ctx.emit("phase", n, "checking the goal", phase="goal")
+    goal_cfg = ctx.config.goal
+    env = build_env(
+        pass_env=goal_cfg.pass_env,
+        extra=goal_cfg.env,
+        outloop_vars={
+            "OUTLOOP_RUN": ctx.run_id,
+            "OUTLOOP_LOOP": ctx.config.name,
+            "OUTLOOP_ITERATION": str(n),
+        },
+    )
+    goal_ctx = GoalContext(
+        workdir=ctx.worktree.path,
+        env=env,
+        run_dir=ctx.paths.root,
+        iteration=n,
+        cancel=ctx.cancel,
+        time_left=ctx.time_left(),
+        transform=ctx.masker.mask_bytes if ctx.masker else None,
+        **forge_fields,
+    )
+    goal = ctx.plan.verifier.evaluate(goal_ctx)
+    ctx.audit(
+        "goal_evaluated",
+        iteration=n,
+        met=goal.met,
+        exit_code=goal.exit_code,
+        duration=round(goal.duration, 3),
+        failing=len(goal.failing) if goal.tests is not None else None,
+    )
+    verdict = "goal met" if goal.met else "goal not met"
+    ctx.emit("goal_evaluated", n, f"{verdict}: {goal.summary}", goal=goal)
+    return goal
+
+
+def restore_after_goal(ctx: RunContext) -> None:
+    """Undo what the goal command changed in the worktree; files too large to commit stay."""
+    undone = ctx.worktree.restore(keep=ctx.record.iterations[-1].skipped_files)
+    if undone:
+        ctx.note(ctx.current_n(), f"undid {len(undone)} file(s) the goal command left behind")

@@ -1,0 +1,104 @@
+"""Everything a run reads and checks before its first side effect.
+
+A plan is made for every requested loop before any of them starts, so a bad
+loop file, a missing agent program or a refused secret ends ``outloop run``
+with nothing written: no branch, no worktree, no run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.agents.base import AgentBackend
+from outloop_cli.agents.registry import make_agent
+from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.source import load_committed_loop, read_committed_prompt
+from outloop_cli.engine.access import RunAccess
+from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.git.repo import Repository
+from outloop_cli.goals.base import Verifier
+from outloop_cli.goals.registry import make_verifier
+from outloop_cli.process.environment import build_env
+from outloop_cli.store.records import RunRecord
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    start: str = "HEAD"
+    max_iterations: int | None = None
+    out_dir: Path | None = None
+    # allow a second concurrent run of the same loop in the same repository
+    parallel: bool = False
+    # the workspace policy (default: $OUTLOOP_POLICY or the user's config dir)
+    policy: Path | None = None
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """A loop, validated and ready to start: nothing has been written yet."""
+
+    repo: Repository
+    config: LoopConfig
+    base_commit: str
+    prompt: str
+    agent: AgentBackend
+    verifier: Verifier
+    max_iterations: int
+    access: RunAccess
+
+
+def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
+    """Read and check everything a run needs from the starting commit, before any side effect."""
+    base = repo.resolve_commit(options.start)
+    config = load_committed_loop(repo, base, loop)
+    prompt = read_committed_prompt(repo, base, config)
+    agent = make_agent(config.agent)
+    verifier = make_verifier(config.goal)
+    _check_executable(agent)
+    if config.sandbox == "bwrap":
+        from outloop_cli.sandbox.bwrap import bwrap_program
+
+        bwrap_program(build_env().get("PATH"))
+    max_iterations = options.max_iterations or config.limits.max_iterations
+    access = RunAccess.plan(repo, config, base, options.policy)
+    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access)
+
+
+def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:
+    """Plan the rest of a run from the config at its own starting commit."""
+    limit = options.max_iterations or int(record.limits.get("max_iterations") or 0) or None
+    plan = plan_loop(
+        repo,
+        record.loop,
+        RunOptions(start=record.base_commit, max_iterations=limit, policy=options.policy),
+    )
+    done = max((it.n for it in record.iterations if it.commit), default=0)
+    if done >= plan.max_iterations:
+        raise UsageError(
+            f"run {record.run_id} already used its {plan.max_iterations} iteration(s)",
+            hint=f"resume with --max-iterations {done + 5} (a new total) to allow more",
+        )
+    return plan
+
+
+def _check_executable(agent: AgentBackend) -> None:
+    import shutil
+
+    program = agent.executable
+    path = build_env().get("PATH")
+    require = getattr(agent, "require_installed", None)
+    if callable(require):
+        # a preset knows how its tool is installed, and says so
+        require(path)
+        return
+    if "/" in program:
+        found = os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program, path=path) is not None
+    if not found:
+        raise CouldNotRun(
+            f"the agent program `{program}` was not found",
+            hint="install it, or fix `agent.command`; the agent's PATH is outloop's own PATH",
+        )

@@ -1,0 +1,123 @@
+"""A fresh run: its locks, its scratch branch and worktree, its first record, its broker.
+
+Run in that order so a run that cannot start leaves nothing held: the locks
+are released again when any later step fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from outloop_cli import __version__
+from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.paths import worktrees_root
+from outloop_cli.store.records import RunRecord, RunState
+from outloop_cli.store.runs import loop_lock, run_lock
+from outloop_cli.timefmt import now_iso
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.context import RunContext
+    from outloop_cli.engine.guards import Guards
+    from outloop_cli.git.repo import Repository
+
+
+def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
+    """Create the run's branch, worktree and record; the run is ``running`` from here on."""
+    repo = ctx.plan.repo
+    config = ctx.config
+    branch = config.branch.replace("{loop}", config.name).replace("{run}", ctx.run_id)
+    if repo.branch_exists(branch):
+        raise CouldNotRun(
+            f"branch {branch} already exists", hint="choose another `branch` template"
+        )
+    worktree_path = worktrees_root(repo.info.root, repo.info.common_dir) / ctx.run_id
+    check_outside(worktree_path, repo)
+    with released_on_error(ctx):
+        if not ctx.options.parallel:
+            ctx.held.enter_context(loop_lock(repo.info.common_dir, config.name, run_id=ctx.run_id))
+        ctx.store.create(ctx.run_id)
+        ctx.held.enter_context(run_lock(ctx.paths))
+        ctx.worktree = repo.add_worktree(worktree_path, branch, ctx.plan.base_commit)
+        guards.capture_git_config()
+        ctx.record = _first_record(ctx, branch, worktree_path)
+        ctx.save()
+        ctx.audit(
+            "run_started",
+            loop=config.name,
+            branch=branch,
+            base=ctx.plan.base_commit,
+            worktree=str(worktree_path),
+            agent=ctx.plan.agent.label,
+            goal=ctx.plan.verifier.label,
+        )
+        ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
+        start_access(ctx)
+        return ctx.record
+
+
+def _first_record(ctx: RunContext, branch: str, worktree_path: Path) -> RunRecord:
+    plan = ctx.plan
+    limits = ctx.config.limits
+    return RunRecord(
+        run_id=ctx.run_id,
+        loop=ctx.config.name,
+        state=RunState.RUNNING,
+        started_at=now_iso(),
+        branch=branch,
+        base_commit=plan.base_commit,
+        worktree=str(worktree_path),
+        repo_root=str(plan.repo.info.root),
+        config_path=ctx.config.path,
+        agent_label=plan.agent.label,
+        goal_label=plan.verifier.label,
+        description=ctx.config.description,
+        limits={
+            "max_iterations": plan.max_iterations,
+            "max_time": limits.max_time,
+            "max_cost_usd": limits.max_cost_usd,
+            "max_tokens": limits.max_tokens,
+            "stall": limits.stall,
+            "max_agent_errors": limits.max_agent_errors,
+        },
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        outloop_version=__version__,
+    )
+
+
+def start_access(ctx: RunContext) -> None:
+    """Audit what the policy decided, then start the broker (revoked when the run ends)."""
+    access = ctx.plan.access
+    for decision in access.decisions:
+        ctx.audit(decision.event, **decision.audit_fields())
+    for note in access.notes:
+        ctx.note(ctx.current_n(), note)
+    access.start(ctx.run_id, ctx.audit_fields)
+    ctx.held.callback(access.close)
+    ctx.masker = access.masker()
+
+
+@contextlib.contextmanager
+def released_on_error(ctx: RunContext) -> Iterator[None]:
+    """Give the locks (and the broker) back when a run fails before its loop starts."""
+    try:
+        yield
+    except BaseException:
+        ctx.held.close()
+        raise
+
+
+def check_outside(worktree_path: Path, repo: Repository) -> None:
+    """The run's worktree must not lie inside the repository or its git directory."""
+    resolved = worktree_path.resolve()
+    for inside in (repo.info.root.resolve(), repo.info.common_dir.resolve()):
+        if resolved == inside or inside in resolved.parents:
+            raise UsageError(
+                f"the worktree location {worktree_path} is inside {inside}",
+                hint="set XDG_STATE_HOME to a directory outside the repository",
+            )
