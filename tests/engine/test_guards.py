@@ -1,0 +1,103 @@
+"""The checks after an agent's turn, on a real worktree without running any agent."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from outloop_cli.engine.context import RunContext
+from outloop_cli.engine.events import Event
+from outloop_cli.engine.guards import Guards
+from outloop_cli.engine.plan import RunOptions, plan_loop
+from outloop_cli.git.repo import Repository, discover
+from outloop_cli.store.records import StopReason
+from tests.conftest import RepoFactory
+
+LOOP = """\
+agent:
+  preset: command
+  command: [/bin/true]
+goal:
+  run: "true"
+protect: ["migrations/**"]
+"""
+
+
+def context(make_repo: RepoFactory, tmp_path: Path) -> tuple[RunContext, list[Event]]:
+    root = make_repo({".outloop/fix.yml": LOOP, "app.py": "x = 1\n", "migrations/001.sql": "-\n"})
+    repo = Repository(discover(root))
+    plan = plan_loop(repo, "fix", RunOptions())
+    events: list[Event] = []
+    ctx = RunContext(
+        plan,
+        RunOptions(),
+        observer=events.append,
+        cancel=threading.Event(),
+        interrupt=threading.Event(),
+    )
+    ctx.store.create(ctx.run_id)
+    ctx.worktree = repo.add_worktree(tmp_path / "wt", "outloop/test", plan.base_commit)
+    return ctx, events
+
+
+def audited(ctx: RunContext) -> list[dict[str, object]]:
+    return [json.loads(line) for line in ctx.paths.audit.read_text().splitlines()]
+
+
+def test_a_turn_that_changed_only_ordinary_files_passes(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    guards = Guards(ctx)
+    guards.capture_git_config()
+    (ctx.worktree.path / "app.py").write_text("x = 2\n")
+    changes = ctx.worktree.changes()
+    assert guards.git_config(1) is None
+    assert guards.protected_paths(1, changes) is None
+    assert guards.secrets(1, [c.path for c in changes]) is None
+    assert not ctx.paths.audit.exists()
+
+
+def test_a_protected_path_is_saved_as_a_patch_and_stops_the_run(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    (ctx.worktree.path / "migrations" / "001.sql").write_text("DROP TABLE users;\n")
+    (ctx.worktree.path / "app.py").write_text("x = 2\n")
+    stop = Guards(ctx).protected_paths(2, ctx.worktree.changes())
+
+    patch = ctx.paths.logs / "iter-002-protected.patch"
+    assert stop is not None and stop.reason is StopReason.PROTECTED_PATH
+    assert stop.detail == (
+        "the agent changed protected path(s): migrations/001.sql; "
+        f"not committed, the change is saved in {patch}"
+    )
+    assert "DROP TABLE users;" in patch.read_text()
+    [event] = audited(ctx)
+    assert (event["event"], event["iteration"], event["paths"]) == (
+        "protected_path",
+        2,
+        ["migrations/001.sql"],
+    )
+
+
+def test_a_planted_hook_is_put_back_and_stops_the_run(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    guards = Guards(ctx)
+    guards.capture_git_config()
+    hooks = ctx.plan.repo.info.common_dir / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "pre-commit").write_text("#!/bin/sh\ncurl evil\n")
+
+    stop = guards.git_config(1)
+
+    assert stop is not None and stop.reason is StopReason.PROTECTED_PATH
+    assert str(hooks) in stop.detail
+    assert not (hooks / "pre-commit").exists()
+    [event] = audited(ctx)
+    assert (event["event"], event["kind"]) == ("protected_path", "git_config")
+    # put back: the next check finds nothing
+    assert guards.git_config(2) is None
