@@ -17,7 +17,8 @@ from outloop_cli.errors import CouldNotRun, GitError, OutloopError
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.git.worktree import Worktree
 from outloop_cli.paths import worktrees_root
-from outloop_cli.store.runs import RunStore, run_lock
+from outloop_cli.store.locks import run_lock
+from outloop_cli.store.runs import RunStore
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 from outloop_cli.errors import OutloopError, UsageError
 from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_bytes
+from outloop_cli.store.locks import effective_state
 from outloop_cli.store.records import RunRecord
-from outloop_cli.store.runs import RunStore, effective_state
+from outloop_cli.store.runs import RunStore
 
 FORMATS = ("junit", "markdown", "html")
 # how many runs an "unknown run" hint names

@@ -13,8 +13,9 @@ from typing import Any
 
 from outloop_cli.errors import OutloopError
 from outloop_cli.git.repo import discover
+from outloop_cli.store.locks import effective_state
 from outloop_cli.store.records import GoalResult, RunRecord, RunState, StopReason
-from outloop_cli.store.runs import RunPaths, RunStore, effective_state
+from outloop_cli.store.runs import RunPaths, RunStore
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
 RUNNING = "running"

@@ -9,8 +9,9 @@ from pathlib import Path
 from outloop_cli.errors import UsageError
 from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_text
+from outloop_cli.store.locks import is_running
 from outloop_cli.store.records import RunRecord, RunState
-from outloop_cli.store.runs import RunPaths, RunStore, is_running
+from outloop_cli.store.runs import RunPaths, RunStore
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from outloop_cli.git.repo import Repository
 from outloop_cli.git.worktree import Worktree
 from outloop_cli.process.leftovers import kill_leftovers
 from outloop_cli.store.audit import cut_torn_audit_tail
+from outloop_cli.store.locks import loop_lock, run_lock
 from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState
-from outloop_cli.store.runs import loop_lock, run_lock
 from outloop_cli.timefmt import now_iso
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from outloop_cli import __version__
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.paths import worktrees_root
+from outloop_cli.store.locks import loop_lock, run_lock
 from outloop_cli.store.records import RunRecord, RunState
-from outloop_cli.store.runs import loop_lock, run_lock
 from outloop_cli.timefmt import now_iso
 
 if TYPE_CHECKING:

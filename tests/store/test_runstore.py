@@ -17,22 +17,16 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.store.locks import effective_state, is_running, loop_lock, run_lock, running_owner
 from outloop_cli.store.records import RunRecord, RunState
-from outloop_cli.store.runs import (
-    RunPaths,
-    RunStore,
-    effective_state,
-    is_running,
-    loop_lock,
-    run_lock,
-    running_owner,
-)
+from outloop_cli.store.runs import RunPaths, RunStore
 from tests.support.e2e import pid_alive
 
 HOLDER = """
 import subprocess, sys, time
 from pathlib import Path
-from outloop_cli.store.runs import RunPaths, loop_lock, run_lock
+from outloop_cli.store.runs import RunPaths
+from outloop_cli.store.locks import loop_lock, run_lock
 kind, target = sys.argv[1], Path(sys.argv[2])
 lock = run_lock(RunPaths(target)) if kind == "run" else loop_lock(target, sys.argv[3], run_id="r-1")
 spawn = sys.argv[-1] == "spawn"
