@@ -1,7 +1,8 @@
 """The goal step: ask the verifier whether the goal holds, then undo what the check left behind.
 
-The goal runs in the same worktree as the agent, with its own allow-listed
-environment (the goal's variables and ``OUTLOOP_*``, no broker capability),
+The goal runs in the same worktree as the agent, in the same sandbox (it runs
+code the agent wrote), with its own allow-listed environment (the goal's
+variables and ``OUTLOOP_*``, no broker capability),
 its output masked, and, for a CI goal, the forge and the commit it must judge.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from outloop_cli.engine.containment import contained
 from outloop_cli.goals.base import GoalContext
 from outloop_cli.process.environment import build_env
 from outloop_cli.store.records import GoalResult
@@ -39,6 +41,7 @@ def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> G
         cancel=ctx.cancel,
         time_left=ctx.time_left(),
         transform=ctx.masker.mask_bytes if ctx.masker else None,
+        contain=lambda argv, script: contained(ctx, argv, shell_command=script),
         **forge_fields,
     )
     goal = ctx.plan.verifier.evaluate(goal_ctx)

@@ -9,12 +9,11 @@ agent's timeout and what is left of the run's time limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outloop_cli.agents.base import TurnContext
+from outloop_cli.engine.containment import contained
 from outloop_cli.engine.prompt import compose_prompt
 from outloop_cli.process.environment import build_env
 from outloop_cli.process.spawn import ProgramNotFound, run_streamed
@@ -84,7 +83,11 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
     masking = ctx.masker.stream() if ctx.masker else None
     try:
         process = run_streamed(
-            _sandboxed(ctx, invocation.argv, state_dir),
+            contained(
+                ctx,
+                invocation.argv,
+                writable=[state_dir, *filter(None, [plan.access.broker_socket_dir()])],
+            ),
             cwd=worktree.path,
             env=env,
             log_path=ctx.paths.root / log_name,
@@ -108,24 +111,6 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
         result.error = "max_time"
     _report(ctx, n, result, "")
     return TurnOutcome(result, out_of_time)
-
-
-def _sandboxed(ctx: RunContext, argv: Sequence[str], state_dir: Path) -> list[str]:
-    if ctx.config.sandbox != "bwrap":
-        return list(argv)
-    from outloop_cli import paths
-    from outloop_cli.sandbox import bwrap as sandbox
-
-    path_env = build_env().get("PATH")
-    return sandbox.wrap(
-        argv,
-        bwrap=sandbox.bwrap_program(path_env),
-        path_env=path_env,
-        worktree=ctx.worktree.path,
-        git_dir=ctx.plan.repo.info.common_dir,
-        writable=[state_dir, *filter(None, [ctx.plan.access.broker_socket_dir()])],
-        hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
-    )
 
 
 def _report(ctx: RunContext, n: int, result: AgentResult, detail: str) -> None:

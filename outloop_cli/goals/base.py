@@ -8,7 +8,7 @@ import this module; which goal key builds which verifier is
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +34,9 @@ class GoalContext:
     # authenticated access to the forge (see outloop_cli.forges.session)
     head_sha: str | None = None
     forge: ForgeSession | None = None
+    # wraps a command (argv, and the script when it is ``sh -c SCRIPT``) in the run's
+    # sandbox: the goal runs code the agent wrote, so it is contained like the agent
+    contain: Callable[[Sequence[str], str | None], list[str]] | None = None
 
 
 class Verifier(Protocol):

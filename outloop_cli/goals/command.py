@@ -45,8 +45,11 @@ class CommandVerifier:
         timeout = self.goal.timeout
         if ctx.time_left is not None:
             timeout = max(1.0, min(timeout, ctx.time_left))
+        argv = ["/bin/sh", "-c", self.command]
+        if ctx.contain is not None:
+            argv = ctx.contain(argv, self.command)
         result = run_streamed(
-            ["/bin/sh", "-c", self.command],
+            argv,
             cwd=ctx.workdir,
             env=ctx.env,
             log_path=ctx.run_dir / log_name,

@@ -21,6 +21,7 @@ on one stays reachable; see docs/security.md.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,7 @@ def wrap(
     writable: Sequence[Path] = (),
     hidden: Sequence[Path] = (),
     path_env: str | None = None,
+    shell_command: str | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -95,7 +97,8 @@ def wrap(
         target = git_dir / name
         if target.exists():
             args += ["--ro-bind", str(target), str(target)]
-    for path in _program_roots(argv, path_env, [Path("/tmp"), Path("/run"), *hidden]):
+    programs = [*argv[:1], *_programs_in(shell_command)]
+    for path in _program_roots(programs, argv[1:], path_env, [Path("/tmp"), Path("/run"), *hidden]):
         args += ["--ro-bind", str(path), str(path)]
     for path in _existing([*writable, worktree]):
         args += ["--bind", str(path), str(path)]
@@ -112,25 +115,53 @@ def _install_root(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "bin" else path.parent
 
 
-def _program_roots(argv: Sequence[str], path_env: str | None, hidden: Sequence[Path]) -> list[Path]:
-    """Directories the agent's program needs that a hidden directory would cover."""
+def _programs_in(script: str | None) -> list[str]:
+    """The words of a shell script that may name a program (best effort: never fails)."""
+    if not script:
+        return []
+    try:
+        words = shlex.split(script, comments=True)
+    except ValueError:
+        words = script.split()
+    return [w for w in words if w and not w.startswith("-") and "=" not in w]
+
+
+def _program_roots(
+    programs: Sequence[str], args: Sequence[str], path_env: str | None, hidden: Sequence[Path]
+) -> list[Path]:
+    """Directories the sandboxed programs need that a hidden directory would cover."""
     roots = [p.resolve() for p in hidden if p.exists()]
     found: list[Path] = []
-    candidates: list[Path] = []
-    program = shutil.which(argv[0], path=path_env) if argv else None
-    if program:
-        candidates.append(Path(program))
-    candidates += [Path(arg) for arg in argv[1:] if arg.startswith("/") and Path(arg).exists()]
-    for candidate in candidates:
+    # (path, found on PATH): a program's install root is kept, a plain file's directory
+    candidates: list[tuple[Path, bool]] = []
+    for name in programs:
+        program = shutil.which(name, path=path_env)
+        if program:
+            candidates.append((Path(program), True))
+    candidates += [(Path(arg), False) for arg in args if arg.startswith("/") and Path(arg).exists()]
+    any_program = any(is_program for _, is_program in candidates)
+    for candidate, _ in candidates:
         for path in dict.fromkeys([candidate.absolute(), candidate.resolve()]):
             if not _under(path, roots):
                 continue
-            root = _install_root(path) if path == candidate.absolute() or program else path.parent
+            root = (
+                _install_root(path) if path == candidate.absolute() or any_program else path.parent
+            )
+            if _covers_hidden(root, roots):
+                # a program straight in ~/bin must not bring all of $HOME back into view
+                root = path.parent
+                if _covers_hidden(root, roots):
+                    continue
             found.append(root)
             venv = _install_root(path) / "pyvenv.cfg"
             if venv.is_file():
                 found += _venv_base(venv, roots)
     return [p for p in dict.fromkeys(found) if p.is_dir() and p != Path("/")]
+
+
+def _covers_hidden(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether binding ``path`` would show a whole hidden directory."""
+    return any(path == root or path in root.parents for root in roots)
 
 
 def _venv_base(config: Path, roots: Sequence[Path]) -> list[Path]:

@@ -1,0 +1,50 @@
+"""One view for everything that runs code the agent wrote: its turn and the goal alike.
+
+The goal command imports and executes files the agent wrote (``pytest`` loads
+``conftest.py``, ``npm test`` runs ``package.json`` scripts), so it gets the
+same sandbox as the agent's turn: the same hidden home and state directories,
+the same read-only control files of the repository, the worktree writable.
+Only what each needs on top differs: the agent's private state directory and
+the broker's socket for the turn, nothing for the goal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from outloop_cli.process.environment import build_env
+
+if TYPE_CHECKING:
+    from outloop_cli.engine.context import RunContext
+
+
+def contained(
+    ctx: RunContext,
+    argv: Sequence[str],
+    *,
+    writable: Sequence[Path] = (),
+    shell_command: str | None = None,
+) -> list[str]:
+    """``argv`` as the run's sandbox runs it (unchanged under ``sandbox: none``).
+
+    ``shell_command`` is the script of an ``sh -c`` argv: the programs it names
+    stay visible when they live in a hidden directory (a venv under ``$HOME``).
+    """
+    if ctx.config.sandbox != "bwrap":
+        return list(argv)
+    from outloop_cli import paths
+    from outloop_cli.sandbox import bwrap as sandbox
+
+    path_env = build_env().get("PATH")
+    return sandbox.wrap(
+        argv,
+        bwrap=sandbox.bwrap_program(path_env),
+        path_env=path_env,
+        worktree=ctx.worktree.path,
+        git_dir=ctx.plan.repo.info.common_dir,
+        writable=writable,
+        hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
+        shell_command=shell_command,
+    )

@@ -1,0 +1,68 @@
+"""The bubblewrap command line: what each run's view shows and hides (no process started)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from outloop_cli.sandbox.bwrap import wrap
+
+
+def _bound(args: list[str]) -> set[str]:
+    return {args[i + 1] for i, arg in enumerate(args[:-1]) if arg in ("--bind", "--ro-bind")}
+
+
+def _tool(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / name
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def test_a_program_straight_in_home_bin_does_not_bring_home_back(tmp_path: Path) -> None:
+    home = Path(os.environ["HOME"])
+    tool = _tool(home / "bin", "check")
+    args = wrap(
+        ["/bin/sh", "-c", f"{tool} --fast"],
+        bwrap="bwrap",
+        worktree=tmp_path,
+        git_dir=tmp_path,
+        hidden=[home],
+        shell_command=f"{tool} --fast",
+    )
+    assert str(home / "bin") in _bound(args)
+    assert str(home) not in _bound(args)
+
+
+def test_programs_named_in_a_goal_script_stay_visible(tmp_path: Path) -> None:
+    home = Path(os.environ["HOME"])
+    venv_python = _tool(home / "venv" / "bin", "python")
+    other = _tool(home / "opt" / "lint" / "bin", "lint")
+    script = f"FOO=1 {venv_python} -m pytest -q && {other} . # {home / 'secret'}"
+    args = wrap(
+        ["/bin/sh", "-c", script],
+        bwrap="bwrap",
+        worktree=tmp_path,
+        git_dir=tmp_path,
+        hidden=[home],
+        shell_command=script,
+    )
+    bound = _bound(args)
+    assert str(home / "venv") in bound
+    assert str(home / "opt" / "lint") in bound
+    # a comment names no program, and nothing shows the rest of $HOME
+    assert str(home) not in bound
+    assert not any(b.startswith(str(home / "secret")) for b in bound)
+
+
+def test_an_unparsable_script_still_gives_a_sandbox(tmp_path: Path) -> None:
+    args = wrap(
+        ["/bin/sh", "-c", "echo 'unterminated"],
+        bwrap="bwrap",
+        worktree=tmp_path,
+        git_dir=tmp_path,
+        shell_command="echo 'unterminated",
+    )
+    assert args[0] == "bwrap"
+    assert args[-3:] == ["/bin/sh", "-c", "echo 'unterminated"]
