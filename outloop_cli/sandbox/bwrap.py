@@ -11,7 +11,9 @@ What the sandbox takes away from the agent, and why:
   the worktree's index and HEAD) but ``hooks/``, ``config`` and outloop's run
   records (audit log included) are read-only, so the agent can neither plant
   a hook the user would run later nor rewrite the record of what it did;
-* the terminal: ``--new-session`` stops TIOCSTI keystroke injection.
+* the terminal: ``--new-session`` stops TIOCSTI keystroke injection;
+* root: its own user namespace with every capability dropped, and no nested
+  user namespace, so an agent run as root cannot unmount a read-only bind.
 
 What stays: the network namespace (the agent must reach the loopback access
 proxy), the rest of the file system read-only, and the worktree read-write.
@@ -21,12 +23,14 @@ on one stays reachable; see docs/security.md.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.process.spawn import run_captured
 
 
 def bwrap_program(path: str | None) -> str:
@@ -74,6 +78,14 @@ def wrap(
         bwrap,
         "--die-with-parent",
         "--new-session",
+        # root is not root inside: a user namespace of its own, every capability
+        # dropped (as root, bwrap would otherwise keep them, and an agent could
+        # unmount the read-only binds and write through to the host), no nested
+        # user namespace to win them back
+        "--unshare-user",
+        "--cap-drop",
+        "ALL",
+        *(["--disable-userns"] if _supports(bwrap, "--disable-userns") else []),
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
@@ -104,6 +116,18 @@ def wrap(
         args += ["--bind", str(path), str(path)]
     args += ["--chdir", str(worktree), "--", *argv]
     return args
+
+
+@functools.lru_cache(maxsize=8)
+def _supports(bwrap: str, option: str) -> bool:
+    """Whether this bubblewrap knows ``option`` (``--disable-userns`` came with 0.8)."""
+    try:
+        done = run_captured(
+            [bwrap, "--help"], cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, timeout=10
+        )
+    except CouldNotRun:
+        return False
+    return option.encode() in done.stdout + done.stderr
 
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:

