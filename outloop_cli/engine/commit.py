@@ -161,7 +161,7 @@ def commit_message(
         (trailers.LOOP, loop),
         (trailers.ITERATION, str(iteration)),
         (trailers.GOAL, trailer),
-        (trailers.AGENT, agent_label),
+        (trailers.AGENT, trailers.one_line(agent_label)),
     ]
     if agent is not None and agent.cost_usd is not None:
         pairs.append((trailers.COST_USD, f"{agent.cost_usd:.4f}"))

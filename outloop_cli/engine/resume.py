@@ -147,11 +147,11 @@ def iteration_commits(
         reverse=True,
         first_parent=True,
     ):
-        run = commit.first(trailers.RUN) or ""
-        iteration = commit.first(trailers.ITERATION) or ""
+        run = commit.only(trailers.RUN) or ""
+        iteration = commit.only(trailers.ITERATION) or ""
         if run != run_id or not iteration.isdigit():
             continue
-        goal = commit.first(trailers.GOAL) or trailers.GOAL_NONE
+        goal = commit.only(trailers.GOAL) or trailers.GOAL_NONE
         commits.append(IterationCommit(commit.sha, run, int(iteration), goal))
     return commits
 

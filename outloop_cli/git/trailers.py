@@ -9,6 +9,7 @@ here together, so writer and readers cannot drift apart.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +39,21 @@ _REPEAT = "\x1d"
 _VALUE_LIMIT = 200
 
 
+def _flat(text: str) -> str:
+    # control characters (ESC of a terminal sequence, DEL) become spaces; format
+    # characters such as the zero-width joiner of an emoji stay
+    cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return " ".join(cleaned.split())
+
+
 def one_line(text: str) -> str:
-    """A trailer value: one line, no control characters, bounded."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:_VALUE_LIMIT]
+    """Free text (a label) for a commit: one line, no control characters, bounded."""
+    return _flat(text)[:_VALUE_LIMIT]
 
 
 def render(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """``Key: value`` lines for the end of a commit message."""
-    return [f"{key}: {one_line(value)}" for key, value in pairs]
+    """``Key: value`` lines for the end of a commit message (each value kept on one line)."""
+    return [f"{key}: {_flat(value)}" for key, value in pairs]
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,10 @@ class CommitTrailers:
     sha: str
     values: Mapping[str, tuple[str, ...]]
 
-    def first(self, key: str) -> str | None:
+    def only(self, key: str) -> str | None:
+        """The value of a trailer given exactly once; a repeated one is no answer."""
         found = self.values.get(key, ())
-        return found[0] if found else None
+        return found[0] if len(found) == 1 else None
 
     def all(self, key: str) -> tuple[str, ...]:
         return self.values.get(key, ())

@@ -147,10 +147,10 @@ def test_the_trailers_read_back_from_a_real_commit(make_repo: RepoFactory) -> No
         ["HEAD^..HEAD"],
         [trailers.RUN, trailers.ITERATION, trailers.GOAL, trailers.AGENT],
     )
-    assert found.first(trailers.RUN) == RUN
-    assert found.first(trailers.ITERATION) == "3"
-    assert found.first(trailers.GOAL) == trailers.GOAL_FAIL
-    assert found.first(trailers.AGENT) == "claude x"
+    assert found.only(trailers.RUN) == RUN
+    assert found.only(trailers.ITERATION) == "3"
+    assert found.only(trailers.GOAL) == trailers.GOAL_FAIL
+    assert found.only(trailers.AGENT) == "claude x"
 
 
 @pytest.mark.parametrize(
