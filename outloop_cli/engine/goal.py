@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli.engine.containment import contained
+from outloop_cli.errors import CouldNotRun
 from outloop_cli.goals.base import GoalContext
 from outloop_cli.process.environment import build_env
 from outloop_cli.store.records import GoalResult
@@ -20,11 +21,9 @@ if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
 
 
-def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> GoalResult:
-    """Check the goal for iteration ``n`` (0: the baseline); ``forge_fields`` feed a CI goal."""
-    ctx.emit("phase", n, "checking the goal", phase="goal")
+def _goal_env(ctx: RunContext, n: int) -> dict[str, str]:
     goal_cfg = ctx.config.goal
-    env = build_env(
+    return build_env(
         pass_env=goal_cfg.pass_env,
         extra=goal_cfg.env,
         outloop_vars={
@@ -33,6 +32,47 @@ def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> G
             "OUTLOOP_ITERATION": str(n),
         },
     )
+
+
+def check_goal_tests_the_worktree(ctx: RunContext) -> None:
+    """Before the baseline: a goal whose Python imports the user's checkout is refused.
+
+    Asked while the worktree still holds only the starting commit (no agent has
+    run), in the goal's environment; see :mod:`outloop_cli.goals.project_source`.
+    """
+    script = ctx.config.goal.run
+    # asked outside the sandbox: only of the starting commit, never of an agent's work
+    if script is None or ctx.worktree.head() != ctx.plan.base_commit:
+        return
+    from outloop_cli.goals import project_source
+
+    packages = project_source.project_packages(ctx.worktree.path)
+    env = _goal_env(ctx, 0)
+    interpreters = project_source.goal_interpreters(script, env.get("PATH"))
+    if not packages or not interpreters:
+        return
+    found = project_source.outside_imports(
+        interpreters,
+        packages,
+        worktree=ctx.worktree.path,
+        checkout=ctx.plan.repo.info.root,
+        env=env,
+    )
+    if found:
+        message, hint = project_source.describe(found, ctx.plan.repo.info.root)
+        ctx.audit(
+            "goal_tests_checkout",
+            package=found[0].package,
+            found_at=str(found[0].found_at),
+            interpreter=str(found[0].interpreter.python),
+        )
+        raise CouldNotRun(message, hint=hint)
+
+
+def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> GoalResult:
+    """Check the goal for iteration ``n`` (0: the baseline); ``forge_fields`` feed a CI goal."""
+    ctx.emit("phase", n, "checking the goal", phase="goal")
+    env = _goal_env(ctx, n)
     goal_ctx = GoalContext(
         workdir=ctx.worktree.path,
         env=env,

@@ -18,7 +18,7 @@ from outloop_cli.engine.context import RunContext
 from outloop_cli.engine.events import Observer, ignore_events
 from outloop_cli.engine.finish import finish_run
 from outloop_cli.engine.forge import ForgeSteps
-from outloop_cli.engine.goal import evaluate_goal, restore_after_goal
+from outloop_cli.engine.goal import check_goal_tests_the_worktree, evaluate_goal, restore_after_goal
 from outloop_cli.engine.guards import Guards
 from outloop_cli.engine.limits import Counters, Stop
 from outloop_cli.engine.plan import LoopPlan, RunOptions
@@ -161,6 +161,7 @@ class LoopRun:
     def _baseline(self) -> GoalResult:
         """Iteration 0: does the goal already hold at the starting commit?"""
         ctx = self.ctx
+        check_goal_tests_the_worktree(ctx)
         it = IterationRecord(n=0, started_at=now_iso())
         ctx.record.iterations.append(it)
         started = time.monotonic()
