@@ -207,11 +207,14 @@ _SPAWN_CALLS = {
 # credentials/ci_env re-executes outloop itself (same pid) so CI secrets leave its
 # environment before anything runs; it starts no child
 _SPAWN_EXCEPTIONS = {("outloop_cli.credentials.ci_env", "execve")}
+# programs of their own, not part of the runner: the sandbox's relay runs inside the
+# sandbox as the agent's parent; the demo agent stands in for an LLM agent
+_SEPARATE_PROGRAMS = ("outloop_cli.sandbox.relay", "outloop_cli.demo_agent")
 
 
 def _spawning(module: Module) -> Iterator[str]:
     """Starting a process outside process/ (the one seam that supervises children)."""
-    if module.inside("outloop_cli.process"):
+    if module.inside("outloop_cli.process") or module.name in _SEPARATE_PROGRAMS:
         return
     for target, node in _imports(module):
         if target in _SPAWNERS:
@@ -261,8 +264,8 @@ def _keyring_use(module: Module) -> Iterator[str]:
 
 
 # only the CLI prints; main.py is the process entry (version, errors turned into exit
-# codes); demo_agent.py is a separate program, the demo's stand-in for an LLM agent
-_MAY_PRINT = ("outloop_cli.cli", "outloop_cli.main", "outloop_cli.demo_agent")
+# codes); the separate programs print as programs of their own
+_MAY_PRINT = ("outloop_cli.cli", "outloop_cli.main", *_SEPARATE_PROGRAMS)
 
 
 def _printing(module: Module) -> Iterator[str]:

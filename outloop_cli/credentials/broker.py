@@ -207,7 +207,7 @@ class Broker:
                 on_event=self._emit,
                 redactor=self._redactor,
             )
-            await self._proxy.start()
+            await self._proxy.start(unix_path=self._dir / "proxy.sock" if self._dir else None)
 
     def revoke(self) -> int:
         """Revoke every capability now; the socket and proxy refuse from here on."""
@@ -256,6 +256,13 @@ class Broker:
     def socket_path(self) -> Path:
         assert self._socket_path is not None
         return self._socket_path
+
+    @property
+    def proxy_socket(self) -> Path | None:
+        """The proxy's Unix socket (what a sandbox with its own network reaches), if any."""
+        if self._proxy is None or self._dir is None:
+            return None
+        return self._dir / "proxy.sock"
 
     @property
     def proxy_port(self) -> int | None:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -101,10 +103,17 @@ class AccessProxy:
         self._read_timeout = upstream_read_timeout
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._server: asyncio.base_events.Server | None = None
+        self._unix_server: asyncio.base_events.Server | None = None
         self._handler: web.Server | None = None
         self.port = 0
 
-    async def start(self) -> int:
+    async def start(self, unix_path: Path | None = None) -> int:
+        """Listen on 127.0.0.1 (a free port) and, when given, on the Unix socket ``unix_path``.
+
+        A sandboxed agent has a network namespace of its own: it reaches the proxy
+        through the Unix socket, bound into the sandbox and relayed there on
+        127.0.0.1 with the same port, so its base URL stays the same.
+        """
         for name, route in self._routes.items():
             connector = aiohttp.TCPConnector(ssl=route.ssl_context() or False, limit=64)
             self._sessions[name] = aiohttp.ClientSession(
@@ -124,16 +133,29 @@ class AccessProxy:
         self.port = sock.getsockname()[1]
         # the low-level server: one handler for every path, no router in the way
         self._handler = web.Server(self._handle, access_log=None)
-        self._server = await asyncio.get_running_loop().create_server(self._handler, sock=sock)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._handler, sock=sock)
+        if unix_path is not None:
+            old_umask = os.umask(0o177)
+            try:
+                self._unix_server = await loop.create_unix_server(
+                    self._handler, path=str(unix_path)
+                )
+            finally:
+                os.umask(old_umask)
         return self.port
 
     async def close(self) -> None:
+        if self._unix_server is not None:
+            self._unix_server.close()
         if self._server is not None:
             self._server.close()
             if self._handler is not None:
                 # ends idle keep-alive connections and waits briefly for requests in flight
                 await self._handler.shutdown(timeout=2)
             await self._server.wait_closed()
+        if self._unix_server is not None:
+            await self._unix_server.wait_closed()
         for session in self._sessions.values():
             await session.close()
 

@@ -4,8 +4,9 @@ The goal command imports and executes files the agent wrote (``pytest`` loads
 ``conftest.py``, ``npm test`` runs ``package.json`` scripts), so it gets the
 same sandbox as the agent's turn: the same hidden home and state directories,
 the same read-only control files of the repository, the worktree writable.
-Only what each needs on top differs: the agent's private state directory and
-the broker's socket for the turn, nothing for the goal.
+Only what each needs on top differs: the agent's private state directory, the
+broker's socket and the access proxy for the turn, nothing for the goal (it
+holds no capability, and has no network).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def contained(
     *,
     writable: Sequence[Path] = (),
     shell_command: str | None = None,
+    proxy: tuple[int, Path] | None = None,
 ) -> list[str]:
     """``argv`` as the run's sandbox runs it (unchanged under ``sandbox: none``).
 
     ``shell_command`` is the script of an ``sh -c`` argv: the programs it names
     stay visible when they live in a hidden directory (a venv under ``$HOME``).
+    ``proxy`` (port, Unix socket) is relayed to 127.0.0.1:port inside, the one
+    way out of the sandbox's own network.
     """
     if ctx.config.sandbox != "bwrap":
         return list(argv)
@@ -47,4 +51,5 @@ def contained(
         writable=writable,
         hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
         shell_command=shell_command,
+        proxy=proxy,
     )

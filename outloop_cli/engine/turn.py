@@ -87,6 +87,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
                 ctx,
                 invocation.argv,
                 writable=[state_dir, *filter(None, [plan.access.broker_socket_dir()])],
+                proxy=plan.access.proxy_endpoint(),
             ),
             cwd=worktree.path,
             env=env,

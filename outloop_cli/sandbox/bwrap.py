@@ -15,10 +15,13 @@ What the sandbox takes away from the agent, and why:
 * root: its own user namespace with every capability dropped, and no nested
   user namespace, so an agent run as root cannot unmount a read-only bind.
 
-What stays: the network namespace (the agent must reach the loopback access
-proxy), the rest of the file system read-only, and the worktree read-write.
-Abstract Unix sockets are per network namespace, so a session bus listening
-on one stays reachable; see docs/security.md.
+* the network: a namespace of its own with only loopback, so no host, no
+  port and no abstract Unix socket of the machine (a session bus listening on
+  one included) is reachable; the access proxy comes in as a Unix socket,
+  relayed on 127.0.0.1 with the proxy's own port (``relay.py``).
+
+What stays: the rest of the file system read-only, and the worktree
+read-write.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import functools
 import shlex
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +67,7 @@ def wrap(
     hidden: Sequence[Path] = (),
     path_env: str | None = None,
     shell_command: str | None = None,
+    proxy: tuple[int, Path] | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -87,6 +92,9 @@ def wrap(
         "ALL",
         *(["--disable-userns"] if _supports(bwrap, "--disable-userns") else []),
         "--unshare-pid",
+        # only loopback: no host, no port and no abstract socket of the machine;
+        # the access proxy comes in as a Unix socket (see relay.py)
+        "--unshare-net",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
@@ -109,13 +117,29 @@ def wrap(
         target = git_dir / name
         if target.exists():
             args += ["--ro-bind", str(target), str(target)]
-    programs = [*argv[:1], *_programs_in(shell_command)]
+    command = list(argv)
+    programs = [*command[:1], *_programs_in(shell_command)]
+    if proxy is not None:
+        port, socket_path = proxy
+        args += ["--bind", str(socket_path), _PROXY_SOCKET]
+        command = [*_relay_argv(port), *command]
+        programs.append(sys.executable)
     for path in _program_roots(programs, argv[1:], path_env, [Path("/tmp"), Path("/run"), *hidden]):
         args += ["--ro-bind", str(path), str(path)]
     for path in _existing([*writable, worktree]):
         args += ["--bind", str(path), str(path)]
-    args += ["--chdir", str(worktree), "--", *argv]
+    args += ["--chdir", str(worktree), "--", *command]
     return args
+
+
+# where the access proxy's socket appears inside (/run is the sandbox's own tmpfs)
+_PROXY_SOCKET = "/run/outloop-proxy.sock"
+
+
+def _relay_argv(port: int) -> list[str]:
+    """outloop's Python running relay.py's source: listens on 127.0.0.1:port inside."""
+    source = (Path(__file__).parent / "relay.py").read_text()
+    return [sys.executable, "-I", "-S", "-c", source, str(port), _PROXY_SOCKET, "--"]
 
 
 @functools.lru_cache(maxsize=8)
