@@ -30,6 +30,9 @@ class TurnContext:
     prompt_file: Path
     # a private scratch directory for this agent's own state (config, logs)
     state_dir: Path
+    # outloop's sandbox contains the turn: a tool's own sandbox inside it is redundant,
+    # and one built on user namespaces cannot nest there (they are disabled inside)
+    contained: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ Facts this relies on (Codex 0.171):
   ``features.plugins = false`` stop its calls home;
 - ``approval_policy = "never"`` with the ``workspace-write`` sandbox lets it edit
   the worktree and run commands there, without network; ``agent.args`` may
-  override either (e.g. ``["--sandbox", "danger-full-access"]``).
+  override either (e.g. ``["--sandbox", "danger-full-access"]``). Under
+  ``sandbox: bwrap`` its own sandbox (bubblewrap again) cannot nest in
+  outloop's, which disables user namespaces inside: it runs with
+  ``danger-full-access`` there, contained by outloop's sandbox instead.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class CodexAgent(HeadlessAgent):
     def invocation(self, ctx: TurnContext) -> Invocation:
         home = ctx.state_dir / "codex"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config.toml").write_text(self._config_toml())
+        (home / "config.toml").write_text(self._config_toml(contained=ctx.contained))
         program, *fixed = self.program_argv
         argv = ("sh", "-c", _WRAPPER, program, *fixed, "exec", "--json", *self.config.args)
         # Codex will not put its sandbox helper under the temp directory, and a
@@ -74,14 +77,16 @@ class CodexAgent(HeadlessAgent):
         env = {"CODEX_HOME": str(home), "TMPDIR": str(tmp)}
         return Invocation(argv=argv, env=env, stdin=ctx.prompt_text.encode())
 
-    def _config_toml(self) -> str:
+    def _config_toml(self, *, contained: bool) -> str:
         lines = []
         if self.config.model:
             lines.append(f"model = {_toml_string(self.config.model)}")
         lines += [
             f'model_provider = "{PROVIDER_ID}"',
             'approval_policy = "never"',
-            'sandbox_mode = "workspace-write"',
+            # inside outloop's sandbox (its own network, no user namespaces) Codex's own
+            # bubblewrap sandbox cannot start; outloop's is the boundary there
+            f'sandbox_mode = "{"danger-full-access" if contained else "workspace-write"}"',
             "check_for_update_on_startup = false",
             "",
             f"[model_providers.{PROVIDER_ID}]",

@@ -55,6 +55,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
         prompt_text=prompt_text,
         prompt_file=prompt_file,
         state_dir=state_dir,
+        contained=ctx.config.sandbox == "bwrap",
     )
     invocation = plan.agent.invocation(turn)
     agent_cfg = ctx.config.agent

@@ -110,7 +110,12 @@ def credential(case: str) -> dict[str, dict[str, str]]:
 
 
 def loop_file(
-    name: str, *, agent_env: dict[str, str] | None = None, timeout: str = "120s", **limits: Any
+    name: str,
+    *,
+    agent_env: dict[str, str] | None = None,
+    timeout: str = "120s",
+    sandbox: str = "none",
+    **limits: Any,
 ) -> str:
     case = CASES[name]
     agent: dict[str, Any] = {
@@ -128,6 +133,7 @@ def loop_file(
         "goal": {"run": f"{PY} -m pytest -q -p no:cacheprovider test_calc.py", "timeout": "60s"},
         "limits": {"max_iterations": 4, "stall": 3, **limits},
         "credentials": credential(name),
+        "sandbox": sandbox,
     }
     return yaml.safe_dump(data, sort_keys=False)
 
@@ -213,10 +219,17 @@ def audit_events(repo: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_real_cli_fixes_the_code_offline_through_the_proxy(
-    case: str, make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str,
+    sandbox: str,
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Each real CLI, with its own tools, edits, runs the tests and converges: unsandboxed,
+    and in the sandbox, where the proxy is its only way out (relayed over a Unix socket)."""
     if shutil.which("unshare") is None:
         pytest.fail("util-linux `unshare` is needed to prove the agents stay offline")
     preset = preset_of(case)
@@ -225,7 +238,7 @@ def test_real_cli_fixes_the_code_offline_through_the_proxy(
     prices.write_text(
         f"models:\n  gpt-5-codex: {{input: {USER_CODEX_PRICE.input}, output: {USER_CODEX_PRICE.output}}}\n"
     )
-    repo, key = make_loop_repo(make_repo, case, tmp_path, monkeypatch)
+    repo, key = make_loop_repo(make_repo, case, tmp_path, monkeypatch, sandbox=sandbox)
 
     done, seen = run_offline(
         repo,
