@@ -168,6 +168,8 @@ class LoopRun:
         if ctx.config.goal.ci is not None:
             self.forge.push(0, ctx.plan.base_commit)
         goal = evaluate_goal(ctx, 0, self.forge.goal_context_fields())
+        # the goal ran code of the repository: before git runs again, the same guard
+        _stop_if(self.guards.git_config(0))
         restore_after_goal(ctx)
         it.goal = goal
         it.finished_at = now_iso()
@@ -219,6 +221,8 @@ class LoopRun:
                 raise self._cancelled("while waiting for CI")
         else:
             goal = evaluate_goal(ctx, n, self.forge.goal_context_fields())
+            # the goal ran code the agent wrote: before git runs again, the same guard
+            _stop_if(self.guards.git_config(n))
             if ctx.cancel.is_set():
                 self.commits.commit(it, snapshot, None)
                 raise self._cancelled("while checking the goal")

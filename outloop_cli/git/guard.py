@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,12 @@ class ConfigGuard:
             worktree_git_dir / "config.worktree",
             home / ".gitconfig",
             Path(xdg) / "git" / "config",
+            # where outloop's own git looks for the repository: a gitfile pointing at
+            # a git dir of the agent's would run its filters and config outside the
+            # sandbox, and so would a worktree admin dir sent to another common dir
+            worktree.path / ".git",
+            worktree_git_dir / "commondir",
+            worktree_git_dir / "gitdir",
         ]
         files = {path: _read_or_none(path) for path in dict.fromkeys(candidates)}
         hooks = {common_dir / "hooks": _read_dir(common_dir / "hooks")}
@@ -48,9 +55,11 @@ class ConfigGuard:
         for path, data in self.files.items():
             if _read_or_none(path) == data:
                 continue
-            if data is None:
-                path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
             else:
+                path.unlink(missing_ok=True)
+            if data is not None:
                 path.write_bytes(data)
         for directory, entries in self.hook_dirs.items():
             current = _read_dir(directory)
@@ -61,11 +70,16 @@ class ConfigGuard:
                     (directory / name).write_bytes(data)
 
 
+_A_DIRECTORY = b"\0directory"
+
+
 def _read_or_none(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except IsADirectoryError:
+        return _A_DIRECTORY
 
 
 def _read_dir(directory: Path) -> dict[str, bytes]:

@@ -80,7 +80,9 @@ def test_control_without_the_sandbox_the_same_payload_gets_everything(
     assert found["environ_hits"] >= 1
     assert found["hook_planted"] is True
     assert canary in exfil.read_text()
-    assert (repo / ".git" / "hooks" / "post-checkout").exists()
+    # the hook did land; the git guard, checked after the goal too, put it back
+    assert only_run(repo)["stop_reason"] == "protected_path"
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
 
 
 def test_a_goal_program_in_a_hidden_directory_stays_visible(
