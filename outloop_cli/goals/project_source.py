@@ -22,7 +22,6 @@ project rather than show where it looks.
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process.spawn import run_captured
+from outloop_cli.shell_words import script_words
 
 # packages a repository holds that are not the project itself
 _NOT_THE_PROJECT = frozenset({"tests", "test", "docs", "doc", "examples", "scripts", "bench"})
@@ -98,10 +98,7 @@ def project_packages(worktree: Path) -> list[str]:
 
 def goal_interpreters(script: str, path_env: str | None) -> list[Interpreter]:
     """The Pythons a goal's shell script starts, directly or through a console script."""
-    try:
-        words = shlex.split(script, comments=True)
-    except ValueError:
-        words = script.split()
+    words = script_words(script)
     found: list[Interpreter] = []
     assignments: list[tuple[str, str]] = []
     for word in words:

@@ -27,7 +27,6 @@ read-write.
 from __future__ import annotations
 
 import functools
-import shlex
 import shutil
 import sys
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process.spawn import run_captured
+from outloop_cli.shell_words import script_words
 
 
 def bwrap_program(path: str | None) -> str:
@@ -165,13 +165,7 @@ def _install_root(path: Path) -> Path:
 
 def _programs_in(script: str | None) -> list[str]:
     """The words of a shell script that may name a program (best effort: never fails)."""
-    if not script:
-        return []
-    try:
-        words = shlex.split(script, comments=True)
-    except ValueError:
-        words = script.split()
-    return [w for w in words if w and not w.startswith("-") and "=" not in w]
+    return [w for w in script_words(script) if w and not w.startswith("-") and "=" not in w]
 
 
 def _program_roots(

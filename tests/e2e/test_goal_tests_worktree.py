@@ -38,6 +38,9 @@ PROJECT = {
     ),
 }
 
+# the agent edits the worktree's copy: fix_agent.py runs with the worktree as cwd
+FIX_AGENT = [sys.executable, "fix_agent.py"]
+
 
 @pytest.fixture
 def dev_checkout(make_repo: RepoFactory, tmp_path: Path) -> tuple[Path, Path]:
@@ -64,16 +67,9 @@ def dev_checkout(make_repo: RepoFactory, tmp_path: Path) -> tuple[Path, Path]:
 def _add_loop(checkout: Path, goal: str) -> None:
     loop = checkout / ".outloop" / "fix.yml"
     loop.parent.mkdir()
-    loop.write_text(
-        loop_yaml(agent_cmd_in(checkout), goal, sandbox="bwrap", limits={"max_iterations": 2})
-    )
+    loop.write_text(loop_yaml(FIX_AGENT, goal, sandbox="bwrap", limits={"max_iterations": 2}))
     subprocess.run(["git", "add", "-A"], cwd=checkout, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "loop"], cwd=checkout, check=True)
-
-
-def agent_cmd_in(checkout: Path) -> list[str]:
-    # the agent edits the worktree's copy: fix_agent.py runs with the worktree as cwd
-    return [sys.executable, "fix_agent.py"]
 
 
 def test_control_the_editable_install_imports_the_checkout(
