@@ -21,7 +21,7 @@ from outloop_cli.engine.start import check_outside, released_on_error, start_acc
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.git import trailers
 from outloop_cli.git.repo import Repository
-from outloop_cli.git.worktree import Worktree
+from outloop_cli.git.worktree import Worktree, repair_git_links
 from outloop_cli.process.leftovers import kill_leftovers
 from outloop_cli.store.audit import cut_torn_audit_tail
 from outloop_cli.store.locks import loop_lock, run_lock
@@ -61,6 +61,18 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
             f"killed {len(killed)} leftover process(es) of the crashed run",
         )
     if (path / ".git").exists():
+        # before any git command here: a crashed turn may have re-pointed the worktree
+        repaired = repair_git_links(path, repo.info.common_dir)
+        if repaired:
+            shown = [str(p) for p in repaired]
+            ctx.audit(
+                "protected_path", iteration=record.current_iteration, paths=shown, kind="git_link"
+            )
+            ctx.note(
+                record.current_iteration,
+                "put back the worktree's git link, changed while the run was down: "
+                + ", ".join(shown),
+            )
         ctx.worktree = Worktree(path, record.branch)
     else:
         check_outside(path, repo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,3 +216,45 @@ def _remove_empty_parents(directory: Path, stop: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def repair_git_links(path: Path, common_dir: Path) -> list[Path]:
+    """Put back the files that tell git where a run's worktree belongs; return those changed.
+
+    Written without running git: a ``.git`` file rewritten to point at a git dir
+    of the agent's (left by a turn that crashed before the guard could look)
+    would make outloop's next git command read that git dir's config and run
+    its filters. The admin dir is ``<common dir>/worktrees/<run id>``, where
+    ``git worktree add`` put it; when it is not there, nothing is touched.
+    """
+    admin = common_dir / "worktrees" / path.name
+    if not admin.is_dir():
+        return []
+    wanted = {
+        path / ".git": f"gitdir: {admin}\n",
+        admin / "commondir": "../..\n",
+        admin / "gitdir": f"{path / '.git'}\n",
+    }
+    changed = []
+    for file, text in wanted.items():
+        if _points_to(file, text, relative_to=admin):
+            continue
+        if file.is_dir() and not file.is_symlink():
+            shutil.rmtree(file)
+        else:
+            file.unlink(missing_ok=True)
+        file.write_text(text)
+        changed.append(file)
+    return changed
+
+
+def _points_to(file: Path, wanted: str, *, relative_to: Path) -> bool:
+    """Whether ``file`` names the same place as ``wanted`` (spelled alike or not)."""
+    if file.is_symlink() or not file.is_file():
+        return False
+    try:
+        have = file.read_text().strip().removeprefix("gitdir:").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    want = wanted.strip().removeprefix("gitdir:").strip()
+    return (relative_to / have).resolve() == (relative_to / want).resolve()

@@ -71,3 +71,32 @@ def test_control_outloops_git_would_run_the_planted_filter(
     tree.snapshot(tree.changes(), max_file_size=1 << 20)
 
     assert marker.read_text().strip() == "pwned"
+
+
+def test_resume_puts_the_git_link_back_before_any_git_command(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # a turn that crashed after re-pointing .git leaves it for the next `outloop resume`,
+    # whose first git commands (status, add of the unfinished work) would follow it
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("counter_agent.py"), "false", limits={"max_iterations": 1}
+            )
+        }
+    )
+    assert run_cli(repo, "run", "fix").returncode == 1
+    record = only_run(repo)
+    worktree = Path(record["worktree"])
+    marker = tmp_path / "pwned"
+    subprocess.run(
+        [sys.executable, str(AGENTS / "gitfile_agent.py"), str(marker)], cwd=worktree, check=True
+    )
+
+    done = run_cli(repo, "resume", str(record["run_id"]), "--max-iterations", "2")
+
+    assert not marker.exists(), done.stderr
+    assert "put back the worktree's git link" in done.stderr
+    assert "evil" not in (worktree / ".git").read_text()
+    audit = (repo / ".git/outloop/runs" / str(record["run_id"]) / "audit.jsonl").read_text()
+    assert '"kind":"git_link"' in audit.replace(" ", "")
