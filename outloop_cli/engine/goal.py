@@ -35,7 +35,7 @@ def _goal_env(ctx: RunContext, n: int) -> dict[str, str]:
 
 
 def check_goal_tests_the_worktree(ctx: RunContext) -> None:
-    """Before the baseline: a goal whose Python imports the user's checkout is refused.
+    """Before the baseline: a goal whose Python (or node) finds the user's checkout is refused.
 
     Asked while the worktree still holds only the starting commit (no agent has
     run), in the goal's environment; see :mod:`outloop_cli.goals.project_source`.
@@ -47,9 +47,12 @@ def check_goal_tests_the_worktree(ctx: RunContext) -> None:
     from outloop_cli.goals import project_source
 
     packages = project_source.project_packages(ctx.worktree.path)
+    node_packages = project_source.node_packages(ctx.worktree.path)
     env = _goal_env(ctx, 0)
+    if not packages and not node_packages:
+        return
     interpreters = project_source.goal_interpreters(script, env.get("PATH"))
-    if not packages or not interpreters:
+    if not interpreters:
         return
     found = project_source.outside_imports(
         interpreters,
@@ -57,6 +60,7 @@ def check_goal_tests_the_worktree(ctx: RunContext) -> None:
         worktree=ctx.worktree.path,
         checkout=ctx.plan.repo.info.root,
         env=env,
+        node_packages=node_packages,
     )
     if found:
         message, hint = project_source.describe(found, ctx.plan.repo.info.root)

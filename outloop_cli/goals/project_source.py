@@ -1,4 +1,4 @@
-"""Does the goal test the worktree? Asking the goal's Python where it finds the project.
+"""Does the goal test the worktree? Asking the goal's Python (or node) where it finds the project.
 
 A run works in its own worktree, but a goal like ``pytest -q`` run from the
 user's dev venv may import the project from the user's checkout instead: the
@@ -17,11 +17,19 @@ imported (``find_spec`` of a top-level name only locates it) and nothing is
 imported from the worktree at all; it is asked outside the sandbox because
 the sandbox hides the checkout, and the goal would then fail to import the
 project rather than show where it looks.
+
+Node has the same trap: ``require`` looks in every ``node_modules`` above the
+working directory (a stray ``~/node_modules`` is above every worktree under
+``$HOME``) and in ``NODE_PATH``, so an ``npm link`` or a workspace symlink
+there leads back to the checkout. The goal's ``node`` is asked likewise, with
+``require.resolve`` of the project's package names (the root ``package.json``
+and its workspaces), which locates a package without loading it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +65,23 @@ for name in sys.argv[2:]:
 print("OUTLOOP-PROBE " + json.dumps(found))
 """
 
+# run by the goal's node: where would each package name resolve from the worktree?
+# (require.resolve locates, it never loads; package.json first, since a package
+# may have no main file, then the name itself when `exports` hides package.json)
+_NODE_PROBE = """
+const found = {};
+for (const name of process.argv.slice(1)) {
+  for (const request of [name + "/package.json", name]) {
+    try {
+      found[name] = [require.resolve(request, {paths: [process.cwd()]})];
+      break;
+    } catch (e) {}
+  }
+}
+console.log("OUTLOOP-PROBE " + JSON.stringify(found));
+"""
+_NODE_PACKAGE_NAME = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
+
 
 @dataclass(frozen=True)
 class Interpreter:
@@ -64,7 +89,8 @@ class Interpreter:
 
     python: Path
     # "module": `python -m x` / `python x.py` (working directory first); "script": a
-    # console script whose shebang names the python
+    # console script whose shebang names the python; "node": node itself, or a
+    # script whose shebang names it (npm, npx, jest)
     mode: str
     named_as: str
     # `PYTHONPATH=src pytest`: assignments the script makes for this command only
@@ -96,8 +122,35 @@ def project_packages(worktree: Path) -> list[str]:
     return list(dict.fromkeys(names))[:_MAX_PACKAGES]
 
 
+def node_packages(worktree: Path) -> list[str]:
+    """The names the project's own Node packages go by: the root ``package.json`` and workspaces."""
+    root = _package_json(worktree / "package.json")
+    if root is None:
+        return []
+    names = [root.get("name")]
+    workspaces = root.get("workspaces")
+    if isinstance(workspaces, dict):
+        workspaces = workspaces.get("packages")
+    if isinstance(workspaces, list):
+        for pattern in workspaces[:_MAX_PACKAGES]:
+            if not isinstance(pattern, str) or pattern.startswith(("/", "!")) or ".." in pattern:
+                continue
+            for manifest in sorted(worktree.glob(f"{pattern.rstrip('/')}/package.json")):
+                names.append((_package_json(manifest) or {}).get("name"))
+    valid = [n for n in names if isinstance(n, str) and _NODE_PACKAGE_NAME.match(n)]
+    return list(dict.fromkeys(valid))[:_MAX_PACKAGES]
+
+
+def _package_json(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def goal_interpreters(script: str, path_env: str | None) -> list[Interpreter]:
-    """The Pythons a goal's shell script starts, directly or through a console script."""
+    """The Pythons and nodes a goal's shell script starts, directly or through a script."""
     words = script_words(script)
     found: list[Interpreter] = []
     assignments: list[tuple[str, str]] = []
@@ -113,10 +166,11 @@ def goal_interpreters(script: str, path_env: str | None) -> list[Interpreter]:
             assignments = []
             continue
         path = Path(program)
-        python = path if path.name.startswith("python") else _shebang(path)
-        if python is not None:
-            mode = "module" if python == path else "script"
-            found.append(Interpreter(python, mode, word, tuple(assignments)))
+        runtime = path if _runtime_kind(path) else _shebang(path)
+        if runtime is not None:
+            kind = _runtime_kind(runtime)
+            mode = "node" if kind == "node" else "module" if runtime == path else "script"
+            found.append(Interpreter(runtime, mode, word, tuple(assignments)))
         assignments = []
     return list(dict.fromkeys(found))
 
@@ -128,16 +182,24 @@ def outside_imports(
     worktree: Path,
     checkout: Path,
     env: Mapping[str, str],
+    node_packages: Sequence[str] = (),
 ) -> list[OutsideImport]:
     """Where each interpreter finds a package that is not the worktree's copy."""
     checkout = checkout.resolve()
     worktree = worktree.resolve()
     found = []
     for interpreter in interpreters:
-        argv = [str(interpreter.python), "-c", _PROBE, interpreter.mode]
+        if interpreter.mode == "node":
+            names = list(node_packages)
+            argv = [str(interpreter.python), "-e", _NODE_PROBE]
+        else:
+            names = list(packages)
+            argv = [str(interpreter.python), "-c", _PROBE, interpreter.mode]
+        if not names:
+            continue
         try:
             done = run_captured(
-                [*argv, *packages],
+                [*argv, *names],
                 cwd=worktree,
                 env={**env, **dict(interpreter.assignments)},
                 timeout=_PROBE_TIMEOUT,
@@ -157,6 +219,21 @@ def describe(found: Sequence[OutsideImport], checkout: Path) -> tuple[str, str]:
     """The message and hint for a goal that would test ``checkout`` instead of the worktree."""
     first = found[0]
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    if first.interpreter.mode == "node":
+        message = (
+            f"the goal would test your checkout ({checkout}), not the run's worktree: "
+            f"`{first.interpreter.named_as}` ({first.interpreter.python}) resolves "
+            f"`{first.package}` to {first.found_at}{more}, through a `node_modules` link "
+            "(`npm link`, a workspace symlink) above the worktree or a NODE_PATH naming the "
+            "checkout"
+        )
+        hint = (
+            "make the goal resolve the worktree's copy: install the dependencies in the "
+            "worktree as its first step (`npm ci && npm test`), remove the `node_modules` "
+            "link above the worktree that leads into the checkout, or drop the NODE_PATH "
+            "that names the checkout"
+        )
+        return message, hint
     message = (
         f"the goal would test your checkout ({checkout}), not the run's worktree: "
         f"`{first.interpreter.named_as}` ({first.interpreter.python}) imports "
@@ -172,8 +249,17 @@ def describe(found: Sequence[OutsideImport], checkout: Path) -> tuple[str, str]:
     return message, hint
 
 
+def _runtime_kind(path: Path) -> str | None:
+    name = path.name
+    if name.startswith("python"):
+        return "python"
+    if name == "node" or (name.startswith("node") and name[4:].replace(".", "").isdigit()):
+        return "node"
+    return None
+
+
 def _shebang(path: Path) -> Path | None:
-    """The python a script's ``#!`` line names, if it names one."""
+    """The python or node a script's ``#!`` line names, if it names one."""
     try:
         with path.open("rb") as handle:
             first = handle.readline(512)
@@ -187,7 +273,7 @@ def _shebang(path: Path) -> Path | None:
     if Path(words[0]).name == "env" and len(words) > 1:
         program = shutil.which(words[1])
         words = [program] if program else []
-    if words and Path(words[0]).name.startswith("python"):
+    if words and _runtime_kind(Path(words[0])):
         return Path(words[0])
     return None
 

@@ -11,13 +11,14 @@ and accepting the same venv once the goal imports the sources.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from outloop_cli.goals.project_source import goal_interpreters, project_packages
+from outloop_cli.goals.project_source import goal_interpreters, node_packages, project_packages
 from tests.conftest import RepoFactory
 from tests.support.e2e import loop_yaml, only_run, run_cli, runs_dir
 
@@ -145,4 +146,100 @@ def test_project_packages_and_interpreters(tmp_path: Path) -> None:
     assert [(i.mode, i.assignments) for i in found] == [
         ("module", (("PYTHONPATH", "src"),)),
         ("script", ()),
+    ]
+
+
+NODE_PROJECT = {
+    "package.json": json.dumps({"name": "widget", "version": "0.1.0", "main": "index.js"}),
+    "index.js": "module.exports = { fixed: false };\n",
+    "test.js": "process.exit(require('widget').fixed ? 0 : 1);\n",
+    "fix_agent.py": (
+        "from pathlib import Path\np = Path('index.js')\n"
+        "p.write_text(p.read_text().replace('false', 'true'))\n"
+    ),
+}
+
+
+@pytest.fixture
+def linked_checkout(make_repo: RepoFactory) -> Path:
+    """A Node project whose checkout is `npm link`ed: node_modules/widget leads back to it."""
+    checkout = make_repo(NODE_PROJECT, name="widget")
+    link = checkout / "node_modules" / "widget"
+    link.parent.mkdir()
+    link.symlink_to(checkout, target_is_directory=True)
+    (checkout / ".git" / "info" / "exclude").write_text("node_modules/\n")
+    return checkout
+
+
+def test_control_a_node_modules_link_above_the_worktree_resolves_the_checkout(
+    linked_checkout: Path,
+) -> None:
+    # a stray ~/node_modules is above every worktree under $HOME
+    home = Path(os.environ["HOME"])
+    (home / "node_modules").symlink_to(linked_checkout / "node_modules")
+    somewhere = home / ".local" / "state" / "outloop" / "worktrees" / "x"
+    somewhere.mkdir(parents=True)
+    (somewhere / "test.js").write_text(NODE_PROJECT["test.js"])
+    done = subprocess.run(
+        ["node", "-e", "console.log(require.resolve('widget'))"],
+        cwd=somewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(done.stdout.strip()).is_relative_to(linked_checkout.resolve())
+
+
+@pytest.mark.parametrize("how", ["node_modules above the worktree", "NODE_PATH"])
+def test_a_node_goal_resolving_the_checkout_is_refused_at_the_baseline(
+    linked_checkout: Path, how: str
+) -> None:
+    checkout = linked_checkout
+    if how == "NODE_PATH":
+        goal = f"NODE_PATH={checkout / 'node_modules'} node test.js"
+    else:
+        (Path(os.environ["HOME"]) / "node_modules").symlink_to(checkout / "node_modules")
+        goal = "node test.js"
+    _add_loop(checkout, goal)
+
+    done = run_cli(checkout, "run", "fix")
+
+    assert done.returncode == 3, done.stderr
+    assert "would test your checkout" in done.stderr
+    assert "`widget`" in done.stderr and "node_modules" in done.stderr
+    assert "npm ci && npm test" in done.stderr
+    record = only_run(checkout)
+    assert [it["n"] for it in record["iterations"]] == []
+    audit = (runs_dir(checkout) / record["run_id"] / "audit.jsonl").read_text().splitlines()
+    assert "goal_tests_checkout" in [json.loads(line)["event"] for line in audit]
+
+
+def test_a_node_goal_that_resolves_the_worktree_runs(linked_checkout: Path) -> None:
+    # the package resolves itself by name from its own directory: the worktree's copy
+    checkout = linked_checkout
+    _add_loop(checkout, "node -e \"process.exit(require('./index.js').fixed ? 0 : 1)\"")
+
+    done = run_cli(checkout, "run", "fix")
+
+    assert done.returncode == 0, done.stderr
+    assert only_run(checkout)["stop_reason"] == "goal_met"
+
+
+def test_node_packages_and_runtimes(tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text(
+        json.dumps({"name": "@acme/root", "workspaces": ["packages/*", "../escape", 3]})
+    )
+    for name, package in (("a", "@acme/a"), ("b", "Not A Name")):
+        (tmp_path / "packages" / name).mkdir(parents=True)
+        (tmp_path / "packages" / name / "package.json").write_text(json.dumps({"name": package}))
+    assert node_packages(tmp_path) == ["@acme/root", "@acme/a"]
+
+    tool = tmp_path / "bin" / "jest"
+    tool.parent.mkdir()
+    tool.write_text("#!/usr/bin/env node\n")
+    tool.chmod(0o755)
+    found = goal_interpreters(f"NODE_PATH=x {tool} && node t.js && npm test", None)
+    assert [(i.mode, i.named_as, i.assignments) for i in found][:2] == [
+        ("node", str(tool), (("NODE_PATH", "x"),)),
+        ("node", "node", ()),
     ]
