@@ -47,7 +47,9 @@ def _dispatch(args: list[str]) -> int:
     try:
         result = command.main(args=args, prog_name="outloop", standalone_mode=False)
     except OutloopError as exc:
-        sys.stderr.write(exc.render() + "\n")
+        from outloop_cli.safe_text import for_terminal
+
+        sys.stderr.write(for_terminal(exc.render()) + "\n")
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)

@@ -288,6 +288,30 @@ def _printing(module: Module) -> Iterator[str]:
                 yield f"{module.where(node)}: sys.{func.value.attr}.write"
 
 
+# inside cli/, human text leaves through cli/terminal.py, which makes it safe for a
+# terminal first; progress.py draws the live view on its own stream, cleaning each string
+_MAY_WRITE_IN_CLI = ("outloop_cli.cli.terminal", "outloop_cli.cli.progress")
+
+
+def _raw_cli_output(module: Module) -> Iterator[str]:
+    if not module.inside("outloop_cli.cli") or any(module.inside(p) for p in _MAY_WRITE_IN_CLI):
+        return
+    for node in ast.walk(module.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "print":
+            yield f"{module.where(node)}: print()"
+        if isinstance(func, ast.Attribute) and func.attr in ("echo", "secho"):
+            yield f"{module.where(node)}: .{func.attr}(...)"
+        if isinstance(func, ast.Attribute) and func.attr == "write":
+            target = func.value
+            if isinstance(target, ast.Attribute) and target.attr == "buffer":
+                target = target.value
+            if isinstance(target, ast.Attribute) and target.attr in ("stdout", "stderr"):
+                yield f"{module.where(node)}: sys.{target.attr}.write"
+
+
 RULES = {
     "git argv only in git/": _git_argv,
     "processes only from process/": _spawning,
@@ -295,6 +319,7 @@ RULES = {
     "rename-into-place only in store/atomic.py": _atomic_writes,
     "keyring only in credentials/": _keyring_use,
     "printing only in cli/": _printing,
+    "cli/ writes through cli/terminal.py": _raw_cli_output,
 }
 
 
@@ -304,7 +329,9 @@ def test_seam(rule: str) -> None:
 
 
 def _probe(rule: str, source: str, name: str = "outloop_cli.engine.probe") -> list[str]:
-    module = Module(name, PACKAGE / "engine" / "probe.py", ast.parse(source))
+    if rule.startswith("cli/"):
+        name = "outloop_cli.cli.probe"
+    module = Module(name, PACKAGE / name.split(".")[1] / "probe.py", ast.parse(source))
     return list(RULES[rule](module))
 
 
@@ -325,6 +352,9 @@ def _probe(rule: str, source: str, name: str = "outloop_cli.engine.probe") -> li
         ("printing only in cli/", "print('hi')"),
         ("printing only in cli/", "import sys\nsys.stderr.write('x')"),
         ("printing only in cli/", "import typer"),
+        ("cli/ writes through cli/terminal.py", "typer.echo(name)"),
+        ("cli/ writes through cli/terminal.py", "print(name)"),
+        ("cli/ writes through cli/terminal.py", "sys.stdout.buffer.write(data)"),
     ],
 )
 def test_each_rule_catches_what_it_forbids(rule: str, source: str) -> None:

@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli import terminal
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err
 
 _commands = CommandSet()
 register = _commands.register
@@ -45,5 +47,5 @@ def action_report_command(
         append_summary(Path(summary_file), report.summary)
     # workflow commands: after the ::stop-commands:: fence has been lifted
     for line in report.annotations:
-        typer.echo(line)
+        terminal.out(line)
     return 0

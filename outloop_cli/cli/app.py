@@ -37,6 +37,7 @@ from outloop_cli.cli import (
     stop,
     validate,
 )
+from outloop_cli.cli.terminal import out
 
 # verb (or command group) → the module that registers it; its twin in commands/ has
 # the same name. Where the verb is no good as a module name, the module says what it is:
@@ -75,7 +76,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"outloop {__version__}")
+        out(f"outloop {__version__}")
         raise typer.Exit(0)
 
 

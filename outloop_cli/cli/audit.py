@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out, out_json
 
 if TYPE_CHECKING:
     from outloop_cli.commands.audit import RunVerification
@@ -43,9 +44,9 @@ def verify_command(
         return 0
     for verification in results:
         if as_json:
-            typer.echo(json.dumps(verification.as_json()))
+            out_json(verification.as_json())
         else:
-            typer.echo(_verdict(verification))
+            out(_verdict(verification))
             for warning in verification.warnings:
                 err(f"  warning: {warning}")
     broken = [v for v in results if not v.ok]
@@ -90,9 +91,9 @@ def show_command(
     for line in view.lines:
         if as_json:
             if line.entry is not None:
-                typer.echo(json.dumps(line.entry, ensure_ascii=False))
+                out_json(line.entry)
         else:
-            typer.echo(_render(line))
+            out(_render(line))
     verification = view.verification
     if verification is not None and not verification.ok:
         err(

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out_raw
 
 _commands = CommandSet()
 register = _commands.register
@@ -32,13 +33,11 @@ def credential(
         if not name:
             raise UsageError("`outloop credential token` needs a credential name")
         grant = commands.token(name, os.environ)
-        sys.stdout.write(grant.value + "\n")
-        sys.stdout.flush()
+        out_raw(grant.value + "\n")
         return
     if name is not None:
         raise UsageError(f"`outloop credential {operation}` takes no name")
     answer = commands.helper(operation, sys.stdin.buffer.read(), os.environ)
     if answer.message:
-        sys.stderr.write(answer.message + "\n")
-    sys.stdout.buffer.write(answer.stdout)
-    sys.stdout.flush()
+        err(answer.message)
+    out_raw(answer.stdout)

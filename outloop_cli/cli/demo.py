@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out
 
 _commands = CommandSet()
 register = _commands.register
@@ -43,6 +44,6 @@ def demo_command(
             f"\nstopped: {record.stop_reason.value if record.stop_reason else '?'} — {record.stop_detail}"
         )
         err(f"git log of {record.branch}:")
-        typer.echo(demo_log(repo, record.branch, record.base_commit))
+        out(demo_log(repo, record.branch, record.base_commit))
         err(f"summary: {outcome.paths.summary}")
     return combined_exit_code(outcomes)

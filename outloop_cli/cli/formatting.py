@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from outloop_cli.safe_text import one_line
+
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    # a cell is one line whatever it holds: a name with a newline must not fake a row
+    header = [one_line(str(cell)) for cell in header]
+    rows = [[one_line(str(cell)) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = []
     for row in (header, *rows):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

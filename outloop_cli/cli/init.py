@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from outloop_cli.agents.registry import preset_names
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out
 
 _commands = CommandSet()
 register = _commands.register
@@ -28,6 +29,6 @@ def init_command(
     from outloop_cli.commands.init import init_loop
 
     path = init_loop(Path.cwd(), preset=preset, name=name or preset, force=force)
-    typer.echo(f"wrote {path}")
+    out(f"wrote {path}")
     err("next: edit it, `outloop validate`, commit it, then `outloop run`")
     return 0

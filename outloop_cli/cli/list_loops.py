@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out, out_json
 
 _commands = CommandSet()
 register = _commands.register
@@ -26,13 +26,13 @@ def list_command(
     loops = list_loops(Path.cwd())
     for loop in loops:
         if as_json:
-            typer.echo(json.dumps(asdict(loop)))
+            out_json(asdict(loop))
         else:
             status = (
                 f"  ({loop.problems} problem(s): run `outloop validate`)" if loop.problems else ""
             )
             desc = f" — {loop.description}" if loop.description else ""
-            typer.echo(f"{loop.name}: {loop.agent} → {loop.goal}{desc}{status}")
+            out(f"{loop.name}: {loop.agent} → {loop.goal}{desc}{status}")
     if not loops:
         err("no loops yet (create one with `outloop init`)")
     return 0

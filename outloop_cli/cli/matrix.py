@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import out_json
 
 _commands = CommandSet()
 register = _commands.register
@@ -24,5 +24,5 @@ def matrix_command(
     """Print the loops as JSON for a CI job matrix (GitHub Actions `strategy.matrix`)."""
     from outloop_cli.commands.matrix import loop_matrix
 
-    typer.echo(json.dumps(loop_matrix(Path.cwd(), loops or None), separators=(",", ":")))
+    out_json(loop_matrix(Path.cwd(), loops or None), separators=(",", ":"))
     return 0

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out
 
 _commands = CommandSet()
 register = _commands.register
@@ -34,7 +35,7 @@ def pr_command(
         err(f"warning: {warning}")
     pull = outcome.pull
     if as_json:
-        typer.echo(
+        out(
             json.dumps(
                 {
                     "run": outcome.run_id,
@@ -53,5 +54,5 @@ def pr_command(
         what = "opened" if pull.created else "updated"
         state = " (draft)" if pull.draft else ""
         err(f"{what} pull request #{pull.number}{state}")
-        typer.echo(pull.url)
+        out(pull.url)
     return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from outloop_cli.engine.events import Event
+from outloop_cli.safe_text import for_terminal, one_line
 from outloop_cli.timefmt import format_seconds
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class PlainProgress:
         )
         if event.kind in ("run_started", "run_stopped"):
             where = event.kind.replace("_", " ")
-        print(f"{prefix} {where}: {event.message}", file=self.stream, flush=True)
+        line = for_terminal(f"{prefix} {where}: {event.message}")
+        print(line, file=self.stream, flush=True)
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -111,11 +113,13 @@ class LiveProgress:
             from rich.markup import escape
 
             self.console.print(
-                f"[dim]{escape(event.loop)}[/dim] {escape(event.message)}", highlight=False
+                f"[dim]{escape(one_line(event.loop))}[/dim] {escape(for_terminal(event.message))}",
+                highlight=False,
             )
 
     def _render(self) -> Table:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, show_header=True, header_style="bold")
         for column in ("loop", "run", "iteration", "phase", "elapsed", "last goal"):
@@ -126,7 +130,9 @@ class LiveProgress:
             iteration = (
                 "baseline" if state.iteration == 0 else f"{state.iteration}/{state.max_iterations}"
             )
-            table.add_row(
+            # rich keeps ESC in plain strings: every cell is cleaned, and passed as
+            # Text so that a `[` in a goal summary is not taken for markup
+            cells = (
                 state.loop,
                 state.run_id,
                 iteration,
@@ -134,6 +140,7 @@ class LiveProgress:
                 format_seconds((state.finished or time.monotonic()) - state.started),
                 state.last_goal,
             )
+            table.add_row(*(Text(one_line(cell)) for cell in cells))
         return table
 
 

@@ -1,17 +1,11 @@
-"""Helpers shared by the CLI modules: collecting commands and printing to stderr."""
+"""Collecting each verb module's commands for the app (printing is ``cli/terminal.py``'s)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import typer
-
-
-def err(text: str) -> None:
-    """Human text goes to stderr; stdout is kept for machine-readable output."""
-    sys.stderr.write(text + "\n")
 
 
 class CommandSet:

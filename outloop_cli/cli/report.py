@@ -6,13 +6,13 @@ names a file or directory; notes go to stderr.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out_raw
 
 _commands = CommandSet()
 register = _commands.register
@@ -42,8 +42,8 @@ def report_command(
 
     report = render_report(Path.cwd(), run, fmt)
     if output is None or str(output) == "-":
-        sys.stdout.buffer.write(report.content)
-        sys.stdout.buffer.flush()
+        # a document for a file or a viewer; its text was cleaned when it was rendered
+        out_raw(report.content)
         return 0
     written = write_report(report, output)
     err(f"wrote {report.format} report of run {report.run_id} to {written}")

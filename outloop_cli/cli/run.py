@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from types import FrameType
@@ -13,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out_json
 
 if TYPE_CHECKING:
     from outloop_cli.engine.plan import LoopPlan, RunOptions
@@ -99,7 +99,7 @@ def run_and_report(
     for outcome in outcomes:
         record = outcome.record
         if as_json:
-            typer.echo(json.dumps(outcome.as_json()))
+            out_json(outcome.as_json())
         mark = "✅" if record.goal_met else "❌"
         err(
             f"{mark} {record.loop}: {record.stop_reason.value if record.stop_reason else '?'} — "

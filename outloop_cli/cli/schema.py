@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import out, out_raw
 
 _commands = CommandSet()
 register = _commands.register
@@ -23,7 +23,7 @@ def schema_command(
     from outloop_cli.commands.schema import schema_path, schema_text
 
     if path:
-        typer.echo(str(schema_path()))
+        out(str(schema_path()))
     else:
-        sys.stdout.write(schema_text())
+        out_raw(schema_text())
     return 0

@@ -8,13 +8,13 @@ set …`` stores ``$KEY``). Never from an argument: argv is world-readable in
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out, out_json
 
 _commands = CommandSet()
 register = _commands.register
@@ -105,7 +105,7 @@ def list_command(
         err(f"warning: {listing.keyring_problem}; names below are not checked against it")
     for entry in listing.entries:
         if as_json:
-            typer.echo(json.dumps(entry.as_json()))
+            out_json(entry.as_json())
             continue
         label = f"{entry.workspace}/{entry.name}" if entry.workspace else entry.name
         if entry.source == "ci":
@@ -114,7 +114,7 @@ def list_command(
             status = "missing from the keyring"
         else:
             status = "keyring"
-        typer.echo(f"{label}\t{status}")
+        out(f"{label}\t{status}")
     if not listing.entries:
         err("no secrets stored yet (`outloop secrets set NAME --workspace W`)")
     return 0

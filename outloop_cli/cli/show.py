@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from outloop_cli.cli.formatting import ago, duration, money, table
 from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import out, out_json
 
 if TYPE_CHECKING:
     from outloop_cli.commands.show import IterationRow, RunDetails
@@ -30,9 +30,9 @@ def show_command(
 
     details = show_run(Path.cwd(), run)
     if as_json:
-        typer.echo(json.dumps(details.as_json(), ensure_ascii=False))
+        out_json(details.as_json())
         return 0
-    typer.echo(_render_details(details))
+    out(_render_details(details))
     return 0
 
 

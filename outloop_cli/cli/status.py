@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from outloop_cli.cli.formatting import ago, duration, money, table
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err, out, out_json
 
 if TYPE_CHECKING:
     from outloop_cli.commands.status import RunSummary
@@ -35,12 +35,12 @@ def status_command(
     runs = list_runs(Path.cwd(), loop=loop)
     if as_json:
         for run in runs:
-            typer.echo(json.dumps(run.as_json()))
+            out_json(run.as_json())
         return 0
     if not runs:
         err("no runs in this repository yet (start one with `outloop run`)")
         return 0
-    typer.echo(table(_STATUS_HEADER, [_status_row(r) for r in runs]))
+    out(table(_STATUS_HEADER, [_status_row(r) for r in runs]))
     return 0
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from outloop_cli.cli.registry import CommandSet, err
+from outloop_cli.cli.registry import CommandSet
+from outloop_cli.cli.terminal import err
 
 _commands = CommandSet()
 register = _commands.register

@@ -37,12 +37,12 @@ reference XML forbids, and the file no longer parses.
 from __future__ import annotations
 
 import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from outloop_cli.safe_text import clean_text
 from outloop_cli.store.atomic import atomic_write_bytes
 from outloop_cli.store.records import (
     GoalResult,
@@ -71,37 +71,7 @@ RERUN_OUTPUTS_KEPT = 10
 MAX_MESSAGE_CHARS = 1024
 MAX_ATTRIBUTE_CHARS = 4096
 
-_ANSI_RE = re.compile(
-    r"""
-    \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)    # OSC: window titles, hyperlinks
-    | \x1b[P^_X][^\x1b]*\x1b\\           # DCS, PM, APC, SOS strings
-    | (?:\x1b\[|\x9b)[0-?]*[\x20-/]*[@-~]  # CSI: colours, cursor movement
-    | \x1b[\x20-/]*[0-~]                 # two- and three-byte escapes
-    """,
-    re.VERBOSE,
-)
-# Terminal noise (BEL, backspace, NUL padding, stray ESC, C1 controls):
-# invisible in every viewer, and most of it is not allowed in XML 1.0.
-_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Lone surrogates stand for bytes that did not decode; U+FFFE/U+FFFF are
-# not characters. Both are illegal in XML, and dropping them silently
-# would hide that the output was damaged.
-_NOT_CHARACTER_RE = re.compile("[\ud800-\udfff\ufffe\uffff]")
-
 _GOAL_ERROR_STOPS = frozenset({StopReason.ERROR, StopReason.AGENT_ERROR})
-
-
-def clean_text(text: str) -> str:
-    """Text as a human would read it on a terminal, and legal in XML 1.0.
-
-    ANSI escape sequences and invisible control characters are removed,
-    characters that cannot be encoded become U+FFFD, and line ends become
-    ``\\n``. Tab and newline stay.
-    """
-    text = _ANSI_RE.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL_RE.sub("", text)
-    return _NOT_CHARACTER_RE.sub("\ufffd", text)
 
 
 def tail_bytes(text: str, limit: int) -> str:

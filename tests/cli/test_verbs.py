@@ -24,7 +24,7 @@ CLI_DIR = PACKAGE / "cli"
 COMMANDS_DIR = PACKAGE / "commands"
 # cli/ modules that are no verb: the app, the command registry, the live progress view
 # and the formatting the verbs share; anything else belongs to a verb
-HELPERS = {"app", "registry", "progress", "formatting"}
+HELPERS = {"app", "registry", "terminal", "progress", "formatting"}
 
 
 def _module_name(verb: str) -> str:
