@@ -7,11 +7,22 @@ guard that fails any test that leaks changes to ``os.environ``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job with SIGINT ignored, and an ignored signal
+    # stays ignored across exec: every outloop a test starts would then ignore
+    # Ctrl-C, and the tests of Ctrl-C would fail for a reason outside outloop.
+    # A handler, unlike SIG_IGN, is reset to the default in each child.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test User",
