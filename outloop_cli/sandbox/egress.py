@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ from outloop_cli.sandbox.egress_rules import (
     normalize_host,
 )
 
-__all__ = ["EgressProxy", "Resolver"]
+__all__ = ["EgressProxy", "EgressService", "Resolver"]
 
 EventSink = Callable[[dict[str, Any]], None]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -273,3 +274,59 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> i
         except (OSError, RuntimeError):
             pass
     return total
+
+
+class EgressService:
+    """The egress proxy on an event loop thread of its own, for as long as the run.
+
+    ``with EgressService.start(rules, directory, on_event) as egress:`` then bind
+    ``egress.socket_path`` into the sandbox. ``on_event`` is called on that
+    thread, once per connection.
+    """
+
+    def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._proxy = proxy
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="outloop-egress", daemon=True
+        )
+
+    @classmethod
+    def start(
+        cls,
+        rules: EgressRules,
+        directory: Path,
+        on_event: EventSink,
+        *,
+        resolve: Resolver = _resolve,
+    ) -> EgressService:
+        service = cls(
+            EgressProxy(rules, on_event=on_event, resolve=resolve), directory / "egress.sock"
+        )
+        service._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(
+                service._proxy.start(service.socket_path), service._loop
+            ).result(30)
+        except BaseException:
+            service.close()
+            raise
+        return service
+
+    def __enter__(self) -> EgressService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._proxy.close(), self._loop).result(10)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(10)
+        if not self._loop.is_running():
+            self._loop.close()
+        self.socket_path.unlink(missing_ok=True)

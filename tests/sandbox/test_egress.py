@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.sandbox.egress import EgressProxy, Resolver
+from outloop_cli.sandbox.egress import EgressService, Resolver
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
     RuleError,
@@ -54,13 +53,9 @@ def upstream() -> Iterator[ThreadingHTTPServer]:
 class Running:
     def __init__(self, rules: EgressRules, path: Path, resolve: Resolver | None) -> None:
         self.events: list[dict[str, Any]] = []
-        self.path = path
-        self.loop = asyncio.new_event_loop()
         kwargs: dict[str, Any] = {} if resolve is None else {"resolve": resolve}
-        self.proxy = EgressProxy(rules, on_event=self.events.append, **kwargs)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.proxy.start(path), self.loop).result(5)
+        self.service = EgressService.start(rules, path, self.events.append, **kwargs)
+        self.path = self.service.socket_path
 
     def ask(self, head: str, then: bytes = b"") -> bytes:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -89,9 +84,8 @@ class Running:
         return self.events
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.proxy.close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.service.close()
+        assert not self.path.exists()
 
 
 def running(
@@ -103,7 +97,7 @@ def running(
     parsed = EgressRules(
         tuple(parse_rule(r) for r in rules), tuple(parse_network(n) for n in reach)
     )
-    return Running(parsed, tmp_path / "egress.sock", resolve)
+    return Running(parsed, tmp_path, resolve)
 
 
 @pytest.fixture
