@@ -59,6 +59,9 @@ def _b64_forms(raw: bytes) -> dict[str, bytes]:
             end = (offset + len(raw)) * 8 // 6
             core = encoded[start:end]
             forms[f"{label} (inside a longer text, offset {offset})"] = core
+            # the same at the end of the encoded text: the last characters mix the
+            # value's last bits only with the padding, so they belong to it too
+            forms[f"{label} (ending a longer text, offset {offset})"] = encoded[start:]
     return forms
 
 
@@ -72,9 +75,13 @@ def _text_forms(value: str) -> dict[str, str]:
         "json (non-ascii kept)": json.dumps(value, ensure_ascii=False)[1:-1],
     }
     forms["json (escaped slashes)"] = forms["json"].replace("/", "\\/")
-    forms["url-encoded (lower-case)"] = re.sub(
-        r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), forms["url-encoded"]
-    )
+    for label in ("url-encoded", "url-encoded (path)", "url-encoded (form)"):
+        # percent escapes may come back in lower case
+        forms[f"{label} (lower-case)"] = re.sub(
+            r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), forms[label]
+        )
+    # a URL built from an already encoded one (a redirect's `next=` parameter)
+    forms["url-encoded twice"] = urllib.parse.quote(forms["url-encoded"], safe="")
     return forms
 
 
@@ -116,7 +123,8 @@ class Masker:
             for label, form in secret_forms(value).items():
                 self._owner.setdefault(form, (name, label))
         # longest first, so a value is masked whole rather than around a shorter form of it
-        ordered = sorted(self._owner, key=len, reverse=True)
+        ordered = sorted(self._owner, key=lambda f: (-len(f), f))
+        self._ordered = tuple(ordered)
         self.longest = len(ordered[0]) if ordered else 0
         self._bytes_re = re.compile(b"|".join(re.escape(f) for f in ordered)) if ordered else None
         self._text_re = (
@@ -124,16 +132,24 @@ class Masker:
             if ordered
             else None
         )
+        # a form that holds another one is found by looking for the shorter: the quick
+        # "any secret here?" test needs only the forms that contain no other
+        self._probes = tuple(f for f in ordered if not any(g != f and g in f for g in ordered))
+        self._prefixes: frozenset[bytes] | None = None
 
     def __bool__(self) -> bool:
         return self._bytes_re is not None
 
     def forms(self) -> list[bytes]:
         """Every form masked, longest first (e.g. for ``::add-mask::``)."""
-        return sorted(self._owner, key=len, reverse=True)
+        return list(self._ordered)
+
+    def may_contain(self, data: bytes) -> bool:
+        """False when no form is in ``data``: a few substring searches, far faster than the regex."""
+        return any(probe in data for probe in self._probes)
 
     def mask_bytes(self, data: bytes) -> bytes:
-        if self._bytes_re is None:
+        if self._bytes_re is None or not self.may_contain(data):
             return data
         return self._bytes_re.sub(MASK.encode(), data)
 
@@ -162,6 +178,12 @@ class Masker:
             hits.setdefault(self._owner[match.group(0)], None)
         return [SecretHit(name, form) for name, form in hits]
 
+    def prefixes(self) -> frozenset[bytes]:
+        """Every proper prefix of every form: what a chunk may end with in the middle of one."""
+        if self._prefixes is None:
+            self._prefixes = frozenset(f[:k] for f in self._ordered for k in range(1, len(f)))
+        return self._prefixes
+
     def stream(self) -> StreamMasker:
         return StreamMasker(self)
 
@@ -172,22 +194,27 @@ class StreamMasker:
     Holds back only the tail that could still become a secret: the bytes from
     the first position where what has arrived so far is the beginning of some
     form but not yet all of it. Output that cannot start a secret goes out at
-    once (a log followed with ``tail -f`` stays live), and the result is
-    byte for byte what masking the whole stream at once would give.
+    once (a log followed with ``tail -f`` stays live, a server-sent event is
+    not delayed), and the result is byte for byte what masking the whole
+    stream at once would give, wherever the chunks were cut: a match is only
+    replaced once no longer form can still start where it starts, so the
+    last characters of a base64 value arriving in the next chunk cannot
+    follow a mask that took only its first part.
     """
 
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
-        self._forms = masker.forms()
+        self._prefixes = masker.prefixes() if masker else frozenset()
         self._pending = b""
 
     def _undecided(self, data: bytes, start: int) -> int:
         """The first position ≥ ``start`` where ``data`` ends inside a possible form."""
-        for p in range(max(start, len(data) - self._masker.longest + 1), len(data)):
-            rest = data[p:]
-            if any(len(form) > len(rest) and form.startswith(rest) for form in self._forms):
+        size = len(data)
+        prefixes = self._prefixes
+        for p in range(max(start, size - self._masker.longest + 1), size):
+            if data[p:] in prefixes:
                 return p
-        return len(data)
+        return size
 
     def feed(self, chunk: bytes) -> bytes:
         regex = self._masker._bytes_re
@@ -195,6 +222,9 @@ class StreamMasker:
             return chunk
         data = self._pending + chunk
         hold = self._undecided(data, 0)
+        if not self._masker.may_contain(data):
+            self._pending = data[hold:]
+            return data[:hold]
         out = bytearray()
         pos = 0
         for match in regex.finditer(data):
