@@ -13,7 +13,7 @@ request line, so tests can see which path reached the upstream.
 
 It also reads paths the lenient way some servers do (``effective_path``):
 ``X-Original-URL`` / ``X-Rewrite-URL`` replace the path, percent-decoding is
-applied twice, ``\\`` is ``/``, ``;parameters`` are dropped and dot segments
+applied twice, Unicode is NFKC-folded, ``\\`` is ``/``, ``;parameters`` are dropped and dot segments
 resolved, so ``/v1/public/..;/admin`` is ``/v1/admin``. Anything under
 ``/admin`` or ``/v1/admin`` answers ``admin area``: the place an allow-list must keep an agent
 out of.
@@ -27,6 +27,7 @@ import posixpath
 import socket
 import threading
 import time
+import unicodedata
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +62,8 @@ def effective_path(seen: Seen) -> str:
     """The path as a lenient server (Tomcat, IIS, a rewriting framework) would serve it."""
     path = seen.header("X-Original-URL") or seen.header("X-Rewrite-URL") or seen.target
     path = urllib.parse.unquote(urllib.parse.unquote(path.partition("?")[0]))
-    path = path.replace("\\", "/")
+    # full-width '．' and '／' folded to '.' and '/', as some servers' Unicode handling does
+    path = unicodedata.normalize("NFKC", path).replace("\\", "/")
     path = "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
     return posixpath.normpath(path) if path.startswith("/") else "/" + path
 
