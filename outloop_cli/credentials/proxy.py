@@ -59,6 +59,9 @@ SENTINEL_KEY = "outloop-proxy"
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 # the most response bytes handled (scrubbed and written) in one piece
 _BATCH = 1024 * 1024
+# how much of what the agent sent (a route name, a path) an audit event keeps
+_FIELD_MAX = 100
+_PATH_MAX = 300
 
 # headers that belong to one connection, not to the message (RFC 9110 §7.6.1)
 _HOP_BY_HOP = frozenset(
@@ -368,11 +371,15 @@ class AccessProxy:
         path: str | None,
         detail: str | None = None,
     ) -> web.Response:
+        # the name and path are what the agent typed: kept short, so a flood of long
+        # ones cannot fill the audit log's bound with a few requests
         fields: dict[str, Any] = {
             "via": "proxy",
-            "name": name,
-            "method": request.method,
-            "path": None if path is None else self._redactor.redact_text(path.partition("?")[0]),
+            "name": None if name is None else self._redactor.redact_text(name)[:_FIELD_MAX],
+            "method": request.method[:_FIELD_MAX],
+            "path": None
+            if path is None
+            else self._redactor.redact_text(path.partition("?")[0])[:_PATH_MAX],
             "reason": reason,
             "status": status,
         }

@@ -400,3 +400,19 @@ def test_the_path_forwarded_is_the_one_judged(upstream: UpstreamServer) -> None:
     )
     [denied] = events.named("credential_denied")
     assert denied["detail"].startswith("a ; parameter")
+
+
+def test_a_refusal_keeps_only_a_short_part_of_what_the_agent_typed(
+    upstream: UpstreamServer,
+) -> None:
+    events = Events()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL", allow=("GET /v1/*",))
+    with started_broker({"openai": canary()}, [cred], events) as broker:
+        base = broker.agent_env()["OPENAI_BASE_URL"]
+        token = base.rsplit("/", 2)[1]
+        assert request(base, path="/v2/" + "a" * 6000).status == 403
+        route = base.rsplit("/", 2)[0]
+        assert request(f"{route}/{token}/{'n' * 3000}/x").status == 403
+    long_path, long_name = events.named("credential_denied")
+    assert len(long_path["path"]) == 300
+    assert len(long_name["name"]) == 100
