@@ -9,9 +9,9 @@ things. What the proxy adds is where it looks:
   chunks or two decompressed pieces is still caught, and nothing that cannot
   start a key is held back, so server-sent events are not delayed;
 - header values, the Location it rewrites, error text (``redact_text``);
-- header *names* (``redact_name``), case-insensitively: a name's case means
-  nothing in HTTP, and a server that lower-cases names would otherwise hand
-  the key back as a slightly different, still useful string.
+- header *names* (``redact_name``): a key of token characters is a valid
+  name, and a server that lower-cases names hands it back folded, which
+  masking, ignoring letter case, still finds.
 
 The reason phrase is never copied from the upstream at all (the proxy sends
 the standard phrase of the status), and trailers are never forwarded.
@@ -19,7 +19,6 @@ the standard phrase of the status), and trailers are never forwarded.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from outloop_cli.credentials.masking import MASK, Masker, StreamMasker
@@ -32,10 +31,6 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._masker = Masker([value for value in secrets if value])
-        forms = self._masker.forms()
-        self._names = (
-            re.compile(b"|".join(re.escape(f) for f in forms), re.IGNORECASE) if forms else None
-        )
         self.longest = self._masker.longest
 
     @property
@@ -53,15 +48,11 @@ class Redactor:
         )
 
     def redact_name(self, name: str) -> str:
-        """A header name with every form of every secret, in any letter case, replaced."""
-        if self._names is None:
-            return name
-        raw = name.encode("utf-8", "surrogateescape")
-        return self._names.sub(REPLACEMENT, raw).decode("utf-8", "surrogateescape")
+        """A header name with every form of every secret replaced."""
+        return self.redact_text(name)
 
     def redact_header_value(self, value: str) -> str:
-        """Like ``redact_name``: a header is small, so any letter case is looked for too."""
-        return self.redact_name(value)
+        return self.redact_text(value)
 
     def stream(self) -> StreamMasker:
         return self._masker.stream()

@@ -262,3 +262,19 @@ def test_a_longer_form_arriving_in_two_chunks_is_masked_whole() -> None:
         stream = masker.stream()
         out = stream.feed(data[:cut]) + stream.feed(data[cut:]) + stream.flush()
         assert out == whole, cut
+
+
+def test_a_secret_in_another_letter_case_is_still_masked_and_found() -> None:
+    value = canary()
+    masker = Masker({"openai": value})
+    assert masker.mask_text(f"KEY {value.upper()} key {value.lower()}") == "KEY *** key ***"
+    hex_upper = value.encode().hex().upper().encode()
+    assert masker.mask_bytes(b"dump " + hex_upper) == b"dump ***"
+    [hit] = masker.find(value.upper())
+    assert (hit.name, hit.form) == ("openai", "plain, letter case changed")
+    [exact] = masker.find(hex_upper)
+    assert exact.form == "hex (upper-case)"
+    stream = masker.stream()
+    shouted = f"error: {value.upper()}\n".encode()
+    out = stream.feed(shouted[:12]) + stream.feed(shouted[12:]) + stream.flush()
+    assert out == b"error: ***\n"

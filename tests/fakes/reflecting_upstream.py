@@ -146,6 +146,10 @@ def _respond(mode: str, key: str, query: dict[str, str], send: Writer, other: st
             '{"json": "' + key.replace("/", "\\/") + '"}',
         ]
         send(_sized("200 OK", ("\n".join(lines) + "\n").encode()))
+    elif mode == "case":
+        # what a server that shouts its errors, or folds header names, would send
+        shouted = f"INVALID KEY: {key.upper()}\nquiet: {key.lower()}\n".encode()
+        send(_sized("401 Unauthorized", shouted, [(f"x-{key.lower()}", key.upper())]))
     elif mode == "trailers":
         head = _head(
             "200 OK",
@@ -203,6 +207,7 @@ MODES = (
     "header_name",
     "header_value",
     "body",
+    "case",
     "trailers",
     "gzip",
     "gzip_gzip",

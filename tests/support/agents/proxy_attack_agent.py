@@ -29,6 +29,7 @@ MODES = (
     "header_name",
     "header_value",
     "body",
+    "case",
     "trailers",
     "gzip",
     "gzip_gzip",
