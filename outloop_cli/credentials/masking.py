@@ -79,6 +79,10 @@ def _text_forms(value: str) -> dict[str, str]:
         "json (non-ascii kept)": json.dumps(value, ensure_ascii=False)[1:-1],
     }
     forms["json (escaped slashes)"] = forms["json"].replace("/", "\\/")
+    # Go's encoding/json (and others) escape what HTML gives a meaning to
+    forms["json (html-safe)"] = (
+        forms["json"].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
     for label in ("url-encoded", "url-encoded (path)", "url-encoded (form)"):
         # percent escapes may come back in lower case
         forms[f"{label} (lower-case)"] = re.sub(

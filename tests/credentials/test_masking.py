@@ -278,3 +278,11 @@ def test_a_secret_in_another_letter_case_is_still_masked_and_found() -> None:
     shouted = f"error: {value.upper()}\n".encode()
     out = stream.feed(shouted[:12]) + stream.feed(shouted[12:]) + stream.flush()
     assert out == b"error: ***\n"
+
+
+def test_json_that_escapes_html_characters_is_masked() -> None:
+    value = f"sk-{secrets.token_hex(8)}<&>{secrets.token_hex(4)}"
+    go_style = (
+        json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
+    assert Masker([value]).mask_text(f'{{"key": {go_style}}}') == '{"key": "***"}'
