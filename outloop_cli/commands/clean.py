@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outloop_cli.commands.status import RUNNING, display_state
+from outloop_cli.credentials.run_key import forget_run_key
 from outloop_cli.errors import CouldNotRun, GitError, OutloopError
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.git.worktree import Worktree
@@ -92,6 +93,8 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
                     continue
                 if drop_records and cleaned:
                     store.delete(target.run_id)
+                    # the key only ever vouched for those records
+                    forget_run_key(target.run_id)
                     result.records_dropped.append(target.run_id)
         except CouldNotRun:
             # only the lock raises this here: the run started or resumed meanwhile
