@@ -1,9 +1,11 @@
 """What an agent's turn must not have done, checked before anything of it is committed.
 
-Three checks, in the order the loop runs them: git configuration and hooks
+Four checks, in the order the loop runs them: git configuration and hooks
 outside the worktree (before any git command runs again), the loop's
-protected paths (the change is saved as a patch for a human to look at), and
-granted secrets in the changed files. Each returns the :class:`Stop` that
+protected paths (the change is saved as a patch for a human to look at),
+granted secrets in the changed files, and the commits the agent made itself
+(their messages, authors and every file they changed, scanned before they
+can become part of the run's branch). Each returns the :class:`Stop` that
 ends the run, after writing its audit event, or None.
 """
 
@@ -28,6 +30,8 @@ class Guards:
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
         self._git_config: ConfigGuard | None = None
+        # the agent's last own commit once scanned: the parent of the iteration commit
+        self.agent_head: str | None = None
 
     def capture_git_config(self) -> None:
         """Remember the repository's config and hooks as they are before the agent runs."""
@@ -83,3 +87,54 @@ class Guards:
             StopReason.SECRET_IN_DIFF,
             f"the agent's changes contain a secret: {shown}; nothing of this turn was committed",
         )
+
+    def agent_commits(self, n: int) -> Stop | None:
+        """The commits the agent made with its own git: scanned before they may be kept.
+
+        Each commit's raw object (author, committer, message) and every file it
+        added or changed are scanned for granted secrets, and its paths are
+        held against ``protect:``; only when all pass does the iteration commit
+        build on them. A commit that fails is never part of the branch, so it
+        is never imported into the user's repository or pushed.
+        """
+        ctx = self._ctx
+        self.agent_head = None
+        commits = ctx.worktree.agent_commits()
+        if not commits:
+            return None
+        patterns = ctx.config.protected_patterns()
+        items: list[tuple[str, str, bytes]] = []
+        protected: list[str] = []
+        for sha in commits:
+            items.append(
+                (f"commit {sha[:10]}", "commit message", ctx.worktree.commit_message_of(sha))
+            )
+            for path, blob in ctx.worktree.commit_files(sha):
+                items.append((path, "file name", path.encode("utf-8", "surrogateescape")))
+                items.append((path, f"content in commit {sha[:10]}", blob))
+                if match_any(path, patterns):
+                    protected.append(path)
+        hits = ctx.plan.access.scan_data(items)
+        if hits:
+            found = [
+                {"path": h.path, "secret": h.name, "form": h.form, "where": h.where} for h in hits
+            ]
+            ctx.audit("secret_in_diff", iteration=n, hits=found[:50], commits=commits[:50])
+            shown = ", ".join(sorted({f"{h.path} ({h.name}, {h.where})" for h in hits})[:10])
+            return Stop(
+                StopReason.SECRET_IN_DIFF,
+                f"a commit the agent made itself contains a secret: {shown}; "
+                "nothing of this turn was kept, imported or pushed",
+            )
+        if protected:
+            touched = sorted(set(protected))
+            ctx.audit("protected_path", iteration=n, paths=touched[:50], commits=commits[:50])
+            return Stop(
+                StopReason.PROTECTED_PATH,
+                "a commit the agent made itself changed protected path(s): "
+                + ", ".join(touched[:10])
+                + "; nothing of this turn was kept",
+            )
+        self.agent_head = commits[-1]
+        ctx.audit("agent_commits", iteration=n, commits=commits[:50], count=len(commits))
+        return None

@@ -10,6 +10,7 @@ from outloop_cli.engine.context import RunContext
 from outloop_cli.engine.events import Event
 from outloop_cli.engine.guards import Guards
 from outloop_cli.engine.plan import RunOptions, plan_loop
+from outloop_cli.engine.start import create_worktree
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import StopReason
 from tests.conftest import RepoFactory
@@ -37,7 +38,7 @@ def context(make_repo: RepoFactory, tmp_path: Path) -> tuple[RunContext, list[Ev
         interrupt=threading.Event(),
     )
     ctx.store.create(ctx.run_id)
-    ctx.worktree = repo.add_worktree(tmp_path / "wt", "outloop/test", plan.base_commit)
+    ctx.worktree = create_worktree(ctx, tmp_path / "wt", "outloop/test")
     return ctx, events
 
 
