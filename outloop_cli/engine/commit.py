@@ -86,6 +86,9 @@ class Commits:
             audit_head=ctx.record.audit_head,
             awaiting_ci=awaiting_ci,
         )
+        # the message quotes the goal (failing test names the agent chose): never a secret
+        if ctx.masker is not None:
+            message = ctx.masker.mask_text(message)
         sha = ctx.worktree.commit(snapshot, message, author=self._author, committer=self._committer)
         self._pending = None
         it.commit = sha

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outloop_cli.engine.commit import import_into_repository
-from outloop_cli.engine.start import check_outside, released_on_error, run_git_dirs, start_access
+from outloop_cli.engine.start import (
+    agent_git_identity,
+    check_outside,
+    released_on_error,
+    run_git_dirs,
+    start_access,
+)
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.git import rundirs, trailers
 from outloop_cli.git.worktree import Worktree, repair_git_link
@@ -69,7 +75,7 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
         )
     if path.is_dir():
         if not dirs.agent.is_dir():
-            rundirs.recreate_agent(dirs, record.branch)
+            rundirs.recreate_agent(dirs, record.branch, agent_git_identity(ctx))
             rundirs.sync_agent(dirs, record.branch, Worktree(dirs, record.branch).head())
         # the agent's git link: outloop's git never follows it, but the agent's does
         elif repair_git_link(dirs):
@@ -84,7 +90,7 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
             )
     else:
         check_outside(path, repo)
-        rundirs.recreate_work_tree(dirs, record.branch)
+        rundirs.recreate_work_tree(dirs, record.branch, agent_git_identity(ctx))
     ctx.worktree = Worktree(dirs, record.branch)
     guards.capture_git_config()
     on_branch = iteration_commits(ctx.worktree, record.base_commit, record.branch, record.run_id)

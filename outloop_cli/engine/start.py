@@ -80,8 +80,17 @@ def create_worktree(ctx: RunContext, worktree_path: Path, branch: str) -> Worktr
         user_objects=repo.info.common_dir / "objects",
         branch=branch,
         base=ctx.plan.base_commit,
+        identity=agent_git_identity(ctx),
     )
     return Worktree(dirs, branch)
+
+
+def agent_git_identity(ctx: RunContext) -> tuple[str, str]:
+    """Who the agent's own ``git commit`` says it is: the agent, as on outloop's commits."""
+    from outloop_cli.engine.commit import agent_identity
+
+    who = agent_identity(ctx.plan.agent.label)
+    return who.name, who.email
 
 
 def _first_record(ctx: RunContext, branch: str, worktree_path: Path) -> RunRecord:

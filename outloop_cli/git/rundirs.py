@@ -57,8 +57,18 @@ class RunGitDirs:
         return f"gitdir: {self.agent}\n"
 
 
-def create(dirs: RunGitDirs, *, user_objects: Path, branch: str, base: str) -> None:
-    """Make both git dirs at ``base`` on ``branch`` and check ``base`` out into the work tree."""
+def create(
+    dirs: RunGitDirs,
+    *,
+    user_objects: Path,
+    branch: str,
+    base: str,
+    identity: tuple[str, str] | None = None,
+) -> None:
+    """Make both git dirs at ``base`` on ``branch`` and check ``base`` out into the work tree.
+
+    ``identity`` (name, email) is what the agent's own ``git commit`` signs with.
+    """
     dirs.work_tree.mkdir(parents=True, exist_ok=False)
     for git_dir, alternates in (
         (dirs.own, [user_objects]),
@@ -72,6 +82,8 @@ def create(dirs: RunGitDirs, *, user_objects: Path, branch: str, base: str) -> N
         info.mkdir(parents=True, exist_ok=True)
         (info / "alternates").write_text("".join(f"{p.resolve()}\n" for p in alternates))
         (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    if identity is not None:
+        _set_identity(dirs.agent, identity)
     git = dirs.git()
     git.run("update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", base, "")
     # no filters can run here: the only config is the one written above
@@ -80,17 +92,25 @@ def create(dirs: RunGitDirs, *, user_objects: Path, branch: str, base: str) -> N
     sync_agent(dirs, branch, base)
 
 
-def recreate_work_tree(dirs: RunGitDirs, branch: str) -> None:
+def recreate_work_tree(
+    dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None
+) -> None:
     """A work tree deleted by hand (or by ``outloop clean``): check the branch out again."""
     dirs.work_tree.mkdir(parents=True, exist_ok=False)
     git = dirs.git()
     git.run("read-tree", "--reset", "-u", f"refs/heads/{branch}")
     if not dirs.agent.is_dir():
-        recreate_agent(dirs, branch)
+        recreate_agent(dirs, branch, identity)
     sync_agent(dirs, branch, git.run("rev-parse", "--verify", f"refs/heads/{branch}"))
 
 
-def recreate_agent(dirs: RunGitDirs, branch: str) -> None:
+def _set_identity(agent: Path, identity: tuple[str, str]) -> None:
+    config = Git(agent, git_dir=agent)
+    config.run("config", "user.name", identity[0])
+    config.run("config", "user.email", identity[1])
+
+
+def recreate_agent(dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None) -> None:
     """The agent's git dir again (removed by ``outloop clean``), borrowing the same objects."""
     user_objects = Path((dirs.own / "objects" / "info" / "alternates").read_text().splitlines()[0])
     dirs.agent.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +119,9 @@ def recreate_agent(dirs: RunGitDirs, branch: str) -> None:
     info = dirs.agent / "objects" / "info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "alternates").write_text(f"{user_objects}\n{(dirs.own / 'objects').resolve()}\n")
+    (dirs.agent / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    if identity is not None:
+        _set_identity(dirs.agent, identity)
 
 
 def owns_work_tree(dirs: RunGitDirs) -> bool:
