@@ -36,6 +36,11 @@ class CleanTarget:
     # the run's own git dirs, when the worktree is theirs (the current layout)
     dirs: RunGitDirs | None = None
 
+    @property
+    def has_worktree(self) -> bool:
+        """Whether there is a worktree of this run to remove."""
+        return self.registered or (self.dirs is not None and self.worktree.is_dir())
+
 
 @dataclass
 class CleanPlan:

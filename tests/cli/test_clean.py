@@ -169,6 +169,8 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
     dry = _cli(repo, "clean", "--all", "--dry-run")
     assert dry.returncode == 0
     assert "would remove" in dry.stderr and "and its record" in dry.stderr
+    for record in records.values():
+        assert f"worktree {record['worktree']} and its record" in dry.stderr
     assert _records(repo) == records
 
     done = _cli(repo, "clean", "--all", stdin="y\n")
