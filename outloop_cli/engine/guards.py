@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from outloop_cli.engine.limits import Stop
+from outloop_cli.git import trailers
 from outloop_cli.git.guard import ConfigGuard
 from outloop_cli.pathmatch import match_any
 from outloop_cli.store.records import StopReason
@@ -103,17 +104,23 @@ class Guards:
         if not commits:
             return None
         patterns = ctx.config.protected_patterns()
+        max_file_size = ctx.config.commit.max_file_size
         items: list[tuple[str, str, bytes]] = []
         protected: list[str] = []
+        # reasons not to keep the agent's commits as commits (its work tree is still kept)
+        unkept: list[str] = []
         for sha in commits:
-            items.append(
-                (f"commit {sha[:10]}", "commit message", ctx.worktree.commit_message_of(sha))
-            )
+            raw = ctx.worktree.commit_message_of(sha)
+            items.append((f"commit {sha[:10]}", "commit message", raw))
+            if _claims_to_be_outloops(raw):
+                unkept.append(f"{sha[:10]} carries outloop's own trailers")
             for path, blob in ctx.worktree.commit_files(sha):
                 items.append((path, "file name", path.encode("utf-8", "surrogateescape")))
                 items.append((path, f"content in commit {sha[:10]}", blob))
                 if match_any(path, patterns):
                     protected.append(path)
+                if len(blob) > max_file_size:
+                    unkept.append(f"{sha[:10]} holds {path} ({len(blob)} bytes)")
         hits = ctx.plan.access.scan_data(items)
         if hits:
             found = [
@@ -135,6 +142,26 @@ class Guards:
                 + ", ".join(touched[:10])
                 + "; nothing of this turn was kept",
             )
+        if unkept:
+            ctx.audit("agent_commits_not_kept", iteration=n, reasons=unkept[:50])
+            ctx.note(
+                n,
+                "the agent's own commits are not kept as commits ("
+                + "; ".join(unkept[:5])
+                + "): the iteration commit holds its work instead",
+            )
+            return None
         self.agent_head = commits[-1]
         ctx.audit("agent_commits", iteration=n, commits=commits[:50], count=len(commits))
         return None
+
+
+def _claims_to_be_outloops(raw_commit: bytes) -> bool:
+    """Whether a commit's message carries a trailer of outloop's protocol (resume reads them)."""
+    _, _, message = raw_commit.partition(b"\n\n")
+    keys = (trailers.RUN, trailers.ITERATION, trailers.AUDIT_HEAD, trailers.GOAL, trailers.LOOP)
+    return any(
+        line.strip().lower().startswith(f"{key.lower()}:".encode())
+        for line in message.splitlines()
+        for key in keys
+    )

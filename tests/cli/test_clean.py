@@ -252,3 +252,27 @@ def test_clean_leaves_alone_a_recorded_path_that_is_not_a_worktree(
         assert run_id in _records(repo)
     # the real worktree is no one's now: git still knows it, and prunes nothing it should not
     assert Path(record["worktree"]).is_dir()
+
+
+def test_a_cleaned_run_resumes_with_git_dirs_found_from_its_records(
+    make_repo: RepoFactory,
+) -> None:
+    repo = make_repo(
+        {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(2))}
+    )
+    assert run_cli(repo, "run", "fix", "--max-iterations", "1").returncode == 1
+    [(run_id, record)] = _records(repo).items()
+    assert _cli(repo, "clean").returncode == 0
+    assert not Path(record["worktree"]).exists()
+
+    done = run_cli(repo, "resume", run_id, "--max-iterations", "3")
+
+    assert done.returncode == 0, done.stderr
+    worktree = Path(record["worktree"])
+    # the worktree and the agent's git dir came back from outloop's own git dir
+    assert (worktree / ".git").read_text() == f"gitdir: {runs_dir(repo) / run_id / 'agent.git'}\n"
+    assert git(worktree, "log", "-1", "--format=%H") == git(
+        repo, "log", "-1", "--format=%H", record["branch"]
+    )
+    assert git(worktree, "status", "--porcelain") == ""
+    assert _records(repo)[run_id]["stop_reason"] == "goal_met"

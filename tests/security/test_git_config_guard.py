@@ -111,3 +111,30 @@ def test_a_runs_git_reads_no_filter_of_the_users_config(
 
     assert done.returncode == 1, done.stderr
     assert not seen.exists(), "outloop's git ran a filter: " + seen.read_text()[:200]
+
+
+def test_in_the_sandbox_outloops_git_dir_for_the_run_is_out_of_reach(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    pwned = tmp_path / "pwned"
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("config_planter_agent.py", "fsmonitor", str(pwned), "run"),
+                "false",
+                sandbox="bwrap",
+                limits={"max_iterations": 1},
+            )
+        }
+    )
+
+    done = run_cli(repo, "run", "fix")
+
+    record = only_run(repo)
+    own = repo / ".git" / "outloop" / "runs" / str(record["run_id"]) / "git"
+    assert done.returncode == 1, done.stderr
+    # the write never reached it (at best a file of the sandbox's own tmpfs):
+    # nothing to catch or put back afterwards
+    assert record["stop_reason"] == "max_iterations", record["stop_detail"]
+    assert "fsmonitor" not in (own / "config").read_text()
+    assert not pwned.exists()
