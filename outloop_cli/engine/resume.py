@@ -73,6 +73,12 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
             record.current_iteration,
             f"killed {len(killed)} leftover process(es) of the crashed run",
         )
+    if path.is_dir() and not rundirs.owns_work_tree(dirs) and path.name != record.run_id:
+        # a record edited to name someone else's directory: never written into
+        raise CouldNotRun(
+            f"the recorded worktree {path} is not run {record.run_id}'s",
+            hint="move that directory away, or start a new run",
+        )
     if path.is_dir():
         if not dirs.agent.is_dir():
             rundirs.recreate_agent(dirs, record.branch, agent_git_identity(ctx))

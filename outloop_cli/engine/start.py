@@ -81,6 +81,7 @@ def create_worktree(ctx: RunContext, worktree_path: Path, branch: str) -> Worktr
         branch=branch,
         base=ctx.plan.base_commit,
         identity=agent_git_identity(ctx),
+        remotes=repo.remotes(),
     )
     return Worktree(dirs, branch)
 

@@ -155,6 +155,15 @@ class Repository:
     def remote_url(self, name: str = "origin") -> str | None:
         return self._config(f"remote.{name}.url")
 
+    def remotes(self) -> dict[str, str]:
+        """Each remote's (first) URL, by name."""
+        found: dict[str, str] = {}
+        for remote in self._git.run("remote").split():
+            urls = self._git.run("remote", "get-url", remote, ok_codes=(0, 2, 128))
+            if urls:
+                found[remote] = urls.splitlines()[0]
+        return found
+
     def remote_urls(self) -> list[str]:
         """Every URL of every remote, in git's order."""
         urls: list[str] = []

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +65,13 @@ def create(
     branch: str,
     base: str,
     identity: tuple[str, str] | None = None,
+    remotes: Mapping[str, str] | None = None,
 ) -> None:
     """Make both git dirs at ``base`` on ``branch`` and check ``base`` out into the work tree.
 
-    ``identity`` (name, email) is what the agent's own ``git commit`` signs with.
+    ``identity`` (name, email) is what the agent's own ``git commit`` signs with;
+    ``remotes`` (name → URL) are the user's, so ``git fetch origin`` works for
+    the agent too: a URL with a user name or password in it is left out.
     """
     dirs.work_tree.mkdir(parents=True, exist_ok=False)
     for git_dir, alternates in (
@@ -84,6 +88,12 @@ def create(
         (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
     if identity is not None:
         _set_identity(dirs.agent, identity)
+    agent_config = Git(dirs.agent, git_dir=dirs.agent)
+    for name, url in (remotes or {}).items():
+        if "@" in url.partition("://")[2].partition("/")[0] and "://" in url:
+            continue
+        agent_config.run("config", f"remote.{name}.url", url)
+        agent_config.run("config", f"remote.{name}.fetch", f"+refs/heads/*:refs/remotes/{name}/*")
     git = dirs.git()
     git.run("update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", base, "")
     # no filters can run here: the only config is the one written above

@@ -171,3 +171,25 @@ def test_import_only_fast_forwards_the_users_branch(make_repo: RepoFactory, tmp_
     with pytest.raises(GitError):
         Repository(discover(repo)).import_branch(dirs.own, BRANCH)
     assert git(repo, "rev-parse", BRANCH) == git(repo, "rev-parse", "main")
+
+
+def test_the_agents_git_knows_the_users_remotes_but_never_a_password_in_one(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = make_repo({"a.txt": "a\n"})
+    git(repo, "remote", "add", "origin", "https://example.invalid/acme/app.git")
+    git(repo, "remote", "add", "mirror", "https://me:hunter2@example.invalid/acme/app.git")
+    git(repo, "remote", "add", "ssh", "git@example.invalid:acme/app.git")
+    user = Repository(discover(repo))
+    dirs = RunGitDirs(tmp_path / "git", tmp_path / "agent.git", tmp_path / "wt")
+    rundirs.create(
+        dirs,
+        user_objects=repo / ".git" / "objects",
+        branch=BRANCH,
+        base=user.resolve_commit("HEAD"),
+        remotes=user.remotes(),
+    )
+
+    assert _agent_git(dirs, "remote").split() == ["origin", "ssh"]
+    assert "hunter2" not in (dirs.agent / "config").read_text()
+    assert "hunter2" not in (dirs.own / "config").read_text()

@@ -131,3 +131,30 @@ def test_resume_puts_the_git_link_back_before_any_git_command(
     assert "evil" not in (worktree / ".git").read_text()
     audit = (repo / ".git/outloop/runs" / str(record["run_id"]) / "audit.jsonl").read_text()
     assert '"kind":"git_link"' in audit.replace(" ", "")
+
+
+def test_resume_never_writes_a_git_link_into_a_directory_the_record_was_edited_to_name(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    import json
+
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("counter_agent.py"), "false", limits={"max_iterations": 1}
+            )
+        }
+    )
+    assert run_cli(repo, "run", "fix").returncode == 1
+    record = only_run(repo)
+    victim = tmp_path / "someone-elses"
+    victim.mkdir()
+    (victim / "work.txt").write_text("theirs\n")
+    run_json = repo / ".git/outloop/runs" / str(record["run_id"]) / "run.json"
+    run_json.write_text(json.dumps(dict(record, worktree=str(victim))))
+
+    done = run_cli(repo, "resume", str(record["run_id"]), "--max-iterations", "2")
+
+    assert done.returncode == 3, done.stderr
+    assert "is not run" in done.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["work.txt"]
