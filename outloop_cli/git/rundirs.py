@@ -74,18 +74,8 @@ def create(
     the agent too: a URL with a user name or password in it is left out.
     """
     dirs.work_tree.mkdir(parents=True, exist_ok=False)
-    for git_dir, alternates in (
-        (dirs.own, [user_objects]),
-        (dirs.agent, [user_objects, dirs.own / "objects"]),
-    ):
-        git_dir.parent.mkdir(parents=True, exist_ok=True)
-        # an empty template: no sample hooks, nothing but what git needs
-        Git(git_dir.parent).run("init", "--quiet", "--bare", "--template=", str(git_dir))
-        Git(git_dir, git_dir=git_dir).run("config", "core.bare", "false")
-        info = git_dir / "objects" / "info"
-        info.mkdir(parents=True, exist_ok=True)
-        (info / "alternates").write_text("".join(f"{p.resolve()}\n" for p in alternates))
-        (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    _init(dirs.own, [user_objects], branch)
+    _init(dirs.agent, [user_objects, dirs.own / "objects"], branch)
     if identity is not None:
         _set_identity(dirs.agent, identity)
     agent_config = Git(dirs.agent, git_dir=dirs.agent)
@@ -122,16 +112,22 @@ def _set_identity(agent: Path, identity: tuple[str, str]) -> None:
 
 def recreate_agent(dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None) -> None:
     """The agent's git dir again (removed by ``outloop clean``), borrowing the same objects."""
-    user_objects = Path((dirs.own / "objects" / "info" / "alternates").read_text().splitlines()[0])
-    dirs.agent.parent.mkdir(parents=True, exist_ok=True)
-    Git(dirs.agent.parent).run("init", "--quiet", "--bare", "--template=", str(dirs.agent))
-    Git(dirs.agent, git_dir=dirs.agent).run("config", "core.bare", "false")
-    info = dirs.agent / "objects" / "info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "alternates").write_text(f"{user_objects}\n{(dirs.own / 'objects').resolve()}\n")
-    (dirs.agent / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    alternates = (dirs.own / "objects" / "info" / "alternates").read_text().splitlines()
+    _init(dirs.agent, [Path(alternates[0]), dirs.own / "objects"], branch)
     if identity is not None:
         _set_identity(dirs.agent, identity)
+
+
+def _init(git_dir: Path, alternates: list[Path], branch: str) -> None:
+    """An empty git dir of the run's (no template, so no sample hooks) borrowing ``alternates``."""
+    git_dir.parent.mkdir(parents=True, exist_ok=True)
+    git = Git(git_dir.parent, git_dir=git_dir)
+    git.run("init", "--quiet", "--bare", "--template=")
+    git.run("config", "core.bare", "false")
+    info = git_dir / "objects" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "alternates").write_text("".join(f"{p.resolve()}\n" for p in alternates))
+    (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
 
 
 def owns_work_tree(dirs: RunGitDirs) -> bool:
