@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from outloop_cli.errors import GitError
-from outloop_cli.process.spawn import ProgramNotFound, run_captured
+from outloop_cli.process.spawn import CommandTimedOut, ProgramNotFound, run_captured
 
 # Variables that would point git somewhere other than the directory we name
 # (set when outloop is started from a git hook, for instance).
@@ -147,6 +147,7 @@ class Git:
         env: Mapping[str, str] | None = None,
         strip: bool = True,
         ok_codes: Sequence[int] = (0,),
+        timeout: float | None = None,
     ) -> str:
         isolated = self.git_dir is not None
         full_env = git_env(env, isolated=isolated)
@@ -158,8 +159,14 @@ class Git:
                 where.append(f"--work-tree={self.work_tree}")
         try:
             done = run_captured(
-                ["git", *where, *_HARDENING, *args], cwd=self.cwd, env=full_env, stdin_data=data
+                ["git", *where, *_HARDENING, *args],
+                cwd=self.cwd,
+                env=full_env,
+                stdin_data=data,
+                timeout=timeout,
             )
+        except CommandTimedOut:
+            raise GitError(args, f"no answer within {timeout:g} s; killed") from None
         except ProgramNotFound:
             raise GitError(
                 args, "git not found", hint="install git and make sure it is on PATH"

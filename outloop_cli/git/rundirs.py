@@ -183,9 +183,36 @@ def agent_head(dirs: RunGitDirs, branch: str) -> str | None:
     return None
 
 
-def agent_objects_env(dirs: RunGitDirs) -> dict[str, str]:
-    """Env that lets outloop's git read (never write) the agent's objects."""
-    return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(dirs.agent / "objects")}
+def agent_objects_env(dirs: RunGitDirs) -> dict[str, str] | None:
+    """Env that lets outloop's git read (never write) the agent's objects; None if unsafe.
+
+    Only an object store of plain files and directories, borrowing from
+    nothing but the two stores outloop gave it: a FIFO or a device where git
+    expects an object would hang or mislead outloop's git, and an alternate of
+    the agent's choosing would bring in objects from anywhere.
+    """
+    objects = dirs.agent / "objects"
+    if objects.is_symlink() or not objects.is_dir():
+        return None
+    for root, subdirs, files in os.walk(objects):
+        for name in [*subdirs, *files]:
+            mode = (Path(root) / name).lstat().st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                return None
+    wanted = {str(p.resolve()) for p in _own_alternates(dirs)} | {
+        str((dirs.own / "objects").resolve())
+    }
+    listed = _read_regular(objects / "info" / "alternates")
+    if listed is not None:
+        lines = {line.strip() for line in listed.decode(errors="replace").splitlines()}
+        if not lines <= wanted | {""}:
+            return None
+    return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
+
+
+def _own_alternates(dirs: RunGitDirs) -> list[Path]:
+    listed = _read_regular(dirs.own / "objects" / "info" / "alternates") or b""
+    return [Path(line) for line in listed.decode(errors="replace").splitlines() if line.strip()]
 
 
 def _read_regular(path: Path) -> bytes | None:

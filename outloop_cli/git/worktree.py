@@ -16,6 +16,9 @@ from outloop_cli.errors import GitError
 from outloop_cli.git import rundirs, trailers
 from outloop_cli.git.rundirs import RunGitDirs
 
+# reading the agent's objects: a store made to be slow must not stall the run
+_AGENT_OBJECTS_TIMEOUT = 120.0
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -78,23 +81,32 @@ class Worktree:
         if head is None or head == last:
             return []
         env = rundirs.agent_objects_env(self.dirs)
+        if env is None:
+            return []
+        limit = _AGENT_OBJECTS_TIMEOUT
         try:
-            self._git.run("merge-base", "--is-ancestor", last, head, env=env)
+            self._git.run("merge-base", "--is-ancestor", last, head, env=env, timeout=limit)
             listed = self._git.run(
-                "rev-list", "--reverse", "--first-parent", f"{last}..{head}", env=env
+                "rev-list", "--reverse", "--first-parent", f"{last}..{head}", env=env, timeout=limit
             ).split()
             # only a straight line of commits on top of ours: a merge could bring anything in
             merges = self._git.run(
-                "rev-list", "--min-parents=2", "--count", f"{last}..{head}", env=env
+                "rev-list", "--min-parents=2", "--count", f"{last}..{head}", env=env, timeout=limit
+            )
+            if merges != "0":
+                return []
+            pack = self.dirs.own / "objects" / "pack" / "pack"
+            self._git.run(
+                "pack-objects",
+                "--revs",
+                "--quiet",
+                str(pack),
+                stdin=f"{head}\n^{last}\n",
+                env=env,
+                timeout=limit,
             )
         except GitError:
             return []
-        if merges != "0":
-            return []
-        pack = self.dirs.own / "objects" / "pack" / "pack"
-        self._git.run(
-            "pack-objects", "--revs", "--quiet", str(pack), stdin=f"{head}\n^{last}\n", env=env
-        )
         return listed
 
     def commit_message_of(self, sha: str) -> bytes:

@@ -193,3 +193,22 @@ def test_the_agents_git_knows_the_users_remotes_but_never_a_password_in_one(
     assert _agent_git(dirs, "remote").split() == ["origin", "ssh"]
     assert "hunter2" not in (dirs.agent / "config").read_text()
     assert "hunter2" not in (dirs.own / "config").read_text()
+
+
+@pytest.mark.parametrize("trap", ["fifo", "alternate"])
+def test_an_object_store_rigged_to_hang_or_borrow_elsewhere_is_not_read(
+    make_repo: RepoFactory, tmp_path: Path, trap: str
+) -> None:
+    _repo, dirs, tree = _run(make_repo, tmp_path)
+    (dirs.work_tree / "one.txt").write_text("1\n")
+    _agent_git(dirs, "add", "one.txt")
+    _agent_git(dirs, "commit", "-qm", "one")
+    if trap == "fifo":
+        # git would block opening it, and outloop's run with it
+        os.mkfifo(dirs.agent / "objects" / "pack" / "pack-0000.idx")
+    else:
+        other = make_repo({"secret.txt": "another client's\n"}, name="other")
+        with (dirs.agent / "objects" / "info" / "alternates").open("a") as handle:
+            handle.write(f"{other / '.git' / 'objects'}\n")
+
+    assert tree.agent_commits() == []
