@@ -212,3 +212,20 @@ def test_an_object_store_rigged_to_hang_or_borrow_elsewhere_is_not_read(
             handle.write(f"{other / '.git' / 'objects'}\n")
 
     assert tree.agent_commits() == []
+
+
+def test_config_from_the_environment_does_not_reach_a_runs_git(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _repo, dirs, tree = _run(make_repo, tmp_path)
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "filter.evil.clean")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", f"sh -c 'echo pwned >> {marker}; cat'")
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'include.path'='{tmp_path / 'inc'}'")
+    (dirs.work_tree / ".gitattributes").write_text("* filter=evil\n")
+    (dirs.work_tree / "a.txt").write_text("changed\n")
+
+    tree.snapshot(tree.changes(), max_file_size=1 << 20)
+
+    assert not marker.exists()
