@@ -14,6 +14,7 @@ is what stops the secret.
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,43 @@ def test_control_a_value_outloop_does_not_know_is_kept_imported_and_pushed(
     assert pushed == git(repo, "rev-parse", str(record["branch"])).strip()
     assert canary in git(remote, "log", "-p", "--format=%B", pushed)
     assert canary in git(repo, "log", "-p", "--format=%B", pushed)
+
+
+def _goal_naming(value: str) -> str:
+    """A goal script whose JUnit report names a failing test after ``value`` (held reversed)."""
+    return (
+        "import sys\n"
+        f"v = {value[::-1]!r}[::-1]\n"
+        "xml = '<testsuite><testcase classname=\"c\" name=\"test_' + v + '\"><failure/>'\n"
+        "open('r.xml', 'w').write(xml + '</testcase></testsuite>')\n"
+        "sys.exit(1)\n"
+    )
+
+
+@pytest.mark.parametrize("secret", [True, False])
+def test_outloops_own_commit_message_never_carries_a_secret_the_goal_named(
+    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch, secret: bool
+) -> None:
+    # the failing test names go into the iteration commit's message, and the agent names tests
+    value = ("tok-" if secret else "canary-") + secrets.token_urlsafe(16)
+    if secret:
+        monkeypatch.setenv("OUTLOOP_SECRET_ME_API", value)
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("counter_agent.py"),
+                f"{sys.executable} goal_report.py",
+                goal__junit="r.xml",
+                limits={"max_iterations": 1},
+            ),
+            "goal_report.py": _goal_naming(value),
+        }
+    )
+
+    done = run_cli(repo, "run", "fix")
+
+    assert done.returncode == 1, done.stderr
+    message = git(repo, "log", "-1", "--format=%B", str(only_run(repo)["branch"]))
+    assert "Failing: c::test_" in message
+    # the control: a value outloop does not know is secret is quoted as it is
+    assert (value in message) is (not secret)
