@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Hosts a workspace's sandboxed runs may ever reach beyond the broker (``host:port``)."""
+
+    allow: tuple[str, ...] = ()
+    # non-public address ranges those hosts may resolve to (a mirror on the company network)
+    reach_private: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -10,6 +19,7 @@ class Workspace:
     name: str
     repos: tuple[str, ...]
     secrets: tuple[str, ...] = ()
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 @dataclass(frozen=True)
