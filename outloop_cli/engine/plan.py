@@ -17,12 +17,14 @@ from outloop_cli.config.model import LoopConfig
 from outloop_cli.config.source import load_committed_loop, read_committed_prompt
 from outloop_cli.engine.access import RunAccess
 from outloop_cli.engine.egress import EgressPlan, plan_egress
+from outloop_cli.engine.record_check import check_record_against_log
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import Repository
 from outloop_cli.goals.base import Verifier
 from outloop_cli.goals.registry import make_verifier
 from outloop_cli.process.environment import build_env
 from outloop_cli.store.records import RunRecord
+from outloop_cli.store.runs import RunStore
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
 
 def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:
     """Plan the rest of a run from the config at its own starting commit."""
+    # the starting commit decides the loop file: taken from the record only when the
+    # run's sealed audit log says the same
+    check_record_against_log(record, RunStore(repo.info.common_dir).paths(record.run_id))
     limit = options.max_iterations or int(record.limits.get("max_iterations") or 0) or None
     plan = plan_loop(
         repo,

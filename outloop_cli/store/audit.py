@@ -682,3 +682,23 @@ def cut_torn_audit_tail(path: Path) -> TornTail | None:
         handle.flush()
         os.fsync(handle.fileno())
     return TornTail(len(fragment), hashlib.sha256(fragment).hexdigest())
+
+
+def trusted_events(
+    path: Path, run_id: str, check_mac: MacCheck | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The log's events, and why they cannot be trusted (None when they can).
+
+    For decisions (a resume): the chain must hold and, with the run's key,
+    every line must carry its MAC. A last line a crash cut off is left out, as
+    the resume that follows cuts it.
+    """
+    lines = read_lines(path)
+    if lines and not lines[-1].complete:
+        lines = lines[:-1]
+    failure = _check_links(lines, run_id) or (
+        _check_macs(lines, check_mac) if check_mac is not None else None
+    )
+    if failure is not None:
+        return [], failure[1]
+    return [line.entry for line in lines if line.entry is not None], None

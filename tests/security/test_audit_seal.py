@@ -76,3 +76,65 @@ def test_every_line_is_sealed_and_the_key_never_leaves_its_file(make_repo: RepoF
     outputs += [p.read_text(errors="replace") for p in run_dir.rglob("*") if p.is_file()]
     assert all(key not in text and bytes.fromhex(key).hex().upper() not in text for text in outputs)
     assert run_cli(repo, "audit", "verify").returncode == 0
+
+
+def _strip_seals(audit: Path) -> None:
+    """What a forger could do to a log that was never sealed: drop the MACs, relink."""
+    import hashlib
+
+    prev = "0" * 64
+    out = []
+    for raw in audit.read_text().splitlines():
+        entry = json.loads(raw)
+        entry.pop("mac", None)
+        entry["prev"] = prev
+        line = json.dumps(entry, ensure_ascii=False)
+        out.append(line)
+        prev = hashlib.sha256(line.encode()).hexdigest()
+    audit.write_text("\n".join(out) + "\n")
+
+
+def _resume_with_a_claimed_base(make_repo: RepoFactory, *, sealed: bool) -> tuple[int, str]:
+    """The claimed base holds a loop whose goal is always met: believed, the run 'succeeds'."""
+    repo = make_repo({".outloop/fix.yml": loop_yaml(["true"], "true", sandbox="none")})
+    claimed = git(repo, "rev-parse", "HEAD").strip()
+    (repo / ".outloop/fix.yml").write_text(
+        loop_yaml(agent_cmd("chain_forger_agent.py", claimed), "false", sandbox="none")
+    )
+    git(repo, "commit", "-qam", "the loop as it is")
+    assert run_cli(repo, "run", "fix", "--max-iterations", "1").returncode == 1
+    record = only_run(repo)
+    run_dir = runs_dir(repo) / str(record["run_id"])
+    if not sealed:
+        (run_keys_dir() / f"{record['run_id']}.key").unlink()
+        _strip_seals(run_dir / "audit.jsonl")
+    # a process the agent left behind edits the record once the runner is gone
+    edited = json.loads((run_dir / "run.json").read_text())
+    edited["base_commit"] = claimed
+    lines = (run_dir / "audit.jsonl").read_text().splitlines()
+    import hashlib
+
+    edited["audit_head"] = {
+        "seq": len(lines),
+        "hash": hashlib.sha256(lines[-1].encode()).hexdigest(),
+    }
+    (run_dir / "run.json").write_text(json.dumps(edited))
+    done = run_cli(repo, "resume", str(record["run_id"]), "--max-iterations", "3")
+    return done.returncode, done.stderr
+
+
+def test_resume_refuses_a_base_commit_the_sealed_log_does_not_vouch_for(
+    make_repo: RepoFactory,
+) -> None:
+    code, stderr = _resume_with_a_claimed_base(make_repo, sealed=True)
+    assert code == 3, stderr
+    assert "audit log cannot be trusted" in stderr and "MAC does not match" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_control_an_unsealed_log_lets_the_claimed_base_decide_the_loop(
+    make_repo: RepoFactory,
+) -> None:
+    code, stderr = _resume_with_a_claimed_base(make_repo, sealed=False)
+    # the claimed commit's loop (goal `true`) ran: the forgery decided the outcome
+    assert code == 0, stderr

@@ -156,5 +156,6 @@ def test_resume_never_writes_a_git_link_into_a_directory_the_record_was_edited_t
     done = run_cli(repo, "resume", str(record["run_id"]), "--max-iterations", "2")
 
     assert done.returncode == 3, done.stderr
-    assert "is not run" in done.stderr
+    # the sealed audit log names the run's own worktree: the record is not believed
+    assert "run.json says worktree" in done.stderr and "run.json was edited" in done.stderr
     assert sorted(p.name for p in victim.iterdir()) == ["work.txt"]
