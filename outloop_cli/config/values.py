@@ -403,6 +403,12 @@ _URL_RE = re.compile(URL_PATTERN)
 
 def check_host(text: str) -> str:
     """A host name with an optional port, as git's credential protocol names it."""
+    if "@" in text:
+        raise BadValue(
+            f"{without_userinfo(text)!r} contains credentials (user:password@), "
+            "which are not shown here",
+            "write just the host name; keys belong in `outloop secrets set`",
+        )
     if "://" in text:
         bare = text.split("://", 1)[1].split("/", 1)[0]
         raise BadValue(f"{text!r} has a scheme; expected a host name", f"write just `{bare}`")
@@ -413,23 +419,34 @@ def check_host(text: str) -> str:
     return text
 
 
+_USERINFO_RE = re.compile(r"^([^:/?#\s]*:?//)?[^/?#@]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``https://user:PASSWORD@host/x`` as ``https://***@host/x``: never echo a password."""
+    return _USERINFO_RE.sub(lambda m: (m.group(1) or "") + "***@", text, count=1)
+
+
 def check_url(text: str) -> str:
     """An ``https://`` URL, or ``http://`` to a loopback host; no credentials, query or fragment."""
+    scheme, sep, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0] if sep else ""
+    if "@" in authority or (not sep and "@" in re.split(r"[/?#]", text, maxsplit=1)[0]):
+        # the password is not repeated: not here, not in any message built from this one
+        raise BadValue(
+            f"{without_userinfo(text)!r} contains credentials (user:password@), "
+            "which are not shown here",
+            "keep keys out of config: `outloop secrets set` stores them, and the policy "
+            "says where they may go",
+        )
     if _URL_RE.fullmatch(text):
         return text
     if re.search(r"\s", text):
         raise BadValue(f"{text!r} contains whitespace", URL_HINT)
-    scheme, sep, rest = text.partition("://")
     if not sep:
         raise BadValue(f"{text!r} is not a URL", URL_HINT)
     if scheme not in ("https", "http"):
         raise BadValue(f"{text!r} is not an http(s) URL", URL_HINT)
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority:
-        raise BadValue(
-            f"{text!r} contains credentials",
-            "keep keys out of config: `outloop secrets set` stores them",
-        )
     if re.search(r"[?#]", rest):
         raise BadValue(f"{text!r} has a query or fragment", URL_HINT)
     if not _HOST_RE.fullmatch(authority):

@@ -45,7 +45,7 @@ def test_the_spec_example_loads() -> None:
     a = policy.get("client-a")
     assert a is not None
     assert a.repos == ("github.com/agency/client-a-*", "/home/me/src/client-a")
-    assert a.secrets == ("openai", "crm")
+    assert a.secret_names == ("openai", "crm")
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_the_spec_example_loads() -> None:
         (
             "workspaces:\n  a:\n    repos: ['https://me:tok@x.com/a']\n",
             [
-                "policy.yml:3:13: workspaces.a.repos[0]: 'https://me:tok@x.com/a' contains credentials"
+                "policy.yml:3:13: workspaces.a.repos[0]: 'https://***@x.com/a' contains credentials"
             ],
         ),
         (
