@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.config.loader import LOOP_SUFFIXES, load_loop_bytes
 from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.spec import hide_userinfo
 from outloop_cli.errors import ConfigError, Problem, UsageError
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def committed_file_problems(
         problems.append(
             Problem(
                 shown,
-                f"{'.'.join(key_path)}: {what}",
+                hide_userinfo(f"{'.'.join(key_path)}: {what}"),
                 line,
                 col,
                 f"{hint}: a run reads it from the starting commit "

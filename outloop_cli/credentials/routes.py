@@ -118,7 +118,12 @@ class ProxyRoute:
         why = bound.refusal(config)
         if why is not None:
             raise CouldNotRun(f"credential `{config.name}`: {why}", hint=bound.hint(config))
-        return cls(config.name, upstream, config.header, config.scheme, rules, ca_pem, key, bound)
+        scheme = config.scheme
+        if scheme is None:
+            # SPEC §2's default applies to Authorization only: `x-api-key: Bearer <key>`
+            # is what no API wants
+            scheme = "Bearer" if config.header.lower() == "authorization" else ""
+        return cls(config.name, upstream, config.header, scheme, rules, ca_pem, key, bound)
 
     def within_binding(self, upstream_path: str) -> bool:
         """Whether a request to ``upstream_path`` stays where the policy lets the key go."""
