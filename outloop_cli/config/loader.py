@@ -17,7 +17,11 @@ from yaml.nodes import MappingNode, ScalarNode
 from outloop_cli.config import values as v
 from outloop_cli.config.loop_schema import LOOP, key_index
 from outloop_cli.config.model import LoopConfig
-from outloop_cli.config.preset_credentials import check_credentials, complete_credentials
+from outloop_cli.config.preset_credentials import (
+    check_completed,
+    check_credentials,
+    complete_credentials,
+)
 from outloop_cli.config.spec import INVALID, Context
 from outloop_cli.errors import ConfigError, Problem
 
@@ -115,7 +119,11 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
     if problems or config is INVALID:
         return None, problems
     assert isinstance(config, LoopConfig)
-    return complete_credentials(config, node), []
+    config = complete_credentials(config, node)
+    check_completed(config, node, ctx)
+    if ctx.problems:
+        return None, sorted(ctx.problems, key=_position)
+    return config, []
 
 
 def load_loop_text(text: str, *, file: str, name: str, path: str | None = None) -> LoopConfig:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.config.spec import Context
@@ -91,6 +91,83 @@ def complete_credentials(config: LoopConfig, root: Node) -> LoopConfig:
             merged = dataclasses.replace(merged, scheme=default_scheme(merged.header))
         done.append(merged)
     return dataclasses.replace(config, credentials=tuple(done))
+
+
+def check_completed(config: LoopConfig, root: Node, ctx: Context) -> None:
+    """Rules across the completed credentials and the agent's environment.
+
+    * two credentials must not hand their proxy URL to the agent in the same variable;
+    * ``agent.env`` must not set a variable a credential gives the proxy's URL in
+      (outloop's value would silently win);
+    * an ``allow`` rule must be able to match a path under the ``upstream``: the
+      proxy matches rules against the whole path, so with ``upstream: …/v1`` a rule
+      ``POST /chat/*`` would refuse every request.
+    """
+    from outloop_cli.agents.registry import default_credentials
+
+    nodes = _entry_nodes(root)
+    owner: dict[str, str] = {}
+    named = {c.name for c in config.credentials}
+    # the preset's own credential, when the loop does not name it, sets its variable too
+    for default in default_credentials(config.agent.preset):
+        if default.name not in named and default.env is not None:
+            owner[default.env] = f"`{default.name}` (the {config.agent.preset} preset's)"
+    for cred in config.credentials:
+        node = nodes.get(cred.name)
+        if cred.via != "proxy" or node is None:
+            continue
+        if cred.env is not None:
+            first = owner.setdefault(cred.env, f"`{cred.name}`")
+            if first != f"`{cred.name}`":
+                ctx.report(
+                    _child(node, "env") or node,
+                    ("credentials", cred.name, "env"),
+                    f"`{cred.env}` is also the variable of credential {first}",
+                    "give each credential its own variable; the agent would get one proxy URL",
+                )
+        base = _base_path(cred.upstream)
+        rules = _child(node, "allow")
+        for index, rule in enumerate(cred.allow):
+            if not _can_match(rule.partition(" ")[2], base):
+                at = rules.value[index] if isinstance(rules, SequenceNode) else node
+                ctx.report(
+                    at,
+                    ("credentials", cred.name, "allow", index),
+                    f"{rule!r} can never match: every path the proxy forwards starts with "
+                    f"`{base}` (the upstream's path)",
+                    f'rules match the whole path on the upstream: write e.g. "POST {base}/*"',
+                )
+    # (a preset's own variable stays the loop's to set: without a granted key, the agent
+    # may well be meant to talk to a local model server there)
+    asked = {c.env for c in config.credentials if c.via == "proxy" and c.env is not None}
+    env_node = _child(_child(root, "agent"), "env")
+    if isinstance(env_node, MappingNode):
+        for key, _ in env_node.value:
+            if isinstance(key, ScalarNode) and key.value in asked:
+                ctx.report(
+                    key,
+                    ("agent", "env"),
+                    f"`{key.value}` is where credential {owner[key.value]} gives the agent "
+                    "the proxy's URL",
+                    "leave it out: outloop sets it for the run; to use another API, set the "
+                    "credential's `upstream` (your policy must allow it)",
+                )
+
+
+def _base_path(upstream: str | None) -> str:
+    import urllib.parse
+
+    return urllib.parse.urlsplit(upstream or "").path.rstrip("/")
+
+
+def _can_match(pattern: str, base: str) -> bool:
+    """Whether ``pattern`` (``*`` any text) matches ``base`` or some ``base/…``."""
+    if not base:
+        return True
+    literal, star, _ = pattern.partition("*")
+    if not star:
+        return pattern == base or pattern.startswith(base + "/")
+    return literal == base or literal.startswith(base + "/") or (base + "/").startswith(literal)
 
 
 def _entry_nodes(root: Node) -> dict[str, MappingNode]:

@@ -119,7 +119,9 @@ def committed_file_problems(
     shown = file or f"{config.path}@{commit[:10]}"
     for key_path, path, hint in wanted:
         raw = repo.read_file(commit, path)
-        if raw is not None and (key_path[0] != "agent" or raw.strip()):
+        if raw is not None and key_path[0] == "agent" and raw.strip():
+            continue
+        if raw is not None and key_path[0] != "agent" and _is_pem_bundle(raw):
             continue
         if text is None:
             if file is not None:
@@ -128,7 +130,13 @@ def committed_file_problems(
                 text = (repo.read_file(commit, config.path) or b"").decode("utf-8", "replace")
         found = locate(text, [key_path])
         line, col = (found[1], found[2]) if found else (None, None)
-        what = f"`{path}` is not in commit {commit[:10]}" if raw is None else f"`{path}` is empty"
+        if raw is None:
+            what = f"`{path}` is not in commit {commit[:10]}"
+        elif key_path[0] == "agent":
+            what = f"`{path}` is empty"
+        else:
+            what = f"`{path}` holds no PEM certificate outloop can read"
+            hint = "commit the CA's certificates as PEM (-----BEGIN CERTIFICATE-----)"
         problems.append(
             Problem(
                 shown,
@@ -140,6 +148,17 @@ def committed_file_problems(
             )
         )
     return problems
+
+
+def _is_pem_bundle(data: bytes) -> bool:
+    """Whether ``data`` is CA certificates the access proxy can trust (PEM, as it loads them)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        return False
+    return True
 
 
 def _read_text(path: Path) -> str:

@@ -227,3 +227,72 @@ def test_the_refusal_of_a_secret_names_file_and_line_never_the_value(
     _assert_clean_exit_2(done)
     assert f"{policy}:4:39: workspaces.a.secrets[0].upstreams[0]" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+# --- more of the same kind: what a run would do wrong, said by validate ----------------
+
+
+def test_a_ca_bundle_that_is_not_pem_fails_validate(make_repo: RepoFactory) -> None:
+    loop = (
+        COMMAND + "goal:\n  run: 'true'\ncredentials:\n  api:\n"
+        "    upstream: https://api.example.com\n    env: API_BASE\n    ca_bundle: certs/ca.pem\n"
+    )
+    repo = make_repo({".outloop/fix.yml": loop, "certs/ca.pem": "not a certificate\n"})
+    done = run_cli(repo, "validate")
+    _assert_clean_exit_2(done)
+    assert ".outloop/fix.yml:10:16: credentials.api.ca_bundle: `certs/ca.pem` holds no PEM" in (
+        done.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        (
+            '  api: {upstream: "https://a.example/v1", env: API, allow: ["POST /chat/*"]}\n',
+            ":7:61: credentials.api.allow[0]: 'POST /chat/*' can never match",
+        ),
+        (
+            '  a: {upstream: "https://a.example", env: API}\n'
+            '  b: {upstream: "https://b.example", env: API}\n',
+            ":8:43: credentials.b.env: `API` is also the variable of credential `a`",
+        ),
+    ],
+)
+def test_credentials_that_could_never_work_as_written_fail_validate(
+    make_repo: RepoFactory, credentials: str, expected: str
+) -> None:
+    loop = COMMAND + "goal:\n  run: 'true'\ncredentials:\n" + credentials
+    repo = make_repo({".outloop/fix.yml": loop})
+    done = run_cli(repo, "validate")
+    _assert_clean_exit_2(done)
+    assert expected in done.stderr
+
+
+def test_agent_env_may_not_set_a_credentials_proxy_variable(make_repo: RepoFactory) -> None:
+    loop = (
+        COMMAND + "  env: {API_BASE: 'https://elsewhere.example'}\ngoal:\n  run: 'true'\n"
+        "credentials:\n  api: {upstream: 'https://a.example', env: API_BASE}\n"
+    )
+    done = run_cli(make_repo({".outloop/fix.yml": loop}), "validate")
+    _assert_clean_exit_2(done)
+    assert ":4:9: agent.env: `API_BASE` is where credential `api` gives the agent" in done.stderr
+
+
+def test_a_presets_own_variable_stays_the_loops_to_set() -> None:
+    # e.g. codex pointed at a local model server, with no key from the policy
+    text = (
+        "agent:\n  preset: codex\n  prompt: x\n  env: {OPENAI_BASE_URL: 'http://localhost:11434/v1'}\n"
+        "goal:\n  run: 'true'\n"
+    )
+    assert load_loop_text(text, file="fix.yml", name="fix").agent.env == (
+        ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+    )
+
+
+@pytest.mark.parametrize("command", ["[' ']", "' '", '"agent\\0 x"'])
+def test_a_blank_or_nul_program_fails_validate(make_repo: RepoFactory, command: str) -> None:
+    loop = f"agent:\n  preset: command\n  command: {command}\ngoal:\n  run: 'true'\n"
+    done = run_cli(make_repo({".outloop/fix.yml": loop}), "validate")
+    _assert_clean_exit_2(done)
+    assert ".outloop/fix.yml:3:" in done.stderr
