@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,9 @@ class SecretEntry:
     upstreams: tuple[str, ...] | None = None
     hosts: tuple[str, ...] | None = None
     helper: bool = False
-    # where the entry is in the policy file, for messages (1-based)
-    line: int | None = None
+    # where the entry is in the policy file, for messages (1-based); not part of its value
+    line: int | None = field(default=None, compare=False)
+    col: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

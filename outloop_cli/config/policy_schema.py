@@ -112,13 +112,13 @@ class SecretSpec(Spec):
     what = "a secret name or a mapping with `name:`"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
-        line = int(node.start_mark.line) + 1
+        where = {"line": int(node.start_mark.line) + 1, "col": int(node.start_mark.column) + 1}
         if isinstance(node, MappingNode):
-            return SECRET.check(node, path, ctx, {"line": line})
+            return SECRET.check(node, path, ctx, where)
         name = _SECRET_NAME.check(node, path, ctx)
         if not isinstance(name, str):
             return name
-        return SecretEntry(name=name, line=line)
+        return SecretEntry(name=name, line=where["line"], col=where["col"])
 
     def schema(self) -> JSONSchema:
         return {"oneOf": [_SECRET_NAME.schema(), SECRET.schema()]}

@@ -180,7 +180,7 @@ def _cross_checks(policy: Policy, root: Node, file: str) -> list[Problem]:
                         file,
                         f"workspaces.{ws.name}.secrets: `{secret}` is listed twice",
                         entry.line,
-                        None,
+                        entry.col,
                         "list each secret once; put its `upstreams:` and `hosts:` in one entry",
                     )
                 )

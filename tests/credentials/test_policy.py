@@ -405,7 +405,7 @@ def test_a_secret_entry_binds_upstreams_hosts_and_helper_with_its_line() -> None
         ),
         (
             "workspaces:\n  a:\n    repos: [/a]\n    secrets: [crm, {name: crm, hosts: [x.com]}]\n",
-            "policy.yml:4: workspaces.a.secrets: `crm` is listed twice",
+            "policy.yml:4:20: workspaces.a.secrets: `crm` is listed twice",
         ),
     ],
 )

@@ -292,3 +292,38 @@ def test_the_proxy_checks_each_request_against_the_binding(
     assert refused.status in (400, 403)
     assert [r.path for r in upstream.requests] == ["/v1/echo"]
     assert events.reasons() and events.reasons()[-1] in ("outside_binding", "bad_path")
+
+
+def test_the_git_helper_answers_only_for_a_bound_host() -> None:
+    from outloop_cli.config.model import CredentialConfig
+    from outloop_cli.credentials import broker_wire
+    from outloop_cli.credentials.bindings import Binding
+    from tests.support.credentials import Events, started_broker
+
+    cred = CredentialConfig(name="forge", via="git", host="127.0.0.2:8443")
+    token = _key()
+
+    def ask(bindings: dict[str, Binding] | None) -> dict[str, Any]:
+        events = Events()
+        with started_broker({"forge": token}, [cred], events, bindings=bindings) as broker:
+            env = broker.agent_env()
+            return dict(
+                broker_wire.ask(
+                    env[broker_wire.ENV_SOCKET],
+                    {
+                        "op": "git",
+                        "capability": env[broker_wire.ENV_CAPABILITY],
+                        "protocol": "https",
+                        "host": "127.0.0.2:8443",
+                    },
+                )
+            )
+
+    # the policy binds the key to another host: the broker does not hand it out
+    bound_elsewhere = Binding("forge", (), ("127.0.0.1:8443",), False, "policy.yml:5")
+    refused = ask({"forge": bound_elsewhere})
+    assert refused == {"ok": False, "reason": "outside_binding"}
+    # control: bound to this host, the same question gets the key
+    bound_here = Binding("forge", (), ("127.0.0.2:8443",), False, "policy.yml:5")
+    granted = ask({"forge": bound_here})
+    assert granted["ok"] is True and granted["password"] == token
