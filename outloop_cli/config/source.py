@@ -119,7 +119,7 @@ def committed_file_problems(
     shown = file or f"{config.path}@{commit[:10]}"
     for key_path, path, hint in wanted:
         raw = repo.read_file(commit, path)
-        if raw is not None and key_path[0] == "agent" and raw.strip():
+        if raw is not None and key_path[0] == "agent" and raw.strip() and _is_utf8(raw):
             continue
         if raw is not None and key_path[0] != "agent" and _is_pem_bundle(raw):
             continue
@@ -132,6 +132,9 @@ def committed_file_problems(
         line, col = (found[1], found[2]) if found else (None, None)
         if raw is None:
             what = f"`{path}` is not in commit {commit[:10]}"
+        elif key_path[0] == "agent" and not _is_utf8(raw):
+            what = f"`{path}` is not UTF-8 text"
+            hint = "save the prompt file as UTF-8"
         elif key_path[0] == "agent":
             what = f"`{path}` is empty"
         else:
@@ -148,6 +151,14 @@ def committed_file_problems(
             )
         )
     return problems
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_pem_bundle(data: bytes) -> bool:

@@ -296,3 +296,14 @@ def test_a_blank_or_nul_program_fails_validate(make_repo: RepoFactory, command: 
     done = run_cli(make_repo({".outloop/fix.yml": loop}), "validate")
     _assert_clean_exit_2(done)
     assert ".outloop/fix.yml:3:" in done.stderr
+
+
+def test_a_prompt_file_that_is_not_utf8_fails_validate(make_repo: RepoFactory) -> None:
+    loop = "agent:\n  preset: claude\n  prompt_file: PROMPT.md\ngoal:\n  run: 'true'\n"
+    repo = make_repo({".outloop/fix.yml": loop})
+    (repo / "PROMPT.md").write_bytes(b"Fix \xff\xfe it\n")
+    git(repo, "add", "PROMPT.md")
+    git(repo, "commit", "-qm", "prompt")
+    done = run_cli(repo, "validate")
+    _assert_clean_exit_2(done)
+    assert ".outloop/fix.yml:3:16: agent.prompt_file: `PROMPT.md` is not UTF-8 text" in done.stderr
