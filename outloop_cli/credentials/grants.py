@@ -223,3 +223,18 @@ def _lookup(
 def decisions_summary(grants: SecretGrants) -> list[Mapping[str, Any]]:
     """The decisions as plain data for ``run.json`` or ``--json`` output (never values)."""
     return [{"event": d.event, **d.audit_fields()} for d in grants.decisions]
+
+
+def binding_for(
+    name: str, repo_root: Path, remote_urls: Sequence[str], policy_path: Path | None = None
+) -> tuple[Binding, str | None] | None:
+    """Where the policy lets this repo's secret ``name`` go, without reading its value.
+
+    ``(binding, workspace)``; None when the repo has no workspace or the workspace
+    does not list the secret (asking for its value is then refused with the reason).
+    """
+    match = match_workspace(repo_root, remote_urls, policy_path=policy_path)
+    entry = match.workspace.secret(name) if match.workspace is not None else None
+    if entry is None or match.workspace is None:
+        return None
+    return Binding.of(entry, match.policy_path or "the policy"), match.workspace.name

@@ -124,6 +124,36 @@ def forge_api_url(config: LoopConfig, remote_url: str | None) -> tuple[str, str]
     return provider, api_url_for(provider, remote.host, ci.api_url if ci else None, os.environ)
 
 
+def _check_forge_binding(
+    repo: Repository,
+    config: LoopConfig,
+    base_commit: str,
+    forge: tuple[str, str],
+    policy_path: Path | None,
+) -> None:
+    from outloop_cli.credentials.grants import Decision, binding_for
+
+    provider, api_url = forge
+    found = binding_for(provider, repo.info.root, repo.remote_urls(), policy_path)
+    if found is None:
+        return  # no such secret for this repo: the forge step says so when it asks
+    binding, workspace = found
+    why = binding.url_refusal(api_url, "the forge API")
+    if why is None:
+        return
+    decision = Decision(
+        False,
+        provider,
+        workspace,
+        why,
+        via="git",
+        outside_binding=True,
+        policy_at=binding.origin,
+    )
+    api = CredentialConfig(name=provider, via="proxy", upstream=api_url)
+    raise _refuse_outside_binding(repo, config, base_commit, decision, [api])
+
+
 REFUSALS_LOG = "refused.jsonl"
 
 
@@ -246,6 +276,11 @@ class RunAccess:
         push = push_credential(config, repo.remote_url("origin"))
         if push is not None and push.name not in {c.name for c in requested}:
             requested.append(push)
+        forge = forge_api_url(config, repo.remote_url("origin"))
+        if forge is not None and forge[0] not in {c.name for c in requested}:
+            # the forge token is asked for later (the CI goal, the pull request); where it
+            # would go is decided now, before anything runs
+            _check_forge_binding(repo, config, base_commit, forge, policy_path)
         if not requested:
             return cls(config, None, [])
         from outloop_cli.credentials.grants import resolve_run_secrets

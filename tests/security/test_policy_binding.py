@@ -327,3 +327,39 @@ def test_the_git_helper_answers_only_for_a_bound_host() -> None:
     bound_here = Binding("forge", (), ("127.0.0.2:8443",), False, "policy.yml:5")
     granted = ask({"forge": bound_here})
     assert granted["ok"] is True and granted["password"] == token
+
+
+@pytest.mark.parametrize(
+    "origin", ["git@github.com:agency/site.git", "https://github.com/agency/site.git"]
+)
+def test_a_ci_goal_that_points_the_forge_token_elsewhere_is_refused_before_the_run(
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    servers: tuple[UpstreamServer, UpstreamServer],
+    origin: str,
+) -> None:
+    from outloop_cli.engine.plan import RunOptions, plan_loop
+    from outloop_cli.git.repo import Repository, discover
+
+    _, internet = servers
+    loop = loop_yaml(["true"], "true")
+    loop = loop.replace("goal:\n  run: 'true'\n  timeout: 60s\n", "")
+    loop += f"goal:\n  ci: {{provider: github, api_url: '{internet.url}/api/v3'}}\n"
+    repo = make_repo({".outloop/fix.yml": loop})
+    git(repo, "remote", "add", "origin", origin)
+    monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_GITHUB", "ghp_" + secrets.token_hex(16))
+    monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo, "github")))
+
+    done = run_cli(repo, "run", "fix")
+
+    assert done.returncode == 3, done.stderr
+    assert "goal.ci.api_url" in done.stderr and "well-known https://api.github.com" in done.stderr
+    assert internet.requests == [] and not runs_dir(repo).exists()
+    [event] = _refusals(repo)
+    assert (event["name"], event["key"]) == ("github", "goal.ci.api_url")
+    # control: with the API in the policy, the plan lets the token go there
+    widened = bound("github", upstreams=[internet.url], hosts=["github.com"])
+    monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo, widened)))
+    plan = plan_loop(Repository(discover(repo)), "fix", RunOptions())
+    assert plan.config.goal.ci is not None
