@@ -28,6 +28,7 @@ from yaml.nodes import Node
 from outloop_cli.agents import registry as agents
 from outloop_cli.config import model as m
 from outloop_cli.config import values as v
+from outloop_cli.config.egress_schema import EGRESS_RULES
 from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
 from outloop_cli.config.spec_collections import Argv, Field, ListOf, MapOf, Obj, index_keys
 from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, SchemaOnly, When
@@ -437,6 +438,14 @@ LOOP = Obj(
                 key_into="name",
             ),
             "Secrets this loop asks for, by name; your policy file decides whether it gets them.",
+        ),
+        Field(
+            "egress",
+            EGRESS_RULES,
+            "Hosts beyond the broker (`host:port`, `*.` as the first label allowed) that the "
+            "sandboxed agent and goal may reach through outloop's egress proxy "
+            "(`HTTPS_PROXY`); each must be allowed by your policy file's workspace.",
+            example='["pypi.org:443", "files.pythonhosted.org:443"]',
         ),
         Field(
             "sandbox",

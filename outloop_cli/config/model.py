@@ -119,6 +119,8 @@ class LoopConfig:
     protect: tuple[str, ...] = ()
     credentials: tuple[CredentialConfig, ...] = ()
     sandbox: str = "none"
+    # host:port rules the sandboxed agent and goal may reach through the egress proxy
+    egress: tuple[str, ...] = ()
 
     def protected_patterns(self) -> tuple[str, ...]:
         return (ALWAYS_PROTECTED, *self.protect)

@@ -27,10 +27,20 @@ class SecretEntry:
 
 
 @dataclass(frozen=True)
+class EgressPolicy:
+    """Hosts a workspace's sandboxed runs may ever reach beyond the broker (``host:port``)."""
+
+    allow: tuple[str, ...] = ()
+    # non-public address ranges those hosts may resolve to (a mirror on the company network)
+    reach_private: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Workspace:
     name: str
     repos: tuple[str, ...]
     secrets: tuple[SecretEntry, ...] = ()
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     @property
     def secret_names(self) -> tuple[str, ...]:

@@ -14,11 +14,33 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from outloop_cli.config import values as v
-from outloop_cli.config.policy_model import Policy, SecretEntry, Workspace
+from outloop_cli.config.egress_schema import EGRESS_RULES, check_network
+from outloop_cli.config.policy_model import EgressPolicy, Policy, SecretEntry, Workspace
 from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
 from outloop_cli.config.spec_collections import Field, ListOf, MapOf, Obj
 from outloop_cli.config.spec_scalars import Bool, Str
 from outloop_cli.credentials.remotes import has_credentials, normalize_remote
+
+EGRESS_POLICY = Obj(
+    EgressPolicy,
+    (
+        Field(
+            "allow",
+            EGRESS_RULES,
+            "Hosts (`host:port`, `*.` as the first label allowed) that sandboxed runs of this "
+            "workspace may reach through outloop's egress proxy, when their loop asks "
+            "(`egress:`).",
+            example='["pypi.org:443", "files.pythonhosted.org:443"]',
+        ),
+        Field(
+            "reach_private",
+            ListOf(Str("an address range", check_text=check_network), unique=True),
+            "Address ranges that are not public (loopback, private, link-local) which those "
+            "hosts may resolve to; every other such address is refused after resolution.",
+            example='["10.20.0.0/16"]',
+        ),
+    ),
+)
 
 _NAME = Str(
     "a name",
@@ -143,6 +165,12 @@ WORKSPACE = Obj(
             ListOf(SecretSpec()),
             "The secrets runs in this workspace may use (stored as <workspace>/<name>): a name, "
             "or `{name: N, upstreams: [...], hosts: [...]}` to say where its value may go.",
+        ),
+        Field(
+            "egress",
+            EGRESS_POLICY,
+            "What sandboxed runs of this workspace may reach beyond the broker; nothing when "
+            "absent.",
         ),
     ),
 )

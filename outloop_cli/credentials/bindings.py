@@ -173,6 +173,19 @@ class Binding:
                 return True
         return False
 
+    def allows_destination(self, scheme: str, host: str, port: int, decoded_path: str) -> bool:
+        """Whether a request the proxy would forward (its path decoded once) is inside."""
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded_path) or "\\" in decoded_path:
+            return False
+        if any(segment in (".", "..") for segment in decoded_path.split("/")):
+            return False
+        target = Destination(scheme, host.lower().rstrip("."), port, decoded_path)
+        for allowed in self.upstreams:
+            prefix = Destination.parse(allowed)
+            if prefix is not None and target.within(prefix):
+                return True
+        return False
+
     def allows_host(self, host: str) -> bool:
         return _normal_host(host) in self.hosts
 

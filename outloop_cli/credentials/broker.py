@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.config.model import CredentialConfig
-from outloop_cli.credentials import broker_wire, git_helper
+from outloop_cli.credentials import broker_wire, ci_env, git_helper
 from outloop_cli.credentials.bindings import Binding
 from outloop_cli.credentials.capability import (
     CapabilityDenied,
@@ -114,7 +114,11 @@ class Broker:
         self._caps = CapabilityTable(run_id=run_id, workspace=workspace, ttl=ttl)
         self._event_lock = threading.Lock()
         self._sink = on_event
-        self._redactor = Redactor(self._secrets.values())
+        # every value outloop holds, not only this run's: another workspace's key given
+        # as a CI variable must not come back through this run's proxy either
+        self._redactor = Redactor(
+            [*self._secrets.values(), *ci_env.ci_values_by_variable().values()]
+        )
         self._routes = self._build_routes(ca_bundles or {})
         self._runtime_dir = runtime_dir
         self._dir: Path | None = None

@@ -14,6 +14,10 @@ masker derives these forms and matches all of them:
 * percent-encoding (``quote``, ``quote_plus``, with lower-case escapes too);
 * JSON string escaping (ASCII-only and not, with ``\\/`` for slashes).
 
+All of them are matched in any ASCII letter case: a key handed back
+upper-cased (an error page that shouts, a header name a server folded) is
+still the key to whoever folds it back.
+
 Forms shorter than :data:`MIN_FORM` characters are skipped: a two-letter
 fragment of base64 would mask noise everywhere and protect nothing.
 
@@ -59,6 +63,9 @@ def _b64_forms(raw: bytes) -> dict[str, bytes]:
             end = (offset + len(raw)) * 8 // 6
             core = encoded[start:end]
             forms[f"{label} (inside a longer text, offset {offset})"] = core
+            # the same at the end of the encoded text: the last characters mix the
+            # value's last bits only with the padding, so they belong to it too
+            forms[f"{label} (ending a longer text, offset {offset})"] = encoded[start:]
     return forms
 
 
@@ -72,9 +79,17 @@ def _text_forms(value: str) -> dict[str, str]:
         "json (non-ascii kept)": json.dumps(value, ensure_ascii=False)[1:-1],
     }
     forms["json (escaped slashes)"] = forms["json"].replace("/", "\\/")
-    forms["url-encoded (lower-case)"] = re.sub(
-        r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), forms["url-encoded"]
+    # Go's encoding/json (and others) escape what HTML gives a meaning to
+    forms["json (html-safe)"] = (
+        forms["json"].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     )
+    for label in ("url-encoded", "url-encoded (path)", "url-encoded (form)"):
+        # percent escapes may come back in lower case
+        forms[f"{label} (lower-case)"] = re.sub(
+            r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), forms[label]
+        )
+    # a URL built from an already encoded one (a redirect's `next=` parameter)
+    forms["url-encoded twice"] = urllib.parse.quote(forms["url-encoded"], safe="")
     return forms
 
 
@@ -115,25 +130,52 @@ class Masker:
                 continue
             for label, form in secret_forms(value).items():
                 self._owner.setdefault(form, (name, label))
-        # longest first, so a value is masked whole rather than around a shorter form of it
-        ordered = sorted(self._owner, key=len, reverse=True)
+        # Matching ignores ASCII letter case: a key that comes back upper-cased (an
+        # error page that shouts, a header a server folded) is still the key to whoever
+        # folds it back. One pattern per form up to case, longest first, so a value is
+        # masked whole rather than around a shorter form of it.
+        self._lower: dict[bytes, bytes] = {}
+        for form in self._owner:
+            self._lower.setdefault(form.lower(), form)
+        ordered = sorted(self._lower, key=lambda f: (-len(f), f))
         self.longest = len(ordered[0]) if ordered else 0
-        self._bytes_re = re.compile(b"|".join(re.escape(f) for f in ordered)) if ordered else None
+        flags = re.IGNORECASE | re.ASCII
+        self._bytes_re = (
+            re.compile(b"|".join(re.escape(f) for f in ordered), re.IGNORECASE) if ordered else None
+        )
         self._text_re = (
-            re.compile("|".join(re.escape(f.decode("utf-8", "surrogateescape")) for f in ordered))
+            re.compile(
+                "|".join(re.escape(f.decode("utf-8", "surrogateescape")) for f in ordered), flags
+            )
             if ordered
             else None
         )
+        # a form that holds another one is found by looking for the shorter: the quick
+        # "any secret here?" test needs only the (lower-case) forms that contain no other
+        self._probes = tuple(f for f in ordered if not any(g != f and g in f for g in ordered))
+        self._lowered = tuple(ordered)
+        self._prefixes: frozenset[bytes] | None = None
 
     def __bool__(self) -> bool:
         return self._bytes_re is not None
 
     def forms(self) -> list[bytes]:
-        """Every form masked, longest first (e.g. for ``::add-mask::``)."""
-        return sorted(self._owner, key=len, reverse=True)
+        """Every form masked as derived, both letter cases of hex too, longest first.
+
+        For ``::add-mask::``, which matches exactly; the masker itself ignores case.
+        """
+        return sorted(self._owner, key=lambda f: (-len(f), f))
+
+    def may_contain(self, data: bytes, lowered: bytes | None = None) -> bool:
+        """False when no form is in ``data``: a few substring searches, far faster than the regex.
+
+        ``lowered`` is ``data.lower()`` when the caller has it already.
+        """
+        low = data.lower() if lowered is None else lowered
+        return any(probe in low for probe in self._probes)
 
     def mask_bytes(self, data: bytes) -> bytes:
-        if self._bytes_re is None:
+        if self._bytes_re is None or not self.may_contain(data):
             return data
         return self._bytes_re.sub(MASK.encode(), data)
 
@@ -159,8 +201,20 @@ class Masker:
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
         hits: dict[tuple[str, str], None] = {}
         for match in self._bytes_re.finditer(raw):
-            hits.setdefault(self._owner[match.group(0)], None)
+            found = match.group(0)
+            exact = self._owner.get(found)
+            if exact is not None:
+                hits.setdefault(exact, None)
+                continue
+            name, label = self._owner[self._lower[found.lower()]]
+            hits.setdefault((name, f"{label}, letter case changed"), None)
         return [SecretHit(name, form) for name, form in hits]
+
+    def prefixes(self) -> frozenset[bytes]:
+        """Every proper prefix of every (lower-case) form: what a chunk may end with mid-form."""
+        if self._prefixes is None:
+            self._prefixes = frozenset(f[:k] for f in self._lowered for k in range(1, len(f)))
+        return self._prefixes
 
     def stream(self) -> StreamMasker:
         return StreamMasker(self)
@@ -172,29 +226,38 @@ class StreamMasker:
     Holds back only the tail that could still become a secret: the bytes from
     the first position where what has arrived so far is the beginning of some
     form but not yet all of it. Output that cannot start a secret goes out at
-    once (a log followed with ``tail -f`` stays live), and the result is
-    byte for byte what masking the whole stream at once would give.
+    once (a log followed with ``tail -f`` stays live, a server-sent event is
+    not delayed), and the result is byte for byte what masking the whole
+    stream at once would give, wherever the chunks were cut: a match is only
+    replaced once no longer form can still start where it starts, so the
+    last characters of a base64 value arriving in the next chunk cannot
+    follow a mask that took only its first part.
     """
 
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
-        self._forms = masker.forms()
+        self._prefixes = masker.prefixes() if masker else frozenset()
         self._pending = b""
 
-    def _undecided(self, data: bytes, start: int) -> int:
-        """The first position ≥ ``start`` where ``data`` ends inside a possible form."""
-        for p in range(max(start, len(data) - self._masker.longest + 1), len(data)):
-            rest = data[p:]
-            if any(len(form) > len(rest) and form.startswith(rest) for form in self._forms):
+    def _undecided(self, low: bytes, start: int) -> int:
+        """The first position ≥ ``start`` where ``low`` (lower-cased) ends inside a possible form."""
+        size = len(low)
+        prefixes = self._prefixes
+        for p in range(max(start, size - self._masker.longest + 1), size):
+            if low[p:] in prefixes:
                 return p
-        return len(data)
+        return size
 
     def feed(self, chunk: bytes) -> bytes:
         regex = self._masker._bytes_re
         if regex is None:
             return chunk
         data = self._pending + chunk
-        hold = self._undecided(data, 0)
+        low = data.lower()
+        hold = self._undecided(low, 0)
+        if not self._masker.may_contain(data, low):
+            self._pending = data[hold:]
+            return data[:hold]
         out = bytearray()
         pos = 0
         for match in regex.finditer(data):
@@ -204,7 +267,7 @@ class StreamMasker:
             out += data[pos : match.start()] + MASK.encode()
             pos = match.end()
             if hold < pos:
-                hold = self._undecided(data, pos)
+                hold = self._undecided(low, pos)
         hold = max(hold, pos)
         out += data[pos:hold]
         self._pending = data[hold:]

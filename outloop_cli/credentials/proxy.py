@@ -6,13 +6,25 @@ and given the sentinel key ``outloop-proxy``. For each request the proxy
 - refuses ``CONNECT`` and absolute-form targets (it is not a forward proxy),
 - checks the capability in the path (constant-time, revocable, with a TTL),
 - forwards only to that credential's ``upstream`` and only what its ``allow``
-  rules admit, with ``..`` segments refused so no upstream can normalise a
-  path out of them,
-- drops every auth header the agent sent and adds the real key,
+  rules admit, matched against the path decoded once into its one meaning
+  (``routes.normalise_path``: dot segments, ``;`` parameters, double
+  encoding, encoded slashes and backslashes are refused), and forwards that
+  meaning's canonical encoding, not the agent's bytes,
+- drops every auth header the agent sent and every header that asks a server
+  to serve another path or method (``X-Original-URL``, ``X-HTTP-Method-Override``,
+  ``X-Forwarded-*``...), refuses ``_method=`` style query overrides, and adds
+  the real key,
 - never follows a redirect: 3xx goes back as is, with a same-upstream
   ``Location`` rewritten to come back through the proxy,
+- asks the upstream for ``identity`` or ``gzip`` only, decodes gzip itself and
+  refuses (502) any other, stacked or unknown ``Content-Encoding`` or
+  ``Transfer-Encoding``: a body it cannot read it cannot scrub,
 - streams the response as it arrives (server-sent events, chunked bodies),
-  removing the key and its encodings from headers and body on the way.
+  removing the key in every form masking knows from header names and
+  values and from the (decoded) body, split across reads or not; the reason
+  phrase is the standard one for the status, never the upstream's, trailers
+  are not forwarded, and an error names what failed, never what the upstream
+  sent.
 
 Built on aiohttp: one library for both sides, with llhttp (the parser Node
 uses) on the server, streaming bodies both ways, per-upstream TLS contexts,
@@ -28,7 +40,8 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +52,16 @@ from yarl import URL
 
 from outloop_cli.credentials.capability import CapabilityDenied
 from outloop_cli.credentials.redact import Redactor
-from outloop_cli.credentials.routes import PathRefused, ProxyRoute
+from outloop_cli.credentials.routes import PathRefused, ProxyRoute, UpstreamPath
 
 SENTINEL_KEY = "outloop-proxy"
 # request bodies are read whole before forwarding (LLM requests are small); this caps them
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 # the most response bytes handled (scrubbed and written) in one piece
 _BATCH = 1024 * 1024
+# how much of what the agent sent (a route name, a path) an audit event keeps
+_FIELD_MAX = 100
+_PATH_MAX = 300
 
 # headers that belong to one connection, not to the message (RFC 9110 §7.6.1)
 _HOP_BY_HOP = frozenset(
@@ -74,9 +90,38 @@ AUTH_HEADERS = frozenset(
         "cookie",
     )
 )
+# headers that ask a server (or a framework in front of it) to serve another path or
+# method than the request line says, or to trust a client address: the allow-list
+# judged the request line, so none of these may reach the upstream
+OVERRIDE_HEADERS = frozenset(
+    (
+        "x-original-url",
+        "x-rewrite-url",
+        "x-override-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-http-destinationurl",
+        "x-middleware-subrequest",
+        "forwarded",
+        "via",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "x-host",
+        "x-proxyuser-ip",
+    )
+)
+_OVERRIDE_PREFIXES = ("x-forwarded-", "x-original-", "x-rewrite-", "x-envoy-")
+# the same override as a query parameter (Rails, Laravel, some Google APIs)
+_OVERRIDE_PARAMS = frozenset(
+    ("_method", "x-http-method-override", "x-http-method", "x-method-override", "$httpmethod")
+)
 # recomputed or meaningless once the proxy has read the body or decompressed the response
 _REQUEST_DROP = frozenset(("host", "content-length", "expect", "accept-encoding"))
 _RESPONSE_DROP = frozenset(("content-length", "content-encoding"))
+# what the proxy can decode, and so scrub; asked for in this order
+ACCEPT_ENCODING = "gzip, identity"
 
 EventSink = Callable[[str, dict[str, Any]], None]
 Admit = Callable[[str, str], None]
@@ -118,7 +163,8 @@ class AccessProxy:
             connector = aiohttp.TCPConnector(ssl=route.ssl_context() or False, limit=64)
             self._sessions[name] = aiohttp.ClientSession(
                 connector=connector,
-                auto_decompress=True,
+                # decoded here (_decoder_for), so that what cannot be decoded is refused
+                auto_decompress=False,
                 # an HTTP(S)_PROXY in outloop's environment must not receive the key
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(
@@ -186,18 +232,20 @@ class AccessProxy:
             return self._refuse(request, 403, "credential_not_in_scope", name, rest)
         try:
             path = route.upstream_path(rest)
-        except (PathRefused, UnicodeDecodeError):
-            return self._refuse(request, 400, "bad_path", name, rest)
+        except PathRefused as refused:
+            return self._refuse(request, 400, refused.reason, name, rest, refused.detail)
+        if _overrides_method(query):
+            return self._refuse(request, 400, "method_override_refused", name, path.decoded)
         if not route.allows(method, path):
-            return self._refuse(request, 403, "route_not_allowed", name, path)
+            return self._refuse(request, 403, "route_not_allowed", name, path.decoded)
         # defence in depth: the plan checked the upstream against the policy's binding
         if not route.within_binding(path):
-            return self._refuse(request, 403, "outside_binding", name, path)
+            return self._refuse(request, 403, "outside_binding", name, path.decoded)
         try:
             body = await _read_body(request)
         except _TooLarge:
-            return self._refuse(request, 413, "request_too_large", name, path)
-        target = route.upstream.origin + path + (f"?{query}" if query else "")
+            return self._refuse(request, 413, "request_too_large", name, path.decoded)
+        target = route.upstream.origin + path.encoded + (f"?{query}" if query else "")
         return await self._forward(request, route, token, method, path, target, body, started)
 
     async def _forward(
@@ -206,19 +254,21 @@ class AccessProxy:
         route: ProxyRoute,
         token: str,
         method: str,
-        path: str,
+        path: UpstreamPath,
         target: str,
         body: bytes,
         started: float,
     ) -> web.StreamResponse:
-        headers = _upstream_headers(request.headers, route)
+        headers, dropped = _upstream_headers(request.headers, route)
         fields: dict[str, Any] = {
             "name": route.name,
             "method": method,
             "host": route.upstream.netloc,
-            "path": self._redactor.redact_text(path),
+            "path": self._redactor.redact_text(path.decoded),
             "request_bytes": len(body),
         }
+        if dropped:
+            fields["dropped_headers"] = dropped
         session = self._sessions[route.name]
         try:
             upstream = await session.request(
@@ -230,13 +280,36 @@ class AccessProxy:
             )
         except aiohttp.ClientConnectorCertificateError as exc:
             return self._fail(request, 502, fields, started, _cert_message(exc))
-        except (aiohttp.ClientError, OSError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # about reaching the host, nothing the upstream sent
             return self._fail(request, 502, fields, started, f"upstream unreachable: {exc}")
+        except aiohttp.ServerDisconnectedError:
+            message = "the upstream closed the connection without an answer"
+            return self._fail(request, 502, fields, started, message)
+        except aiohttp.ClientResponseError:
+            # the parser's message quotes the upstream's bytes: none of them go back
+            message = "the upstream's answer is not valid HTTP"
+            return self._fail(request, 502, fields, started, message)
+        except (aiohttp.ClientError, OSError) as exc:
+            message = f"upstream failed ({type(exc).__name__})"
+            return self._fail(request, 502, fields, started, message)
         except asyncio.TimeoutError:
             return self._fail(request, 504, fields, started, "upstream timed out")
+        decoder = _decoder_for(upstream.headers)
+        if decoder is None:
+            upstream.close()
+            fields["refused"] = "encoding"
+            message = (
+                "the upstream's answer was refused: its Content-Encoding or Transfer-Encoding "
+                f"is not one the proxy can decode and scrub (it asks for {ACCEPT_ENCODING})"
+            )
+            return self._fail(request, 502, fields, started, message)
+        if not isinstance(decoder, _Identity):
+            fields["encoding"] = "gzip"
         sent = 0
         try:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            # the standard phrase for the status: the upstream's own may carry anything
+            response = web.StreamResponse(status=upstream.status)
             skip = _HOP_BY_HOP | _RESPONSE_DROP | _connection_tokens(upstream.headers)
             for key, value in upstream.headers.items():
                 if key.lower() in skip:
@@ -245,21 +318,28 @@ class AccessProxy:
                     value, off_host = self._location(value, target, route, token)
                     if off_host:
                         fields["redirect"] = "off_upstream"
-                response.headers.add(key, self._redactor.redact_text(value))
+                response.headers.add(
+                    self._redactor.redact_name(key), self._redactor.redact_header_value(value)
+                )
             await response.prepare(request)
             stream = self._redactor.stream()
             while chunk := await _next_chunk(upstream.content):
-                out = stream.feed(chunk)
-                if out:
-                    await response.write(out)
-                    sent += len(out)
-            tail = stream.finish()
+                for piece in decoder.feed(chunk):
+                    out = stream.feed(piece)
+                    if out:
+                        await response.write(out)
+                        sent += len(out)
+            decoder.finish()
+            tail = stream.flush()
             if tail:
                 await response.write(tail)
                 sent += len(tail)
             await response.write_eof()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            fields["error"] = self._redactor.redact_text(f"upstream stream broken: {exc}"[:300])
+            fields["error"] = f"upstream stream broken ({type(exc).__name__})"
+            _abort(request)
+        except _CorruptBody:
+            fields["error"] = "the upstream's gzip body is corrupt or cut short"
             _abort(request)
         except (ConnectionError, RuntimeError) as exc:
             # the client went away mid-stream; nothing to send it
@@ -292,23 +372,27 @@ class AccessProxy:
         reason: str,
         name: str | None,
         path: str | None,
+        detail: str | None = None,
     ) -> web.Response:
-        self._on_event(
-            "credential_denied",
-            {
-                "via": "proxy",
-                "name": name,
-                "method": request.method,
-                "path": None
-                if path is None
-                else self._redactor.redact_text(path.partition("?")[0]),
-                "reason": reason,
-                "status": status,
-            },
-        )
+        # the name and path are what the agent typed: kept short, so a flood of long
+        # ones cannot fill the audit log's bound with a few requests
+        fields: dict[str, Any] = {
+            "via": "proxy",
+            "name": None if name is None else self._redactor.redact_text(name)[:_FIELD_MAX],
+            "method": request.method[:_FIELD_MAX],
+            "path": None
+            if path is None
+            else self._redactor.redact_text(path.partition("?")[0])[:_PATH_MAX],
+            "reason": reason,
+            "status": status,
+        }
+        if detail is not None:
+            fields["detail"] = detail
+        self._on_event("credential_denied", fields)
+        why = f"{reason}: {detail}" if detail else reason
         return web.Response(
             status=status,
-            text=f"outloop proxy: refused ({reason})\n",
+            text=f"outloop proxy: refused ({why})\n",
             headers={"Connection": "close"} if status in (400, 405) else None,
         )
 
@@ -367,17 +451,95 @@ def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def _upstream_headers(incoming: Mapping[str, str], route: ProxyRoute) -> CIMultiDict[str]:
+def _upstream_headers(
+    incoming: Mapping[str, str], route: ProxyRoute
+) -> tuple[CIMultiDict[str], list[str]]:
+    """The headers to send upstream, and the override headers dropped (lower-case names)."""
     drop = _HOP_BY_HOP | AUTH_HEADERS | _REQUEST_DROP | _connection_tokens(incoming)
     headers: CIMultiDict[str] = CIMultiDict()
+    dropped: list[str] = []
     for key, value in incoming.items():
-        if key.lower() in drop or key.lower() == route.header.lower():
+        lower = key.lower()
+        if lower in drop or lower == route.header.lower():
+            continue
+        if lower in OVERRIDE_HEADERS or lower.startswith(_OVERRIDE_PREFIXES):
+            if lower not in dropped:
+                dropped.append(lower)
             continue
         headers.add(key, value)
-    # the response body is scrubbed, so it must arrive readable
-    headers["Accept-Encoding"] = "identity"
+    # the response is scrubbed, so it must come in an encoding the proxy can decode
+    headers["Accept-Encoding"] = ACCEPT_ENCODING
     headers[route.header] = route.header_value()
-    return headers
+    return headers, dropped[:20]
+
+
+def _overrides_method(query: str) -> bool:
+    """A query parameter that frameworks read as the real method (``_method=DELETE``)."""
+    for pair in query.split("&"):
+        name = urllib.parse.unquote_plus(pair.partition("=")[0]).strip().lower()
+        if name in _OVERRIDE_PARAMS:
+            return True
+    return False
+
+
+def _codings(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every coding named in every ``name`` header, in order, lower case."""
+    getall = getattr(headers, "getall", None)
+    values: list[str] = getall(name, []) if getall is not None else [headers.get(name, "")]
+    return [c.strip().lower() for v in values for c in v.split(",") if c.strip()]
+
+
+class _CorruptBody(Exception):
+    pass
+
+
+class _Identity:
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        yield data
+
+    def finish(self) -> None:
+        return None
+
+
+class _Gunzip:
+    """Streaming gzip decoding (several members in a row too), at most ``_BATCH`` bytes a step."""
+
+    def __init__(self) -> None:
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._midway = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            while data:
+                self._midway = True
+                out = self._z.decompress(data, _BATCH)
+                if out:
+                    yield out
+                if self._z.eof:
+                    data = self._z.unused_data
+                    self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self._midway = False
+                else:
+                    data = self._z.unconsumed_tail
+        except zlib.error:
+            raise _CorruptBody from None
+
+    def finish(self) -> None:
+        if self._midway:
+            raise _CorruptBody
+
+
+def _decoder_for(headers: Mapping[str, str]) -> _Identity | _Gunzip | None:
+    """How to read the body; None when the proxy cannot (and so must not pass it on)."""
+    transfer = _codings(headers, "Transfer-Encoding")
+    if transfer not in ([], ["chunked"]):
+        return None
+    content = [c for c in _codings(headers, "Content-Encoding") if c != "identity"]
+    if not content:
+        return _Identity()
+    if content in (["gzip"], ["x-gzip"]):
+        return _Gunzip()
+    return None
 
 
 def _cert_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
@@ -398,4 +560,4 @@ def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-__all__ = ["AUTH_HEADERS", "SENTINEL_KEY", "AccessProxy"]
+__all__ = ["ACCEPT_ENCODING", "AUTH_HEADERS", "OVERRIDE_HEADERS", "SENTINEL_KEY", "AccessProxy"]

@@ -1,123 +1,61 @@
-"""Removing secret values, in the encodings they travel in, from bytes that leave the proxy.
+"""The access proxy's scrubber: nothing derived from a key leaves the proxy in any form masking knows.
 
-An upstream can hand a key back in many shapes: echoed as is, inside a JSON
-string, URL-encoded in a redirect, base64-encoded inside an echoed
-``Authorization: Basic`` header, or hex-dumped in a debug page. Each shape of
-each secret becomes one byte pattern. Base64 depends on where the value starts
-within the encoded input, so each of the three alignments contributes the part
-of its encoding that depends on the secret's bytes alone.
+The forms are masking's (``masking.secret_forms``: the value, base64 and
+base64url at every alignment, hex, percent-encoding in its variants, JSON
+escaping), so the proxy, the logs and the secret scan look for the same
+things. What the proxy adds is where it looks:
 
-``StreamRedactor`` works on a stream cut into arbitrary chunks: it holds back
-only the shortest tail that could still grow into a pattern, so a secret split
-across two chunks is caught, while a server-sent event whose last bytes cannot
-start a secret goes out at once.
+- bodies as a stream (``stream()``): a key split across two reads, two
+  chunks or two decompressed pieces is still caught, and nothing that cannot
+  start a key is held back, so server-sent events are not delayed;
+- header values, the Location it rewrites, error text (``redact_text``);
+- header *names* (``redact_name``): a key of token characters is a valid
+  name, and a server that lower-cases names hands it back folded, which
+  masking, ignoring letter case, still finds.
+
+The reason phrase is never copied from the upstream at all (the proxy sends
+the standard phrase of the status), and trailers are never forwarded.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import re
-import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-REPLACEMENT = b"***"
-# shorter patterns would match ordinary text; a real key is far longer
-_MIN_PATTERN = 6
+from outloop_cli.credentials.masking import MASK, Masker, StreamMasker
 
-
-def encodings(value: str) -> set[bytes]:
-    """Every byte pattern under which ``value`` may appear in an HTTP message."""
-    raw = value.encode("utf-8")
-    out: set[bytes] = {raw}
-    out.add(raw.hex().encode())
-    out.add(raw.hex().upper().encode())
-    for quoted in (urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")):
-        out.add(quoted.encode())
-        # percent escapes may come back in lower case
-        out.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted).encode())
-    for ascii_only in (True, False):
-        body = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
-        out.add(body.encode())
-        # some encoders also escape '/'
-        out.add(body.replace("/", "\\/").encode())
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        # the whole value encoded on its own, padding included, then any alignment inside more
-        out.add(encode(raw))
-        for offset in range(3):
-            out.add(_base64_core(encode, raw, offset))
-    return {pattern for pattern in out if len(pattern) >= _MIN_PATTERN}
-
-
-def _base64_core(encode: Callable[[bytes], bytes], raw: bytes, offset: int) -> bytes:
-    """The base64 characters fixed by ``raw`` alone when it starts ``offset`` bytes into a group."""
-    full_groups = (offset + len(raw)) // 3
-    encoded: bytes = encode(b"\0" * offset + raw)[: full_groups * 4]
-    # with a prefix, the first group mixes its bytes with ours
-    return encoded[4:] if offset else encoded
+REPLACEMENT = MASK.encode()
 
 
 class Redactor:
-    """Replaces every encoding of a set of secrets in whole values (headers, error text)."""
+    """Replaces every form of a set of secrets in whole values and in streams."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        patterns: set[bytes] = set()
-        for value in secrets:
-            if value:
-                patterns |= encodings(value)
-        # longest first, so a pattern that contains another one wins
-        ordered = sorted(patterns, key=lambda p: (-len(p), p))
-        self._patterns = tuple(ordered)
-        self._regex = re.compile(b"|".join(re.escape(p) for p in ordered)) if ordered else None
-        self.longest = max((len(p) for p in ordered), default=0)
-        # every proper prefix of every pattern: what a chunk may end with mid-secret
-        self._prefixes = {p[:k] for p in ordered for k in range(1, len(p))}
+        self._masker = Masker([value for value in secrets if value])
+        self.longest = self._masker.longest
 
     @property
     def empty(self) -> bool:
-        return self._regex is None
+        return not self._masker
 
     def redact_bytes(self, data: bytes) -> bytes:
-        # substring search is several times faster than the alternation regex, and
-        # almost every chunk holds no secret at all
-        if self._regex is None or not any(p in data for p in self._patterns):
-            return data
-        return self._regex.sub(REPLACEMENT, data)
+        return self._masker.mask_bytes(data)
 
     def redact_text(self, data: str) -> str:
-        if self._regex is None:
+        if self.empty:
             return data
         return self.redact_bytes(data.encode("utf-8", "surrogateescape")).decode(
             "utf-8", "surrogateescape"
         )
 
-    def pending_tail(self, data: bytes) -> int:
-        """Length of the longest suffix of ``data`` that could be the start of a pattern."""
-        for size in range(min(len(data), self.longest - 1), 0, -1):
-            if data[-size:] in self._prefixes:
-                return size
-        return 0
+    def redact_name(self, name: str) -> str:
+        """A header name with every form of every secret replaced."""
+        return self.redact_text(name)
 
-    def stream(self) -> StreamRedactor:
-        return StreamRedactor(self)
+    def redact_header_value(self, value: str) -> str:
+        return self.redact_text(value)
+
+    def stream(self) -> StreamMasker:
+        return self._masker.stream()
 
 
-class StreamRedactor:
-    """Redacts a byte stream chunk by chunk; call ``feed`` per chunk, then ``finish``."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        self._redactor = redactor
-        self._held = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._redactor.empty:
-            return chunk
-        data = self._redactor.redact_bytes(self._held + chunk)
-        # a match ends the text it replaced, so only the tail after it can be pending
-        keep = self._redactor.pending_tail(data)
-        self._held = data[len(data) - keep :] if keep else b""
-        return data[: len(data) - keep]
-
-    def finish(self) -> bytes:
-        held, self._held = self._held, b""
-        return self._redactor.redact_bytes(held)
+__all__ = ["REPLACEMENT", "Redactor"]

@@ -3,12 +3,26 @@
 Built once per run from the loop's ``credentials:`` (``via: proxy``) and the
 granted key. Pure logic, no I/O, so that every decision the proxy makes about
 a path can be tested without a socket.
+
+Paths. Servers disagree on what a path means (Tomcat reads ``/..;/`` as
+``/../``, IIS turns ``\\`` into ``/``, some decode ``%2F`` and some decode
+twice), so an allow rule checked against the text the agent sent says nothing
+about what the upstream will serve. The proxy therefore decodes the path
+exactly once into one meaning, refuses every path on which servers could
+disagree, matches ``allow`` against that meaning, and forwards its canonical
+encoding, never the agent's bytes. Refused (400, ``bad_path`` with the detail):
+dot segments (``.``, ``..``, also encoded), ``;`` parameters, an encoded ``/``
+or ``\\``, any ``%25`` (a second layer of encoding), a backslash, control
+characters, ``#``, malformed or non-UTF-8 escapes, and characters that
+Unicode compatibility folding changes (a full-width ``／`` or ``．``). Repeated
+slashes are folded into one.
 """
 
 from __future__ import annotations
 
 import re
 import ssl
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -17,8 +31,12 @@ from outloop_cli.credentials.bindings import Binding
 from outloop_cli.credentials.hosts import is_loopback
 from outloop_cli.errors import CouldNotRun
 
-# control characters and the characters that some servers treat as path separators
-_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\#]")
+# control characters, and what some server would read as a separator or the end of the path
+_BAD_RAW = re.compile(r"[\x00-\x20\x7f\\#]")
+_BAD_DECODED = re.compile(r"[\x00-\x1f\x7f\\#?]")
+_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# what is forwarded unencoded: RFC 3986 pchar without ';' (refused) and '%' (re-encoded)
+_PATH_SAFE = "/:@!$&'()*+,=-._~"
 
 
 @dataclass(frozen=True)
@@ -75,9 +93,53 @@ class Upstream:
 
 
 class PathRefused(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A path the proxy will not forward; ``detail`` says why, in words that carry no path."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = "bad_path"
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class UpstreamPath:
+    """One request's path on the upstream: what ``allow`` is matched against, and what is sent."""
+
+    decoded: str
+    encoded: str
+
+
+def normalise_path(rest: str) -> str:
+    """``rest`` (as the agent sent it, still percent-encoded) decoded once into its one meaning.
+
+    Raises :class:`PathRefused` for anything servers could read differently.
+    """
+    if rest and not rest.startswith("/"):
+        raise PathRefused("the path does not start with /")
+    if _BAD_RAW.search(rest):
+        raise PathRefused("a backslash, a control character, a space or # in the path")
+    if _ESCAPE.search(rest):
+        raise PathRefused("a % that is not a valid escape")
+    lowered = rest.lower()
+    if "%25" in lowered:
+        raise PathRefused("an encoded % (a path encoded twice)")
+    if "%2f" in lowered or "%5c" in lowered:
+        raise PathRefused("an encoded / or \\ (servers split such a path differently)")
+    try:
+        decoded = urllib.parse.unquote(rest, errors="strict")
+    except UnicodeDecodeError:
+        raise PathRefused("an escape that is not UTF-8") from None
+    if _BAD_DECODED.search(decoded):
+        raise PathRefused("an encoded control character, ? or #")
+    if unicodedata.normalize("NFKC", decoded) != decoded:
+        raise PathRefused("characters that Unicode folding changes (full-width / or .)")
+    segments = decoded.split("/")
+    if any(";" in segment for segment in segments):
+        raise PathRefused("a ; parameter in the path (some servers drop what follows it)")
+    if any(segment in (".", "..") for segment in segments):
+        raise PathRefused("a . or .. segment")
+    # '//' is '/' to most servers and a different path to some: send the one meaning
+    return re.sub("/{2,}", "/", decoded)
 
 
 @dataclass(frozen=True)
@@ -125,33 +187,27 @@ class ProxyRoute:
             scheme = "Bearer" if config.header.lower() == "authorization" else ""
         return cls(config.name, upstream, config.header, scheme, rules, ca_pem, key, bound)
 
-    def within_binding(self, upstream_path: str) -> bool:
-        """Whether a request to ``upstream_path`` stays where the policy lets the key go."""
+    def within_binding(self, path: UpstreamPath) -> bool:
+        """Whether a request to ``path`` stays where the policy lets the key go."""
         if self.binding is None:
             return False
-        return self.binding.allows_url(self.upstream.origin + upstream_path)
+        return self.binding.allows_destination(
+            self.upstream.scheme, self.upstream.host, self.upstream.port, path.decoded
+        )
 
     def header_value(self) -> str:
         return f"{self.scheme} {self._key}" if self.scheme else self._key
 
-    def upstream_path(self, rest: str) -> str:
+    def upstream_path(self, rest: str) -> UpstreamPath:
         """The path on the upstream for ``rest`` (what followed the route in the proxy URL)."""
-        if rest and not rest.startswith("/"):
-            raise PathRefused("bad_path")
-        decoded = urllib.parse.unquote(rest, errors="strict")
-        if _BAD_PATH.search(decoded):
-            raise PathRefused("bad_path")
-        # '..' would let an upstream that normalises paths escape the allow rules
-        if any(segment in (".", "..") for segment in decoded.split("/")):
-            raise PathRefused("bad_path")
-        return (self.upstream.base_path + rest) or "/"
+        decoded = (self.upstream.base_path + normalise_path(rest)) or "/"
+        return UpstreamPath(decoded, urllib.parse.quote(decoded, safe=_PATH_SAFE))
 
-    def allows(self, method: str, upstream_path: str) -> bool:
-        decoded = urllib.parse.unquote(upstream_path)
+    def allows(self, method: str, path: UpstreamPath) -> bool:
         if not self.allow:
             base = self.upstream.base_path
-            return decoded == (base or "/") or decoded.startswith(base + "/")
-        return any(rule.matches(method, decoded) for rule in self.allow)
+            return path.decoded == (base or "/") or path.decoded.startswith(base + "/")
+        return any(rule.matches(method, path.decoded) for rule in self.allow)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.upstream.scheme != "https":
@@ -161,4 +217,4 @@ class ProxyRoute:
         return ssl.create_default_context()
 
 
-__all__ = ["AllowRule", "PathRefused", "ProxyRoute", "Upstream"]
+__all__ = ["AllowRule", "PathRefused", "ProxyRoute", "Upstream", "UpstreamPath", "normalise_path"]

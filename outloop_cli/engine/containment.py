@@ -33,8 +33,9 @@ def contained(
 
     ``shell_command`` is the script of an ``sh -c`` argv: the programs it names
     stay visible when they live in a hidden directory (a venv under ``$HOME``).
-    ``proxy`` (port, Unix socket) is relayed to 127.0.0.1:port inside, the one
-    way out of the sandbox's own network.
+    ``proxy`` (port, Unix socket) is relayed to 127.0.0.1:port inside; so is
+    the run's egress proxy, when its loop may reach hosts: the only ways out of
+    the sandbox's own network.
     """
     if ctx.config.sandbox != "bwrap":
         return list(argv)
@@ -51,5 +52,5 @@ def contained(
         writable=writable,
         hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
         shell_command=shell_command,
-        proxy=proxy,
+        relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
     )

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from outloop_cli.engine.egress import RunEgress
 from outloop_cli.engine.events import Event, Observer
 from outloop_cli.store.audit import AuditLog
 from outloop_cli.store.runs import RunPaths, RunStore, new_run_id
@@ -63,8 +64,9 @@ class RunContext:
         self._started = time.monotonic()
         # active time of earlier sessions of this run (resume): the time limit spans them all
         self._elapsed_before = resume_from.duration if resume_from else 0.0
-        # the broker reports from its own thread
+        # the broker and the egress proxy report from threads of their own
         self._audit_lock = threading.Lock()
+        self.egress = RunEgress()
 
     # -- the record and the worktree, once they exist --
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli.engine.containment import contained
+from outloop_cli.engine.egress import proxy_env
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.goals.base import GoalContext
 from outloop_cli.process.environment import build_env
@@ -30,6 +31,7 @@ def _goal_env(ctx: RunContext, n: int) -> dict[str, str]:
             "OUTLOOP_RUN": ctx.run_id,
             "OUTLOOP_LOOP": ctx.config.name,
             "OUTLOOP_ITERATION": str(n),
+            **proxy_env(ctx.egress.relay()),
         },
     )
 

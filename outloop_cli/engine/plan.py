@@ -8,7 +8,7 @@ with nothing written: no branch, no worktree, no run directory.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from outloop_cli.agents.base import AgentBackend
@@ -16,6 +16,7 @@ from outloop_cli.agents.registry import make_agent
 from outloop_cli.config.model import LoopConfig
 from outloop_cli.config.source import load_committed_loop, read_committed_prompt
 from outloop_cli.engine.access import RunAccess
+from outloop_cli.engine.egress import EgressPlan, plan_egress
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import Repository
 from outloop_cli.goals.base import Verifier
@@ -47,6 +48,7 @@ class LoopPlan:
     verifier: Verifier
     max_iterations: int
     access: RunAccess
+    egress: EgressPlan = field(default_factory=EgressPlan)
 
 
 def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
@@ -63,7 +65,8 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
         bwrap_program(build_env().get("PATH"))
     max_iterations = options.max_iterations or config.limits.max_iterations
     access = RunAccess.plan(repo, config, base, options.policy)
-    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access)
+    egress = plan_egress(config, repo, options.policy, contained=config.sandbox == "bwrap")
+    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access, egress)
 
 
 def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:

@@ -100,6 +100,10 @@ def start_access(ctx: RunContext) -> None:
     access.start(ctx.run_id, ctx.audit_fields)
     ctx.held.callback(access.close)
     ctx.masker = access.masker()
+    for note in ctx.plan.egress.notes:
+        ctx.note(ctx.current_n(), note)
+    ctx.egress.start(ctx.plan.egress, ctx.audit)
+    ctx.held.callback(ctx.egress.close)
 
 
 @contextlib.contextmanager

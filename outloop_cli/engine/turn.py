@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.agents.base import TurnContext
 from outloop_cli.engine.containment import contained
+from outloop_cli.engine.egress import proxy_env
 from outloop_cli.engine.prompt import compose_prompt
 from outloop_cli.process.environment import build_env
 from outloop_cli.process.spawn import ProgramNotFound, run_streamed
@@ -70,6 +71,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
             "OUTLOOP_WORKDIR": str(worktree.path),
             "OUTLOOP_PROMPT_FILE": str(prompt_file),
             **access.agent_env(),
+            **proxy_env(ctx.egress.relay()),
         },
         secret_values=access.secret_values(),
     )

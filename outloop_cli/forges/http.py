@@ -6,8 +6,11 @@ Polite by construction, because a loop polls for a long time:
   ``If-None-Match``; a ``304`` costs GitHub no rate limit and returns the
   body we already have;
 - ``Retry-After`` and ``X-RateLimit-Remaining: 0`` / ``X-RateLimit-Reset``
-  (GitLab: ``RateLimit-Reset``) are obeyed on ``403``/``429``; a wait that
-  would run past the caller's deadline fails at once instead of sleeping;
+  (GitLab: ``RateLimit-Reset``) are obeyed on ``403``/``429``, and the reset
+  of an exhausted limit on any answer; the wait holds every request to that
+  API, from any thread or client of the process (``rate_gate.py``), not only
+  the refused one; a wait that would run past the caller's deadline fails at
+  once instead of sleeping, and sends nothing;
 - ``5xx`` answers and broken connections are retried with exponential
   backoff and jitter;
 - pagination follows ``Link: <…>; rel="next"``.
@@ -35,6 +38,7 @@ from typing import Any
 
 from outloop_cli import __version__
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.forges.rate_gate import RateGate, gate_for
 
 __all__ = [
     "ForgeAuthError",
@@ -155,8 +159,10 @@ class ForgeClient:
         rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
         cancel: threading.Event | None = None,
         clock: Callable[[], float] = time.time,
+        gate: RateGate | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.gate = gate if gate is not None else gate_for(self.base_url)
         self.auth = auth
         self.accept = accept
         self.extra_headers = dict(extra_headers or {})
@@ -190,6 +196,7 @@ class ForgeClient:
             rate_limit_wait=self.rate_limit_wait,
             cancel=self.cancel,
             clock=self.clock,
+            gate=self.gate,
         )
         other.deadline = self.deadline
         other.stats = self.stats
@@ -259,10 +266,14 @@ class ForgeClient:
                         f"{method} {_display(url)}: still rate limited after {attempt} waits",
                         wait=wait_for,
                     )
-                self._wait(wait_for, f"{method} {_display(url)}: rate limited")
+                # the next ``_send`` (of this request or any other) waits at the gate
+                self.gate.hold(wait_for)
                 continue
             if response.status >= 500 and attempt < self.max_retries:
-                self._wait(self._backoff_delay(attempt), f"{method} {_display(url)}")
+                asked = _parse_retry_after(response.header("retry-after") or "", self.clock())
+                self._wait(
+                    max(self._backoff_delay(attempt), asked or 0.0), f"{method} {_display(url)}"
+                )
                 attempt += 1
                 self.stats.retried += 1
                 continue
@@ -305,6 +316,7 @@ class ForgeClient:
         follow: bool,
         auth: bool,
     ) -> Response | None:
+        self._wait_at_gate(f"{method} {_display(url)}")
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", accept or self.accept)
         request.add_header("User-Agent", USER_AGENT)
@@ -340,6 +352,9 @@ class ForgeClient:
                 url=url,
                 from_cache=True,
             )
+        exhausted = self._exhausted_for(response)
+        if exhausted is not None:
+            self.gate.hold(exhausted)
         etag = response.header("etag")
         if conditional and etag and response.status == 200:
             with self._lock:
@@ -369,6 +384,26 @@ class ForgeClient:
         if b"secondary rate limit" in response.body.lower():
             return self.rate_limit_wait
         return None
+
+    def _exhausted_for(self, response: Response) -> float | None:
+        """Seconds to the reset when an answer (even a 200) says no request is left."""
+        remaining = response.header("x-ratelimit-remaining") or response.header(
+            "ratelimit-remaining"
+        )
+        if remaining is None or remaining.strip() != "0" or response.status in (403, 429):
+            return None
+        reset = response.header("x-ratelimit-reset") or response.header("ratelimit-reset")
+        if reset is not None and reset.strip().isdigit():
+            return max(0.0, int(reset) - self.clock()) + 1.0
+        return None
+
+    def _wait_at_gate(self, what: str) -> None:
+        """Wait until the forge's last rate limit has passed, before sending anything."""
+        while True:
+            delay = self.gate.delay()
+            if delay <= 0:
+                return
+            self._wait(delay, f"{what}: rate limited")
 
     def _backoff_delay(self, attempt: int) -> float:
         base: float = self.backoff * (2**attempt)

@@ -67,7 +67,7 @@ def wrap(
     hidden: Sequence[Path] = (),
     path_env: str | None = None,
     shell_command: str | None = None,
-    proxy: tuple[int, Path] | None = None,
+    relays: Sequence[tuple[int, Path]] = (),
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -75,7 +75,9 @@ def wrap(
     worktree) are bound read-write on top, so a writable path may sit inside a
     hidden one (the worktree lives under outloop's state directory). The agent's
     own program stays visible (read-only) when it lives in a hidden place: a
-    venv or pyenv under ``$HOME``, a script under ``/tmp``.
+    venv or pyenv under ``$HOME``, a script under ``/tmp``. Each of ``relays``
+    (port, Unix socket outside) is bound in and relayed on 127.0.0.1:port
+    inside: the access proxy, the egress proxy.
     """
     worktree = worktree.resolve()
     git_dir = git_dir.resolve()
@@ -119,10 +121,13 @@ def wrap(
             args += ["--ro-bind", str(target), str(target)]
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command)]
-    if proxy is not None:
-        port, socket_path = proxy
-        args += ["--bind", str(socket_path), _PROXY_SOCKET]
-        command = [*_relay_argv(port), *command]
+    if relays:
+        pairs: list[tuple[int, str]] = []
+        for index, (port, socket_path) in enumerate(relays):
+            inside = f"/run/outloop-relay-{index}.sock"
+            args += ["--bind", str(socket_path), inside]
+            pairs.append((port, inside))
+        command = [*_relay_argv(pairs), *command]
         programs.append(sys.executable)
     for path in _program_roots(programs, argv[1:], path_env, [Path("/tmp"), Path("/run"), *hidden]):
         args += ["--ro-bind", str(path), str(path)]
@@ -132,14 +137,11 @@ def wrap(
     return args
 
 
-# where the access proxy's socket appears inside (/run is the sandbox's own tmpfs)
-_PROXY_SOCKET = "/run/outloop-proxy.sock"
-
-
-def _relay_argv(port: int) -> list[str]:
-    """outloop's Python running relay.py's source: listens on 127.0.0.1:port inside."""
+def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:
+    """outloop's Python running relay.py's source: listens on each 127.0.0.1:port inside."""
     source = (Path(__file__).parent / "relay.py").read_text()
-    return [sys.executable, "-I", "-S", "-c", source, str(port), _PROXY_SOCKET, "--"]
+    flat = [part for port, inside in pairs for part in (str(port), inside)]
+    return [sys.executable, "-I", "-S", "-c", source, *flat, "--"]
 
 
 @functools.lru_cache(maxsize=8)

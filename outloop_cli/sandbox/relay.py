@@ -1,16 +1,17 @@
-"""Inside the sandbox: 127.0.0.1:PORT relayed to the access proxy's Unix socket, then the agent.
+"""Inside the sandbox: 127.0.0.1 ports relayed to Unix sockets of outloop's, then the agent.
 
 The sandbox has a network namespace of its own with nothing but loopback, so
 the agent can reach no host, no port and no abstract socket of the machine.
-The one way out is the access proxy's Unix socket, bound into the sandbox;
-this program listens on ``127.0.0.1:PORT`` inside (the port the proxy has
-outside, so the agent's base URLs stay what they are), relays each
-connection to the socket, and runs the agent as its child, passing signals
-on and exiting with the agent's status.
+The ways out are Unix sockets bound into the sandbox: the access proxy's
+(relayed on the port the proxy has outside, so the agent's base URLs stay
+what they are) and, when the loop may reach hosts beyond it, the egress
+proxy's (the port ``HTTPS_PROXY`` names). This program listens on each
+``127.0.0.1:PORT`` inside, relays each connection to its socket, and runs
+the agent as its child, passing signals on and exiting with its status.
 
 It is a separate program, run by the sandbox's Python with ``-I -S`` from
 this file's source: standard library only, nothing of outloop imported.
-Usage: ``relay.py PORT SOCKET -- ARGV...``.
+Usage: ``relay.py PORT SOCKET [PORT SOCKET ...] -- ARGV...``.
 """
 
 import signal
@@ -64,16 +65,21 @@ def _accept(listener: socket.socket, path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    port, path, separator, *command = argv
-    if separator != "--" or not command:
-        sys.stderr.write("usage: relay.py PORT SOCKET -- ARGV...\n")
+    if "--" not in argv:
+        sys.stderr.write("usage: relay.py PORT SOCKET [PORT SOCKET ...] -- ARGV...\n")
         return 2
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", int(port)))
-    listener.listen(128)
-    # listening before the agent starts: its first request never finds the port closed
-    threading.Thread(target=_accept, args=(listener, path), daemon=True).start()
+    split = argv.index("--")
+    pairs, command = argv[:split], argv[split + 1 :]
+    if not command or not pairs or len(pairs) % 2:
+        sys.stderr.write("usage: relay.py PORT SOCKET [PORT SOCKET ...] -- ARGV...\n")
+        return 2
+    for port, path in zip(pairs[::2], pairs[1::2], strict=True):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", int(port)))
+        listener.listen(128)
+        # listening before the agent starts: its first request never finds the port closed
+        threading.Thread(target=_accept, args=(listener, path), daemon=True).start()
     child = subprocess.Popen(command)
 
     def forward(signum: int, _frame: object) -> None:

@@ -6,6 +6,28 @@ any line breaks the chain at a line ``verify`` can name. Appends take an
 exclusive ``flock`` and read the current tail from the file itself, so
 several processes (the runner, ``outloop stop``, the credential helper git
 starts) can write one log without interleaving or forking the chain.
+
+Under attack. An agent causes one event per request it makes, so it could
+bury a run's record under its own noise (and its disk under fsyncs). Two
+bounds keep the log readable, both in :class:`AuditLimits`:
+
+- repeated refusals are coalesced: past ``repeat_threshold`` refusals of the
+  same kind (same ``via``, credential and reason, whatever the path or
+  method), further ones are counted, not written, and one
+  ``credential_denied_repeated`` event says how many there were, with the
+  first and last time and the last path; it is written before the run's next
+  own event (so always before ``run_stopped``) and at least every
+  ``repeat_window`` seconds while the count grows;
+- the events an agent can multiply (``FLOOD_PRONE``) stop being written once
+  the log holds ``max_bytes`` or ``max_events``; an ``audit_truncated`` event
+  says so at that point, and another one, with how many were dropped and
+  when, before the run's next own event. The run's own events (start,
+  iterations, commits, stop) are always written: their number is bounded by
+  the loop's limits, not by the agent.
+
+Coalesced and truncated logs are ordinary chained logs: ``verify`` accepts
+them, and nothing in them can be told from a log that was never attacked
+except by the events that say what was left out.
 """
 
 from __future__ import annotations
@@ -14,8 +36,10 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +59,53 @@ DURABLE_EVENTS = frozenset(
         "run_resumed",
     }
 )
+
+
+# events an agent can cause as often as it likes: one per request or git call it makes
+FLOOD_PRONE = frozenset(
+    {
+        "credential_denied",
+        "credential_granted",
+        "proxy_request",
+        "credential_denied_repeated",
+    }
+)
+# refusals of one kind are the same event over and over: counted past a threshold
+COALESCED = frozenset({"credential_denied"})
+# what makes two refusals "the same"; the path and method are left out on purpose, so
+# that varying them does not defeat the count
+_REPEAT_KEY = ("workspace", "via", "name", "reason", "status")
+_MAX_KINDS = 1000
+
+
+@dataclass(frozen=True)
+class AuditLimits:
+    """How much of an attack the log records; the defaults fit any honest run many times over."""
+
+    repeat_threshold: int = 20
+    repeat_window: float = 60.0
+    max_bytes: int = 8 * 1024 * 1024
+    max_events: int = 50_000
+
+
+DEFAULT_LIMITS = AuditLimits()
+
+
+@dataclass
+class _Repeats:
+    fields: dict[str, Any]
+    first: str
+    last: str
+    since: float
+    count: int = 0
+
+
+@dataclass
+class _Dropped:
+    first: str
+    last: str
+    count: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
 
 
 def line_hash(line: bytes) -> str:
@@ -70,6 +141,10 @@ class ChainHead:
         if seq_text.isdigit() and _is_sha256(digest):
             return cls(seq=int(seq_text), hash=digest.lower())
         return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _is_sha256(value: object) -> bool:
@@ -113,13 +188,97 @@ def _seq_of(line: bytes, path: Path) -> int:
 
 
 class AuditLog:
-    def __init__(self, path: Path, run_id: str) -> None:
+    def __init__(self, path: Path, run_id: str, limits: AuditLimits = DEFAULT_LIMITS) -> None:
         self.path = path
         self.run_id = run_id
+        self.limits = limits
         # the chain's head after this object's last append, so callers need not read it back
         self.last_head: ChainHead | None = None
+        self._lock = threading.Lock()
+        # refusals seen per kind, and those past the threshold not yet written as a count
+        self._seen: dict[tuple[object, ...], int] = {}
+        self._repeats: dict[tuple[object, ...], _Repeats] = {}
+        # flood-prone events left out since the log reached its size bound
+        self._dropped: _Dropped | None = None
+        self._truncation_noted = False
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+    def append(self, event: str, **fields: Any) -> dict[str, Any] | None:
+        """Write one event; None when it was counted instead (coalesced or past the bound)."""
+        with self._lock:
+            now = _now()
+            if event in COALESCED:
+                key = (event, *(fields.get(k) for k in _REPEAT_KEY))
+                if key not in self._seen and len(self._seen) >= _MAX_KINDS:
+                    # a name is what the agent typed in the URL: past this many kinds,
+                    # the rest count as one per way and reason, so memory stays bounded
+                    key = (event, None, fields.get("via"), "*", fields.get("reason"), None)
+                seen = self._seen[key] = self._seen.get(key, 0) + 1
+                if seen > self.limits.repeat_threshold:
+                    repeats = self._repeats.get(key)
+                    if repeats is None:
+                        repeats = self._repeats[key] = _Repeats(
+                            dict(fields), now, now, time.monotonic()
+                        )
+                    repeats.count += 1
+                    repeats.last = now
+                    repeats.fields = dict(fields)
+                    self._write_repeats(due_only=True)
+                    return None
+            if event in FLOOD_PRONE:
+                self._write_repeats(due_only=True)
+            else:
+                # the run's own event: what was counted so far is written before it
+                self._write_repeats(due_only=False)
+                self._write_dropped()
+            return self._write(event, fields, now)
+
+    def flush(self) -> None:
+        """Write every count still held (coalesced refusals, dropped events) now."""
+        with self._lock:
+            self._write_repeats(due_only=False)
+            self._write_dropped()
+
+    def _write_repeats(self, *, due_only: bool) -> None:
+        if not self._repeats:
+            return
+        started = time.monotonic()
+        for key, repeats in list(self._repeats.items()):
+            if due_only and started - repeats.since < self.limits.repeat_window:
+                continue
+            del self._repeats[key]
+            summary: dict[str, Any] = {
+                k: repeats.fields[k]
+                for k in ("workspace", "via", "name", "reason", "status", "method", "path")
+                if k in repeats.fields
+            }
+            summary.update(count=repeats.count, first=repeats.first, last=repeats.last)
+            summary["note"] = (
+                f"{repeats.count} more refusals like the first "
+                f"{self.limits.repeat_threshold}, counted instead of written one by one"
+            )
+            self._write("credential_denied_repeated", summary, repeats.last)
+
+    def _write_dropped(self) -> None:
+        dropped, self._dropped = self._dropped, None
+        if dropped is None:
+            return
+        self._write(
+            "audit_truncated",
+            {
+                "dropped": dropped.count,
+                "kinds": dropped.kinds,
+                "first": dropped.first,
+                "last": dropped.last,
+                "max_bytes": self.limits.max_bytes,
+                "max_events": self.limits.max_events,
+            },
+            dropped.last,
+            bounded=False,
+        )
+
+    def _write(
+        self, event: str, fields: dict[str, Any], now: str, *, bounded: bool = True
+    ) -> dict[str, Any] | None:
         # appended in place, not replaced through store/atomic.py: several processes
         # write the one file under the flock, and rewriting it per event would be
         # O(size); a crash can leave at most a torn last line, which a resume cuts
@@ -134,16 +293,33 @@ class AuditLog:
                 else:
                     seq = _seq_of(last, self.path) + 1
                     prev = line_hash(last)
+                size = handle.seek(0, os.SEEK_END)
+                if bounded and event in FLOOD_PRONE and self._over_limit(size, seq):
+                    if self._truncation_noted:
+                        self._drop(event, now)
+                        return None
+                    # the first event left out is replaced by the note that says so
+                    self._truncation_noted = True
+                    self._drop(event, now)
+                    event, fields = (
+                        "audit_truncated",
+                        {
+                            "from_seq": seq,
+                            "max_bytes": self.limits.max_bytes,
+                            "max_events": self.limits.max_events,
+                            "note": "events the agent can repeat are no longer written; "
+                            "how many were left out follows before the run's next event",
+                        },
+                    )
                 entry: dict[str, Any] = {
                     "seq": seq,
-                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                    "time": now,
                     "run": self.run_id,
                     "event": event,
                     **fields,
                     "prev": prev,
                 }
                 line = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode() + b"\n"
-                handle.seek(0, os.SEEK_END)
                 handle.write(line)
                 self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
                 handle.flush()
@@ -152,6 +328,16 @@ class AuditLog:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return entry
+
+    def _over_limit(self, size: int, seq: int) -> bool:
+        return size >= self.limits.max_bytes or seq > self.limits.max_events
+
+    def _drop(self, event: str, now: str) -> None:
+        if self._dropped is None:
+            self._dropped = _Dropped(now, now)
+        self._dropped.count += 1
+        self._dropped.last = now
+        self._dropped.kinds[event] = self._dropped.kinds.get(event, 0) + 1
 
     def head(self) -> ChainHead | None:
         if not self.path.exists():

@@ -83,6 +83,7 @@ def test_every_key_is_described(validator: jsonschema.Draft202012Validator) -> N
         "pr",
         "protect",
         "credentials",
+        "egress",
         "sandbox",
     }
 

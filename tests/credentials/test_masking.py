@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import random
+import re
 import secrets
 import urllib.parse
 
@@ -221,3 +222,67 @@ def test_scan_finds_a_secret_smuggled_into_the_tree_every_way(make_repo: RepoFac
     assert all(h.name == "openai" for h in hits)
     assert value not in repr(hits)
     assert scan_files(Masker([]), repo, changed) == []
+
+
+def test_a_base64_value_at_the_end_of_a_longer_text_leaves_no_characters_of_its_own() -> None:
+    value = canary()
+    masker = Masker([value])
+    for prefix in (b"user:", b"u:", b"ab:"):
+        blob = base64.b64encode(prefix + value.encode())
+        masked = masker.mask_bytes(b"Basic " + blob)
+        # what stays is only the characters the prefix's bits fix; its padding goes with it
+        kept = masked.removeprefix(b"Basic ").split(b"***")
+        assert kept[1] == b"", masked
+        assert len(kept[0]) <= -(-len(prefix) * 8 // 6), masked
+
+
+def test_percent_encoded_twice_and_lower_case_path_escapes_are_masked() -> None:
+    import urllib.parse
+
+    value = canary()
+    masker = Masker([value])
+    once = urllib.parse.quote(value, safe="")
+    for text in (
+        urllib.parse.quote(once, safe=""),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(value)),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote_plus(value)),
+    ):
+        assert masker.mask_text(f"next={text}&x=1") == "next=***&x=1", text
+
+
+def test_a_longer_form_arriving_in_two_chunks_is_masked_whole() -> None:
+    """A shorter form complete in the first chunk must wait for a longer one that may follow."""
+    value = canary()
+    masker = Masker([value])
+    blob = base64.b64encode(value.encode())
+    whole = masker.mask_bytes(b"[" + blob + b"]")
+    assert whole == b"[***]"
+    for cut in range(1, len(blob) + 2):
+        data = b"[" + blob + b"]"
+        stream = masker.stream()
+        out = stream.feed(data[:cut]) + stream.feed(data[cut:]) + stream.flush()
+        assert out == whole, cut
+
+
+def test_a_secret_in_another_letter_case_is_still_masked_and_found() -> None:
+    value = canary()
+    masker = Masker({"openai": value})
+    assert masker.mask_text(f"KEY {value.upper()} key {value.lower()}") == "KEY *** key ***"
+    hex_upper = value.encode().hex().upper().encode()
+    assert masker.mask_bytes(b"dump " + hex_upper) == b"dump ***"
+    [hit] = masker.find(value.upper())
+    assert (hit.name, hit.form) == ("openai", "plain, letter case changed")
+    [exact] = masker.find(hex_upper)
+    assert exact.form == "hex (upper-case)"
+    stream = masker.stream()
+    shouted = f"error: {value.upper()}\n".encode()
+    out = stream.feed(shouted[:12]) + stream.feed(shouted[12:]) + stream.flush()
+    assert out == b"error: ***\n"
+
+
+def test_json_that_escapes_html_characters_is_masked() -> None:
+    value = f"sk-{secrets.token_hex(8)}<&>{secrets.token_hex(4)}"
+    go_style = (
+        json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
+    assert Masker([value]).mask_text(f'{{"key": {go_style}}}') == '{"key": "***"}'

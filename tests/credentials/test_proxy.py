@@ -257,7 +257,7 @@ def test_redactor_catches_secrets_split_at_every_chunk_boundary() -> None:
         message = f"data: {{'k': '{form}'}}\n\n".encode()
         for cut in range(1, len(message)):
             stream = redactor.stream()
-            out = stream.feed(message[:cut]) + stream.feed(message[cut:]) + stream.finish()
+            out = stream.feed(message[:cut]) + stream.feed(message[cut:]) + stream.flush()
             assert_no_leak(key, out)
             assert REPLACEMENT in out
 
@@ -269,7 +269,7 @@ def test_redactor_holds_back_nothing_that_cannot_start_a_secret() -> None:
     assert stream.feed(event) == event
     partial = stream.feed(b"text then sk-can")
     assert partial == b"text then "
-    assert stream.finish() == b"sk-can"
+    assert stream.flush() == b"sk-can"
 
 
 def test_first_event_passes_while_the_upstream_still_holds_the_rest(
@@ -343,3 +343,76 @@ def test_expect_100_continue_is_answered_after_admission(upstream: UpstreamServe
                 assert chunk
                 reply += chunk
     assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_override_headers_are_dropped_and_recorded(upstream: UpstreamServer) -> None:
+    events = Events()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL", allow=("GET /v1/*",))
+    sent = {
+        "X-Original-URL": "/admin",
+        "X-Rewrite-URL": "/admin",
+        "X-HTTP-Method-Override": "DELETE",
+        "X-Method-Override": "DELETE",
+        "X-Forwarded-For": "10.0.0.1",
+        "X-Forwarded-Host": "admin.internal",
+        "X-Forwarded-Prefix": "/admin",
+        "Forwarded": "for=10.0.0.1",
+        "X-Real-IP": "10.0.0.1",
+        "X-Middleware-Subrequest": "middleware",
+        "X-Ordinary": "kept",
+    }
+    with started_broker({"openai": canary()}, [cred], events) as broker:
+        reply = request(broker.agent_env()["OPENAI_BASE_URL"], path="/v1/echo", headers=sent)
+    assert reply.status == 200
+    received = {k.lower(): v for k, v in upstream.requests[0].headers.items()}
+    assert received["x-ordinary"] == "kept"
+    for name in sent:
+        if name != "X-Ordinary":
+            assert name.lower() not in received, name
+    [event] = events.named("proxy_request")
+    assert set(event["dropped_headers"]) == {n.lower() for n in sent} - {"x-ordinary"}
+
+
+def test_a_method_override_in_the_query_is_refused(upstream: UpstreamServer) -> None:
+    events = Events()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL", allow=("POST /v1/*",))
+    with started_broker({"openai": canary()}, [cred], events) as broker:
+        base = broker.agent_env()["OPENAI_BASE_URL"]
+        for query in ("_method=DELETE", "a=1&_METHOD=put", "x-http-method-override=DELETE"):
+            assert request(base, "POST", path=f"/v1/echo?{query}", body=b"{}").status == 400
+        assert request(base, "POST", path="/v1/echo?method=fine", body=b"{}").status == 200
+    assert events.reasons() == ["method_override_refused"] * 3
+    assert len(upstream.requests) == 1
+
+
+def test_the_path_forwarded_is_the_one_judged(upstream: UpstreamServer) -> None:
+    events = Events()
+    cred = proxy_cred("openai", upstream.url + "/v1", env="OPENAI_BASE_URL", allow=("GET /v1/*",))
+    with started_broker({"openai": canary()}, [cred], events) as broker:
+        base = broker.agent_env()["OPENAI_BASE_URL"]
+        assert request(base, path="//%7Emodels//echo?x=%2F").status == 200
+        refused = request(base, path="/..;/admin/echo")
+    assert [r.path for r in upstream.requests] == ["/v1/~models/echo?x=%2F"]
+    assert refused.status == 400
+    assert (
+        refused.text == "outloop proxy: refused (bad_path: a ; parameter in the path "
+        "(some servers drop what follows it))\n"
+    )
+    [denied] = events.named("credential_denied")
+    assert denied["detail"].startswith("a ; parameter")
+
+
+def test_a_refusal_keeps_only_a_short_part_of_what_the_agent_typed(
+    upstream: UpstreamServer,
+) -> None:
+    events = Events()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL", allow=("GET /v1/*",))
+    with started_broker({"openai": canary()}, [cred], events) as broker:
+        base = broker.agent_env()["OPENAI_BASE_URL"]
+        token = base.rsplit("/", 2)[1]
+        assert request(base, path="/v2/" + "a" * 6000).status == 403
+        route = base.rsplit("/", 2)[0]
+        assert request(f"{route}/{token}/{'n' * 3000}/x").status == 403
+    long_path, long_name = events.named("credential_denied")
+    assert len(long_path["path"]) == 300
+    assert len(long_name["name"]) == 100

@@ -84,7 +84,7 @@ def setup(
 def test_loop_until_ci_is_green(setup: Setup) -> None:
     repo, bare, _, host = setup
     done = run_cli(repo, "run", "fix", "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + host.describe()
     record = json.loads(done.stdout.splitlines()[-1])
     assert record["stop_reason"] == "goal_met"
     iterations = record["iterations"]
@@ -100,7 +100,7 @@ def test_loop_until_ci_is_green(setup: Setup) -> None:
 
 
 def test_pr_true_opens_a_pull_request_that_leaves_draft(setup: Setup) -> None:
-    repo, _, github, _ = setup
+    repo, _, github, host = setup
     config = yaml.safe_load((repo / ".outloop/fix.yml").read_text())
     config["pr"] = True
     config["goal"]["ci"]["grace"] = "5s"
@@ -108,7 +108,7 @@ def test_pr_true_opens_a_pull_request_that_leaves_draft(setup: Setup) -> None:
     (repo / ".outloop/fix.yml").write_text(yaml.safe_dump(config))
     git(repo, "commit", "-qam", "pr: true")
     done = run_cli(repo, "run", "fix", "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + host.describe()
     record = json.loads(done.stdout.splitlines()[-1])
     (pull,) = github.pulls["octo/widgets"]
     assert pull["head"]["ref"] == record["branch"] and pull["draft"] is False

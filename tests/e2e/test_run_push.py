@@ -39,7 +39,7 @@ def test_push_true_pushes_each_iteration_through_the_credential_helper(
         done = run_cli(repo, "run", "fix")
 
         requests = host.requests
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + host.describe()
     record = only_run(repo)
     pushed = git(tmp_path / "host" / "project.git", "rev-parse", f"refs/heads/{record['branch']}")
     assert pushed.strip() == git(repo, "rev-parse", record["branch"]).strip()

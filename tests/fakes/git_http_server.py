@@ -6,6 +6,11 @@ Every request must carry HTTP Basic auth whose password is the server's token
 helpers. Each request is recorded (method, path, whether auth was given and
 whether it was right), and so is every Authorization header received, so a
 test can prove a token never reached a host it was not meant for.
+
+What happened on each connection (accepted, each request line and status,
+an error in a handler, closed) is kept in ``connection_log``, with times, so
+that a test failing on a git transport error can show the server's side of
+it (``describe()``) instead of only the client's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import hmac
 import os
 import subprocess
 import threading
+import time
+import traceback
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +49,14 @@ class GitHostState:
     token: str
     requests: list[GitRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connection_log: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def note(self, peer: Any, what: str) -> None:
+        with self.lock:
+            self.connection_log.append(
+                f"{time.monotonic() - self.started:8.3f}s {peer[1] if peer else '-'}: {what}"
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -52,6 +67,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.state.note(self.client_address, "accepted")
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.state.note(self.client_address, "closed")
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except Exception:
+            self.server.state.note(
+                self.client_address, "handler error: " + traceback.format_exc(limit=3)
+            )
+            raise
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.server.state.note(
+            self.client_address, f"{getattr(self, 'requestline', '')!r} -> {code}"
+        )
+        super().send_response(code, message)
 
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -180,6 +220,12 @@ class GitHttpServer:
             capture_output=True,
         )
         return path
+
+    def describe(self) -> str:
+        """The server's side of every connection so far, for a failing test's message."""
+        with self.state.lock:
+            lines = list(self.state.connection_log)
+        return f"\n-- git host {self.host}, connections:\n" + "\n".join(lines)
 
     @property
     def requests(self) -> list[GitRequest]:

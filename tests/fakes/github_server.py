@@ -19,7 +19,10 @@ Enterprise Server when started with ``prefix="/api/v3"``):
 Every JSON GET carries an ``ETag`` and answers ``If-None-Match`` with ``304``.
 Rate limits are scripted: ``limit_next(kind)`` makes the next API request
 fail like GitHub's primary (``403`` + ``X-RateLimit-Remaining: 0``),
-secondary (``403`` + ``Retry-After``) or ``429`` limit.
+secondary (``403`` + ``Retry-After``) or ``429`` limit. Like GitHub, the
+wait a limit announced holds for every later request: one that arrives
+before it has passed is answered ``429`` again and kept in ``early`` (GitHub
+counts such requests as abuse), so a test can prove outloop waited.
 
 Check runs and statuses follow timelines relative to when they were scripted:
 ``add_check(sha, "tests", [(0, "queued"), (0.5, "in_progress"), (1, "completed", "failure")])``.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -108,6 +112,8 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     status: int = 0
+    # time.monotonic() when the request line arrived
+    at: float = 0.0
 
 
 class FakeGitHub:
@@ -122,6 +128,10 @@ class FakeGitHub:
         self.requests: list[Recorded] = []
         self.blob_requests: list[Recorded] = []
         self.limits: list[str] = []
+        # when (time.monotonic) the last announced rate-limit wait ends, and who came sooner
+        self.limited_until = 0.0
+        self.early: list[Recorded] = []
+        self.exhaust: list[int] = []
         self.fail_next: list[int] = []
         self.default_branch = "main"
         # switches for a less complete server: ignore ?filter=latest, paginate without
@@ -239,6 +249,11 @@ class FakeGitHub:
         """``primary`` | ``secondary`` | ``429`` for the next API request."""
         with self._lock:
             self.limits.append(f"{kind}:{wait}")
+
+    def exhaust_next(self, *, wait: int = 1) -> None:
+        """The next successful answer says no request is left until ``wait`` seconds on."""
+        with self._lock:
+            self.exhaust.append(wait)
 
     def api_requests(self, path_part: str = "") -> list[Recorded]:
         return [r for r in self.requests if path_part in r.path]
@@ -422,8 +437,18 @@ class _Handler(BaseHTTPRequestHandler):
         # complete the record before any byte of the reply leaves: once the client has
         # read the reply, a test may look at the record at once
         self._recorded.status = status
-        self.send_response(status)
         sent = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        fake = self.server_fake
+        if status == 200 and not self.path.startswith("/_blob/"):
+            with fake._lock:
+                wait = fake.exhaust.pop(0) if fake.exhaust else None
+                if wait is not None:
+                    reset = int(time.time()) + wait
+                    fake.limited_until = max(
+                        fake.limited_until, time.monotonic() + reset - time.time()
+                    )
+                    sent.update({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+        self.send_response(status)
         for name, value in sent.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
@@ -442,7 +467,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         self._recorded = Recorded(
-            method, url.path, query, {k.lower(): v for k, v in self.headers.items()}, body
+            method,
+            url.path,
+            query,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            at=time.monotonic(),
         )
         if url.path.startswith("/_blob/"):
             fake.blob_requests.append(self._recorded)
@@ -460,8 +490,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, {"message": "Not Found"})
                 return
         with fake._lock:
+            too_soon = fake.limited_until - self._recorded.at
+            if too_soon > 0:
+                fake.early.append(self._recorded)
             limit = fake.limits.pop(0) if fake.limits else None
             fail = fake.fail_next.pop(0) if fake.fail_next else None
+        if too_soon > 0:
+            self._send(
+                429, {"message": "Too Many Requests"}, {"retry-after": str(math.ceil(too_soon))}
+            )
+            return
         if limit is not None:
             self._rate_limited(limit)
             return
@@ -476,8 +514,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _rate_limited(self, spec: str) -> None:
         kind, _, wait = spec.partition(":")
         seconds = int(wait or 1)
+        fake = self.server_fake
         if kind == "primary":
             reset = int(time.time()) + seconds
+            announced = reset - time.time()
+        else:
+            announced = float(seconds)
+        with fake._lock:
+            fake.limited_until = max(fake.limited_until, time.monotonic() + announced)
+        if kind == "primary":
             self._send(
                 403,
                 {

@@ -1,0 +1,143 @@
+"""What a run may reach beyond the broker: decided before it starts, served while it runs.
+
+The loop file asks (``egress:``), the workspace of the user's policy allows
+(``egress.allow``); the run gets only what lies inside both, and a rule the
+policy does not allow stops the run before anything happens (exit 3), as a
+secret the policy refuses does. While the run lives, the egress proxy serves
+the sandbox on a Unix socket and every connection becomes an ``egress``
+audit event. Outside the sandbox the rules cannot hold, which the run says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from outloop_cli.errors import CouldNotRun
+from outloop_cli.sandbox.egress_rules import EgressRules, narrow, parse_network, parse_rule
+
+if TYPE_CHECKING:
+    from outloop_cli.config.model import LoopConfig
+    from outloop_cli.git.repo import Repository
+    from outloop_cli.sandbox.egress import EgressService
+
+# the port HTTPS_PROXY names inside the sandbox's own network (nothing else listens there)
+SANDBOX_EGRESS_PORT = 3128
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+
+
+@dataclass(frozen=True)
+class EgressPlan:
+    rules: EgressRules = field(default_factory=EgressRules)
+    workspace: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def plan_egress(
+    config: LoopConfig, repo: Repository, policy_path: Path | None, *, contained: bool
+) -> EgressPlan:
+    """The loop's egress rules narrowed by its workspace's; CouldNotRun when any is not allowed."""
+    if not config.egress:
+        return EgressPlan()
+    if not contained:
+        return EgressPlan(
+            notes=(
+                f"`egress` ({', '.join(config.egress)}) is enforced only in the sandbox; "
+                f"under `sandbox: {config.sandbox}` the agent reaches every host",
+            )
+        )
+    from outloop_cli.credentials.policy import match_workspace
+
+    asked = tuple(parse_rule(rule) for rule in config.egress)
+    match = match_workspace(repo.info.root, repo.remote_urls(), policy_path=policy_path)
+    where = f"{config.path}: egress"
+    if match.workspace is None:
+        raise CouldNotRun(
+            f"{where} asks to reach {', '.join(config.egress)}, but {match.reason}",
+            hint="a workspace of your policy file allows hosts (`egress: {allow: [...]}`)",
+        )
+    workspace = match.workspace
+    allowed = EgressRules(
+        tuple(parse_rule(rule) for rule in workspace.egress.allow),
+        tuple(parse_network(net) for net in workspace.egress.reach_private),
+    )
+    kept, refused = narrow(allowed, asked)
+    if refused:
+        raise CouldNotRun(
+            f"{where} asks to reach {', '.join(refused)}, which workspace `{workspace.name}` "
+            f"in {match.policy_path} does not allow",
+            hint=f"add them to `workspaces.{workspace.name}.egress.allow` in your policy file "
+            "if this repository may reach them",
+        )
+    return EgressPlan(kept, workspace.name)
+
+
+class RunEgress:
+    """The egress proxy of one run, from its start to its end (nothing when it has no rules)."""
+
+    def __init__(self) -> None:
+        self._service: EgressService | None = None
+        self._dir: Path | None = None
+        self.socket_path: Path | None = None
+
+    def start(self, plan: EgressPlan, audit: Callable[..., None]) -> None:
+        """Serve ``plan``'s rules; ``audit(event, **fields)`` is called from the proxy's thread."""
+        if not plan.rules:
+            return
+        from outloop_cli.sandbox.egress import EgressService
+
+        self._dir = Path(tempfile.mkdtemp(prefix="outloop-egress-", dir=_socket_parent()))
+        self._dir.chmod(0o700)
+
+        def on_event(event: dict[str, object]) -> None:
+            fields = {k: v for k, v in event.items() if k != "event"}
+            audit("egress", **fields)
+
+        service = EgressService.start(plan.rules, self._dir, on_event)
+        self._service = service
+        self.socket_path = service.socket_path
+        audit(
+            "egress_allowed",
+            workspace=plan.workspace,
+            rules=[str(rule) for rule in plan.rules.rules],
+        )
+
+    def relay(self) -> tuple[int, Path] | None:
+        """(port inside the sandbox, socket) to relay, when the run may reach hosts."""
+        if self.socket_path is None:
+            return None
+        return SANDBOX_EGRESS_PORT, self.socket_path
+
+    def close(self) -> None:
+        service, self._service = self._service, None
+        if service is not None:
+            service.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        self.socket_path = None
+
+
+def proxy_env(relay: tuple[int, Path] | None, local: Sequence[str] = ()) -> Mapping[str, str]:
+    """The variables that send HTTP clients inside the sandbox through the egress proxy."""
+    if relay is None:
+        return {}
+    url = f"http://127.0.0.1:{relay[0]}"
+    env = dict.fromkeys(_PROXY_VARIABLES, url)
+    # the access proxy and anything else on the sandbox's own loopback stay direct
+    no_proxy = ",".join(["127.0.0.1", "localhost", "::1", *local])
+    env["NO_PROXY"] = env["no_proxy"] = no_proxy
+    return env
+
+
+def _socket_parent() -> str | None:
+    # a socket path must stay under ~100 bytes
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir() and len(runtime) < 60:
+        return runtime
+    return None
