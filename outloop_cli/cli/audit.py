@@ -21,7 +21,7 @@ register = _commands.register
 audit_group = _commands.group("audit", help="Check and read runs' hash-chained audit logs.")
 
 # fields every event has; `show` prints the rest as key=value
-_COMMON_FIELDS = ("seq", "time", "run", "event", "prev")
+_COMMON_FIELDS = ("seq", "time", "run", "event", "prev", "mac")
 _MAX_VALUE = 80
 
 

@@ -54,7 +54,7 @@ def clean_command(
 
 def _describe_plan(plan: CleanPlan, *, drop_records: bool) -> None:
     for target in plan.targets:
-        what = "worktree " + str(target.worktree) if target.registered else "no worktree"
+        what = "worktree " + str(target.worktree) if target.has_worktree else "no worktree"
         if drop_records:
             what += " and its record"
         err(f"would remove {target.run_id} ({target.state}): {what}")

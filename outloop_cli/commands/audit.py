@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.credentials.run_key import load_run_key, run_keys_dir
 from outloop_cli.errors import GitError, UsageError
 from outloop_cli.git import trailers
 from outloop_cli.git.repo import Repository, discover
@@ -23,6 +24,7 @@ from outloop_cli.store.audit import (
     Checkpoint,
     VerifyResult,
     read_lines,
+    sealed,
     verify,
 )
 from outloop_cli.store.runs import RunPaths, RunStore
@@ -132,7 +134,19 @@ def verify_run(repo: Repository, paths: RunPaths) -> RunVerification:
         reason = f"the audit log {paths.audit} is missing"
         missing = VerifyResult(False, 0, None, None, reason)
         return RunVerification(run_id, paths.audit, missing, sources, tuple(warnings))
-    result = verify(paths.audit, checkpoints=marks, run_id=run_id, final=final)
+    key = load_run_key(run_id)
+    if key is None and sealed(paths.audit):
+        warnings.append(
+            f"the run's key is gone ({run_keys_dir()}/{run_id}.key): its MACs cannot be "
+            "checked, so a log rewritten with a recomputed chain would not be seen"
+        )
+    result = verify(
+        paths.audit,
+        checkpoints=marks,
+        run_id=run_id,
+        final=final,
+        check_mac=key.verify if key is not None else None,
+    )
     if result.ok:
         lines = read_lines(paths.audit)
         contradiction = _contradiction(record, lines)

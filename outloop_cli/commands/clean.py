@@ -3,8 +3,11 @@
 A run is over when no process holds its lock (finished, stopped or crashed).
 Each removal happens while holding that run's lock, so a run cannot be
 resumed into a worktree that is being deleted, and a live run is never
-touched. Only worktrees git has registered for this repository are removed;
-a recorded path that is not one is left alone.
+touched. A worktree goes with the agent's private git dir when its ``.git``
+file names that run's git dir (outloop's own git dir, and with it the run's
+commits, stays with the record); worktrees of the older layout go when git
+has them registered for this repository. A recorded path that is neither is
+left alone.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outloop_cli.commands.status import RUNNING, display_state
+from outloop_cli.credentials.run_key import forget_run_key
 from outloop_cli.errors import CouldNotRun, GitError, OutloopError
+from outloop_cli.git import rundirs
 from outloop_cli.git.repo import Repository, discover
+from outloop_cli.git.rundirs import RunGitDirs
 from outloop_cli.git.worktree import Worktree
 from outloop_cli.paths import worktrees_root
 from outloop_cli.store.locks import run_lock
@@ -26,8 +32,15 @@ class CleanTarget:
     run_id: str
     state: str
     worktree: Path
-    # git has the worktree registered (and it is not the main checkout)
+    # git has the worktree registered (and it is not the main checkout): the older layout
     registered: bool
+    # the run's own git dirs, when the worktree is theirs (the current layout)
+    dirs: RunGitDirs | None = None
+
+    @property
+    def has_worktree(self) -> bool:
+        """Whether there is a worktree of this run to remove."""
+        return self.registered or (self.dirs is not None and self.worktree.is_dir())
 
 
 @dataclass
@@ -73,7 +86,17 @@ def plan_clean(cwd: Path) -> CleanPlan:
             plan.running.append(run_id)
             continue
         worktree = Path(record.worktree)
-        plan.targets.append(CleanTarget(run_id, state, worktree, _key(worktree) in registered))
+        dirs = RunGitDirs(paths.own_git_dir, paths.agent_git_dir, worktree)
+        plan.targets.append(
+            CleanTarget(
+                run_id,
+                state,
+                worktree,
+                _key(worktree) in registered,
+                # a worktree deleted by hand still leaves the agent's git dir to remove
+                dirs if rundirs.owns_work_tree(dirs) or _gone_but_ours(dirs) else None,
+            )
+        )
     return plan
 
 
@@ -92,6 +115,8 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
                     continue
                 if drop_records and cleaned:
                     store.delete(target.run_id)
+                    # the key only ever vouched for those records
+                    forget_run_key(target.run_id)
                     result.records_dropped.append(target.run_id)
         except CouldNotRun:
             # only the lock raises this here: the run started or resumed meanwhile
@@ -108,18 +133,28 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
 
 def _clean_one(repo: Repository, target: CleanTarget, result: CleanResult) -> bool:
     """Remove the run's worktree; False when something is left that the user should look at."""
-    if target.registered:
-        if target.worktree.is_dir():
-            try:
-                result.discarded[target.run_id] = len(Worktree(target.worktree, "").changes())
-            except GitError:
-                pass  # a damaged worktree: remove it all the same
+    if target.dirs is not None:
+        if not target.worktree.exists():
+            rundirs.remove_work_tree(target.dirs)
+            return True
+        try:
+            result.discarded[target.run_id] = len(Worktree(target.dirs, "").changes())
+        except GitError:
+            pass  # a damaged worktree: remove it all the same
+        rundirs.remove_work_tree(target.dirs)
+        result.removed.append(target)
+    elif target.registered:
+        # not asked what it holds: that would run git through the worktree's own .git file
         repo.remove_worktree(target.worktree)
         result.removed.append(target)
     elif target.worktree.exists():
         result.left_alone.append(target)
         return False
     return True
+
+
+def _gone_but_ours(dirs: RunGitDirs) -> bool:
+    return not dirs.work_tree.exists() and (dirs.own / "HEAD").is_file()
 
 
 def _registered_worktrees(repo: Repository) -> set[str]:

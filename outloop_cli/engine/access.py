@@ -455,6 +455,21 @@ class RunAccess:
             self._scan_masker = self.masker(capabilities=False)
         return scan_files(self._scan_masker, worktree, list(paths))
 
+    def scan_data(self, items: Iterable[tuple[str, str, bytes]]) -> list[Any]:
+        """The secret scan over ``(path, where, data)`` held in memory (a commit's blobs, its message)."""
+        from outloop_cli.credentials.masking import FileHit
+
+        if self._scan_masker is None:
+            self._scan_masker = self.masker(capabilities=False)
+        masker = self._scan_masker
+        if not masker:
+            return []
+        return [
+            FileHit(path, h.name, h.form, where)
+            for path, where, data in items
+            for h in masker.find(data)
+        ]
+
     def close(self) -> None:
         """Stop the broker: every capability is revoked with it."""
         self._stack.close()

@@ -40,11 +40,17 @@ class Commits:
         self._committer: Identity = ctx.plan.repo.committer()
         self._pending: Snapshot | None = None
 
-    def snapshot(self, it: IterationRecord, changes: Sequence[Change]) -> Snapshot:
-        """Stage what the turn changed (the guards passed), ready to commit after the goal."""
+    def snapshot(
+        self, it: IterationRecord, changes: Sequence[Change], *, agent_head: str | None = None
+    ) -> Snapshot:
+        """Stage what the turn changed (the guards passed), ready to commit after the goal.
+
+        ``agent_head`` is the agent's own last commit, once the guards scanned
+        it and every commit before it: the iteration commit goes on top.
+        """
         ctx = self._ctx
         max_file_size = ctx.config.commit.max_file_size
-        snapshot = ctx.worktree.snapshot(changes, max_file_size=max_file_size)
+        snapshot = ctx.worktree.snapshot(changes, max_file_size=max_file_size, parent=agent_head)
         self._pending = snapshot
         # if we crash before the commit, resume commits exactly this tree
         ctx.record.pending_tree = snapshot.tree
@@ -80,12 +86,16 @@ class Commits:
             audit_head=ctx.record.audit_head,
             awaiting_ci=awaiting_ci,
         )
+        # the message quotes the goal (failing test names the agent chose): never a secret
+        if ctx.masker is not None:
+            message = ctx.masker.mask_text(message)
         sha = ctx.worktree.commit(snapshot, message, author=self._author, committer=self._committer)
         self._pending = None
         it.commit = sha
         ctx.record.pending_tree = None
         ctx.save()
         ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
+        import_into_repository(ctx)
         what = (
             f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
         )
@@ -106,6 +116,17 @@ class Commits:
             self.commit(it, snapshot, None)
         except OutloopError as exc:
             ctx.note(it.n, f"could not commit the {why} turn: {exc.message}")
+
+
+def import_into_repository(ctx: RunContext) -> None:
+    """The run's branch, from outloop's git dir into the user's repository (a fast-forward).
+
+    Everything on outloop's branch has passed the guards: its own commits'
+    trees were scanned as the turn's changes, the agent's own commits one by
+    one before the iteration commit was put on top of them.
+    """
+    head = ctx.plan.repo.import_branch(ctx.worktree.git_dir(), ctx.worktree.branch)
+    ctx.audit("imported", commit=head, branch=ctx.worktree.branch)
 
 
 def commit_message(

@@ -19,6 +19,7 @@ from outloop_cli.process.environment import build_env
 
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
+    from outloop_cli.sandbox.bwrap import GitMounts
 
 
 def contained(
@@ -48,9 +49,26 @@ def contained(
         bwrap=sandbox.bwrap_program(path_env),
         path_env=path_env,
         worktree=ctx.worktree.path,
-        git_dir=ctx.plan.repo.info.common_dir,
+        git=git_mounts(ctx),
         writable=writable,
         hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
         shell_command=shell_command,
         relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
     )
+
+
+def git_mounts(ctx: RunContext) -> GitMounts:
+    """The user's objects and outloop's read-only, the agent's private git dir writable."""
+    from outloop_cli.sandbox.bwrap import GitMounts
+
+    user_objects = ctx.plan.repo.info.common_dir / "objects"
+    stores = [user_objects, ctx.worktree.dirs.own / "objects"]
+    # stores the user's repository borrows from itself (its own alternates)
+    try:
+        borrowed = (user_objects / "info" / "alternates").read_text().splitlines()
+    except OSError:
+        borrowed = []
+    stores += [
+        (user_objects / line).resolve() for line in borrowed if line and not line.startswith("#")
+    ]
+    return GitMounts(read_only=tuple(stores), writable=ctx.worktree.dirs.agent)

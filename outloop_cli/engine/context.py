@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from outloop_cli.credentials.run_key import load_run_key, new_run_key
 from outloop_cli.engine.egress import RunEgress
 from outloop_cli.engine.events import Event, Observer
 from outloop_cli.store.audit import AuditLog
@@ -51,7 +52,12 @@ class RunContext:
         self.store = RunStore(plan.repo.info.common_dir)
         self.run_id = resume_from.run_id if resume_from else new_run_id()
         self.paths: RunPaths = self.store.paths(self.run_id)
-        self.audit_log = AuditLog(self.paths.audit, self.run_id)
+        # every audit line is sealed with the run's own key, kept outside the repository;
+        # a resumed run goes on with the key it started with (None: it has none left)
+        self.run_key = load_run_key(self.run_id) if resume_from else new_run_key(self.run_id)
+        self.audit_log = AuditLog(
+            self.paths.audit, self.run_id, seal=self.run_key.mac if self.run_key else None
+        )
         # the run lock says "running" for exactly as long as this process lives; the loop
         # lock keeps a second run of the same loop out (unless --parallel); the broker
         # goes with them, which revokes every capability it handed out

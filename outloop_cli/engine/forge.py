@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import CouldNotRun, OutloopError
-from outloop_cli.git.push import PushRejected, PushResult, push_branch, remote_branch_head
-from outloop_cli.git.worktree import Worktree
+from outloop_cli.git.push import (
+    PushRejected,
+    PushResult,
+    has_in_history,
+    push_branch,
+    remote_branch_head,
+)
 from outloop_cli.store.records import RunRecord
 
 if TYPE_CHECKING:
@@ -35,6 +40,7 @@ PushEnv = Callable[[], Mapping[str, str]]
 @dataclass
 class RunForge:
     session: ForgeSession | None
+    # the user's repository, where the run's commits are imported before they are pushed
     worktree: Path
     branch: str
     remote_url: str
@@ -77,9 +83,7 @@ class RunForge:
         head = remote_branch_head(
             self.worktree, remote=self.remote, branch=self.branch, env=self._env()
         )
-        if head and not Worktree(self.worktree, self.branch).is_ancestor(
-            head, f"refs/heads/{self.branch}"
-        ):
+        if head and not has_in_history(self.worktree, head, f"refs/heads/{self.branch}"):
             raise PushRejected(
                 f"the remote {self.branch} is at {head[:10]}, which this run did not make",
                 hint="someone else pushed to the run's branch; look at it before resuming",
@@ -165,7 +169,7 @@ class ForgeSteps:
         # kept before anything can fail, so the end of the run closes the session
         self._forge = forge = RunForge(
             session,
-            worktree=ctx.worktree.path,
+            worktree=repo.info.root,
             branch=ctx.record.branch,
             remote_url=remote_url,
             # without a forge session (a plain `push: true`), the broker's git credential

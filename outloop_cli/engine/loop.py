@@ -203,7 +203,8 @@ class LoopRun:
         changes = ctx.worktree.changes()
         _stop_if(self.guards.protected_paths(n, changes))
         _stop_if(self.guards.secrets(n, [c.path for c in changes]))
-        snapshot = self.commits.snapshot(it, changes)
+        _stop_if(self.guards.agent_commits(n))
+        snapshot = self.commits.snapshot(it, changes, agent_head=self.guards.agent_head)
         if ctx.cancel.is_set():
             self.commits.commit(it, snapshot, None)
             raise self._cancelled("during the agent's turn")

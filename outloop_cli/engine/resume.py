@@ -17,11 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from outloop_cli.engine.start import check_outside, released_on_error, start_access
+from outloop_cli.engine.commit import import_into_repository
+from outloop_cli.engine.start import (
+    agent_git_identity,
+    check_outside,
+    released_on_error,
+    run_git_dirs,
+    start_access,
+)
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.git import trailers
-from outloop_cli.git.repo import Repository
-from outloop_cli.git.worktree import Worktree, repair_git_links
+from outloop_cli.git import rundirs, trailers
+from outloop_cli.git.worktree import Worktree, repair_git_link
 from outloop_cli.process.leftovers import kill_leftovers
 from outloop_cli.store.audit import cut_torn_audit_tail
 from outloop_cli.store.locks import loop_lock, run_lock
@@ -54,17 +60,32 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
             hint="a run resumes on its own branch; without it, start a new run",
         )
     path = Path(record.worktree)
+    # found from the run's directory, never through the work tree's .git file
+    dirs = run_git_dirs(ctx, path)
+    if not (dirs.own / "HEAD").is_file():
+        raise CouldNotRun(
+            f"run {record.run_id} has no git dir of its own ({dirs.own})",
+            hint="it was started by an older outloop, or its records were removed; start a new run",
+        )
     killed = kill_leftovers(record.run_id)
     if killed:
         ctx.note(
             record.current_iteration,
             f"killed {len(killed)} leftover process(es) of the crashed run",
         )
-    if (path / ".git").exists():
-        # before any git command here: a crashed turn may have re-pointed the worktree
-        repaired = repair_git_links(path, repo.info.common_dir)
-        if repaired:
-            shown = [str(p) for p in repaired]
+    if path.is_dir() and not rundirs.owns_work_tree(dirs) and path.name != record.run_id:
+        # a record edited to name someone else's directory: never written into
+        raise CouldNotRun(
+            f"the recorded worktree {path} is not run {record.run_id}'s",
+            hint="move that directory away, or start a new run",
+        )
+    if path.is_dir():
+        if not dirs.agent.is_dir():
+            rundirs.recreate_agent(dirs, record.branch, agent_git_identity(ctx))
+            rundirs.sync_agent(dirs, record.branch, Worktree(dirs, record.branch).head())
+        # the agent's git link: outloop's git never follows it, but the agent's does
+        elif repair_git_link(dirs):
+            shown = [str(path / ".git")]
             ctx.audit(
                 "protected_path", iteration=record.current_iteration, paths=shown, kind="git_link"
             )
@@ -73,12 +94,12 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
                 "put back the worktree's git link, changed while the run was down: "
                 + ", ".join(shown),
             )
-        ctx.worktree = Worktree(path, record.branch)
     else:
         check_outside(path, repo)
-        ctx.worktree = repo.reattach_worktree(path, record.branch)
+        rundirs.recreate_work_tree(dirs, record.branch, agent_git_identity(ctx))
+    ctx.worktree = Worktree(dirs, record.branch)
     guards.capture_git_config()
-    on_branch = iteration_commits(repo, record.base_commit, record.branch, record.run_id)
+    on_branch = iteration_commits(ctx.worktree, record.base_commit, record.branch, record.run_id)
     pending_tree = record.pending_tree
     pending_n = record.current_iteration
     outcome = reconcile(record, on_branch)
@@ -94,6 +115,8 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
     torn = cut_torn_audit_tail(ctx.paths.audit)
     if torn is not None:
         ctx.audit("audit_tail_discarded", bytes=torn.length, sha256=torn.sha256)
+    # a crash between a commit and its import: the user's branch catches up
+    import_into_repository(ctx)
     ctx.audit(
         "run_resumed",
         last_committed=outcome.last_committed,
@@ -149,15 +172,14 @@ class IterationCommit:
 
 
 def iteration_commits(
-    repo: Repository, base: str, branch: str, run_id: str
+    worktree: Worktree, base: str, branch: str, run_id: str
 ) -> list[IterationCommit]:
-    """Commits of this run on ``branch`` after ``base``, oldest first."""
+    """Commits of this run on ``branch`` after ``base`` in outloop's git dir, oldest first."""
     commits = []
-    for commit in repo.trailers(
-        [f"{base}..{branch}"],
+    for commit in worktree.trailers(
+        [f"{base}..refs/heads/{branch}"],
         [trailers.RUN, trailers.ITERATION, trailers.GOAL],
         reverse=True,
-        first_parent=True,
     ):
         run = commit.only(trailers.RUN) or ""
         iteration = commit.only(trailers.ITERATION) or ""

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from outloop_cli import __version__
 from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.git import rundirs
+from outloop_cli.git.rundirs import RunGitDirs
+from outloop_cli.git.worktree import Worktree
 from outloop_cli.paths import worktrees_root
 from outloop_cli.store.locks import loop_lock, run_lock
 from outloop_cli.store.records import RunRecord, RunState
@@ -42,7 +45,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
             ctx.held.enter_context(loop_lock(repo.info.common_dir, config.name, run_id=ctx.run_id))
         ctx.store.create(ctx.run_id)
         ctx.held.enter_context(run_lock(ctx.paths))
-        ctx.worktree = repo.add_worktree(worktree_path, branch, ctx.plan.base_commit)
+        ctx.worktree = create_worktree(ctx, worktree_path, branch)
         guards.capture_git_config()
         ctx.record = _first_record(ctx, branch, worktree_path)
         ctx.save()
@@ -58,6 +61,37 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
         ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         start_access(ctx)
         return ctx.record
+
+
+def run_git_dirs(ctx: RunContext, worktree_path: Path) -> RunGitDirs:
+    """The run's git dirs: found from its run directory, never from the work tree."""
+    return RunGitDirs(
+        own=ctx.paths.own_git_dir, agent=ctx.paths.agent_git_dir, work_tree=worktree_path
+    )
+
+
+def create_worktree(ctx: RunContext, worktree_path: Path, branch: str) -> Worktree:
+    """The user's branch at the base, the run's own git dirs, the work tree checked out."""
+    repo = ctx.plan.repo
+    dirs = run_git_dirs(ctx, worktree_path)
+    repo.create_branch(branch, ctx.plan.base_commit)
+    rundirs.create(
+        dirs,
+        user_objects=repo.info.common_dir / "objects",
+        branch=branch,
+        base=ctx.plan.base_commit,
+        identity=agent_git_identity(ctx),
+        remotes=repo.remotes(),
+    )
+    return Worktree(dirs, branch)
+
+
+def agent_git_identity(ctx: RunContext) -> tuple[str, str]:
+    """Who the agent's own ``git commit`` says it is: the agent, as on outloop's commits."""
+    from outloop_cli.engine.commit import agent_identity
+
+    who = agent_identity(ctx.plan.agent.label)
+    return who.name, who.email
 
 
 def _first_record(ctx: RunContext, branch: str, worktree_path: Path) -> RunRecord:

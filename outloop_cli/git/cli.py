@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from outloop_cli.errors import GitError
-from outloop_cli.process.spawn import ProgramNotFound, run_captured
+from outloop_cli.process.spawn import CommandTimedOut, ProgramNotFound, run_captured
 
 # Variables that would point git somewhere other than the directory we name
 # (set when outloop is started from a git hook, for instance).
@@ -76,12 +76,40 @@ _HARDENING = (
 )
 
 
-def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+# On a run's own git dirs, also: no system or global config (the only config is the
+# git dir's own, which outloop wrote), no attributes file, no automatic gc, no
+# submodule recursion (a `.git` planted in a submodule directory of the work tree
+# would otherwise be asked for its status with its own config)
+_ISOLATION = (
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "diff.ignoreSubmodules=all",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "status.submoduleSummary=false",
+    "-c",
+    "core.untrackedCache=true",
+)
+_ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+
+
+def git_env(extra: Mapping[str, str] | None = None, *, isolated: bool = False) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if (k in _GIT_ENV_NAMES or k.startswith(_GIT_ENV_PREFIXES)) and k not in _GIT_LOCATION_VARS
+        if (k in _GIT_ENV_NAMES or k.startswith(_GIT_ENV_PREFIXES))
+        and k not in _GIT_LOCATION_VARS
+        # config from the parent environment is the user's; a run's own git takes none
+        and not (isolated and k.startswith("GIT_CONFIG"))
     }
+    if isolated:
+        env.update(_ISOLATED_ENV)
     # never block on a prompt: outloop runs unattended
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.update(extra or {})
@@ -98,8 +126,19 @@ class Git:
     ~100 ms import off the start-up path.
     """
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(
+        self, cwd: Path, *, git_dir: Path | None = None, work_tree: Path | None = None
+    ) -> None:
+        """``git_dir`` (and ``work_tree``): address them explicitly, with isolated config.
+
+        Without them git finds the repository from ``cwd`` (the user's own
+        checkout). With them it never looks for a ``.git`` in ``cwd``: a run's
+        git dirs are named on every command from outloop's own records, so a
+        gitfile an agent rewrote cannot redirect it.
+        """
         self.cwd = cwd
+        self.git_dir = git_dir
+        self.work_tree = work_tree
 
     def run(
         self,
@@ -108,13 +147,26 @@ class Git:
         env: Mapping[str, str] | None = None,
         strip: bool = True,
         ok_codes: Sequence[int] = (0,),
+        timeout: float | None = None,
     ) -> str:
-        full_env = git_env(env)
+        isolated = self.git_dir is not None
+        full_env = git_env(env, isolated=isolated)
         data = stdin.encode() if isinstance(stdin, str) else stdin
+        where: list[str] = []
+        if self.git_dir is not None:
+            where += [f"--git-dir={self.git_dir}", *_ISOLATION]
+            if self.work_tree is not None:
+                where.append(f"--work-tree={self.work_tree}")
         try:
             done = run_captured(
-                ["git", *_HARDENING, *args], cwd=self.cwd, env=full_env, stdin_data=data
+                ["git", *where, *_HARDENING, *args],
+                cwd=self.cwd,
+                env=full_env,
+                stdin_data=data,
+                timeout=timeout,
             )
+        except CommandTimedOut:
+            raise GitError(args, f"no answer within {timeout:g} s; killed") from None
         except ProgramNotFound:
             raise GitError(
                 args, "git not found", hint="install git and make sure it is on PATH"

@@ -26,24 +26,31 @@ class ConfigGuard:
 
     @classmethod
     def capture(cls, worktree: Worktree, common_dir: Path) -> ConfigGuard:
-        worktree_git_dir = worktree.git_dir()
+        own = worktree.dirs.own
         home = Path(os.environ.get("HOME", "~")).expanduser()
         xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
         candidates = [
+            # the user's repository: config, attributes and alternates its next git reads
             common_dir / "config",
             common_dir / "config.worktree",
-            worktree_git_dir / "config.worktree",
+            common_dir / "info" / "attributes",
+            common_dir / "objects" / "info" / "alternates",
             home / ".gitconfig",
             Path(xdg) / "git" / "config",
-            # where outloop's own git looks for the repository: a gitfile pointing at
-            # a git dir of the agent's would run its filters and config outside the
-            # sandbox, and so would a worktree admin dir sent to another common dir
+            # outloop's own git dir for the run: the only config its git reads
+            own / "config",
+            own / "info" / "attributes",
+            own / "objects" / "info" / "alternates",
+            own / "HEAD",
+            # the agent's git link: outloop's git never follows it, but a changed one
+            # is tampering (the agent's git would show it someone else's repository)
             worktree.path / ".git",
-            worktree_git_dir / "commondir",
-            worktree_git_dir / "gitdir",
         ]
         files = {path: _read_or_none(path) for path in dict.fromkeys(candidates)}
-        hooks = {common_dir / "hooks": _read_dir(common_dir / "hooks")}
+        hooks = {
+            common_dir / "hooks": _read_dir(common_dir / "hooks"),
+            own / "hooks": _read_dir(own / "hooks"),
+        }
         return cls(files, hooks)
 
     def changed(self) -> list[Path]:
@@ -60,6 +67,7 @@ class ConfigGuard:
             else:
                 path.unlink(missing_ok=True)
             if data is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
         for directory, entries in self.hook_dirs.items():
             current = _read_dir(directory)

@@ -6,9 +6,9 @@ moved only if it still is where this run last left it (or does not exist
 yet, on the first push), so a push can never clobber somebody else's work,
 and an iteration that rewrote nothing never needs ``--force`` at all.
 
-Hooks are off (``--no-verify`` and an empty ``core.hooksPath``): the
-worktree shares the repository's hooks directory, which an agent could
-have written to. Tags are not followed and submodules are not pushed.
+It runs in the user's repository, after outloop imported the run's
+commits there (never from the run's work tree, whose ``.git`` file is the
+agent's). Hooks are off (``--no-verify`` and an empty ``core.hooksPath``). Tags are not followed and submodules are not pushed.
 Credentials come in ``env`` (from the broker, or ``token_auth_env``) and
 never in argv or the remote URL.
 """
@@ -25,7 +25,14 @@ from pathlib import Path
 from outloop_cli.errors import CouldNotRun, GitError, UsageError
 from outloop_cli.git.cli import Git
 
-__all__ = ["PushRejected", "PushResult", "push_branch", "remote_branch_head", "token_auth_env"]
+__all__ = [
+    "PushRejected",
+    "PushResult",
+    "has_in_history",
+    "push_branch",
+    "remote_branch_head",
+    "token_auth_env",
+]
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
@@ -111,6 +118,15 @@ def remote_branch_head(
         if ref == f"refs/heads/{branch}":
             return sha
     return ""
+
+
+def has_in_history(repo: Path, commit: str, ref: str) -> bool:
+    """Whether ``commit`` is ``ref`` or in its history (False for an unknown commit)."""
+    try:
+        Git(repo).run("merge-base", "--is-ancestor", commit, ref)
+    except GitError:
+        return False
+    return True
 
 
 def push_branch(

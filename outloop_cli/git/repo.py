@@ -10,7 +10,7 @@ from pathlib import Path
 from outloop_cli.errors import GitError, UsageError
 from outloop_cli.git import trailers
 from outloop_cli.git.cli import Git
-from outloop_cli.git.worktree import Identity, Worktree
+from outloop_cli.git.worktree import Identity
 
 FALLBACK_COMMITTER = ("outloop", "outloop@localhost")
 
@@ -101,21 +101,43 @@ class Repository:
         )
         return out or None
 
-    def add_worktree(self, path: Path, branch: str, commit: str) -> Worktree:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._git.run("worktree", "add", "--quiet", "-b", branch, str(path), commit)
-        worktree = Worktree(path, branch)
-        worktree.speed_up_status()
-        return worktree
+    def create_branch(self, branch: str, commit: str) -> None:
+        """Create the run's branch at ``commit``; it must not exist yet."""
+        self._git.run(
+            "update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", commit, ""
+        )
 
-    def reattach_worktree(self, path: Path, branch: str) -> Worktree:
-        """Recreate a removed worktree for an existing branch (resume)."""
-        self._git.run("worktree", "prune")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._git.run("worktree", "add", "--quiet", str(path), branch)
-        return Worktree(path, branch)
+    def import_branch(self, own_git_dir: Path, branch: str) -> str:
+        """Bring the run's branch from outloop's git dir into this repository; its new head.
+
+        Only ever a fast-forward of the user's ref (someone else moving it is
+        not overwritten), objects checked as they come in, no tags, no
+        submodules, nothing written to FETCH_HEAD. The source is outloop's own
+        git dir, never the agent's.
+        """
+        ref = f"refs/heads/{branch}"
+        self._git.run(
+            "-c",
+            "transfer.fsckObjects=true",
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "fetch.writeCommitGraph=false",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--",
+            str(own_git_dir),
+            f"{ref}:{ref}",
+        )
+        return self._git.run("rev-parse", "--verify", ref)
 
     def remove_worktree(self, path: Path) -> None:
+        """Remove a worktree of the older layout (``git worktree add``, before private git dirs)."""
         if path.exists():
             self._git.run("worktree", "remove", "--force", "--force", str(path))
         self._git.run("worktree", "prune")
@@ -132,6 +154,15 @@ class Repository:
 
     def remote_url(self, name: str = "origin") -> str | None:
         return self._config(f"remote.{name}.url")
+
+    def remotes(self) -> dict[str, str]:
+        """Each remote's (first) URL, by name."""
+        found: dict[str, str] = {}
+        for remote in self._git.run("remote").split():
+            urls = self._git.run("remote", "get-url", remote, ok_codes=(0, 2, 128))
+            if urls:
+                found[remote] = urls.splitlines()[0]
+        return found
 
     def remote_urls(self) -> list[str]:
         """Every URL of every remote, in git's order."""

@@ -73,7 +73,7 @@ class CommitTrailers:
 
 
 def read(
-    cwd: Path,
+    cwd: Path | Git,
     revisions: Sequence[str],
     keys: Sequence[str],
     *,
@@ -83,7 +83,8 @@ def read(
     """The trailers ``keys`` of every commit in ``git log <revisions>``."""
     fields = ["%H", *(f"%(trailers:key={key},valueonly,separator=%x1d)" for key in keys)]
     flags = [*(["--reverse"] if reverse else []), *(["--first-parent"] if first_parent else [])]
-    out = Git(cwd).run("log", *flags, "--format=" + _FIELD.join(fields) + _RECORD, *revisions, "--")
+    git = cwd if isinstance(cwd, Git) else Git(cwd)
+    out = git.run("log", *flags, "--format=" + _FIELD.join(fields) + _RECORD, *revisions, "--")
     commits = []
     for entry in out.split(_RECORD):
         parts = entry.strip("\n").split(_FIELD)

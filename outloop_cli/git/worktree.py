@@ -1,4 +1,9 @@
-"""The run's own checkout: what changed, a snapshot as a tree, a commit, a restore."""
+"""The run's own checkout: what changed, a snapshot as a tree, a commit, a restore.
+
+Every command here runs on outloop's own git dir for the run, named
+explicitly with the work tree (:mod:`outloop_cli.git.rundirs`): the work
+tree's ``.git`` file is the agent's and is never followed.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outloop_cli.errors import GitError
-from outloop_cli.git.cli import Git
+from outloop_cli.git import rundirs, trailers
+from outloop_cli.git.rundirs import RunGitDirs
+
+# reading the agent's objects: a store made to be slow must not stall the run
+_AGENT_OBJECTS_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Snapshot:
     """What an agent changed, staged as a tree but not yet committed."""
 
     tree: str
+    # the commit's parent: outloop's last commit, or the agent's last own commit on top of it
     parent: str
     changed: tuple[str, ...]
     # paths left out because they are larger than allowed, with their size
@@ -48,13 +58,78 @@ class Snapshot:
 class Worktree:
     """The run's own checkout; the only place where outloop writes files."""
 
-    def __init__(self, path: Path, branch: str) -> None:
-        self.path = path
+    def __init__(self, dirs: RunGitDirs, branch: str) -> None:
+        self.dirs = dirs
+        self.path = dirs.work_tree
         self.branch = branch
-        self._git = Git(path)
+        self._git = dirs.git()
 
     def head(self) -> str:
-        return self._git.run("rev-parse", "HEAD")
+        """outloop's last commit on the run's branch."""
+        return self._git.run("rev-parse", "--verify", f"refs/heads/{self.branch}^{{commit}}")
+
+    def agent_commits(self) -> list[str]:
+        """The commits the agent made itself on top of outloop's last one, oldest first.
+
+        Their objects are copied from the agent's git dir into outloop's (read
+        through an alternate for this one command, never written there). A
+        branch that is not a descendant of outloop's last commit (reset,
+        rebased, another branch) gives nothing: only the work tree is kept then.
+        """
+        head = rundirs.agent_head(self.dirs, self.branch)
+        last = self.head()
+        if head is None or head == last:
+            return []
+        env = rundirs.agent_objects_env(self.dirs)
+        if env is None:
+            return []
+        limit = _AGENT_OBJECTS_TIMEOUT
+        try:
+            self._git.run("merge-base", "--is-ancestor", last, head, env=env, timeout=limit)
+            listed = self._git.run(
+                "rev-list", "--reverse", "--first-parent", f"{last}..{head}", env=env, timeout=limit
+            ).split()
+            # only a straight line of commits on top of ours: a merge could bring anything in
+            merges = self._git.run(
+                "rev-list", "--min-parents=2", "--count", f"{last}..{head}", env=env, timeout=limit
+            )
+            if merges != "0":
+                return []
+            pack = self.dirs.own / "objects" / "pack" / "pack"
+            self._git.run(
+                "pack-objects",
+                "--revs",
+                "--quiet",
+                str(pack),
+                stdin=f"{head}\n^{last}\n",
+                env=env,
+                timeout=limit,
+            )
+        except GitError:
+            return []
+        return listed
+
+    def commit_message_of(self, sha: str) -> bytes:
+        """The raw commit object (headers and message) of a commit in outloop's git dir."""
+        return self._git.run("cat-file", "commit", sha, strip=False).encode(
+            errors="surrogateescape"
+        )
+
+    def commit_files(self, sha: str) -> list[tuple[str, bytes]]:
+        """Each path a commit added or changed (against its first parent), with the blob."""
+        out = self._git.run(
+            "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--root", sha, strip=False
+        )
+        fields = out.split("\0")
+        found: list[tuple[str, bytes]] = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.lstrip(":").split(" ")
+            if len(parts) < 5 or parts[4].startswith("D") or parts[1] == "160000":
+                found.append((path, b""))
+                continue
+            blob = self._git.run("cat-file", "blob", parts[3], strip=False)
+            found.append((path, blob.encode(errors="surrogateescape")))
+        return found
 
     def is_ancestor(self, commit: str, ref: str) -> bool:
         """Whether ``commit`` is ``ref`` or in its history (False for an unknown commit)."""
@@ -65,9 +140,15 @@ class Worktree:
             return False
         return True
 
+    def trailers(
+        self, revisions: Sequence[str], keys: Sequence[str], *, reverse: bool = False
+    ) -> list[trailers.CommitTrailers]:
+        """The trailers of commits in outloop's git dir (all of the run's, imported or not)."""
+        return trailers.read(self._git, revisions, keys, reverse=reverse, first_parent=True)
+
     def git_dir(self) -> Path:
-        """This worktree's own git directory (``<common dir>/worktrees/<name>``)."""
-        return Path(self._git.run("rev-parse", "--absolute-git-dir"))
+        """outloop's own git dir for the run."""
+        return self.dirs.own
 
     def has_tree(self, sha: str) -> bool:
         """Whether ``sha`` names a tree object in the repository."""
@@ -87,7 +168,13 @@ class Worktree:
     def changes(self) -> list[Change]:
         """Every path that differs from HEAD, untracked files included, ignored ones not."""
         out = self._git.run(
-            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", strip=False
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--ignore-submodules=all",
+            strip=False,
         )
         changes = []
         for entry in out.split("\0"):
@@ -95,9 +182,15 @@ class Worktree:
                 changes.append(Change(path=entry[3:], status=entry[:2]))
         return changes
 
-    def snapshot(self, changes: Sequence[Change], *, max_file_size: int) -> Snapshot:
-        """Stage the given changes (minus oversized files) and write them as a tree."""
-        parent = self.head()
+    def snapshot(
+        self, changes: Sequence[Change], *, max_file_size: int, parent: str | None = None
+    ) -> Snapshot:
+        """Stage the given changes (minus oversized files) and write them as a tree.
+
+        ``parent`` is the agent's own last commit when it made some (already
+        scanned); what changed is always counted against outloop's last commit.
+        """
+        head = self.head()
         skipped: dict[str, int] = {}
         to_stage: list[str] = []
         for change in changes:
@@ -122,11 +215,11 @@ class Worktree:
         tree = self._git.run("write-tree")
         # git may have staged nothing new (e.g. only mode noise); ask it what really changed
         changed = self._git.run(
-            "diff", "--cached", "--name-only", "-z", "--no-renames", parent, strip=False
+            "diff", "--cached", "--name-only", "-z", "--no-renames", head, strip=False
         )
         return Snapshot(
             tree=tree,
-            parent=parent,
+            parent=parent or head,
             changed=tuple(p for p in changed.split("\0") if p),
             skipped=skipped,
         )
@@ -165,19 +258,17 @@ class Worktree:
             "GIT_COMMITTER_NAME": committer.name,
             "GIT_COMMITTER_EMAIL": committer.email,
         }
+        head = self.head()
         sha = self._git.run(
             "commit-tree", snapshot.tree, "-p", snapshot.parent, "-F", "-", stdin=message, env=env
         )
         # the old value guards against anything else having moved our branch meanwhile
         self._git.run(
-            "update-ref",
-            "-m",
-            "outloop: iteration",
-            f"refs/heads/{self.branch}",
-            sha,
-            snapshot.parent,
+            "update-ref", "-m", "outloop: iteration", f"refs/heads/{self.branch}", sha, head
         )
-        # HEAD is the branch (symbolic), so the index already matches the new commit.
+        # HEAD is the branch (symbolic), so the index already matches the new commit;
+        # the agent's git goes on from it
+        rundirs.sync_agent(self.dirs, self.branch, sha)
         return sha
 
     def restore(self, keep: Iterable[str] = ()) -> list[str]:
@@ -218,43 +309,22 @@ def _remove_empty_parents(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def repair_git_links(path: Path, common_dir: Path) -> list[Path]:
-    """Put back the files that tell git where a run's worktree belongs; return those changed.
+def repair_git_link(dirs: RunGitDirs) -> bool:
+    """Put back the work tree's ``.git`` file (pointing at the agent's git dir); True if changed.
 
-    Written without running git: a ``.git`` file rewritten to point at a git dir
-    of the agent's (left by a turn that crashed before the guard could look)
-    would make outloop's next git command read that git dir's config and run
-    its filters. The admin dir is ``<common dir>/worktrees/<run id>``, where
-    ``git worktree add`` put it; when it is not there, nothing is touched.
+    outloop's own git never follows it, but the agent's git does: a link left
+    pointing at a git dir of someone else's (by a turn that crashed before the
+    guard could look) is put back before the run goes on.
     """
-    admin = common_dir / "worktrees" / path.name
-    if not admin.is_dir():
-        return []
-    wanted = {
-        path / ".git": f"gitdir: {admin}\n",
-        admin / "commondir": "../..\n",
-        admin / "gitdir": f"{path / '.git'}\n",
-    }
-    changed = []
-    for file, text in wanted.items():
-        if _points_to(file, text, relative_to=admin):
-            continue
-        if file.is_dir() and not file.is_symlink():
-            shutil.rmtree(file)
-        else:
-            file.unlink(missing_ok=True)
-        file.write_text(text)
-        changed.append(file)
-    return changed
-
-
-def _points_to(file: Path, wanted: str, *, relative_to: Path) -> bool:
-    """Whether ``file`` names the same place as ``wanted`` (spelled alike or not)."""
-    if file.is_symlink() or not file.is_file():
-        return False
-    try:
-        have = file.read_text().strip().removeprefix("gitdir:").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    want = wanted.strip().removeprefix("gitdir:").strip()
-    return (relative_to / have).resolve() == (relative_to / want).resolve()
+    gitfile = dirs.work_tree / ".git"
+    if not gitfile.is_symlink() and gitfile.is_file():
+        try:
+            if gitfile.read_text() == dirs.gitfile_text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+    if gitfile.is_dir() and not gitfile.is_symlink():
+        shutil.rmtree(gitfile)
+    gitfile.unlink(missing_ok=True)
+    gitfile.write_text(dirs.gitfile_text)
+    return True

@@ -7,10 +7,10 @@ What the sandbox takes away from the agent, and why:
 * the user's files: ``$HOME``, ``/tmp`` and ``/run`` are empty tmpfs (no
   keyring files, no ssh keys, no D-Bus session socket path), and outloop's
   own state and config directories are hidden when they live elsewhere;
-* the repository's control files: the git directory is writable (objects,
-  the worktree's index and HEAD) but ``hooks/``, ``config`` and outloop's run
-  records (audit log included) are read-only, so the agent can neither plant
-  a hook the user would run later nor rewrite the record of what it did;
+* the user's repository: only its objects are shown, read-only, and the
+  agent's own private git dir is the one writable git dir (:func:`git_dir_args`),
+  so no branch, tag, reflog, stash, config or hook of the user's (nor of a
+  submodule's git dir) can be changed, nor outloop's run records;
 * the terminal: ``--new-session`` stops TIOCSTI keystroke injection;
 * root: its own user namespace with every capability dropped, and no nested
   user namespace, so an agent run as root cannot unmount a read-only bind.
@@ -30,6 +30,7 @@ import functools
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
@@ -62,7 +63,7 @@ def wrap(
     *,
     bwrap: str,
     worktree: Path,
-    git_dir: Path,
+    git: GitMounts,
     writable: Sequence[Path] = (),
     hidden: Sequence[Path] = (),
     path_env: str | None = None,
@@ -80,7 +81,6 @@ def wrap(
     inside: the access proxy, the egress proxy.
     """
     worktree = worktree.resolve()
-    git_dir = git_dir.resolve()
     args = [
         bwrap,
         "--die-with-parent",
@@ -114,11 +114,7 @@ def wrap(
     ]
     for path in _existing(hidden):
         args += ["--tmpfs", str(path)]
-    args += ["--bind", str(git_dir), str(git_dir)]
-    for name in ("hooks", "config", "outloop", "info"):
-        target = git_dir / name
-        if target.exists():
-            args += ["--ro-bind", str(target), str(target)]
+    args += git_dir_args(git)
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command)]
     if relays:
@@ -134,6 +130,30 @@ def wrap(
     for path in _existing([*writable, worktree]):
         args += ["--bind", str(path), str(path)]
     args += ["--chdir", str(worktree), "--", *command]
+    return args
+
+
+@dataclass(frozen=True)
+class GitMounts:
+    """The git dirs the agent's git needs: objects to read, its own git dir to write."""
+
+    # the user's object store (and the stores it borrows from), outloop's for the run
+    read_only: tuple[Path, ...]
+    # the agent's private git dir: its refs, index, config, hooks and new objects
+    writable: Path
+
+
+def git_dir_args(git: GitMounts) -> list[str]:
+    """Bind the object stores read-only and the agent's git dir read-write, nothing else.
+
+    Everything else of the user's git directory stays as the rest of the file
+    system shows it (read-only, or not at all).
+    """
+    args: list[str] = []
+    for path in _existing(git.read_only):
+        args += ["--ro-bind", str(path), str(path)]
+    agent = git.writable.resolve()
+    args += ["--bind", str(agent), str(agent)]
     return args
 
 

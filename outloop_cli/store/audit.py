@@ -36,9 +36,10 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,11 +188,40 @@ def _seq_of(line: bytes, path: Path) -> int:
         ) from None
 
 
+Seal = Callable[[bytes], str]
+MacCheck = Callable[[bytes, str], bool]
+# a sealed line ends with its MAC, over the line as it was before the MAC was added
+_MAC_TAIL = re.compile(rb', "mac": "([0-9a-f]{64})"\}$')
+
+
+def seal_line(body: bytes, seal: Seal) -> bytes:
+    """``body`` (one JSON object) with ``"mac"`` added as its last member."""
+    return body[:-1] + b', "mac": "' + seal(body).encode() + b'"}'
+
+
+def unsealed(text: bytes) -> tuple[bytes, str] | None:
+    """(the line as it was sealed, its MAC); None when the line carries no MAC."""
+    match = _MAC_TAIL.search(text)
+    if match is None:
+        return None
+    return text[: match.start()] + b"}", match.group(1).decode()
+
+
 class AuditLog:
-    def __init__(self, path: Path, run_id: str, limits: AuditLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        limits: AuditLimits = DEFAULT_LIMITS,
+        *,
+        seal: Seal | None = None,
+    ) -> None:
         self.path = path
         self.run_id = run_id
         self.limits = limits
+        # a MAC with the run's key on every line: a chain recomputed by someone without
+        # the key (an agent outside a sandbox rewriting the log) no longer verifies
+        self._seal = seal
         # the chain's head after this object's last append, so callers need not read it back
         self.last_head: ChainHead | None = None
         self._lock = threading.Lock()
@@ -319,7 +349,10 @@ class AuditLog:
                     **fields,
                     "prev": prev,
                 }
-                line = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode() + b"\n"
+                body = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode()
+                if self._seal is not None:
+                    body = seal_line(body, self._seal)
+                line = body + b"\n"
                 handle.write(line)
                 self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
                 handle.flush()
@@ -420,6 +453,7 @@ def verify(
     checkpoints: Sequence[Checkpoint] = (),
     run_id: str | None = None,
     final: Checkpoint | None = None,
+    check_mac: MacCheck | None = None,
 ) -> VerifyResult:
     """Check every link of the chain, then every head kept elsewhere.
 
@@ -444,10 +478,42 @@ def verify(
     if final is not None:
         marks.append(final)
     failure = _check_marks(lines, marks) or _check_closed(lines, final)
+    # last: the heads kept elsewhere name what went wrong more exactly when they see it;
+    # the MAC catches what they cannot, a log rewritten with everything recomputed
+    if failure is None and check_mac is not None:
+        failure = _check_macs(lines, check_mac)
     if failure is not None:
         bad_line, reason = failure
         return VerifyResult(False, len(lines), head, bad_line, reason)
     return VerifyResult(True, len(lines), head)
+
+
+def _check_macs(lines: Sequence[AuditLine], check: MacCheck) -> tuple[int, str] | None:
+    """The first line whose MAC is missing or wrong under the run's key."""
+    for line in lines:
+        found = unsealed(line.raw.rstrip(b"\n"))
+        if found is None:
+            return line.number, (
+                f"line {line.number} carries no MAC of the run's key: it was written "
+                "outside outloop"
+            )
+        body, mac = found
+        if not check(body, mac):
+            return line.number, (
+                f"line {line.number}'s MAC does not match the run's key: the log was "
+                "rewritten outside outloop (a recomputed chain included)"
+            )
+    return None
+
+
+def sealed(path: Path) -> bool:
+    """Whether the log's first line carries a MAC (logs of older outloops do not)."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline().rstrip(b"\n")
+    except OSError:
+        return False
+    return unsealed(first) is not None
 
 
 def _check_links(lines: Sequence[AuditLine], run_id: str | None) -> tuple[int, str] | None:

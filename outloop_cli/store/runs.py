@@ -59,6 +59,16 @@ class RunPaths:
         return self.root / "lock"
 
     @property
+    def own_git_dir(self) -> Path:
+        """outloop's own git dir for the run (its index, branch and commits)."""
+        return self.root / "git"
+
+    @property
+    def agent_git_dir(self) -> Path:
+        """The agent's private git dir, which the work tree's ``.git`` file names."""
+        return self.root / "agent.git"
+
+    @property
     def run_id(self) -> str:
         return self.root.name
 

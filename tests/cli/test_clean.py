@@ -121,9 +121,12 @@ def test_clean_removes_finished_worktrees_and_never_touches_a_running_run(
         assert runner.poll() is None
         assert _branches(repo) == branches_before
         assert set(_records(repo)) == {*finished, running_id}
-        listed = _worktrees(repo)
-        assert [Path(w["worktree"]) for w in listed] == [repo, Path(running["worktree"])]
-        assert not any("prunable" in w for w in listed)
+        # runs have git dirs of their own: git knows no worktree of theirs in the user's repo
+        assert [Path(w["worktree"]) for w in _worktrees(repo)] == [repo]
+        for run_id in finished:
+            assert not (runs_dir(repo) / run_id / "agent.git").exists()
+            assert (runs_dir(repo) / run_id / "git" / "HEAD").is_file()
+        assert (runs_dir(repo) / running_id / "agent.git").is_dir()
     finally:
         runner.kill()
         runner.communicate(timeout=30)
@@ -166,6 +169,8 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
     dry = _cli(repo, "clean", "--all", "--dry-run")
     assert dry.returncode == 0
     assert "would remove" in dry.stderr and "and its record" in dry.stderr
+    for record in records.values():
+        assert f"worktree {record['worktree']} and its record" in dry.stderr
     assert _records(repo) == records
 
     done = _cli(repo, "clean", "--all", stdin="y\n")
@@ -191,20 +196,37 @@ def test_clean_all_yes_skips_the_question(make_repo: RepoFactory) -> None:
     assert _records(repo) == {}
 
 
-def test_clean_prunes_worktrees_deleted_by_hand(make_repo: RepoFactory) -> None:
+def test_clean_removes_the_agents_git_dir_of_a_worktree_deleted_by_hand(
+    make_repo: RepoFactory,
+) -> None:
     import shutil
 
     repo = make_repo(
         {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))}
     )
     assert run_cli(repo, "run", "fix").returncode == 0
-    [record] = _records(repo).values()
+    [(run_id, record)] = _records(repo).items()
     shutil.rmtree(record["worktree"])
+    done = _cli(repo, "clean")
+    assert done.returncode == 0, done.stderr
+    assert not (runs_dir(repo) / run_id / "agent.git").exists()
+    assert git(repo, "rev-parse", "--verify", record["branch"]).strip()
+
+
+def test_clean_prunes_worktrees_of_the_older_layout_deleted_by_hand(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # a run of an older outloop had a `git worktree add` checkout
+    repo = make_repo({"a.txt": "a\n"})
+    old = tmp_path / "old-worktree"
+    git(repo, "worktree", "add", "-q", "-b", "outloop/old", str(old))
+    import shutil
+
+    shutil.rmtree(old)
     assert any("prunable" in w for w in _worktrees(repo))
     done = _cli(repo, "clean")
     assert done.returncode == 0, done.stderr
     assert [Path(w["worktree"]) for w in _worktrees(repo)] == [repo]
-    assert git(repo, "rev-parse", "--verify", record["branch"]).strip()
 
 
 def test_clean_leaves_alone_a_recorded_path_that_is_not_a_worktree(
@@ -230,3 +252,27 @@ def test_clean_leaves_alone_a_recorded_path_that_is_not_a_worktree(
         assert run_id in _records(repo)
     # the real worktree is no one's now: git still knows it, and prunes nothing it should not
     assert Path(record["worktree"]).is_dir()
+
+
+def test_a_cleaned_run_resumes_with_git_dirs_found_from_its_records(
+    make_repo: RepoFactory,
+) -> None:
+    repo = make_repo(
+        {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(2))}
+    )
+    assert run_cli(repo, "run", "fix", "--max-iterations", "1").returncode == 1
+    [(run_id, record)] = _records(repo).items()
+    assert _cli(repo, "clean").returncode == 0
+    assert not Path(record["worktree"]).exists()
+
+    done = run_cli(repo, "resume", run_id, "--max-iterations", "3")
+
+    assert done.returncode == 0, done.stderr
+    worktree = Path(record["worktree"])
+    # the worktree and the agent's git dir came back from outloop's own git dir
+    assert (worktree / ".git").read_text() == f"gitdir: {runs_dir(repo) / run_id / 'agent.git'}\n"
+    assert git(worktree, "log", "-1", "--format=%H") == git(
+        repo, "log", "-1", "--format=%H", record["branch"]
+    )
+    assert git(worktree, "status", "--porcelain") == ""
+    assert _records(repo)[run_id]["stop_reason"] == "goal_met"

@@ -6,13 +6,16 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from outloop_cli.engine.context import RunContext
 from outloop_cli.engine.events import Event
 from outloop_cli.engine.guards import Guards
 from outloop_cli.engine.plan import RunOptions, plan_loop
+from outloop_cli.engine.start import create_worktree
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import StopReason
-from tests.conftest import RepoFactory
+from tests.conftest import RepoFactory, git
 
 LOOP = """\
 agent:
@@ -37,7 +40,7 @@ def context(make_repo: RepoFactory, tmp_path: Path) -> tuple[RunContext, list[Ev
         interrupt=threading.Event(),
     )
     ctx.store.create(ctx.run_id)
-    ctx.worktree = repo.add_worktree(tmp_path / "wt", "outloop/test", plan.base_commit)
+    ctx.worktree = create_worktree(ctx, tmp_path / "wt", "outloop/test")
     return ctx, events
 
 
@@ -101,3 +104,63 @@ def test_a_planted_hook_is_put_back_and_stops_the_run(
     assert (event["event"], event["kind"]) == ("protected_path", "git_config")
     # put back: the next check finds nothing
     assert guards.git_config(2) is None
+
+
+def _agent_commit(ctx: RunContext, path: str, content: str | bytes, message: str) -> None:
+    """What the agent's own `git commit` does in the worktree (through its .git file)."""
+    target = ctx.worktree.path / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    git(ctx.worktree.path, "add", path)
+    git(ctx.worktree.path, "commit", "-qm", message)
+
+
+def test_the_agents_own_commits_are_built_on_once_they_pass(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    _agent_commit(ctx, "feature.py", "x = 3\n", "a feature")
+    guards = Guards(ctx)
+
+    assert guards.agent_commits(1) is None
+
+    assert guards.agent_head is not None
+    assert git(ctx.worktree.path, "log", "-1", "--format=%s", guards.agent_head) == "a feature\n"
+    [event] = audited(ctx)
+    assert (event["event"], event["count"]) == ("agent_commits", 1)
+
+
+def test_an_agent_commit_on_a_protected_path_stops_the_run(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    _agent_commit(ctx, "migrations/002.sql", "DROP TABLE users;\n", "cleanup")
+    guards = Guards(ctx)
+
+    stop = guards.agent_commits(1)
+
+    assert stop is not None and stop.reason is StopReason.PROTECTED_PATH
+    assert "migrations/002.sql" in stop.detail
+    assert guards.agent_head is None
+
+
+@pytest.mark.parametrize("kind", ["trailers", "oversized"])
+def test_agent_commits_that_forge_trailers_or_hold_a_huge_file_are_not_built_on(
+    make_repo: RepoFactory, tmp_path: Path, kind: str
+) -> None:
+    ctx, _ = context(make_repo, tmp_path)
+    if kind == "trailers":
+        # resume and `audit verify` read these: the agent must not write its own
+        _agent_commit(ctx, "a.py", "a = 1\n", "done\n\nOutloop-Run: x\nOutloop-Iteration: 9")
+    else:
+        _agent_commit(ctx, "big.bin", b"\0" * (ctx.config.commit.max_file_size + 1), "data")
+    guards = Guards(ctx)
+
+    assert guards.agent_commits(1) is None
+
+    assert guards.agent_head is None
+    [event] = audited(ctx)
+    assert event["event"] == "agent_commits_not_kept"

@@ -32,6 +32,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.fakes.accept_loop import AcceptLoop
+
 # pause between pieces that must arrive in separate reads on the other side
 _GAP = 0.05
 
@@ -256,7 +258,7 @@ class ReflectingUpstream:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(64)
         self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._loop = AcceptLoop(self._sock, self._serve_in_thread)
 
     @property
     def url(self) -> str:
@@ -267,13 +269,8 @@ class ReflectingUpstream:
         with self._state.lock:
             return list(self._state.seen)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _serve_in_thread(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -303,11 +300,11 @@ class ReflectingUpstream:
             conn.close()
 
     def __enter__(self) -> ReflectingUpstream:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._sock.close()
+        self._loop.stop()
 
 
 __all__ = ["ADMIN", "MODES", "ReflectingUpstream", "Seen", "effective_path", "key_of"]

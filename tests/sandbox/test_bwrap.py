@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from outloop_cli.sandbox.bwrap import wrap
+from outloop_cli.sandbox.bwrap import GitMounts, wrap
 
 
 def _bound(args: list[str]) -> set[str]:
@@ -27,7 +27,7 @@ def test_a_program_straight_in_home_bin_does_not_bring_home_back(tmp_path: Path)
         ["/bin/sh", "-c", f"{tool} --fast"],
         bwrap="bwrap",
         worktree=tmp_path,
-        git_dir=tmp_path,
+        git=GitMounts((), tmp_path),
         hidden=[home],
         shell_command=f"{tool} --fast",
     )
@@ -44,7 +44,7 @@ def test_programs_named_in_a_goal_script_stay_visible(tmp_path: Path) -> None:
         ["/bin/sh", "-c", script],
         bwrap="bwrap",
         worktree=tmp_path,
-        git_dir=tmp_path,
+        git=GitMounts((), tmp_path),
         hidden=[home],
         shell_command=script,
     )
@@ -61,7 +61,7 @@ def test_an_unparsable_script_still_gives_a_sandbox(tmp_path: Path) -> None:
         ["/bin/sh", "-c", "echo 'unterminated"],
         bwrap="bwrap",
         worktree=tmp_path,
-        git_dir=tmp_path,
+        git=GitMounts((), tmp_path),
         shell_command="echo 'unterminated",
     )
     assert args[0] == "bwrap"

@@ -42,7 +42,8 @@ ATTACKS = {
     "helper_injection": "goal_met",
     "keyring_and_home_files": "goal_met",
     "edit_the_loop_file": "protected_path",
-    "insteadof": "protected_path",
+    # in the agent's own git config, which outloop's git never reads: nothing to stop
+    "insteadof": "goal_met",
 }
 
 

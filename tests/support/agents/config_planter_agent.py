@@ -2,6 +2,9 @@
 
 Argument: what to plant — fsmonitor | hook | global | filter. The planted program
 writes the environment it sees to PWNED (an absolute path, the second argument).
+The third argument is the git dir to plant it in: a path, ``run`` for outloop's
+own git dir of this run (next to its records), or ``own`` (the default) for the
+one the worktree's ``.git`` names, which is the agent's own.
 """
 
 import os
@@ -15,15 +18,24 @@ script = Path(pwned + ".sh")
 script.write_text(f"#!/bin/sh\nenv > {pwned}\ncat\n")
 script.chmod(script.stat().st_mode | stat.S_IEXEC)
 Path("innocent.txt").write_text("a change to commit\n")
-git_dir = Path(
+where = sys.argv[3] if len(sys.argv) > 3 else "own"
+own = Path(
     subprocess.run(
         ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
     ).stdout.strip()
 ).resolve()
+if where == "own":
+    git_dir = own
+elif where == "run":
+    # outloop's git dir for the run sits beside the agent's, in the run's directory
+    git_dir = own.parent / "git"
+else:
+    git_dir = Path(where)
+config = ["git", "config", "--file", str(git_dir / "config")]
 if what == "fsmonitor":
-    subprocess.run(["git", "config", "core.fsmonitor", str(script)], check=True)
+    subprocess.run([*config, "core.fsmonitor", str(script)], check=True)
 elif what == "filter":
-    subprocess.run(["git", "config", "filter.evil.clean", str(script)], check=True)
+    subprocess.run([*config, "filter.evil.clean", str(script)], check=True)
     Path(".gitattributes").write_text("*.txt filter=evil\n")
 elif what == "global":
     home = Path(os.environ["HOME"])

@@ -27,8 +27,15 @@ for entry in os.listdir("/proc"):
         except OSError:
             pass
 try:
-    gitfile = Path(".git").read_text().split("gitdir:", 1)[1].strip()
-    hook = Path(gitfile).parent.parent / "hooks" / "post-checkout"
+    gitdir = Path(Path(".git").read_text().split("gitdir:", 1)[1].strip())
+    # the user's repository: whose objects the run's git dir borrows (or, for a
+    # `git worktree add` checkout, the common dir two levels up)
+    alternates = gitdir / "objects" / "info" / "alternates"
+    if alternates.exists():
+        common = Path(alternates.read_text().splitlines()[0]).parent
+    else:
+        common = gitdir.parent.parent
+    hook = common / "hooks" / "post-checkout"
     hook.write_text("#!/bin/sh\necho pwned\n")
     hook.chmod(0o755)
     found["hook_planted"] = True

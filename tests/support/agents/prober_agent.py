@@ -37,7 +37,13 @@ def try_write(path: str) -> bool:
         return False
 
 
-git_dir = Path(os.popen("git rev-parse --git-common-dir").read().strip()).resolve()
+own_git_dir = Path(os.popen("git rev-parse --git-common-dir").read().strip()).resolve()
+# the user's repository: the one whose objects the agent's git dir borrows
+try:
+    alternates = (own_git_dir / "objects" / "info" / "alternates").read_text()
+    git_dir = Path(alternates.splitlines()[0]).parent
+except (OSError, IndexError):
+    git_dir = own_git_dir
 found["hook_written"] = try_write(str(git_dir / "hooks" / "post-checkout"))
 audit = sorted((git_dir / "outloop" / "runs").glob("*/audit.jsonl"))
 

@@ -1,4 +1,8 @@
-"""Attacker agent: as root, unmount the read-only binds over the repository's hooks and write one.
+"""Attacker agent: as root, unmount a read-only bind of the repository and write through it.
+
+The directory is argv[1] (the user's object store, which the run's sandbox
+binds read-only), else the hooks of the common dir the worktree's ``.git``
+file names (a `git worktree add` checkout, the older layout).
 
 Also tries to win capabilities back (``unshare -r``) and to remount the bind
 read-write. Prints one JSON line: what worked. Used both by a real `outloop
@@ -11,8 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-gitfile = Path(".git").read_text().split("gitdir:", 1)[1].strip()
-hooks = Path(gitfile).parent.parent / "hooks"
+if len(sys.argv) > 1:
+    hooks = Path(sys.argv[1])
+else:
+    gitfile = Path(".git").read_text().split("gitdir:", 1)[1].strip()
+    hooks = Path(gitfile).parent.parent / "hooks"
 
 
 def attempt(*argv: str) -> bool:

@@ -1,0 +1,254 @@
+"""A run's two git dirs: outloop's own, and the agent's private one.
+
+The user's repository is never the agent's. Each run gets
+
+* **outloop's git dir** (``RunGitDirs.own``): the run's index, its branch and
+  its commits. Every git command outloop runs for the run names it and the
+  work tree explicitly (:class:`~outloop_cli.git.cli.Git` with ``git_dir``),
+  with no system or global config, so nothing the agent wrote (the work tree's
+  ``.git`` file, a config, an attributes file) decides which repository or
+  which config outloop's git uses. The sandbox does not show it writable.
+* **the agent's git dir** (``RunGitDirs.agent``): what the work tree's ``.git``
+  file points at, so ``git log``, ``diff``, ``blame`` and ``commit`` work
+  inside the sandbox. Its refs, index, config and hooks are its own; its
+  objects borrow the user's and outloop's read-only (``objects/info/alternates``).
+  outloop reads only two things from it, by hand and never through git with
+  its config: where its branch points, and the objects of the commits the
+  agent made (copied into outloop's git dir, then scanned).
+
+Both borrow the user's objects through ``objects/info/alternates``; the run's
+commits reach the user's repository only when outloop imports them
+(:meth:`~outloop_cli.git.repo.Repository.import_branch`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from outloop_cli.errors import GitError
+from outloop_cli.git.cli import Git
+
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class UnsafeGitDir(GitError):
+    """A path in the agent's git dir that outloop must write is a link or not a directory."""
+
+
+@dataclass(frozen=True)
+class RunGitDirs:
+    """Where a run's git dirs and work tree are; all three come from outloop's records."""
+
+    own: Path
+    agent: Path
+    work_tree: Path
+
+    def git(self) -> Git:
+        """outloop's git for this run: its own git dir and the work tree, named explicitly."""
+        return Git(self.work_tree, git_dir=self.own, work_tree=self.work_tree)
+
+    @property
+    def gitfile_text(self) -> str:
+        return f"gitdir: {self.agent}\n"
+
+
+def create(
+    dirs: RunGitDirs,
+    *,
+    user_objects: Path,
+    branch: str,
+    base: str,
+    identity: tuple[str, str] | None = None,
+    remotes: Mapping[str, str] | None = None,
+) -> None:
+    """Make both git dirs at ``base`` on ``branch`` and check ``base`` out into the work tree.
+
+    ``identity`` (name, email) is what the agent's own ``git commit`` signs with;
+    ``remotes`` (name → URL) are the user's, so ``git fetch origin`` works for
+    the agent too: a URL with a user name or password in it is left out.
+    """
+    dirs.work_tree.mkdir(parents=True, exist_ok=False)
+    _init(dirs.own, [user_objects], branch)
+    _init(dirs.agent, [user_objects, dirs.own / "objects"], branch)
+    if identity is not None:
+        _set_identity(dirs.agent, identity)
+    agent_config = Git(dirs.agent, git_dir=dirs.agent)
+    for name, url in (remotes or {}).items():
+        if "@" in url.partition("://")[2].partition("/")[0] and "://" in url:
+            continue
+        agent_config.run("config", f"remote.{name}.url", url)
+        agent_config.run("config", f"remote.{name}.fetch", f"+refs/heads/*:refs/remotes/{name}/*")
+    git = dirs.git()
+    git.run("update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", base, "")
+    # no filters can run here: the only config is the one written above
+    git.run("read-tree", "--reset", "-u", "HEAD")
+    git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
+    sync_agent(dirs, branch, base)
+
+
+def recreate_work_tree(
+    dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None
+) -> None:
+    """A work tree deleted by hand (or by ``outloop clean``): check the branch out again."""
+    dirs.work_tree.mkdir(parents=True, exist_ok=False)
+    git = dirs.git()
+    git.run("read-tree", "--reset", "-u", f"refs/heads/{branch}")
+    if not dirs.agent.is_dir():
+        recreate_agent(dirs, branch, identity)
+    sync_agent(dirs, branch, git.run("rev-parse", "--verify", f"refs/heads/{branch}"))
+
+
+def _set_identity(agent: Path, identity: tuple[str, str]) -> None:
+    config = Git(agent, git_dir=agent)
+    config.run("config", "user.name", identity[0])
+    config.run("config", "user.email", identity[1])
+
+
+def recreate_agent(dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None) -> None:
+    """The agent's git dir again (removed by ``outloop clean``), borrowing the same objects."""
+    alternates = (dirs.own / "objects" / "info" / "alternates").read_text().splitlines()
+    _init(dirs.agent, [Path(alternates[0]), dirs.own / "objects"], branch)
+    if identity is not None:
+        _set_identity(dirs.agent, identity)
+
+
+def _init(git_dir: Path, alternates: list[Path], branch: str) -> None:
+    """An empty git dir of the run's (no template, so no sample hooks) borrowing ``alternates``."""
+    git_dir.parent.mkdir(parents=True, exist_ok=True)
+    git = Git(git_dir.parent, git_dir=git_dir)
+    git.run("init", "--quiet", "--bare", "--template=")
+    git.run("config", "core.bare", "false")
+    info = git_dir / "objects" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "alternates").write_text("".join(f"{p.resolve()}\n" for p in alternates))
+    (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+
+
+def owns_work_tree(dirs: RunGitDirs) -> bool:
+    """Whether ``dirs.work_tree`` is this run's: outloop's git dir is there and the link names it."""
+    if not (dirs.own / "HEAD").is_file():
+        return False
+    data = _read_regular(dirs.work_tree / ".git")
+    return data is not None and data.decode(errors="replace") == dirs.gitfile_text
+
+
+def remove_work_tree(dirs: RunGitDirs) -> None:
+    """Delete the work tree and the agent's git dir; outloop's git dir keeps the run's commits."""
+    for path in (dirs.work_tree, dirs.agent):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+
+
+def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
+    """Put the agent's git on outloop's last commit: HEAD, branch, index and the gitfile.
+
+    Written without git (the agent's config is the agent's): each file is
+    unlinked and created anew, never followed through a link, and a link or
+    file where a directory should be is refused.
+    """
+    if not _SHA_RE.match(sha):
+        raise ValueError(f"not a full commit id: {sha!r}")
+    _write_new(dirs.agent, "HEAD", f"ref: refs/heads/{branch}\n".encode())
+    _write_new(dirs.agent, f"refs/heads/{branch}", f"{sha}\n".encode())
+    # outloop's index matches the commit it just made (and the work tree's files)
+    _write_new(dirs.agent, "index", (dirs.own / "index").read_bytes())
+    gitfile = dirs.work_tree / ".git"
+    if gitfile.is_dir() and not gitfile.is_symlink():
+        shutil.rmtree(gitfile)
+    gitfile.unlink(missing_ok=True)
+    _create(gitfile, dirs.gitfile_text.encode())
+
+
+def agent_head(dirs: RunGitDirs, branch: str) -> str | None:
+    """Where the agent's branch points (read by hand), or None when it is not on it."""
+    head = _read_regular(dirs.agent / "HEAD")
+    if head is None or head.strip() != f"ref: refs/heads/{branch}".encode():
+        return None
+    ref = f"refs/heads/{branch}"
+    loose = _read_regular(dirs.agent / ref)
+    if loose is not None:
+        sha = loose.decode(errors="replace").strip()
+        return sha if _SHA_RE.match(sha) else None
+    packed = _read_regular(dirs.agent / "packed-refs") or b""
+    for line in packed.decode(errors="replace").splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and _SHA_RE.match(sha):
+            return sha
+    return None
+
+
+def agent_objects_env(dirs: RunGitDirs) -> dict[str, str] | None:
+    """Env that lets outloop's git read (never write) the agent's objects; None if unsafe.
+
+    Only an object store of plain files and directories, borrowing from
+    nothing but the two stores outloop gave it: a FIFO or a device where git
+    expects an object would hang or mislead outloop's git, and an alternate of
+    the agent's choosing would bring in objects from anywhere.
+    """
+    objects = dirs.agent / "objects"
+    if objects.is_symlink() or not objects.is_dir():
+        return None
+    for root, subdirs, files in os.walk(objects):
+        for name in [*subdirs, *files]:
+            mode = (Path(root) / name).lstat().st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                return None
+    wanted = {str(p.resolve()) for p in _own_alternates(dirs)} | {
+        str((dirs.own / "objects").resolve())
+    }
+    listed = _read_regular(objects / "info" / "alternates")
+    if listed is not None:
+        lines = {line.strip() for line in listed.decode(errors="replace").splitlines()}
+        if not lines <= wanted | {""}:
+            return None
+    return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
+
+
+def _own_alternates(dirs: RunGitDirs) -> list[Path]:
+    listed = _read_regular(dirs.own / "objects" / "info" / "alternates") or b""
+    return [Path(line) for line in listed.decode(errors="replace").splitlines() if line.strip()]
+
+
+def _read_regular(path: Path) -> bytes | None:
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write_new(root: Path, rel: str, data: bytes) -> None:
+    """Write ``root/rel`` afresh; every directory on the way must be a real one."""
+    here = root
+    parts = rel.split("/")
+    for part in parts[:-1]:
+        here = here / part
+        try:
+            info = here.lstat()
+        except FileNotFoundError:
+            here.mkdir()
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafeGitDir(("write", rel), f"{here} in the agent's git dir is not a directory")
+    target = here / parts[-1]
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    target.unlink(missing_ok=True)
+    _create(target, data)
+
+
+def _create(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
