@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from outloop_cli.agents.base import Invocation, TurnContext
+from outloop_cli.agents.credentials import ANTHROPIC
 from outloop_cli.agents.headless import HeadlessAgent
 from outloop_cli.agents.usage import (
     Report,
@@ -29,7 +30,6 @@ from outloop_cli.agents.usage import (
     json_objects,
     one_line,
 )
-from outloop_cli.config.model import CredentialConfig
 
 # Tools the agent may use without asking. WebFetch/WebSearch stay out: a loop is offline.
 ALLOWED_TOOLS = (
@@ -60,14 +60,7 @@ class ClaudeAgent(HeadlessAgent):
     name = "claude"
     program = "claude"
     install_hint = "npm install -g @anthropic-ai/claude-code"
-    credential = CredentialConfig(
-        name="anthropic",
-        via="proxy",
-        upstream="https://api.anthropic.com",
-        env="ANTHROPIC_BASE_URL",
-        header="x-api-key",
-        scheme="",
-    )
+    credential = ANTHROPIC
     key_env = "ANTHROPIC_API_KEY"
 
     def invocation(self, ctx: TurnContext) -> Invocation:

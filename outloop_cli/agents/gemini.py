@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from outloop_cli.agents.base import Invocation, TurnContext
+from outloop_cli.agents.credentials import GEMINI
 from outloop_cli.agents.headless import HeadlessAgent
 from outloop_cli.agents.pricing import load_prices, price_for
 from outloop_cli.agents.usage import (
@@ -32,7 +33,6 @@ from outloop_cli.agents.usage import (
     json_objects,
     one_line,
 )
-from outloop_cli.config.model import CredentialConfig
 
 SETTINGS: dict[str, Any] = {
     "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
@@ -54,14 +54,7 @@ class GeminiAgent(HeadlessAgent):
     name = "gemini"
     program = "gemini"
     install_hint = "npm install -g @google/gemini-cli"
-    credential = CredentialConfig(
-        name="gemini",
-        via="proxy",
-        upstream="https://generativelanguage.googleapis.com",
-        env="GOOGLE_GEMINI_BASE_URL",
-        header="x-goog-api-key",
-        scheme="",
-    )
+    credential = GEMINI
     key_env = "GEMINI_API_KEY"
 
     def invocation(self, ctx: TurnContext) -> Invocation:

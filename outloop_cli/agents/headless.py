@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import ClassVar
 
+from outloop_cli.agents import credentials
 from outloop_cli.agents.base import Invocation, TurnContext, base_result
 from outloop_cli.agents.usage import Report, read_log
 from outloop_cli.config.model import AgentConfig, CredentialConfig
@@ -13,14 +14,7 @@ from outloop_cli.process.spawn import ProcessResult
 from outloop_cli.store.records import AgentResult
 
 # Both codex and aider talk to OpenAI's API (SPEC §2: their default credential is `openai`).
-OPENAI_CREDENTIAL = CredentialConfig(
-    name="openai",
-    via="proxy",
-    upstream="https://api.openai.com/v1",
-    env="OPENAI_BASE_URL",
-    header="Authorization",
-    scheme="Bearer",
-)
+OPENAI_CREDENTIAL = credentials.OPENAI
 
 # Errors that come from the process itself, not from the agent's report.
 _PROCESS_ERRORS = ("timeout", "idle", "cancelled")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from outloop_cli.agents import credentials
+
 if TYPE_CHECKING:
     from outloop_cli.agents.base import AgentBackend, BackendClass
     from outloop_cli.config.model import AgentConfig, CredentialConfig
@@ -30,6 +32,9 @@ class Preset:
     # whether a loop must say what to do (`prompt` or `prompt_file`); the `command`
     # preset runs a program that may know its task already
     needs_prompt: bool = True
+    # the model-API credential it brings, as data (agents/credentials.py); None: ask the
+    # backend's class (a plugin's), which imports it
+    credentials: tuple[CredentialConfig, ...] | None = None
 
 
 def _claude() -> BackendClass:
@@ -67,11 +72,11 @@ def _command() -> BackendClass:
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset("claude", _claude),
-        Preset("codex", _codex),
-        Preset("aider", _aider),
-        Preset("gemini", _gemini),
-        Preset(COMMAND, _command, needs_prompt=False),
+        Preset("claude", _claude, credentials=(credentials.ANTHROPIC,)),
+        Preset("codex", _codex, credentials=(credentials.OPENAI,)),
+        Preset("aider", _aider, credentials=(credentials.OPENAI,)),
+        Preset("gemini", _gemini, credentials=(credentials.GEMINI,)),
+        Preset(COMMAND, _command, needs_prompt=False, credentials=()),
     )
 }
 
@@ -105,4 +110,8 @@ def make_agent(config: AgentConfig) -> AgentBackend:
 def default_credentials(preset: str) -> tuple[CredentialConfig, ...]:
     """The model-API credential a preset brings (SPEC §2); empty for ``command``."""
     entry = PRESETS.get(preset)
-    return entry.load().default_credentials() if entry is not None else ()
+    if entry is None:
+        return ()
+    if entry.credentials is not None:
+        return entry.credentials
+    return entry.load().default_credentials()

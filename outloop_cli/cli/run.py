@@ -51,14 +51,23 @@ def run_command(
         typer.Option(
             "--policy",
             envvar="OUTLOOP_POLICY",
-            help="Workspace policy file (default: $XDG_CONFIG_HOME/outloop/policy.yml).",
+            help="Workspace policy file: which repos get which secrets, and where each "
+            "secret may go (default: $XDG_CONFIG_HOME/outloop/policy.yml).",
         ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per run on stdout.")
     ] = False,
 ) -> int:
-    """Run loops, each in its own worktree on a scratch branch."""
+    """Run loops, each in its own worktree on a scratch branch.
+
+    Every loop is read from the starting commit and checked before anything is
+    written: bad config exits 2; a missing agent, a refused secret, or a
+    credential that would send a key outside the policy's binding (a secret's
+    `upstreams:` and `hosts:`; a bare name: its well-known API only) exits 3,
+    naming the loop file's line and the policy's, audited in
+    .git/outloop/refused.jsonl.
+    """
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine.plan import RunOptions
 

@@ -19,11 +19,19 @@ def validate_command(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Loop files (default: every .outloop/*.yml).")
     ] = None,
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The commit a run would start from: files a loop names "
+            "(prompt_file, ca_bundle) must be in it.",
+        ),
+    ] = "HEAD",
 ) -> int:
     """Check loop files; print file:line:col: message for every problem."""
     from outloop_cli.commands.validate import validate
 
-    checked, problems = validate(Path.cwd(), files or [])
+    checked, problems = validate(Path.cwd(), files or [], start=start)
     for problem in problems:
         err(problem.render())
     if not checked:

@@ -12,6 +12,7 @@ from outloop_cli.engine.access import REFUSED_FOR_PR_COMMAND, resolve_forge_toke
 from outloop_cli.engine.forge import RunForge
 from outloop_cli.errors import UsageError
 from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_request
+from outloop_cli.forges.remote import api_url_for, resolve_repo
 from outloop_cli.forges.session import ForgeSession, open_forge_session
 from outloop_cli.git.push import PushResult
 from outloop_cli.git.repo import Repository, discover
@@ -37,9 +38,11 @@ def forge_settings(repo: Repository, record: RunRecord) -> tuple[str, str | None
     return ci.provider, ci.repo, ci.api_url
 
 
-def forge_secret(repo: Repository, provider: str, remote_url: str) -> str:
-    """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows."""
-    return resolve_forge_token(provider, repo.info.root, remote_url, refusal=REFUSED_FOR_PR_COMMAND)
+def forge_secret(repo: Repository, provider: str, remote_url: str, api_url: str) -> str:
+    """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows there."""
+    return resolve_forge_token(
+        provider, repo.info.root, remote_url, refusal=REFUSED_FOR_PR_COMMAND, api_url=api_url
+    )
 
 
 def ensure_pushed(
@@ -78,7 +81,11 @@ def pull_request_for_run(
             "this repository has no `origin` remote to open a pull request on",
             hint="add one with `git remote add origin URL`",
         )
-    value = secret if secret is not None else forge_secret(repo, provider, remote_url)
+    if secret is None:
+        remote = resolve_repo(repo_name, remote_url, provider=provider)
+        base_url = api_url_for(provider, remote.host, api_url, env)
+        secret = forge_secret(repo, provider, remote_url, base_url)
+    value = secret
     session = open_forge_session(
         provider=provider,
         secret=value,

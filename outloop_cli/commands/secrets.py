@@ -106,7 +106,7 @@ def _ci_listings() -> list[SecretListing]:
     policy = _try_policy()
     if policy is not None:
         for ws in policy.workspaces:
-            for secret in ws.secrets:
+            for secret in ws.secret_names:
                 variable = ci_env.env_var_name(ws.name, secret)
                 if variable in received:
                     received.discard(variable)
@@ -137,7 +137,7 @@ def _policy_note(ref: SecretRef) -> str | None:
     workspace = policy.get(ref.workspace)
     if workspace is None:
         return f"the policy {path} has no workspace `{ref.workspace}`: no run gets this secret yet"
-    if ref.name not in workspace.secrets:
+    if ref.name not in workspace.secret_names:
         return (
             f"workspace `{ref.workspace}` in {path} does not list `{ref.name}` under "
             "`secrets:`: no run gets it until it does"

@@ -5,34 +5,73 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from outloop_cli.config.loader import LOOP_SUFFIXES, check_files
-from outloop_cli.config.source import LOOP_DIR, find_loop_files, loop_file_candidates
+from outloop_cli.config.loader import LOOP_SUFFIXES, check_files, display_path, load_loop_file
+from outloop_cli.config.source import (
+    LOOP_DIR,
+    committed_file_problems,
+    find_loop_files,
+    loop_file_candidates,
+)
 from outloop_cli.errors import Problem, UsageError
-from outloop_cli.git.repo import discover
+from outloop_cli.git.repo import RepoInfo, Repository, discover
 
 
-def validate(cwd: Path, files: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+def validate(
+    cwd: Path, files: Sequence[Path], *, start: str = "HEAD"
+) -> tuple[list[Path], list[Problem]]:
     """Check the given files (or every loop file); return what was checked and every problem.
 
     Files named on the command line are checked even outside a git repository
     (an editor or a pre-commit hook may validate a single file); finding the
-    loops by themselves needs the repository.
+    loops by themselves needs the repository. In a repository, the files a loop
+    names (``agent.prompt_file``, ``ca_bundle``) are looked up in ``start``, the
+    commit a run would read them from.
     """
     if files:
         try:
-            root: Path | None = discover(cwd).root
+            info: RepoInfo | None = discover(cwd)
         except UsageError:
-            root = None
+            info = None
+        root = info.root if info is not None else None
         targets = [_resolve(cwd, path, root) for path in files]
-        return targets, check_files(targets, repo_root=root)
-    root = discover(cwd).root
-    targets = find_loop_files(root)
-    if not targets:
-        raise UsageError(
-            f"no loop files in {root / LOOP_DIR}",
-            hint="create one with `outloop init`, or name the files to check",
-        )
-    return targets, check_files(targets, repo_root=root)
+    else:
+        info = discover(cwd)
+        root = info.root
+        targets = find_loop_files(root)
+        if not targets:
+            raise UsageError(
+                f"no loop files in {root / LOOP_DIR}",
+                hint="create one with `outloop init`, or name the files to check",
+            )
+    problems = check_files(targets, repo_root=root)
+    if info is not None:
+        problems.extend(_committed_files(Repository(info), start, targets, problems))
+    return targets, problems
+
+
+def _committed_files(
+    repo: Repository, start: str, targets: Sequence[Path], found: Sequence[Problem]
+) -> list[Problem]:
+    """For each valid loop inside the repository, the files it names that ``start`` lacks."""
+    bad = {p.file for p in found}
+    checked = [t for t in targets if display_path(t, repo.info.root) not in bad]
+    if not checked:
+        return []
+    try:
+        commit = repo.resolve_commit(start)
+    except UsageError:
+        if start != "HEAD":
+            raise
+        # no commit yet: `run` will say so; the files themselves are fine
+        return []
+    problems: list[Problem] = []
+    for target in checked:
+        shown = display_path(target, repo.info.root)
+        if shown.startswith("/"):
+            continue  # a loop file outside the repository names no files of it
+        config = load_loop_file(target, repo_root=repo.info.root)
+        problems.extend(committed_file_problems(repo, commit, config, file=shown))
+    return problems
 
 
 def _resolve(cwd: Path, given: Path, root: Path | None) -> Path:

@@ -17,6 +17,11 @@ from yaml.nodes import MappingNode, ScalarNode
 from outloop_cli.config import values as v
 from outloop_cli.config.loop_schema import LOOP, key_index
 from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.preset_credentials import (
+    check_completed,
+    check_credentials,
+    complete_credentials,
+)
 from outloop_cli.config.spec import INVALID, Context
 from outloop_cli.errors import ConfigError, Problem
 
@@ -108,11 +113,16 @@ def check_loop_text(text: str, *, file: str, name: str) -> tuple[LoopConfig | No
         return None, problems
     ctx = Context(file=file, name=name, key_index=key_index)
     config = LOOP.check(node, (), ctx, extra={"name": name, "path": file})
+    check_credentials(node, ctx)
     # in file order: rules between keys are checked after the keys themselves
     problems.extend(sorted(ctx.problems, key=_position))
     if problems or config is INVALID:
         return None, problems
     assert isinstance(config, LoopConfig)
+    config = complete_credentials(config, node)
+    check_completed(config, node, ctx)
+    if ctx.problems:
+        return None, sorted(ctx.problems, key=_position)
     return config, []
 
 

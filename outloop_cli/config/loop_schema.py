@@ -18,6 +18,7 @@ later is accepted too) and without importing any backend.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from outloop_cli.config import values as v
 from outloop_cli.config.egress_schema import EGRESS_RULES
 from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
 from outloop_cli.config.spec_collections import Argv, Field, ListOf, MapOf, Obj, index_keys
-from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, When
+from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, SchemaOnly, When
 from outloop_cli.config.spec_scalars import (
     Bool,
     Duration,
@@ -66,8 +67,13 @@ TEMPLATE = Str(
     v.template_pattern(m.PLACEHOLDERS),
     functools.partial(v.check_template, names=m.PLACEHOLDERS),
 )
-ENV = MapOf(ENV_NAME, EnvValue(), pairs=True)
-PASS_ENV = ListOf(ENV_NAME, unique=True)
+# what a loop sets for the agent or the goal: not the variables the runner owns
+LOOP_ENV_NAME = Str("an environment variable name", v.LOOP_ENV_NAME_PATTERN, v.check_loop_env_name)
+ENV = MapOf(LOOP_ENV_NAME, EnvValue(), pairs=True)
+PASS_ENV = ListOf(
+    Str("an environment variable name", v.PASS_ENV_NAME_PATTERN, v.check_pass_env_name),
+    unique=True,
+)
 _PLACEHOLDER_DOC = ", ".join(f"{{{p}}}" for p in m.PLACEHOLDERS)
 
 AGENT = Obj(
@@ -284,6 +290,9 @@ COMMIT = Obj(
 )
 
 _PROXY_KEYS = ("upstream", "env", "header", "scheme", "allow", "ca_bundle")
+# what `via: proxy` needs is checked once the preset's credential of the same name has
+# filled in what the entry leaves out (config/preset_credentials.py); editors see the rule
+_PROXY_NEEDS = SchemaOnly(When("via", ("proxy",), require=("upstream", "env")))
 CREDENTIAL = Obj(
     m.CredentialConfig,
     (
@@ -296,12 +305,14 @@ CREDENTIAL = Obj(
         Field(
             "upstream",
             Str("an https URL", v.URL_PATTERN, v.check_url),
-            "via proxy: the API the proxy forwards to (https; http only for localhost).",
+            "via proxy: the API the proxy forwards to (https; http only for localhost); "
+            "it must lie inside what your policy allows for this secret. Required, unless the "
+            "agent preset's credential of the same name gives it.",
             example="https://api.openai.com",
         ),
         Field(
             "env",
-            ENV_NAME,
+            LOOP_ENV_NAME,
             "via proxy: the variable that gives the agent the proxy's URL (never the key).",
             example="OPENAI_BASE_URL",
         ),
@@ -319,7 +330,8 @@ CREDENTIAL = Obj(
                 f"(?:{v.HTTP_TOKEN_PATTERN})?",
                 hint='e.g. Bearer, or "" to send the bare key',
             ),
-            'via proxy: the word before the key in the header; "" sends the bare key.',
+            'via proxy: the word before the key in the header; "" sends the bare key. '
+            "Default: Bearer for the Authorization header, the bare key for any other.",
         ),
         Field(
             "allow",
@@ -345,11 +357,31 @@ CREDENTIAL = Obj(
         ),
     ),
     (
-        When("via", ("proxy",), require=("upstream", "env"), forbid=("host",)),
-        When("via", ("git",), require=("host",), forbid=_PROXY_KEYS),
+        When("via", ("proxy",), forbid=("host",)),
+        When("via", ("git",), forbid=_PROXY_KEYS),
         When("via", ("helper",), forbid=(*_PROXY_KEYS, "host")),
+        _PROXY_NEEDS,
+        SchemaOnly(When("via", ("git",), require=("host",))),
     ),
 )
+# an entry named like a preset's credential (`anthropic`, `openai`, …) may change single keys
+PRESET_CREDENTIAL = dataclasses.replace(
+    CREDENTIAL, rules=tuple(r for r in CREDENTIAL.rules if r is not _PROXY_NEEDS)
+)
+
+
+@dataclass(frozen=True)
+class Credentials(MapOf):
+    """``credentials:`` by name; the JSON Schema relaxes the entries a preset can complete."""
+
+    def schema(self) -> JSONSchema:
+        out = super().schema()
+        names = sorted(
+            {c.name for p in agents.preset_names() for c in agents.default_credentials(p)}
+        )
+        out["properties"] = {name: PRESET_CREDENTIAL.schema() for name in names}
+        return out
+
 
 LOOP = Obj(
     m.LoopConfig,
@@ -396,7 +428,7 @@ LOOP = Obj(
         ),
         Field(
             "credentials",
-            MapOf(
+            Credentials(
                 Str(
                     "a credential name",
                     v.CREDENTIAL_NAME_PATTERN,

@@ -94,7 +94,8 @@ class CredentialConfig:
     upstream: str | None = None
     env: str | None = None
     header: str = "Authorization"
-    scheme: str = "Bearer"
+    # None: Bearer with an Authorization header, the bare key with any other
+    scheme: str | None = None
     allow: tuple[str, ...] = ()
     ca_bundle: str | None = None
     host: str | None = None

@@ -6,6 +6,27 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class SecretEntry:
+    """One secret a workspace may use, and where its value may be sent.
+
+    ``upstreams`` (``scheme://host[:port][/path-prefix]``) bind a ``via: proxy``
+    use and a forge token's API; ``hosts`` bind a ``via: git`` use and
+    outloop's push. ``None`` means "not written": the secret's well-known
+    destinations apply (:mod:`outloop_cli.credentials.bindings`), and a secret
+    that has none may go nowhere until the policy says where. ``helper`` allows
+    ``via: helper``, which hands the raw value to the agent.
+    """
+
+    name: str
+    upstreams: tuple[str, ...] | None = None
+    hosts: tuple[str, ...] | None = None
+    helper: bool = False
+    # where the entry is in the policy file, for messages (1-based); not part of its value
+    line: int | None = field(default=None, compare=False)
+    col: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class EgressPolicy:
     """Hosts a workspace's sandboxed runs may ever reach beyond the broker (``host:port``)."""
 
@@ -18,8 +39,15 @@ class EgressPolicy:
 class Workspace:
     name: str
     repos: tuple[str, ...]
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[SecretEntry, ...] = ()
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(entry.name for entry in self.secrets)
+
+    def secret(self, name: str) -> SecretEntry | None:
+        return next((entry for entry in self.secrets if entry.name == name), None)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ workspace are :mod:`outloop_cli.credentials.policy`'s.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from yaml.nodes import MappingNode, Node
+
 from outloop_cli.config import values as v
 from outloop_cli.config.egress_schema import EGRESS_RULES, check_network
-from outloop_cli.config.policy_model import EgressPolicy, Policy, Workspace
-from outloop_cli.config.spec import JSONSchema, document_schema
+from outloop_cli.config.policy_model import EgressPolicy, Policy, SecretEntry, Workspace
+from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
 from outloop_cli.config.spec_collections import Field, ListOf, MapOf, Obj
-from outloop_cli.config.spec_scalars import Str
+from outloop_cli.config.spec_scalars import Bool, Str
 from outloop_cli.credentials.remotes import has_credentials, normalize_remote
 
 EGRESS_POLICY = Obj(
@@ -61,7 +66,7 @@ def check_repo_pattern(text: str) -> str:
         )
     if has_credentials(text):
         raise v.BadValue(
-            f"{text!r} contains credentials",
+            f"{v.without_userinfo(text)!r} contains credentials, which are not shown here",
             "write the remote without user:password@; keys belong in `outloop secrets set`",
         )
     normal = normalize_remote(text)
@@ -71,6 +76,74 @@ def check_repo_pattern(text: str) -> str:
             "write e.g. github.com/agency/client-a-* or /home/me/src/client-a",
         )
     return text
+
+
+_SECRET_NAME = Str(
+    "a secret name",
+    v.CREDENTIAL_NAME_PATTERN,
+    hint="use lowercase letters, digits, '_' and '-', e.g. openai",
+)
+
+
+def check_upstream_prefix(text: str) -> str:
+    """Where a proxied key may go: ``https://host[:port][/path-prefix]``, nothing else."""
+    v.check_url(text)
+    return text
+
+
+SECRET = Obj(
+    SecretEntry,
+    (
+        Field(
+            "name", _SECRET_NAME, "The secret's name (stored as <workspace>/<name>).", required=True
+        ),
+        Field(
+            "upstreams",
+            ListOf(
+                Str("an https URL", v.URL_PATTERN, check_upstream_prefix),
+                unique=True,
+            ),
+            "Where `via: proxy` may send this key, and where a forge token's API may be: "
+            "scheme, host and port must match, the path must lie under the URL's path. "
+            "Default: the secret's well-known API (openai, anthropic, gemini, github, gitlab); "
+            "none for other names.",
+            example='["https://crm.example.com/api"]',
+        ),
+        Field(
+            "hosts",
+            ListOf(Str("a host name", v.HOST_PATTERN, v.check_host), unique=True),
+            "Git hosts (host[:port]) this key may be given to (`via: git`, outloop's push). "
+            "Default: github.com for `github`, gitlab.com for `gitlab`; none for other names.",
+            example="[github.com]",
+        ),
+        Field(
+            "helper",
+            Bool(),
+            "Allow `via: helper`, which hands the raw value to the agent (it can then go "
+            "anywhere). Default: false.",
+        ),
+    ),
+    unknown_hint="a secret is `name:` with `upstreams:`, `hosts:` or `helper:`",
+)
+
+
+@dataclass(frozen=True)
+class SecretSpec(Spec):
+    """A secret of a workspace: its name alone, or a mapping that also says where it may go."""
+
+    what = "a secret name or a mapping with `name:`"
+
+    def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
+        where = {"line": int(node.start_mark.line) + 1, "col": int(node.start_mark.column) + 1}
+        if isinstance(node, MappingNode):
+            return SECRET.check(node, path, ctx, where)
+        name = _SECRET_NAME.check(node, path, ctx)
+        if not isinstance(name, str):
+            return name
+        return SecretEntry(name=name, line=where["line"], col=where["col"])
+
+    def schema(self) -> JSONSchema:
+        return {"oneOf": [_SECRET_NAME.schema(), SECRET.schema()]}
 
 
 WORKSPACE = Obj(
@@ -89,15 +162,9 @@ WORKSPACE = Obj(
         ),
         Field(
             "secrets",
-            ListOf(
-                Str(
-                    "a secret name",
-                    v.CREDENTIAL_NAME_PATTERN,
-                    hint="use lowercase letters, digits, '_' and '-', e.g. openai",
-                ),
-                unique=True,
-            ),
-            "Names of the secrets runs in this workspace may use (stored as <workspace>/<name>).",
+            ListOf(SecretSpec()),
+            "The secrets runs in this workspace may use (stored as <workspace>/<name>): a name, "
+            "or `{name: N, upstreams: [...], hosts: [...]}` to say where its value may go.",
         ),
         Field(
             "egress",

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.config.loader import LOOP_SUFFIXES, load_loop_bytes
 from outloop_cli.config.model import LoopConfig
-from outloop_cli.errors import UsageError
+from outloop_cli.config.spec import hide_userinfo
+from outloop_cli.errors import ConfigError, Problem, UsageError
 
 if TYPE_CHECKING:
     from outloop_cli.git.repo import Repository
@@ -70,19 +71,112 @@ def load_loop_file_at(repo: Repository, commit: str, path: str, name: str) -> Lo
 
 
 def read_committed_prompt(repo: Repository, commit: str, config: LoopConfig) -> str:
-    """The agent's prompt: inline in the loop, or ``agent.prompt_file`` from the same commit."""
+    """The agent's prompt: inline in the loop, or ``agent.prompt_file`` from the same commit.
+
+    Every file the loop names must be in that commit (:func:`committed_file_problems`).
+    """
+    problems = committed_file_problems(repo, commit, config)
+    if problems:
+        raise ConfigError(problems)
     if config.agent.prompt is not None:
         return config.agent.prompt
     if config.agent.prompt_file is None:
         return ""
-    raw = repo.read_file(commit, config.agent.prompt_file)
-    if raw is None:
-        raise UsageError(
-            f"{config.path}: agent.prompt_file `{config.agent.prompt_file}` "
-            f"is not in commit {commit[:10]}",
-            hint="commit the prompt file, or use `agent.prompt`",
-        )
+    raw = repo.read_file(commit, config.agent.prompt_file) or b""
     return raw.decode("utf-8", errors="replace")
+
+
+def committed_file_problems(
+    repo: Repository, commit: str, config: LoopConfig, *, file: str | None = None
+) -> list[Problem]:
+    """The files a loop names that a run would read from ``commit`` and not find there.
+
+    ``agent.prompt_file`` and each credential's ``ca_bundle`` are read from the
+    starting commit, never from the work tree, so ``validate`` asks the same
+    commit a run would use. Each problem points at the key in the loop file as
+    committed (or at ``file``, the work-tree copy being validated).
+    """
+    wanted: list[tuple[tuple[str, ...], str, str]] = []
+    if config.agent.prompt_file is not None:
+        wanted.append(
+            (
+                ("agent", "prompt_file"),
+                config.agent.prompt_file,
+                "commit the prompt file, or write the task inline as `agent.prompt`",
+            )
+        )
+    for cred in config.credentials:
+        if cred.ca_bundle is not None:
+            wanted.append(
+                (("credentials", cred.name, "ca_bundle"), cred.ca_bundle, "commit the CA bundle")
+            )
+    if not wanted:
+        return []
+    from outloop_cli.config.locate import locate
+
+    problems: list[Problem] = []
+    text: str | None = None
+    shown = file or f"{config.path}@{commit[:10]}"
+    for key_path, path, hint in wanted:
+        raw = repo.read_file(commit, path)
+        if raw is not None and key_path[0] == "agent" and raw.strip() and _is_utf8(raw):
+            continue
+        if raw is not None and key_path[0] != "agent" and _is_pem_bundle(raw):
+            continue
+        if text is None:
+            if file is not None:
+                text = _read_text(repo.info.root / config.path)
+            else:
+                text = (repo.read_file(commit, config.path) or b"").decode("utf-8", "replace")
+        found = locate(text, [key_path])
+        line, col = (found[1], found[2]) if found else (None, None)
+        if raw is None:
+            what = f"`{path}` is not in commit {commit[:10]}"
+        elif key_path[0] == "agent" and not _is_utf8(raw):
+            what = f"`{path}` is not UTF-8 text"
+            hint = "save the prompt file as UTF-8"
+        elif key_path[0] == "agent":
+            what = f"`{path}` is empty"
+        else:
+            what = f"`{path}` holds no PEM certificate outloop can read"
+            hint = "commit the CA's certificates as PEM (-----BEGIN CERTIFICATE-----)"
+        problems.append(
+            Problem(
+                shown,
+                hide_userinfo(f"{'.'.join(key_path)}: {what}"),
+                line,
+                col,
+                f"{hint}: a run reads it from the starting commit "
+                f"({commit[:10]}), not from the work tree",
+            )
+        )
+    return problems
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_pem_bundle(data: bytes) -> bool:
+    """Whether ``data`` is CA certificates the access proxy can trust (PEM, as it loads them)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        return False
+    return True
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _read_committed_loop(repo: Repository, commit: str, name: str) -> tuple[str, bytes]:

@@ -53,6 +53,18 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 
+# `scheme://user:password@` and a bare `user:password@` (as in scp-like git remotes)
+_USERINFO_RE = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"`]*@"
+    r"|(?<![\w.+-])[\w.+-]*:[^\s/?#@'\"`]*@"
+)
+
+
+def hide_userinfo(text: str) -> str:
+    """``https://user:PASSWORD@host`` as ``https://***@host``: a message never repeats a password."""
+    return _USERINFO_RE.sub(lambda m: (m.group("scheme") or "") + "***@", text)
+
+
 def render_path(path: KeyPath) -> str:
     out = ""
     for part in path:
@@ -81,6 +93,9 @@ class Context:
         prefix = f"{render_path(path)}: " if path else ""
         # keys and values from the file land in a terminal: no escape sequences from them
         message = _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", prefix + message)
+        # a value holding `user:password@` is echoed without the password, whatever key it is at
+        message = hide_userinfo(message)
+        hint = hide_userinfo(hint) if hint is not None else None
         mark = node.start_mark
         self.problems.append(Problem(self.file, message, mark.line + 1, mark.column + 1, hint))
 

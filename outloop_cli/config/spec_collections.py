@@ -82,6 +82,9 @@ class ListOf(Spec):
         return out
 
 
+_PROGRAM_HINT = "the first word is the program: a name on PATH or a path, e.g. my-agent"
+
+
 @dataclass(frozen=True)
 class Argv(Spec):
     """A command line: a list of words, or one string split like a shell would (no expansion)."""
@@ -92,6 +95,10 @@ class Argv(Spec):
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
         if isinstance(node, ScalarNode) and scalar_kind(node) == "str":
             import shlex  # only for the string form
+
+            if "\x00" in node.value:
+                ctx.report(node, path, "contains a NUL character (\\0)", "remove it")
+                return INVALID
 
             try:
                 words = shlex.split(node.value)
@@ -104,7 +111,10 @@ class Argv(Spec):
                 )
                 return INVALID
             if not words:
-                ctx.report(node, path, "must not be empty")
+                ctx.report(node, path, "must not be empty", "name the program to run first")
+                return INVALID
+            if not words[0].strip():
+                ctx.report(node, path, "the program name must not be blank", _PROGRAM_HINT)
                 return INVALID
             try:
                 return tuple(self.item.validate(word) for word in words)
@@ -113,8 +123,10 @@ class Argv(Spec):
                 return INVALID
         words_spec = ListOf(self.item, min_items=1)
         words = words_spec.check(node, path, ctx)
-        if words is not INVALID and not words[0]:
-            ctx.report(node.value[0], (*path, 0), "the program name must not be empty")
+        if words is not INVALID and not words[0].strip():
+            ctx.report(
+                node.value[0], (*path, 0), "the program name must not be blank", _PROGRAM_HINT
+            )
             return INVALID
         return words
 

@@ -177,3 +177,20 @@ def _applies_hint(obj: Obj, key: str, forbidden: str) -> str:
         ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
     )
     return f"`{forbidden}` only applies with {key}: {choices_text}"
+
+
+@dataclass(frozen=True)
+class SchemaOnly(Rule):
+    """A rule that only the JSON Schema states; the validator checks it elsewhere, knowing more.
+
+    E.g. a credential's required keys, which the loop's agent preset may supply
+    (config/preset_credentials.py): an editor sees the plain rule.
+    """
+
+    rule: Rule
+
+    def check(self, obj: Obj, seen: Seen, path: KeyPath, ctx: Context) -> None:
+        return None
+
+    def schema(self, obj: Obj) -> JSONSchema:
+        return self.rule.schema(obj)

@@ -206,6 +206,92 @@ def check_env_name(text: str) -> str:
     return text
 
 
+# Variables the runner sets for the agent and the goal (or that decide which
+# repository, config and credentials git uses): a loop file may not set them in
+# `env`, nor take them from outloop's environment with `pass_env` (the GIT_ ones),
+# nor point a credential's `env` at them.
+RUNNER_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PWD",
+    "OLDPWD",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+)
+RUNNER_GIT_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_CONFIG",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_ASKPASS",
+    "GIT_TERMINAL_PROMPT",
+    "SSH_ASKPASS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+)
+_RUNNER_GIT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
+
+
+_RUNNER_NAMES = "|".join((*RUNNER_ENV, *RUNNER_GIT_ENV))
+_RUNNER_PREFIXES = "|".join(_RUNNER_GIT_PREFIXES)
+# for the JSON Schema: the names ``env`` may not set (case matters, as in the environment)
+LOOP_ENV_NAME_PATTERN = rf"(?!(?:{_RUNNER_NAMES})$)(?!{_RUNNER_PREFIXES}){ENV_NAME_PATTERN}"
+PASS_ENV_NAME_PATTERN = (
+    rf"(?!(?:{'|'.join(RUNNER_GIT_ENV)})$)(?!{_RUNNER_PREFIXES}){ENV_NAME_PATTERN}"
+)
+
+
+def runner_env_problem(name: str) -> BadValue | None:
+    """Why a loop file may not set ``name`` for the agent or the goal, or None."""
+    if name in RUNNER_ENV:
+        return BadValue(
+            f"{name!r} is set by outloop for the agent and the goal, not by the loop",
+            "outloop gives them PATH, HOME, USER, SHELL and TMPDIR itself (the sandbox its own); "
+            "to find a program, give `agent.command` its full path",
+        )
+    if name in RUNNER_GIT_ENV or name.startswith(_RUNNER_GIT_PREFIXES):
+        return BadValue(
+            f"{name!r} decides which repository, config or credentials git uses; "
+            "outloop sets git up for the run itself",
+            "leave it out: the agent's git works on the run's worktree, with outloop's "
+            "credential helper when the loop asks for `via: git`",
+        )
+    return None
+
+
+def check_loop_env_name(text: str) -> str:
+    """A variable a loop may set for the agent or the goal (``env``, ``pass_env``)."""
+    check_env_name(text)
+    problem = runner_env_problem(text)
+    if problem is not None:
+        raise problem
+    return text
+
+
+def check_pass_env_name(text: str) -> str:
+    """A variable a loop may take from outloop's environment: no git plumbing ones."""
+    check_env_name(text)
+    problem = runner_env_problem(text)
+    if problem is not None and text not in RUNNER_ENV:
+        raise problem
+    return text
+
+
 CREDENTIAL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 LOOP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _LOOP_NAME_RE = re.compile(LOOP_NAME_PATTERN)
@@ -403,6 +489,12 @@ _URL_RE = re.compile(URL_PATTERN)
 
 def check_host(text: str) -> str:
     """A host name with an optional port, as git's credential protocol names it."""
+    if "@" in text:
+        raise BadValue(
+            f"{without_userinfo(text)!r} contains credentials (user:password@), "
+            "which are not shown here",
+            "write just the host name; keys belong in `outloop secrets set`",
+        )
     if "://" in text:
         bare = text.split("://", 1)[1].split("/", 1)[0]
         raise BadValue(f"{text!r} has a scheme; expected a host name", f"write just `{bare}`")
@@ -413,23 +505,34 @@ def check_host(text: str) -> str:
     return text
 
 
+_USERINFO_RE = re.compile(r"^([^:/?#\s]*:?//)?[^/?#@]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``https://user:PASSWORD@host/x`` as ``https://***@host/x``: never echo a password."""
+    return _USERINFO_RE.sub(lambda m: (m.group(1) or "") + "***@", text, count=1)
+
+
 def check_url(text: str) -> str:
     """An ``https://`` URL, or ``http://`` to a loopback host; no credentials, query or fragment."""
+    scheme, sep, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0] if sep else ""
+    if "@" in authority or (not sep and "@" in re.split(r"[/?#]", text, maxsplit=1)[0]):
+        # the password is not repeated: not here, not in any message built from this one
+        raise BadValue(
+            f"{without_userinfo(text)!r} contains credentials (user:password@), "
+            "which are not shown here",
+            "keep keys out of config: `outloop secrets set` stores them, and the policy "
+            "says where they may go",
+        )
     if _URL_RE.fullmatch(text):
         return text
     if re.search(r"\s", text):
         raise BadValue(f"{text!r} contains whitespace", URL_HINT)
-    scheme, sep, rest = text.partition("://")
     if not sep:
         raise BadValue(f"{text!r} is not a URL", URL_HINT)
     if scheme not in ("https", "http"):
         raise BadValue(f"{text!r} is not an http(s) URL", URL_HINT)
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority:
-        raise BadValue(
-            f"{text!r} contains credentials",
-            "keep keys out of config: `outloop secrets set` stores them",
-        )
     if re.search(r"[?#]", rest):
         raise BadValue(f"{text!r} has a query or fragment", URL_HINT)
     if not _HOST_RE.fullmatch(authority):

@@ -43,6 +43,7 @@ from typing import Any
 
 from outloop_cli.config.model import CredentialConfig
 from outloop_cli.credentials import broker_wire, ci_env, git_helper
+from outloop_cli.credentials.bindings import Binding
 from outloop_cli.credentials.capability import (
     CapabilityDenied,
     CapabilityTable,
@@ -92,6 +93,7 @@ class Broker:
         push_credentials: Sequence[CredentialConfig] = (),
         ttl: float = DEFAULT_TTL,
         runtime_dir: Path | None = None,
+        bindings: Mapping[str, Binding] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workspace = workspace
@@ -102,6 +104,12 @@ class Broker:
         }
         self._secrets = {
             name: secrets[name] for name in {*self._credentials, *self._push_credentials}
+        }
+        # where the policy lets each key go; without a policy (a broker built by hand),
+        # each key is bound to exactly what its credential names
+        self._bindings = {
+            name: (bindings or {}).get(name) or Binding.to_itself(config)
+            for name, config in {**self._push_credentials, **self._credentials}.items()
         }
         self._caps = CapabilityTable(run_id=run_id, workspace=workspace, ttl=ttl)
         self._event_lock = threading.Lock()
@@ -138,6 +146,7 @@ class Broker:
         push_credentials: Sequence[CredentialConfig] = (),
         ttl: float = DEFAULT_TTL,
         runtime_dir: Path | None = None,
+        bindings: Mapping[str, Binding] | None = None,
     ) -> Broker:
         """Start the broker's socket and proxy on a thread of their own and issue capabilities.
 
@@ -158,6 +167,7 @@ class Broker:
             push_credentials=push_credentials,
             ttl=ttl,
             runtime_dir=runtime_dir,
+            bindings=bindings,
         )
         try:
             broker._start()
@@ -334,7 +344,7 @@ class Broker:
                         hint="commit the CA bundle; it is read from the run's starting commit",
                     )
                 pem = data.decode("ascii", errors="replace")
-            routes[name] = ProxyRoute.build(config, self._secrets[name], pem)
+            routes[name] = ProxyRoute.build(config, self._secrets[name], pem, self._bindings[name])
         return routes
 
     def _issue_agent_env(self) -> dict[str, str]:
@@ -374,6 +384,8 @@ class Broker:
             if credential is not None and name != credential:
                 continue
             if config.host and config.host.lower() == probe.host.lower():
+                if not self._bindings[name].allows_host(probe.host):
+                    continue
                 return git_helper.GitScope(name, probe.host, probe.path)
         return None
 
@@ -453,6 +465,9 @@ class Broker:
         reason = "host_not_allowed"
         for scope in scopes:
             why = scope.refusal(protocol, host, path)
+            if why is None and not self._bindings[scope.credential].allows_host(scope.host):
+                # defence in depth: the plan checked the host against the policy's binding
+                why = "outside_binding"
             if why is None:
                 fields["name"] = scope.credential
                 self._emit("credential_granted", fields)

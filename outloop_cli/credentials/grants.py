@@ -22,6 +22,7 @@ from typing import Any
 from outloop_cli.config.model import CredentialConfig
 from outloop_cli.config.policy_model import Policy
 from outloop_cli.credentials import ci_env
+from outloop_cli.credentials.bindings import Binding
 from outloop_cli.credentials.masking import Masker
 from outloop_cli.credentials.policy import WorkspaceMatch, match_workspace
 from outloop_cli.credentials.store import SecretRef, SecretStore
@@ -41,6 +42,10 @@ class Decision:
     # where the value came from when granted: "ci" or "keyring"
     source: str | None = None
     via: str | None = None
+    # refused because the loop would send the secret outside the policy's binding
+    # (always fatal, even for a preset's default credential); where the policy says so
+    outside_binding: bool = False
+    policy_at: str | None = None
 
     @property
     def event(self) -> str:
@@ -57,6 +62,10 @@ class Decision:
             fields["source"] = self.source
         if self.via is not None:
             fields["via"] = self.via
+        if self.outside_binding:
+            fields["outside_binding"] = True
+        if self.policy_at is not None:
+            fields["policy_at"] = self.policy_at
         return fields
 
 
@@ -68,6 +77,8 @@ class SecretGrants:
     match: WorkspaceMatch | None
     decisions: list[Decision] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict, repr=False)
+    # where each granted secret may go, for the proxy's and the broker's own checks
+    bindings: dict[str, Binding] = field(default_factory=dict)
 
     @property
     def denied(self) -> list[Decision]:
@@ -140,8 +151,8 @@ def resolve_run_secrets(
         return store.get(SecretRef(ws, name))
 
     for name, cred in wanted.items():
-        if name not in workspace.secrets:
-            allowed = ", ".join(workspace.secrets) or "none"
+        if name not in workspace.secret_names:
+            allowed = ", ".join(workspace.secret_names) or "none"
             grants.decisions.append(
                 Decision(
                     False,
@@ -153,6 +164,24 @@ def resolve_run_secrets(
                 )
             )
             continue
+        entry = workspace.secret(name)
+        assert entry is not None
+        binding = Binding.of(entry, match.policy_path or "the policy")
+        outside = binding.refusal(cred)
+        if outside is not None:
+            grants.decisions.append(
+                Decision(
+                    False,
+                    name,
+                    workspace.name,
+                    outside,
+                    via=cred.via,
+                    outside_binding=True,
+                    policy_at=binding.origin,
+                )
+            )
+            continue
+        grants.bindings[name] = binding
         decision, value = _lookup(workspace.name, name, cred.via, from_keyring)
         grants.decisions.append(decision)
         if value is not None:
@@ -194,3 +223,18 @@ def _lookup(
 def decisions_summary(grants: SecretGrants) -> list[Mapping[str, Any]]:
     """The decisions as plain data for ``run.json`` or ``--json`` output (never values)."""
     return [{"event": d.event, **d.audit_fields()} for d in grants.decisions]
+
+
+def binding_for(
+    name: str, repo_root: Path, remote_urls: Sequence[str], policy_path: Path | None = None
+) -> tuple[Binding, str | None] | None:
+    """Where the policy lets this repo's secret ``name`` go, without reading its value.
+
+    ``(binding, workspace)``; None when the repo has no workspace or the workspace
+    does not list the secret (asking for its value is then refused with the reason).
+    """
+    match = match_workspace(repo_root, remote_urls, policy_path=policy_path)
+    entry = match.workspace.secret(name) if match.workspace is not None else None
+    if entry is None or match.workspace is None:
+        return None
+    return Binding.of(entry, match.policy_path or "the policy"), match.workspace.name

@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from outloop_cli.config.policy_model import Policy, Workspace
+from outloop_cli.config.policy_model import Policy, SecretEntry, Workspace
 from outloop_cli.config.policy_schema import POLICY
 from outloop_cli.config.spec import INVALID, Context
 from outloop_cli.credentials.ci_env import env_var_name
@@ -171,7 +171,21 @@ def _cross_checks(policy: Policy, root: Node, file: str) -> list[Problem]:
                         "keep it in one",
                     )
                 )
-        for secret in ws.secrets:
+        seen_here: set[str] = set()
+        for entry in ws.secrets:
+            secret = entry.name
+            if secret in seen_here:
+                problems.append(
+                    Problem(
+                        file,
+                        f"workspaces.{ws.name}.secrets: `{secret}` is listed twice",
+                        entry.line,
+                        entry.col,
+                        "list each secret once; put its `upstreams:` and `hosts:` in one entry",
+                    )
+                )
+                continue
+            seen_here.add(secret)
             variable = env_var_name(ws.name, secret)
             owner = variable_owner.setdefault(variable, (ws.name, secret))
             if owner != (ws.name, secret):
@@ -209,6 +223,9 @@ def _workspace_nodes(root: Node) -> dict[str, dict[tuple[str, str], Node]]:
                 for item in items.value:
                     if isinstance(item, ScalarNode):
                         found.setdefault((field_name, item.value), item)
+                    named = _child(item, "name")
+                    if isinstance(named, ScalarNode):
+                        found.setdefault((field_name, named.value), item)
         out[str(key.value)] = found
     return out
 
@@ -397,7 +414,21 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
     return {
         "path": policy.path,
         "workspaces": {
-            ws.name: {"repos": list(ws.repos), "secrets": list(ws.secrets)}
+            ws.name: {"repos": list(ws.repos), "secrets": [_entry_summary(e) for e in ws.secrets]}
             for ws in policy.workspaces
         },
     }
+
+
+def _entry_summary(entry: SecretEntry) -> str | dict[str, Any]:
+    """A secret as it would be written: its name, or a mapping when it says where it may go."""
+    if entry.upstreams is None and entry.hosts is None and not entry.helper:
+        return entry.name
+    out: dict[str, Any] = {"name": entry.name}
+    if entry.upstreams is not None:
+        out["upstreams"] = list(entry.upstreams)
+    if entry.hosts is not None:
+        out["hosts"] = list(entry.hosts)
+    if entry.helper:
+        out["helper"] = True
+    return out

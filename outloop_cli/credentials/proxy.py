@@ -238,6 +238,9 @@ class AccessProxy:
             return self._refuse(request, 400, "method_override_refused", name, path.decoded)
         if not route.allows(method, path):
             return self._refuse(request, 403, "route_not_allowed", name, path.decoded)
+        # defence in depth: the plan checked the upstream against the policy's binding
+        if not route.within_binding(path):
+            return self._refuse(request, 403, "outside_binding", name, path.decoded)
         try:
             body = await _read_body(request)
         except _TooLarge:

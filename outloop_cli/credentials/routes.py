@@ -27,6 +27,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from outloop_cli.config.model import CredentialConfig
+from outloop_cli.credentials.bindings import Binding
 from outloop_cli.credentials.hosts import is_loopback
 from outloop_cli.errors import CouldNotRun
 
@@ -151,9 +152,17 @@ class ProxyRoute:
     # PEM text of the CA certificates to trust instead of the system's, if any
     ca_pem: str | None = None
     _key: str = field(default="", repr=False)
+    # where the policy lets this key go: checked again for every request
+    binding: Binding | None = None
 
     @classmethod
-    def build(cls, config: CredentialConfig, key: str, ca_pem: str | None = None) -> ProxyRoute:
+    def build(
+        cls,
+        config: CredentialConfig,
+        key: str,
+        ca_pem: str | None = None,
+        binding: Binding | None = None,
+    ) -> ProxyRoute:
         if config.upstream is None:
             raise CouldNotRun(f"credential `{config.name}` (via: proxy) has no upstream")
         if any(c in key for c in "\r\n\0"):
@@ -167,7 +176,24 @@ class ProxyRoute:
             rules = tuple(AllowRule.parse(rule) for rule in config.allow)
         except ValueError as exc:
             raise CouldNotRun(f"credential `{config.name}`: {exc}") from None
-        return cls(config.name, upstream, config.header, config.scheme, rules, ca_pem, key)
+        bound = binding if binding is not None else Binding.to_itself(config)
+        why = bound.refusal(config)
+        if why is not None:
+            raise CouldNotRun(f"credential `{config.name}`: {why}", hint=bound.hint(config))
+        scheme = config.scheme
+        if scheme is None:
+            # SPEC §2's default applies to Authorization only: `x-api-key: Bearer <key>`
+            # is what no API wants
+            scheme = "Bearer" if config.header.lower() == "authorization" else ""
+        return cls(config.name, upstream, config.header, scheme, rules, ca_pem, key, bound)
+
+    def within_binding(self, path: UpstreamPath) -> bool:
+        """Whether a request to ``path`` stays where the policy lets the key go."""
+        if self.binding is None:
+            return False
+        return self.binding.allows_destination(
+            self.upstream.scheme, self.upstream.host, self.upstream.port, path.decoded
+        )
 
     def header_value(self) -> str:
         return f"{self.scheme} {self._key}" if self.scheme else self._key

@@ -55,10 +55,12 @@ def resolve_forge_token(
     policy_path: Path | None = None,
     *,
     refusal: TokenRefusal,
+    api_url: str,
     on_decision: DecisionSink | None = None,
 ) -> str:
     """The ``github``/``gitlab`` secret of the repo's workspace, as the policy allows.
 
+    The token goes to ``api_url``, which must lie inside the secret's binding.
     Each decision goes to ``on_decision`` (a run audits it) before a refusal
     raises :class:`CouldNotRun` worded by ``refusal``.
     """
@@ -70,6 +72,16 @@ def resolve_forge_token(
     if on_decision is not None:
         for decision in grants.decisions:
             on_decision(decision)
+    binding = grants.bindings.get(provider)
+    why = binding.url_refusal(api_url, "the forge API") if binding is not None else None
+    if binding is not None and why is not None:
+        if on_decision is not None:
+            on_decision(_outside(grants.decisions[-1], why, binding.origin))
+        raise CouldNotRun(
+            refusal.message.format(provider=provider, reason=why),
+            hint=f"add the API to the secret's `upstreams:` in the policy ({binding.origin}) "
+            "if the token may go there",
+        )
     secret = grants.values.get(provider)
     if secret is None:
         # one credential asked for is always one decision; the fallback is for safety only
@@ -79,6 +91,126 @@ def resolve_forge_token(
             hint=refusal.hint.format(provider=provider),
         )
     return str(secret)
+
+
+def _outside(decision: Decision, reason: str, policy_at: str) -> Decision:
+    import dataclasses
+
+    return dataclasses.replace(
+        decision,
+        granted=False,
+        reason=reason,
+        source=None,
+        outside_binding=True,
+        policy_at=policy_at,
+    )
+
+
+def forge_api_url(config: LoopConfig, remote_url: str | None) -> tuple[str, str] | None:
+    """(provider, the REST API's base URL) a run's forge token goes to, when it uses one."""
+    ci = config.goal.ci
+    if ci is None and not config.pr:
+        return None
+    import os
+
+    from outloop_cli.errors import OutloopError
+    from outloop_cli.forges.remote import api_url_for, resolve_repo
+
+    provider = ci.provider if ci is not None else "github"
+    try:
+        remote = resolve_repo(ci.repo if ci is not None else None, remote_url, provider=provider)
+    except OutloopError:
+        return None  # the forge step says what is wrong with the remote
+    return provider, api_url_for(provider, remote.host, ci.api_url if ci else None, os.environ)
+
+
+def _check_forge_binding(
+    repo: Repository,
+    config: LoopConfig,
+    base_commit: str,
+    forge: tuple[str, str],
+    policy_path: Path | None,
+) -> None:
+    from outloop_cli.credentials.grants import Decision, binding_for
+
+    provider, api_url = forge
+    found = binding_for(provider, repo.info.root, repo.remote_urls(), policy_path)
+    if found is None:
+        return  # no such secret for this repo: the forge step says so when it asks
+    binding, workspace = found
+    why = binding.url_refusal(api_url, "the forge API")
+    if why is None:
+        return
+    decision = Decision(
+        False,
+        provider,
+        workspace,
+        why,
+        via="git",
+        outside_binding=True,
+        policy_at=binding.origin,
+    )
+    api = CredentialConfig(name=provider, via="proxy", upstream=api_url)
+    raise _refuse_outside_binding(repo, config, base_commit, decision, [api])
+
+
+REFUSALS_LOG = "refused.jsonl"
+
+
+def refusals_log(repo: Repository) -> Path:
+    """Runs refused before they started leave their audit events here (no run directory)."""
+    return repo.info.common_dir / "outloop" / REFUSALS_LOG
+
+
+def _refuse_outside_binding(
+    repo: Repository,
+    config: LoopConfig,
+    base_commit: str,
+    decision: Decision,
+    requested: Sequence[CredentialConfig],
+) -> CouldNotRun:
+    """Exit 3 naming the loop file's line, the key and the policy's line; audited first."""
+    from outloop_cli.config.locate import locate
+    from outloop_cli.credentials.bindings import Binding
+    from outloop_cli.store.audit import AuditLog
+
+    cred = next(c for c in requested if c.name == decision.name)
+    key = "host" if cred.via == "git" else "via" if cred.via == "helper" else "upstream"
+    name = decision.name
+    raw = repo.read_file(base_commit, config.path) or b""
+    found = locate(
+        raw.decode("utf-8", "replace"),
+        [
+            ("credentials", name, key),
+            ("credentials", name),
+            ("goal", "ci", "api_url"),
+            ("goal", "ci"),
+            ("pr",),
+            ("agent", "preset"),
+        ],
+    )
+    shown = f"{config.path}@{base_commit[:10]}"
+    if found is None:
+        where, key_path = shown, f"credentials.{name}.{key}"
+    else:
+        key_path, line, col = found
+        where = f"{shown}:{line}:{col}"
+        if key_path == "agent.preset":
+            key_path = f"agent.preset (its `{name}` credential's {key})"
+    AuditLog(refusals_log(repo), f"refused-{config.name}").append(
+        decision.event,
+        **decision.audit_fields(),
+        loop=config.name,
+        commit=base_commit,
+        loop_at=where,
+        key=key_path,
+    )
+    binding = Binding(name, (), (), False, decision.policy_at or "the policy")
+    return CouldNotRun(
+        f"{where}: {key_path}: the loop would send secret `{name}` where the policy does "
+        f"not allow it: {decision.reason}",
+        hint=binding.hint(cred) + "; nothing was run",
+    )
 
 
 def push_credential(config: LoopConfig, remote_url: str | None) -> CredentialConfig | None:
@@ -144,11 +276,39 @@ class RunAccess:
         push = push_credential(config, repo.remote_url("origin"))
         if push is not None and push.name not in {c.name for c in requested}:
             requested.append(push)
+        forge = forge_api_url(config, repo.remote_url("origin"))
+        if forge is not None and forge[0] not in {c.name for c in requested}:
+            # the forge token is asked for later (the CI goal, the pull request); where it
+            # would go is decided now, before anything runs
+            _check_forge_binding(repo, config, base_commit, forge, policy_path)
         if not requested:
             return cls(config, None, [])
         from outloop_cli.credentials.grants import resolve_run_secrets
 
         grants = resolve_run_secrets(requested, repo.info.root, repo.remote_urls(), policy_path)
+        outside = [d for d in grants.denied if d.outside_binding]
+        if outside:
+            raise _refuse_outside_binding(repo, config, base_commit, outside[0], requested)
+        if push is not None and push.host and push.name in grants.bindings:
+            why = grants.bindings[push.name].host_refusal(push.host, "outloop's push to")
+            if why is not None:
+                raise CouldNotRun(
+                    f"{config.path}: the `{push.name}` secret would go to the `origin` "
+                    f"remote's host, which was refused: {why}",
+                    hint=grants.bindings[push.name].hint(push),
+                )
+        forge = forge_api_url(config, repo.remote_url("origin"))
+        if forge is not None and forge[0] in grants.bindings:
+            provider, api_url = forge
+            binding = grants.bindings[provider]
+            why = binding.url_refusal(api_url, "the forge API")
+            if why is not None:
+                index = next(i for i, d in enumerate(grants.decisions) if d.name == provider)
+                grants.decisions[index] = _outside(grants.decisions[index], why, binding.origin)
+                api = CredentialConfig(name=provider, via="proxy", upstream=api_url)
+                raise _refuse_outside_binding(
+                    repo, config, base_commit, grants.decisions[index], [api]
+                )
         refused = [d for d in grants.denied if d.name in explicit]
         if refused:
             first = refused[0]
@@ -207,6 +367,7 @@ class RunAccess:
                 on_event=on_event,
                 ca_bundles=self.ca_bundles,
                 push_credentials=[*push_credentials, *([self.push] if self.push else [])],
+                bindings=self.grants.bindings,
             )
         )
 
@@ -251,13 +412,16 @@ class RunAccess:
         """The forge API token: usually granted with the run's secrets (it pushes too)."""
         secret = self.secret(provider)
         if secret is not None:
+            # granted with the run's secrets: the plan checked the API against its binding
             return secret
+        forge = forge_api_url(self.config, remote_url)
         return resolve_forge_token(
             provider,
             repo_root,
             remote_url,
             policy_path,
             refusal=REFUSED_FOR_RUN,
+            api_url=forge[1] if forge is not None else "",
             on_decision=on_decision,
         )
 

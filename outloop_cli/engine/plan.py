@@ -106,7 +106,9 @@ def _check_executable(agent: AgentBackend) -> None:
     else:
         found = shutil.which(program, path=path) is not None
     if not found:
+        from outloop_cli.config.spec import hide_userinfo
+
         raise CouldNotRun(
-            f"the agent program `{program}` was not found",
+            hide_userinfo(f"the agent program `{program}` was not found"),
             hint="install it, or fix `agent.command`; the agent's PATH is outloop's own PATH",
         )

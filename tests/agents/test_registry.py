@@ -144,4 +144,9 @@ def test_validating_a_loop_imports_no_agent_backend(tmp_path: Path) -> None:
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('outloop_cli.agents'))))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == ["outloop_cli.agents", "outloop_cli.agents.registry"]
+    # the presets' credentials are data (agents/credentials.py), not a backend
+    assert json.loads(done.stdout) == [
+        "outloop_cli.agents",
+        "outloop_cli.agents.credentials",
+        "outloop_cli.agents.registry",
+    ]

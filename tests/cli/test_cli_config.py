@@ -136,8 +136,13 @@ def test_validate_reports_all_problems_of_a_file_not_just_the_first(corpus_repo:
 # --- validate: whole repositories -------------------------------------------------------
 
 
-def test_validate_every_valid_fixture_in_one_repo(make_repo: RepoFactory) -> None:
-    repo = make_repo({f".outloop/{p.name}": p.read_text() for p in VALID})
+def test_validate_every_valid_fixture_in_one_repo(make_repo: RepoFactory, tmp_path: Path) -> None:
+    from tests.fakes.tls import make_pki
+
+    # the files the fixtures name are in the commit, as a run would need them
+    ca = make_pki(tmp_path / "pki").ca_pem.decode()
+    named = {"docs/PROMPT.md": "Fix it.\n", "certs/ca.pem": ca}
+    repo = make_repo({**{f".outloop/{p.name}": p.read_text() for p in VALID}, **named})
     done = run_cli(repo, "validate")
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == f"{len(VALID)} loop file(s) OK"

@@ -253,7 +253,23 @@ def test_cli_pr_with_the_secret_from_the_keyring(
     policy = Path(os.environ["XDG_CONFIG_HOME"]) / "outloop" / "policy.yml"
     policy.parent.mkdir(parents=True, exist_ok=True)
     policy.write_text(
-        yaml.safe_dump({"workspaces": {"acme": {"repos": [str(repo)], "secrets": ["github"]}}})
+        yaml.safe_dump(
+            {
+                "workspaces": {
+                    "acme": {
+                        "repos": [str(repo)],
+                        # the fakes stand in for api.github.com and github.com
+                        "secrets": [
+                            {
+                                "name": "github",
+                                "upstreams": [github.api_url],
+                                "hosts": [git_host.host],
+                            }
+                        ],
+                    }
+                }
+            }
+        )
     )
     stored = run_cli_stdin(repo, TOKEN, "secrets", "set", "github", "--workspace", "acme")
     assert stored.returncode == 0, stored.stderr

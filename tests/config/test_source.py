@@ -94,8 +94,13 @@ def test_the_prompt_file_comes_from_the_same_commit(make_repo: RepoFactory) -> N
     assert read_committed_prompt(repo, head(root), config) == "Fix it.\n"
     git(root, "rm", "-q", "PROMPT.md")
     git(root, "commit", "-qm", "no prompt")
-    with pytest.raises(UsageError, match=r"agent.prompt_file `PROMPT.md` is not in commit"):
+    with pytest.raises(ConfigError) as raised:
         read_committed_prompt(repo, head(root), config)
+    [problem] = raised.value.problems
+    assert problem.file == f".outloop/fix.yml@{head(root)[:10]}"
+    assert (problem.line, problem.col) == (3, 16)
+    assert problem.message == f"agent.prompt_file: `PROMPT.md` is not in commit {head(root)[:10]}"
+    assert problem.hint and "commit the prompt file" in problem.hint
 
 
 def test_an_inline_prompt_or_none(make_repo: RepoFactory) -> None:

@@ -26,6 +26,12 @@ def cred(name: str, via: str = "proxy") -> CredentialConfig:
     return CredentialConfig(name=name, via=via, upstream="https://api.example.com", env="X_URL")
 
 
+def bound(*names: str) -> str:
+    """Secrets bound to the test's upstream (a bare name may go to its well-known API only)."""
+    entries = ", ".join(f"{{name: {n}, upstreams: ['https://api.example.com']}}" for n in names)
+    return f"[{entries}]"
+
+
 def ws_names() -> tuple[str, str]:
     tag = secrets.token_hex(3)
     return f"client-a-{tag}", f"client-b-{tag}"
@@ -36,8 +42,9 @@ def setup(make_repo: RepoFactory, tmp_path: Path, a: str, b: str, remote: str) -
     policy.parent.mkdir()
     policy.write_text(
         f"workspaces:\n"
-        f"  {a}:\n    repos: ['github.com/agency/{a}-*']\n    secrets: [openai, crm]\n"
-        f"  {b}:\n    repos: ['github.com/agency/{b}-*']\n    secrets: [openai, crm, billing]\n"
+        f"  {a}:\n    repos: ['github.com/agency/{a}-*']\n    secrets: {bound('openai', 'crm')}\n"
+        f"  {b}:\n    repos: ['github.com/agency/{b}-*']\n"
+        f"    secrets: {bound('openai', 'crm', 'billing')}\n"
     )
     policy.chmod(0o600)
     repo = make_repo({"README": "x"})
@@ -154,7 +161,10 @@ from outloop_cli.config.model import CredentialConfig
 from outloop_cli.credentials.grants import resolve_run_secrets
 repo, policy, remote = sys.argv[1:4]
 grants = resolve_run_secrets(
-    [CredentialConfig(name=n, via="helper") for n in ("openai", "crm")],
+    [
+        CredentialConfig(name=n, via="proxy", upstream="https://api.example.com", env="X_URL")
+        for n in ("openai", "crm")
+    ],
     Path(repo), [remote], Path(policy),
 )
 print(json.dumps({

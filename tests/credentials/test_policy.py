@@ -45,7 +45,7 @@ def test_the_spec_example_loads() -> None:
     a = policy.get("client-a")
     assert a is not None
     assert a.repos == ("github.com/agency/client-a-*", "/home/me/src/client-a")
-    assert a.secrets == ("openai", "crm")
+    assert a.secret_names == ("openai", "crm")
 
 
 @pytest.mark.parametrize(
@@ -79,9 +79,7 @@ def test_the_spec_example_loads() -> None:
         ),
         (
             "workspaces:\n  a:\n    repos: ['https://me:tok@x.com/a']\n",
-            [
-                "policy.yml:3:13: workspaces.a.repos[0]: 'https://me:tok@x.com/a' contains credentials"
-            ],
+            ["policy.yml:3:13: workspaces.a.repos[0]: 'https://***@x.com/a' contains credentials"],
         ),
         (
             "workspaces:\n  a:\n    repos: []\n",
@@ -338,3 +336,139 @@ def test_json_schema_accepts_the_example_and_rejects_typos() -> None:
     assert list(validator.iter_errors(yaml.safe_load(GOOD))) == []
     bad = {"workspaces": {"a": {"repo": ["x.com/a"]}}}
     assert list(validator.iter_errors(bad))
+
+
+# --- where each secret may go (issue 12, part 1) ---------------------------------------
+
+BOUND = """\
+workspaces:
+  client-a:
+    repos: [/srv/a]
+    secrets:
+      - openai
+      - name: crm
+        upstreams: ["https://crm.example.com/api/v2"]
+      - {name: github, hosts: [ghe.example.com], upstreams: ["https://ghe.example.com/api/v3"]}
+      - {name: deploy, helper: true}
+"""
+
+
+def test_a_secret_entry_binds_upstreams_hosts_and_helper_with_its_line() -> None:
+    from outloop_cli.config.policy_model import SecretEntry
+
+    policy, problems = check_policy_text(BOUND, file="policy.yml")
+    assert problems == [] and policy is not None
+    a = policy.get("client-a")
+    assert a is not None
+    assert a.secret_names == ("openai", "crm", "github", "deploy")
+    assert a.secrets == (
+        SecretEntry("openai", line=5),
+        SecretEntry("crm", upstreams=("https://crm.example.com/api/v2",), line=6),
+        SecretEntry(
+            "github",
+            upstreams=("https://ghe.example.com/api/v3",),
+            hosts=("ghe.example.com",),
+            line=8,
+        ),
+        SecretEntry("deploy", helper=True, line=9),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [{name: crm, upstream: [https://x]}]\n",
+            "policy.yml:4:27: unknown key `upstream` in `workspaces.a.secrets[0]`\n"
+            "  hint: did you mean `upstreams`?",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [{upstreams: [https://x]}]\n",
+            "policy.yml:4:15: workspaces.a.secrets[0]: missing required key `name`",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [{name: crm, upstreams: [http://x.com]}]\n",
+            "policy.yml:4:39: workspaces.a.secrets[0].upstreams[0]: 'http://x.com' uses plain http",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n"
+            "    secrets: [{name: crm, upstreams: ['https://me:hunter2@x.com']}]\n",
+            "policy.yml:4:39: workspaces.a.secrets[0].upstreams[0]: 'https://***@x.com' contains",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [{name: git, hosts: ['https://x.com']}]\n",
+            "policy.yml:4:35: workspaces.a.secrets[0].hosts[0]: 'https://x.com' has a scheme",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [{name: d, helper: yes}]\n",
+            "policy.yml:4:33: workspaces.a.secrets[0].helper:",
+        ),
+        (
+            "workspaces:\n  a:\n    repos: [/a]\n    secrets: [crm, {name: crm, hosts: [x.com]}]\n",
+            "policy.yml:4:20: workspaces.a.secrets: `crm` is listed twice",
+        ),
+    ],
+)
+def test_a_bad_binding_is_located_and_echoes_no_password(text: str, expected: str) -> None:
+    rendered = problems_of(text)
+    assert any(r.startswith(expected) for r in rendered), rendered
+    assert all("hunter2" not in r for r in rendered)
+    assert all("hint:" in r for r in rendered), rendered
+
+
+def test_every_presets_default_credential_goes_to_its_well_known_api() -> None:
+    """A bare `openai` in the policy keeps working with the presets (the migration's promise)."""
+    from outloop_cli.agents.registry import PRESETS, default_credentials
+    from outloop_cli.config.policy_model import SecretEntry
+    from outloop_cli.credentials.bindings import WELL_KNOWN, Binding
+
+    for preset in PRESETS:
+        for cred in default_credentials(preset):
+            assert cred.name in WELL_KNOWN, cred.name
+            binding = Binding.of(SecretEntry(cred.name, line=1), "policy.yml")
+            assert binding.refusal(cred) is None, (preset, cred)
+
+
+@pytest.mark.parametrize(
+    ("url", "inside"),
+    [
+        ("https://crm.example.com/api/v2", True),
+        ("https://crm.example.com/api/v2/", True),
+        ("https://crm.example.com/api/v2/deals", True),
+        ("https://CRM.example.com:443/api/v2/deals", True),
+        ("https://crm.example.com/api/v20", False),
+        ("https://crm.example.com/api", False),
+        ("https://crm.example.com/api/v2/../admin", False),
+        ("https://crm.example.com/api/v2/%2e%2e/admin", False),
+        ("https://crm.example.com/api/v2/%2fadmin", False),
+        ("https://crm.example.com/api/v2\\..\\admin", False),
+        ("http://crm.example.com/api/v2", False),
+        ("https://crm.example.com:8443/api/v2", False),
+        ("https://crm.example.com.evil.net/api/v2", False),
+        ("https://user:pw@crm.example.com/api/v2", False),
+    ],
+)
+def test_an_upstream_is_inside_a_binding_by_scheme_host_port_and_path(
+    url: str, inside: bool
+) -> None:
+    from outloop_cli.config.policy_model import SecretEntry
+    from outloop_cli.credentials.bindings import Binding
+
+    entry = SecretEntry("crm", upstreams=("https://crm.example.com/api/v2",), line=3)
+    assert Binding.of(entry, "policy.yml").allows_url(url) is inside
+
+
+def test_a_loop_narrows_the_well_known_api_but_cannot_leave_it() -> None:
+    from outloop_cli.config.model import CredentialConfig
+    from outloop_cli.config.policy_model import SecretEntry
+    from outloop_cli.credentials.bindings import Binding
+
+    binding = Binding.of(SecretEntry("openai", line=7), "policy.yml")
+    narrow = CredentialConfig("openai", upstream="https://api.openai.com/v1", env="X")
+    assert binding.refusal(narrow) is None
+    elsewhere = CredentialConfig("openai", upstream="https://openai.example.net/v1", env="X")
+    why = binding.refusal(elsewhere)
+    assert why is not None and "policy.yml:7" in why and "well-known" in why
+    raw = CredentialConfig("openai", via="helper")
+    assert "helper: true" in (binding.refusal(raw) or "")
+    assert binding.refusal(CredentialConfig("openai", via="git", host="github.com"))

@@ -57,7 +57,23 @@ def setup(
         policy = Path(os.environ["XDG_CONFIG_HOME"]) / "outloop" / "policy.yml"
         policy.parent.mkdir(parents=True, exist_ok=True)
         policy.write_text(
-            yaml.safe_dump({"workspaces": {"acme": {"repos": [str(repo)], "secrets": ["github"]}}})
+            yaml.safe_dump(
+                {
+                    "workspaces": {
+                        "acme": {
+                            "repos": [str(repo)],
+                            # the fakes stand in for api.github.com and github.com
+                            "secrets": [
+                                {
+                                    "name": "github",
+                                    "upstreams": [github.api_url],
+                                    "hosts": [host.host],
+                                }
+                            ],
+                        }
+                    }
+                }
+            )
         )
         monkeypatch.setenv("OUTLOOP_SECRET_ACME_GITHUB", TOKEN)
         monkeypatch.setenv("OUTLOOP_CI_POLL", "0.05")

@@ -143,7 +143,9 @@ def grant(repo: Path, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     name = next(iter(credential(case)))
     policy = tmp_path / "policy.yml"
     policy.write_text(
-        f'workspaces:\n  {WORKSPACE}:\n    repos: ["{repo}"]\n    secrets: [{name}]\n'
+        f'workspaces:\n  {WORKSPACE}:\n    repos: ["{repo}"]\n'
+        # the model server stands in for the preset's API: the policy must say the key goes there
+        f"    secrets: [{{name: {name}, upstreams: [{json.dumps(URL)}]}}]\n"
     )
     policy.chmod(0o600)
     key = canary()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import RepoFactory, git
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import assert_no_leak
+from tests.support.credentials import assert_no_leak, bound
 from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, runs_dir
 
 
@@ -18,10 +18,11 @@ def _canary() -> str:
     return f"sk-canary/{secrets.token_urlsafe(18)}+Z="
 
 
-def _policy(tmp_path: Path, repo: Path, workspace: str = "client-a") -> Path:
+def _policy(tmp_path: Path, repo: Path, upstream: str, workspace: str = "client-a") -> Path:
     policy = tmp_path / "policy.yml"
     policy.write_text(
-        f'workspaces:\n  {workspace}:\n    repos: ["{repo}"]\n    secrets: [api]\n'
+        f'workspaces:\n  {workspace}:\n    repos: ["{repo}"]\n'
+        f"    secrets: [{bound('api', upstreams=[upstream])}]\n"
         '  client-b:\n    repos: ["/nowhere/client-b"]\n    secrets: [api]\n'
     )
     policy.chmod(0o600)
@@ -53,7 +54,7 @@ def test_agent_reaches_the_api_through_the_proxy_and_never_holds_the_key(
     key = _canary()
     with UpstreamServer() as upstream:
         repo = make_repo({".outloop/fix.yml": _loop(upstream.url)})
-        monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo)))
+        monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo, upstream.url)))
         monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", key)
 
         done = run_cli(repo, "run", "fix", "--max-iterations", "1")
@@ -108,7 +109,7 @@ def test_an_iteration_that_would_commit_a_secret_stops_with_secret_in_diff(
     found.write_text(f"the key is {key}\n")
     with UpstreamServer() as upstream:
         repo = make_repo({".outloop/fix.yml": _loop(upstream.url, str(found))})
-        monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo)))
+        monkeypatch.setenv("OUTLOOP_POLICY", str(_policy(tmp_path, repo, upstream.url)))
         monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", key)
 
         done = run_cli(repo, "run", "fix", "--max-iterations", "1")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import RepoFactory, git
 from tests.fakes.git_http_server import GitHttpServer
-from tests.support.credentials import assert_no_leak
+from tests.support.credentials import assert_no_leak, bound
 from tests.support.e2e import agent_cmd, counter_goal, loop_yaml, only_run, run_cli, runs_dir
 
 
@@ -28,7 +28,10 @@ def test_push_true_pushes_each_iteration_through_the_credential_helper(
         repo = make_repo({".outloop/fix.yml": loop})
         git(repo, "remote", "add", "origin", host.url_for("project.git"))
         policy = tmp_path / "policy.yml"
-        policy.write_text(f'workspaces:\n  me:\n    repos: ["{repo}"]\n    secrets: [forge]\n')
+        policy.write_text(
+            f'workspaces:\n  me:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('forge', hosts=[host.host])}]\n"
+        )
         policy.chmod(0o600)
         monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
         monkeypatch.setenv("OUTLOOP_SECRET_ME_FORGE", token)

@@ -26,6 +26,7 @@ secret_service = keyring_env.secret_service
 use_secret_service = keyring_env.use_secret_service
 
 REMOTE = "https://github.com/agency/site.git"
+API = "https://api.github.com"
 
 
 def policy_file(tmp_path: Path, workspace: str, repos: str, secret_names: str) -> Path:
@@ -61,7 +62,13 @@ def test_a_refused_token_is_worded_for_whoever_asked(
     decisions: list[Decision] = []
     with pytest.raises(CouldNotRun) as raised:
         resolve_forge_token(
-            "github", repo, REMOTE, policy, refusal=refusal, on_decision=decisions.append
+            "github",
+            repo,
+            REMOTE,
+            policy,
+            refusal=refusal,
+            api_url=API,
+            on_decision=decisions.append,
         )
     [decision] = decisions
     assert (decision.event, decision.name, decision.via) == ("credential_denied", "github", "git")
@@ -79,7 +86,13 @@ def test_a_granted_token_comes_from_the_workspace_and_its_decision_is_reported(
     policy = policy_file(tmp_path, workspace, "'github.com/agency/*'", "github")
     decisions: list[Decision] = []
     found = resolve_forge_token(
-        "github", repo, REMOTE, policy, refusal=REFUSED_FOR_RUN, on_decision=decisions.append
+        "github",
+        repo,
+        REMOTE,
+        policy,
+        refusal=REFUSED_FOR_RUN,
+        api_url=API,
+        on_decision=decisions.append,
     )
     assert found == token
     assert [d.event for d in decisions] == ["credential_granted"]

@@ -162,9 +162,11 @@ class _Server(ThreadingHTTPServer):
 class UpstreamServer:
     """``with UpstreamServer() as up: up.url``; pass an SSL context for HTTPS."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.state = UpstreamState()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        # 127.0.0.2 stands in for "the internet": a host that is not the upstream
+        self.host = host
+        self._server = _Server((host, 0), _Handler)
         self._server.state = self.state
         if ssl_context is not None:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
@@ -176,7 +178,7 @@ class UpstreamServer:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def requests(self) -> list[Received]:

@@ -23,6 +23,7 @@ import pytest
 from outloop_cli.credentials.masking import secret_forms
 from tests.conftest import RepoFactory, git
 from tests.fakes.upstream_server import UpstreamServer
+from tests.support.credentials import bound
 from tests.support.e2e import AGENTS, counter_goal, loop_yaml, only_run, run_cli, runs_dir
 
 # attack → the run's expected stop reason
@@ -80,7 +81,8 @@ def test_attack_by_the_agent_of_a_real_run_leaks_nothing(
         policy = tmp_path / "policy.yml"
         policy.write_text(
             "workspaces:\n"
-            f'  client-a:\n    repos: ["{repo}"]\n    secrets: [api]\n'
+            f'  client-a:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
             '  client-b:\n    repos: ["/srv/client-b"]\n    secrets: [api, crm]\n'
         )
         policy.chmod(0o600)

@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import RepoFactory
 from tests.fakes.accept_loop import AcceptLoop
 from tests.fakes.upstream_server import UpstreamServer
+from tests.support.credentials import bound
 from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, runs_dir
 
 
@@ -78,7 +79,10 @@ def _run(
             }
         )
         policy = tmp_path / "policy.yml"
-        policy.write_text(f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: [api]\n')
+        policy.write_text(
+            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
+        )
         policy.chmod(0o600)
         monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
         monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(16))

@@ -18,6 +18,7 @@ import pytest
 from outloop_cli.store.audit import DEFAULT_LIMITS
 from tests.conftest import RepoFactory
 from tests.fakes.reflecting_upstream import ReflectingUpstream
+from tests.support.credentials import bound
 from tests.support.e2e import AGENTS, counter_goal, loop_yaml, only_run, run_cli, runs_dir
 
 
@@ -40,7 +41,10 @@ def test_three_thousand_refusals_leave_a_short_valid_log(
         )
         repo = make_repo({".outloop/flood.yml": loop, ".gitignore": "loot/\n"})
         policy = tmp_path / "policy.yml"
-        policy.write_text(f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: [api]\n')
+        policy.write_text(
+            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
+        )
         policy.chmod(0o600)
         monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
         monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(20))

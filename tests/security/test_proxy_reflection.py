@@ -40,6 +40,7 @@ from tests.fakes.reflecting_upstream import (
     effective_path,
     is_admin,
 )
+from tests.support.credentials import bound
 from tests.support.e2e import AGENTS, counter_goal, loop_yaml, only_run, run_cli, runs_dir
 from tests.support.reflection import recovered
 
@@ -78,7 +79,8 @@ def _attack_run(
         policy = tmp_path / "policy.yml"
         policy.write_text(
             "workspaces:\n"
-            f'  client-a:\n    repos: ["{repo}"]\n    secrets: [api]\n'
+            f'  client-a:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
             '  client-b:\n    repos: ["/srv/client-b"]\n    secrets: [api]\n'
         )
         policy.chmod(0o600)

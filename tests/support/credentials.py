@@ -161,3 +161,15 @@ def write_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def bound(name: str, *, upstreams: Iterable[str] = (), hosts: Iterable[str] = ()) -> str:
+    """A policy's secret entry (YAML flow) that lets ``name`` go to these upstreams and hosts."""
+    parts = [f"name: {name}"]
+    ups = list(upstreams)
+    if ups:
+        parts.append("upstreams: [" + ", ".join(json.dumps(u) for u in ups) + "]")
+    hs = list(hosts)
+    if hs:
+        parts.append("hosts: [" + ", ".join(json.dumps(h) for h in hs) + "]")
+    return "{" + ", ".join(parts) + "}"
