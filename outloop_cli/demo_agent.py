@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from outloop_cli.templates_dir import demo_fixes_file
-
 BANNER = "demo agent — a scripted stand-in for an LLM coding agent (no model is called)"
 
 State = Literal["pending", "applied", "missing", "changed"]
@@ -71,7 +69,11 @@ class Fix:
 
 def load_fixes(path: Path | None = None) -> tuple[Fix, ...]:
     """Read and check the table of fixes (by default the bundled demo's)."""
-    path = path or demo_fixes_file()
+    if path is None:
+        # imported only here: run as a script in the sandbox, the agent is given --fixes
+        from outloop_cli.templates_dir import demo_fixes_file
+
+        path = demo_fixes_file()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -267,12 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=Path(), help="the project to edit (default: .)"
     )
+    parser.add_argument(
+        "--fixes", type=Path, default=None, help="the table of fixes (default: the bundled one)"
+    )
     args = parser.parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         # never fail on a terminal that cannot show the dash in the banner
         sys.stdout.reconfigure(errors="replace")
     try:
-        fixes = load_fixes()
+        fixes = load_fixes(args.fixes)
     except FixTableError as exc:
         print(f"{BANNER}\nerror: {exc}", file=sys.stderr)
         return 1

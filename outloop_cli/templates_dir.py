@@ -18,8 +18,11 @@ from outloop_cli.errors import CouldNotRun, UsageError
 # The only token `outloop init` replaces in a loop template; every other
 # brace (``{prompt_file}``, ``{loop}``...) is a config placeholder and stays.
 SCHEMA_TOKEN = "{schema_path}"
-# Stands for the running Python in the demo's loop file; not a config placeholder.
+# Stand for the running Python, the demo agent's script and its table of fixes in the
+# demo's loop file; not config placeholders.
 PYTHON_TOKEN = "{python}"
+DEMO_AGENT_TOKEN = "{demo_agent}"
+DEMO_FIXES_TOKEN = "{demo_fixes}"
 
 
 def templates_root() -> Path:
@@ -67,14 +70,22 @@ def demo_fixes_file() -> Path:
     return demo_dir() / "fixes.json"
 
 
+def demo_agent_script() -> Path:
+    """The demo agent, run as a script (its own directory is all a sandbox must show)."""
+    return Path(__file__).resolve().parent / "demo_agent.py"
+
+
 def render_demo_loop(python: str) -> str:
     """The demo's loop file with ``{python}`` replaced by the interpreter ``python``.
 
     In ``command`` the token stands for a whole list item and becomes a JSON
     string; in ``goal.run`` it sits inside a double-quoted YAML string and
     becomes the shell-quoted path, escaped for that string. Both are safe for
-    any path, spaces, quotes and backslashes included.
+    any path, spaces, quotes and backslashes included. ``{demo_agent}`` and
+    ``{demo_fixes}`` (list items of ``command``) become the script and its table.
     """
     text = (demo_dir() / "loop.yml").read_text(encoding="utf-8")
+    text = text.replace(json.dumps(DEMO_AGENT_TOKEN), json.dumps(str(demo_agent_script())))
+    text = text.replace(json.dumps(DEMO_FIXES_TOKEN), json.dumps(str(demo_fixes_file())))
     text = text.replace(json.dumps(PYTHON_TOKEN), json.dumps(python))
     return text.replace(PYTHON_TOKEN, json.dumps(shlex.quote(python))[1:-1])

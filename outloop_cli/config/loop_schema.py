@@ -23,13 +23,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node
 
 from outloop_cli.agents import registry as agents
 from outloop_cli.config import model as m
 from outloop_cli.config import values as v
 from outloop_cli.config.egress_schema import EGRESS_RULES
-from outloop_cli.config.spec import Context, JSONSchema, KeyPath, Spec, document_schema
+from outloop_cli.config.spec import INVALID, Context, JSONSchema, KeyPath, Spec, document_schema
 from outloop_cli.config.spec_collections import Argv, Field, ListOf, MapOf, Obj, index_keys
 from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, SchemaOnly, When
 from outloop_cli.config.spec_scalars import (
@@ -383,6 +383,75 @@ class Credentials(MapOf):
         return out
 
 
+
+@dataclass(frozen=True)
+class SandboxPathSpec(Spec):
+    """An extra path of the sandbox's view, kept with its line for refusals at run start."""
+
+    what = "an absolute path or ~/path"
+
+    def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
+        text = Str(self.what, check_text=v.check_sandbox_path).check(node, path, ctx)
+        if text is INVALID:
+            return INVALID
+        return m.SandboxPath(text, node.start_mark.line + 1)
+
+    def schema(self) -> JSONSchema:
+        return {"type": "string", "pattern": v.anchored(v.SANDBOX_PATH_PATTERN)}
+
+
+SANDBOX_MODE = Enum(m.SANDBOXES)
+_SANDBOX_MODE_DOC = (
+    "`auto` (the default) runs the agent's turn and the goal in bubblewrap where it works, "
+    "and warns loudly where it does not; `bwrap` requires it; `none` runs them as they are."
+)
+SANDBOX_OBJ = Obj(
+    m.SandboxConfig,
+    (
+        Field("mode", SANDBOX_MODE, _SANDBOX_MODE_DOC),
+        Field(
+            "read",
+            ListOf(SandboxPathSpec()),
+            "Extra directories or files the sandbox shows read-only (absolute or ~/…); "
+            "never outloop's state, a secret store or another repository.",
+            example="[~/.cache/pip, /opt/toolchain]",
+        ),
+        Field(
+            "write",
+            ListOf(SandboxPathSpec()),
+            "Extra directories the sandbox shows read-write (absolute or ~/…), same rules.",
+            example="[~/.cache/go-build]",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Sandbox(Spec):
+    """``sandbox: auto`` (a mode alone), or ``sandbox: {mode: …, read: […], write: […]}``."""
+
+    what = "one of auto, bwrap, none, or a mapping with mode, read and write"
+
+    def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
+        if isinstance(node, MappingNode):
+            return SANDBOX_OBJ.check(node, path, ctx)
+        mode = SANDBOX_MODE.check(node, path, ctx)
+        return INVALID if mode is INVALID else m.SandboxConfig(mode=mode)
+
+    def schema(self) -> JSONSchema:
+        return {"anyOf": [SANDBOX_MODE.schema(), SANDBOX_OBJ.schema()]}
+
+    def default_json(self, value: Any) -> Any:
+        assert isinstance(value, m.SandboxConfig)
+        if not value.read and not value.write:
+            return value.mode
+        return {
+            "mode": value.mode,
+            "read": [p.path for p in value.read],
+            "write": [p.path for p in value.write],
+        }
+
+
 LOOP = Obj(
     m.LoopConfig,
     (
@@ -449,9 +518,11 @@ LOOP = Obj(
         ),
         Field(
             "sandbox",
-            Enum(m.SANDBOXES),
-            "`bwrap` runs the agent in a bubblewrap sandbox that can write only to its worktree; "
-            "`none` runs it as it is.",
+            Sandbox(),
+            "Where the agent's turn and the goal run. " + _SANDBOX_MODE_DOC + " The sandbox "
+            "shows the system directories, the agent's own program and the worktree; "
+            "a mapping adds paths: `{mode: auto, read: [~/.cache/pip]}`.",
+            example="auto",
         ),
     ),
 )

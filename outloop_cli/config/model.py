@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SANDBOXES = ("none", "bwrap")
+# auto: bubblewrap where it works, else unsandboxed with a warning everywhere
+SANDBOXES = ("auto", "bwrap", "none")
 CREDENTIAL_VIAS = ("proxy", "git", "helper")
 CI_PROVIDERS = ("github", "gitlab")
 PLACEHOLDERS = ("prompt", "prompt_file", "workdir", "iteration", "loop", "run")
@@ -102,6 +103,23 @@ class CredentialConfig:
 
 
 @dataclass(frozen=True)
+class SandboxPath:
+    """A path the loop adds to its sandbox's view, as written (``/abs`` or ``~/rel``)."""
+
+    path: str
+    # where it was written, for a refusal made when the run starts
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    mode: str = "auto"
+    # extra paths bound into the view: read-only, and read-write
+    read: tuple[SandboxPath, ...] = ()
+    write: tuple[SandboxPath, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     name: str
     # path of the loop file relative to the repo root, e.g. ".outloop/fix.yml"
@@ -118,7 +136,7 @@ class LoopConfig:
     # user patterns; ALWAYS_PROTECTED is added by protected_patterns()
     protect: tuple[str, ...] = ()
     credentials: tuple[CredentialConfig, ...] = ()
-    sandbox: str = "none"
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     # host:port rules the sandboxed agent and goal may reach through the egress proxy
     egress: tuple[str, ...] = ()
 

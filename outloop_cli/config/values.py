@@ -471,6 +471,34 @@ def check_glob(text: str) -> str:
     return text
 
 
+# An absolute path or one under the home directory; no `..` part, not `/` or `~` itself.
+SANDBOX_PATH_PATTERN = r"(?=/|~/)(?!.*\\)(?!(?:.*/)?\.\.(?:/|$))(?!/+$)(?!~/+$)[^\x00]+"
+
+
+def check_sandbox_path(text: str) -> str:
+    """A path the sandbox adds to its view: ``/abs/path`` or ``~/path``; returned normalised."""
+    if not text:
+        raise BadValue("expected a path, got an empty string")
+    if "\x00" in text:
+        raise BadValue("a path must not contain NUL characters")
+    if not text.startswith(("/", "~/")):
+        raise BadValue(
+            f"{text!r} is neither absolute nor under your home directory",
+            "write it as /path/from/root or ~/path/in/home (the worktree is always in view)",
+        )
+    if ".." in text.split("/"):
+        raise BadValue(f"{text!r} has a '..' part", "write the path without '..'")
+    prefix, rest = ("~/", text[2:]) if text.startswith("~/") else ("/", text)
+    normal = posixpath.normpath("/" + rest).lstrip("/")
+    if not normal:
+        whole = "your whole home directory" if prefix == "~/" else "the whole file system"
+        raise BadValue(
+            f"{text!r} is {whole}",
+            "name the one directory the agent needs, e.g. ~/.cache/pip or /opt/tool",
+        )
+    return prefix + normal
+
+
 # --- network ----------------------------------------------------------------------
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

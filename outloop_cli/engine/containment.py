@@ -27,23 +27,27 @@ def contained(
     argv: Sequence[str],
     *,
     writable: Sequence[Path] = (),
+    readable: Sequence[Path] = (),
     shell_command: str | None = None,
     proxy: tuple[int, Path] | None = None,
 ) -> list[str]:
-    """``argv`` as the run's sandbox runs it (unchanged under ``sandbox: none``).
+    """``argv`` as the run's sandbox runs it (unchanged when the run has no sandbox).
 
     ``shell_command`` is the script of an ``sh -c`` argv: the programs it names
-    stay visible when they live in a hidden directory (a venv under ``$HOME``).
-    ``proxy`` (port, Unix socket) is relayed to 127.0.0.1:port inside; so is
-    the run's egress proxy, when its loop may reach hosts: the only ways out of
-    the sandbox's own network.
+    come into view (read-only). ``readable`` files are shown read-only (the
+    prompt file), ``writable`` directories read-write. ``proxy`` (port, Unix
+    socket) is relayed to 127.0.0.1:port inside; so is the run's egress proxy,
+    when its loop may reach hosts: the only ways out of the sandbox's own
+    network.
     """
-    if ctx.config.sandbox != "bwrap":
+    if not sandboxed(ctx):
         return list(argv)
     from outloop_cli import paths
     from outloop_cli.sandbox import bwrap as sandbox
 
     path_env = build_env().get("PATH")
+    repo = ctx.plan.repo.info
+    extra = ctx.plan.extra_paths
     return sandbox.wrap(
         argv,
         bwrap=sandbox.bwrap_program(path_env),
@@ -51,7 +55,18 @@ def contained(
         worktree=ctx.worktree.path,
         git=git_mounts(ctx),
         writable=writable,
-        hidden=[Path.home(), paths.state_home(), paths.config_home(), paths.data_home()],
+        readable=readable,
+        extra_read=extra.read,
+        extra_write=extra.write,
+        home=Path.home(),
+        # no program's install root may bring these back into view
+        protected=[
+            paths.state_home(),
+            paths.config_home(),
+            paths.data_home(),
+            repo.root,
+            repo.common_dir,
+        ],
         shell_command=shell_command,
         relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
     )
@@ -72,3 +87,8 @@ def git_mounts(ctx: RunContext) -> GitMounts:
         (user_objects / line).resolve() for line in borrowed if line and not line.startswith("#")
     ]
     return GitMounts(read_only=tuple(stores), writable=ctx.worktree.dirs.agent)
+
+
+def sandboxed(ctx: RunContext) -> bool:
+    """Whether the run's agent and goal run in the sandbox (``sandbox.py`` decided at plan)."""
+    return ctx.plan.sandbox.active

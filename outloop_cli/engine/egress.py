@@ -48,7 +48,7 @@ def plan_egress(
         return EgressPlan(
             notes=(
                 f"`egress` ({', '.join(config.egress)}) is enforced only in the sandbox; "
-                f"under `sandbox: {config.sandbox}` the agent reaches every host",
+                f"without one (`sandbox: {config.sandbox.mode}`) the agent reaches every host",
             )
         )
     from outloop_cli.credentials.policy import match_workspace

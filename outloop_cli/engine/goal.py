@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from outloop_cli.engine.containment import contained
+from outloop_cli.engine.containment import contained, sandboxed
 from outloop_cli.engine.egress import proxy_env
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.goals.base import GoalContext
@@ -88,6 +88,7 @@ def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> G
         time_left=ctx.time_left(),
         transform=ctx.masker.mask_bytes if ctx.masker else None,
         contain=lambda argv, script: contained(ctx, argv, shell_command=script),
+        fresh_keyring=sandboxed(ctx),
         **forge_fields,
     )
     goal = ctx.plan.verifier.evaluate(goal_ctx)

@@ -23,6 +23,8 @@ from outloop_cli.git.repo import Repository
 from outloop_cli.goals.base import Verifier
 from outloop_cli.goals.registry import make_verifier
 from outloop_cli.process.environment import build_env
+from outloop_cli.sandbox.availability import SandboxChoice, choose
+from outloop_cli.sandbox.extra_paths import ExtraPaths, check_extra_paths
 from outloop_cli.store.records import RunRecord
 from outloop_cli.store.runs import RunStore
 
@@ -51,6 +53,8 @@ class LoopPlan:
     max_iterations: int
     access: RunAccess
     egress: EgressPlan = field(default_factory=EgressPlan)
+    sandbox: SandboxChoice = field(default_factory=lambda: SandboxChoice("none", active=False))
+    extra_paths: ExtraPaths = field(default_factory=ExtraPaths)
 
 
 def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
@@ -61,14 +65,60 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
     _check_executable(agent)
-    if config.sandbox == "bwrap":
-        from outloop_cli.sandbox.bwrap import bwrap_program
-
-        bwrap_program(build_env().get("PATH"))
+    sandbox = choose(config.sandbox.mode, build_env().get("PATH"))
+    extra = _extra_paths(repo, config, options) if sandbox.active else ExtraPaths()
     max_iterations = options.max_iterations or config.limits.max_iterations
     access = RunAccess.plan(repo, config, base, options.policy)
-    egress = plan_egress(config, repo, options.policy, contained=config.sandbox == "bwrap")
-    return LoopPlan(repo, config, base, prompt, agent, verifier, max_iterations, access, egress)
+    egress = plan_egress(config, repo, options.policy, contained=sandbox.active)
+    return LoopPlan(
+        repo,
+        config,
+        base,
+        prompt,
+        agent,
+        verifier,
+        max_iterations,
+        access,
+        egress=egress,
+        sandbox=sandbox,
+        extra_paths=extra,
+    )
+
+
+def _extra_paths(repo: Repository, config: LoopConfig, options: RunOptions) -> ExtraPaths:
+    """The loop's declared sandbox paths, refused where they reach what must stay out."""
+    if not config.sandbox.read and not config.sandbox.write:
+        return ExtraPaths()
+    from outloop_cli import paths
+    from outloop_cli.credentials.policy import default_policy_path, load_policy
+
+    keep_out = [
+        (paths.state_home(), "outloop's state (every run's worktree)"),
+        (paths.config_home(), "outloop's config (the policy)"),
+        (paths.data_home() / "outloop", "outloop's data (the secrets index)"),
+        (repo.info.root, "this repository's checkout"),
+        (repo.info.common_dir, "this repository's git directory"),
+    ]
+    policy_path = options.policy or default_policy_path()
+    if policy_path.is_file():
+        keep_out.append((policy_path, "the policy"))
+        for workspace in load_policy(policy_path).workspaces:
+            for pattern in workspace.repos:
+                if pattern.startswith(("/", "~")):
+                    keep_out.append(
+                        (_literal_prefix(pattern), f"workspace {workspace.name}'s repositories")
+                    )
+    return check_extra_paths(config.sandbox, file=config.path, home=Path.home(), keep_out=keep_out)
+
+
+def _literal_prefix(pattern: str) -> Path:
+    """The directory a path pattern's matches all lie under: ``~/src/client-*`` → ``~/src``."""
+    parts: list[str] = []
+    for part in Path(pattern).expanduser().parts:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path("/")
 
 
 def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> LoopPlan:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from outloop_cli.engine.commit import import_into_repository
 from outloop_cli.engine.start import (
     agent_git_identity,
+    announce_sandbox,
     check_outside,
     released_on_error,
     run_git_dirs,
@@ -111,6 +112,7 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
     record.pending_tree = None
     record.pid = os.getpid()
     record.host = socket.gethostname()
+    record.sandbox = ctx.plan.sandbox.record()
     ctx.save()
     torn = cut_torn_audit_tail(ctx.paths.audit)
     if torn is not None:
@@ -128,6 +130,7 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
         outcome.last_committed,
         f"resumed on {record.branch} after iteration {outcome.last_committed}",
     )
+    announce_sandbox(ctx)
     start_access(ctx)
     last = outcome.last_committed
     salvaged = salvage(ctx, commits, last + 1, pending_tree if pending_n == last + 1 else None)

@@ -59,6 +59,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
             goal=ctx.plan.verifier.label,
         )
         ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
+        announce_sandbox(ctx)
         start_access(ctx)
         return ctx.record
 
@@ -121,7 +122,16 @@ def _first_record(ctx: RunContext, branch: str, worktree_path: Path) -> RunRecor
         pid=os.getpid(),
         host=socket.gethostname(),
         outloop_version=__version__,
+        sandbox=plan.sandbox.record(),
     )
+
+
+def announce_sandbox(ctx: RunContext) -> None:
+    """The sandbox the run got, in the audit log; a run without one when asked says so loudly."""
+    choice = ctx.plan.sandbox
+    ctx.audit("sandbox", **choice.record())
+    if choice.warning:
+        ctx.note(0, "warning: " + choice.warning)
 
 
 def start_access(ctx: RunContext) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from outloop_cli.agents.base import TurnContext
-from outloop_cli.engine.containment import contained
+from outloop_cli.engine.containment import contained, sandboxed
 from outloop_cli.engine.egress import proxy_env
 from outloop_cli.engine.prompt import compose_prompt
 from outloop_cli.process.environment import build_env
@@ -56,7 +56,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
         prompt_text=prompt_text,
         prompt_file=prompt_file,
         state_dir=state_dir,
-        contained=ctx.config.sandbox == "bwrap",
+        contained=sandboxed(ctx),
     )
     invocation = plan.agent.invocation(turn)
     agent_cfg = ctx.config.agent
@@ -90,6 +90,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
                 ctx,
                 invocation.argv,
                 writable=[state_dir, *filter(None, [plan.access.broker_socket_dir()])],
+                readable=[prompt_file],
                 proxy=plan.access.proxy_endpoint(),
             ),
             cwd=worktree.path,
@@ -100,6 +101,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
             cancel=ctx.cancel,
             stdin_data=invocation.stdin,
             transform=masking,
+            fresh_keyring=sandboxed(ctx),
         )
     except ProgramNotFound as exc:
         result = AgentResult(exit_code=None, duration=0.0, error="not_found", log=log_name)

@@ -56,6 +56,7 @@ class CommandVerifier:
             timeout=timeout,
             cancel=ctx.cancel,
             transform=ctx.transform,
+            fresh_keyring=ctx.fresh_keyring,
         )
         counts: TestCounts | None = None
         cases: list[TestCase] = []

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.process import session_keyring
 from outloop_cli.process.sinks import LogSink
 from outloop_cli.process.supervise import Child, Stop
 
@@ -123,6 +124,7 @@ def run_streamed(
     transform: Callable[[bytes], bytes] | None = None,
     on_output: Callable[[bytes], None] | None = None,
     append: bool = False,
+    fresh_keyring: bool = False,
 ) -> ProcessResult:
     """Run ``argv`` with stdout and stderr merged into ``log_path``.
 
@@ -132,7 +134,8 @@ def run_streamed(
     sees every chunk before it is logged, tailed or passed to ``on_output``;
     it must handle secrets split across chunk boundaries itself. ``on_output``
     runs on the reader thread and must be quick. An exception from either
-    kills the process and is re-raised here.
+    kills the process and is re-raised here. ``fresh_keyring`` starts the child
+    in a new session keyring of its own (``session_keyring.py``).
 
     Raises ``ProgramNotFound`` or ``CouldNotRun`` when the program cannot start.
     """
@@ -156,11 +159,19 @@ def run_streamed(
             # an empty log should say why it is empty
             sink.note(f"could not start: {exc.message}")
             raise
+        preexec = session_keyring.joiner() if fresh_keyring else None
         out_r, out_w = os.pipe()
         try:
             child = Child.start(
                 lambda stdin: _popen(
-                    argv, executable, cwd=cwd, env=env, stdin=stdin, stdout=out_w, stderr=out_w
+                    argv,
+                    executable,
+                    cwd=cwd,
+                    env=env,
+                    stdin=stdin,
+                    stdout=out_w,
+                    stderr=out_w,
+                    preexec=preexec,
                 ),
                 stdin_data=stdin_data,
                 untrusted=True,
@@ -285,6 +296,7 @@ def _popen(
     stdin: int,
     stdout: int,
     stderr: int,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     program = argv[0]
     try:
@@ -298,7 +310,14 @@ def _popen(
             stderr=stderr,
             close_fds=True,
             start_new_session=True,
+            preexec_fn=preexec,
         )
+    except subprocess.SubprocessError as exc:
+        # only the preexec step raises this: the child never ran
+        raise CouldNotRun(
+            f"cannot run `{program}` with a session keyring of its own",
+            hint="the kernel refused KEYCTL_JOIN_SESSION_KEYRING; `sandbox: none` goes on without",
+        ) from exc
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename) == cwd:
             raise CouldNotRun(f"cannot run `{program}` in {cwd}: {exc.strerror}") from exc

@@ -374,6 +374,8 @@ def _open_pidfd(pid: int) -> int | None:
 
 
 _PR_SET_CHILD_SUBREAPER = 36
+# how long an adopted orphan may take to exit by itself before it counts as a daemon
+_EXITING_GRACE = 0.2
 
 
 def adopt_orphans() -> bool:
@@ -447,18 +449,16 @@ class _Orphanage:
             return killed
 
     def _kill_orphans(self, since: int) -> int:
-        table = process_table()
-        if table is None:
+        orphans, table = self._orphans(since)
+        # a sandbox's init outlives bubblewrap's exit by a moment, on its way out:
+        # only what is still there after that moment is a daemon to kill
+        deadline = time.monotonic() + _EXITING_GRACE
+        while orphans and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self._reap()
+            orphans, table = self._orphans(since)
+        if not orphans:
             return 0
-        me = os.getpid()
-        orphans = [
-            pid
-            for pid, info in table.items()
-            if info.ppid == me
-            and pid not in self._children
-            and info.alive
-            and info.start_ticks >= since
-        ]
         targets = [
             (pid, table[pid].start_ticks) for pid in [*orphans, *descendants(table, orphans)]
         ]
@@ -478,6 +478,20 @@ class _Orphanage:
                 break
             time.sleep(0.01)
         return len(targets)
+
+    def _orphans(self, since: int) -> tuple[list[int], Mapping[int, ProcInfo]]:
+        """Adopted processes started since ``since`` that still run, and the table read."""
+        table = process_table() or {}
+        me = os.getpid()
+        orphans = [
+            pid
+            for pid, info in table.items()
+            if info.ppid == me
+            and pid not in self._children
+            and info.alive
+            and info.start_ticks >= since
+        ]
+        return orphans, table
 
     def _reap(self) -> None:
         """Collect the exit status of adopted orphans that died, so no zombie stays."""

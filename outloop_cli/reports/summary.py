@@ -158,6 +158,9 @@ def _headline(record: RunRecord) -> str:
         lines += ["", f"*{description}*"]
     if record.stop_detail:
         lines += ["", "> " + _escape(record.stop_detail, _FACT_CHARS)]
+    warning = (record.sandbox or {}).get("warning")
+    if warning:
+        lines += ["", "> [!WARNING]", "> " + _escape(str(warning), 2 * _FACT_CHARS)]
     return "\n".join(lines) + "\n"
 
 
@@ -197,11 +200,23 @@ def _facts(record: RunRecord) -> str:
         ("Tokens", "—" if record.tokens is None else f"{record.tokens:,}"),
         ("Agent", _escape(record.agent_label, _FACT_CHARS)),
         ("Goal", _code(record.goal_label, _FACT_CHARS, in_table=True)),
+        ("Sandbox", _sandbox_words(record)),
     ]
     # the run id as the header row: GitHub draws an empty header as a blank band
     lines = [f"| Run | {_code(record.run_id, _FACT_CHARS, in_table=True)} |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines) + "\n"
+
+
+def _sandbox_words(record: RunRecord) -> str:
+    sandbox = record.sandbox
+    if sandbox is None:
+        return "—"
+    if sandbox.get("active"):
+        return "bubblewrap"
+    if sandbox.get("requested") == "none":
+        return "none (`sandbox: none`)"
+    return "**none: bubblewrap could not run**"
 
 
 def _iterations(record: RunRecord, max_rows: int) -> str:

@@ -1,27 +1,47 @@
-"""``sandbox: bwrap``: run the agent inside bubblewrap.
+"""The sandbox's command line: the agent's turn and the goal inside bubblewrap.
 
-What the sandbox takes away from the agent, and why:
+The view is an allow-list, built up from an empty root:
+
+* the system, read-only: ``/usr`` and the top-level directories it backs
+  (``/bin``, ``/lib*``, ``/sbin``, as links where the host has links), and of
+  ``/etc`` only what programs need to start, resolve ``localhost``, verify TLS
+  and name their user (``ETC_ENTRIES``): no ``shadow``, no ``ssh``, no private
+  keys under ``/etc/ssl``, no system git or pip config;
+* the programs that run: the install root of the agent's program and of every
+  program a goal script names, a script's own directory, a venv's base
+  interpreter, a ``#!`` interpreter, a version manager's root for its shims;
+  never a root that would show ``$HOME``, outloop's state or the repository
+  (``protected``): then the file alone;
+* the worktree read-write; the repository's git directory as ``_git_mounts``
+  says; the loop's declared ``read``/``write`` paths (checked before the run
+  by ``extra_paths.py``);
+* a fresh, empty ``$HOME``, ``/tmp``, ``/var/tmp`` and ``/run``.
+
+Nothing else of the host is there: no other repository, no other run's
+worktree, no outloop state, no ``/home``, ``/root``, ``/srv``, ``/opt``,
+``/mnt`` or ``/media``.
+
+What else the sandbox takes away, and why:
 
 * other processes: a new PID namespace with its own ``/proc``, so the agent
-  cannot read outloop's (or anyone's) ``/proc/<pid>/environ`` or ``cmdline``;
-* the user's files: ``$HOME``, ``/tmp`` and ``/run`` are empty tmpfs (no
-  keyring files, no ssh keys, no D-Bus session socket path), and outloop's
-  own state and config directories are hidden when they live elsewhere;
+  cannot read outloop's (or anyone's) ``/proc/<pid>/environ`` or ``mem``; the
+  kernel's knobs in ``/proc`` (``sys``, ``sysrq-trigger``, ``irq``, ``bus``,
+  ``fs``) are read-only, since uid 0 inside is uid 0 to their owner check,
+  and ``/proc/keys`` is empty;
 * the user's repository: only its objects are shown, read-only, and the
   agent's own private git dir is the one writable git dir (:func:`git_dir_args`),
   so no branch, tag, reflog, stash, config or hook of the user's (nor of a
   submodule's git dir) can be changed, nor outloop's run records;
 * the terminal: ``--new-session`` stops TIOCSTI keystroke injection;
+* the kernel keyring: the child joins a new anonymous session keyring before
+  bubblewrap starts (``process/session_keyring.py``), so what the runner's
+  session holds cannot be requested or read;
 * root: its own user namespace with every capability dropped, and no nested
-  user namespace, so an agent run as root cannot unmount a read-only bind.
-
+  user namespace, so an agent run as root cannot unmount a read-only bind;
 * the network: a namespace of its own with only loopback, so no host, no
   port and no abstract Unix socket of the machine (a session bus listening on
   one included) is reachable; the access proxy comes in as a Unix socket,
   relayed on 127.0.0.1 with the proxy's own port (``relay.py``).
-
-What stays: the rest of the file system read-only, and the worktree
-read-write.
 """
 
 from __future__ import annotations
@@ -49,13 +69,56 @@ def bwrap_program(path: str | None) -> str:
     return found
 
 
-def _existing(paths: Sequence[Path]) -> list[Path]:
-    seen: list[Path] = []
-    for path in paths:
-        resolved = path.resolve()
-        if resolved.is_dir() and resolved not in seen and resolved != Path("/"):
-            seen.append(resolved)
-    return seen
+# Top-level system directories, read-only (a link on a merged-/usr system stays a link).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+# What of /etc programs need: the dynamic linker's cache, users and groups by name,
+# localhost and the resolver's order, time zone, locale, terminal, MIME and magic
+# data, the CA certificates (never /etc/ssl/private), Debian's alternatives links
+# and Python's own config. Left out on purpose: shadow files, ssh, sudoers, the
+# system git, pip and npm config (a token may sit in one), machine-id, hostname.
+ETC_ENTRIES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "host.conf",
+    "gai.conf",
+    "localtime",
+    "timezone",
+    "locale.alias",
+    "locale.conf",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "terminfo",
+    "inputrc",
+    "protocols",
+    "services",
+    "shells",
+    "os-release",
+    "lsb-release",
+    "debian_version",
+    "alternatives",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki/tls/certs",
+    "pki/tls/cert.pem",
+    "pki/tls/openssl.cnf",
+    "pki/ca-trust",
+    "crypto-policies",
+    "python3",
+)
+
+# Kernel knobs in /proc that check only the uid (0 inside is 0 to them): read-only.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+# Host facts no agent needs: shown empty (/proc/keys names every key the user may view).
+_PROC_EMPTY = ("/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug")
 
 
 def wrap(
@@ -65,22 +128,27 @@ def wrap(
     worktree: Path,
     git: GitMounts,
     writable: Sequence[Path] = (),
-    hidden: Sequence[Path] = (),
+    readable: Sequence[Path] = (),
+    extra_read: Sequence[tuple[Path, Path]] = (),
+    extra_write: Sequence[tuple[Path, Path]] = (),
+    home: Path | None = None,
+    protected: Sequence[Path] = (),
     path_env: str | None = None,
     shell_command: str | None = None,
     relays: Sequence[tuple[int, Path]] = (),
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
-    ``hidden`` directories become empty tmpfs; ``writable`` ones (and the
-    worktree) are bound read-write on top, so a writable path may sit inside a
-    hidden one (the worktree lives under outloop's state directory). The agent's
-    own program stays visible (read-only) when it lives in a hidden place: a
-    venv or pyenv under ``$HOME``, a script under ``/tmp``. Each of ``relays``
-    (port, Unix socket outside) is bound in and relayed on 127.0.0.1:port
-    inside: the access proxy, the egress proxy.
+    ``writable`` directories (and the worktree) are bound read-write,
+    ``readable`` files read-only; ``extra_read``/``extra_write`` are the loop's
+    declared paths as (source, where it appears), already checked. ``home``
+    (default: ``$HOME``) is an empty tmpfs. No program's root may show a
+    ``protected`` directory (``$HOME``, outloop's state, the repository).
+    Each of ``relays`` (port, Unix socket outside) is bound in and relayed on
+    127.0.0.1:port inside: the access proxy, the egress proxy.
     """
     worktree = worktree.resolve()
+    home = (home or Path.home()).absolute()
     args = [
         bwrap,
         "--die-with-parent",
@@ -100,20 +168,21 @@ def wrap(
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        "--ro-bind",
-        "/",
-        "/",
+        *system_mounts(),
         "--dev",
         "/dev",
         "--proc",
         "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--tmpfs",
-        "/run",
     ]
-    for path in _existing(hidden):
-        args += ["--tmpfs", str(path)]
+    for path in _PROC_READ_ONLY:
+        args += ["--ro-bind-try", path, path]
+    for path in _PROC_EMPTY:
+        # a bind needs its mount point: only the files this kernel has
+        if Path(path).exists():
+            args += ["--ro-bind", "/dev/null", path]
+    args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
+    if not _under(home, [Path(d) for d in SYSTEM_DIRS]) and home != Path("/"):
+        args += ["--tmpfs", str(home)]
     args += git_dir_args(git)
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command)]
@@ -125,10 +194,17 @@ def wrap(
             pairs.append((port, inside))
         command = [*_relay_argv(pairs), *command]
         programs.append(sys.executable)
-    for path in _program_roots(programs, argv[1:], path_env, [Path("/tmp"), Path("/run"), *hidden]):
-        args += ["--ro-bind", str(path), str(path)]
-    for path in _existing([*writable, worktree]):
-        args += ["--bind", str(path), str(path)]
+    keep_out = [p.resolve() for p in (home, *protected) if p.exists()]
+    for root in _program_roots(programs, argv[1:], path_env, keep_out):
+        args += ["--ro-bind", str(root), str(root)]
+    for file in _existing_files(readable):
+        args += ["--ro-bind", str(file), str(file)]
+    for source, target in extra_read:
+        args += ["--ro-bind-try", str(source), str(target)]
+    for source, target in extra_write:
+        args += ["--bind-try", str(source), str(target)]
+    for directory in _existing([*writable, worktree]):
+        args += ["--bind", str(directory), str(directory)]
     args += ["--chdir", str(worktree), "--", *command]
     return args
 
@@ -155,6 +231,57 @@ def git_dir_args(git: GitMounts) -> list[str]:
     agent = git.writable.resolve()
     args += ["--bind", str(agent), str(agent)]
     return args
+
+
+def probe_argv(bwrap: str) -> list[str]:
+    """The smallest sandbox of a run's kind (own user, PID and network namespaces): ``true``."""
+    return [
+        bwrap,
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--cap-drop",
+        "ALL",
+        *system_mounts(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "true",
+    ]
+
+
+def system_mounts() -> list[str]:
+    """The system directories and the /etc entries every sandbox shows, read-only."""
+    args: list[str] = []
+    for name in SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():
+            args += ["--symlink", str(path.readlink()), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    args += ["--dir", "/etc"]
+    for entry in ETC_ENTRIES:
+        path = Path("/etc", entry)
+        if path.is_symlink():
+            args += ["--symlink", str(path.readlink()), str(path)]
+        elif path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _existing(paths: Sequence[Path]) -> list[Path]:
+    seen: list[Path] = []
+    for path in paths:
+        resolved = path.resolve()
+        if resolved.is_dir() and resolved not in seen and resolved != Path("/"):
+            seen.append(resolved)
+    return seen
+
+
+def _existing_files(paths: Sequence[Path]) -> list[Path]:
+    return list(dict.fromkeys(p.resolve() for p in paths if p.is_file()))
 
 
 def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:
@@ -191,49 +318,92 @@ def _programs_in(script: str | None) -> list[str]:
 
 
 def _program_roots(
-    programs: Sequence[str], args: Sequence[str], path_env: str | None, hidden: Sequence[Path]
+    programs: Sequence[str], args: Sequence[str], path_env: str | None, keep_out: Sequence[Path]
 ) -> list[Path]:
-    """Directories the sandboxed programs need that a hidden directory would cover."""
-    roots = [p.resolve() for p in hidden if p.exists()]
+    """What the programs that run need in view: install roots, a script's own directory.
+
+    Each program found on ``path_env`` brings its install root (``<prefix>`` of
+    ``<prefix>/bin/x``), both where it is called and where its links lead; a
+    venv brings its base interpreter, a ``#!`` line its interpreter, a shim its
+    version manager. A script given by absolute path brings its directory (its
+    modules sit beside it). A root that would show a ``keep_out`` directory
+    shrinks to the program's own directory, and then to the file alone.
+    """
     found: list[Path] = []
-    # (path, found on PATH): a program's install root is kept, a plain file's directory
-    candidates: list[tuple[Path, bool]] = []
-    for name in programs:
-        program = shutil.which(name, path=path_env)
-        if program:
-            candidates.append((Path(program), True))
-    candidates += [(Path(arg), False) for arg in args if arg.startswith("/") and Path(arg).exists()]
-    any_program = any(is_program for _, is_program in candidates)
-    for candidate, _ in candidates:
-        for path in dict.fromkeys([candidate.absolute(), candidate.resolve()]):
-            if not _under(path, roots):
-                continue
-            root = (
-                _install_root(path) if path == candidate.absolute() or any_program else path.parent
-            )
-            if _covers_hidden(root, roots):
-                # a program straight in ~/bin must not bring all of $HOME back into view
-                root = path.parent
-                if _covers_hidden(root, roots):
-                    continue
-            found.append(root)
+    queue = [Path(p) for p in (shutil.which(n, path=path_env) for n in programs) if p]
+    seen: set[Path] = set()
+    while queue:
+        program = queue.pop(0)
+        if program in seen:
+            continue
+        seen.add(program)
+        for path in dict.fromkeys([program.absolute(), program.resolve()]):
+            found += _view_of(_root_of(path), path, keep_out, inside_ok=True)
             venv = _install_root(path) / "pyvenv.cfg"
             if venv.is_file():
-                found += _venv_base(venv, roots)
-    return [p for p in dict.fromkeys(found) if p.is_dir() and p != Path("/")]
+                found += [
+                    root
+                    for base in _venv_base(venv)
+                    for root in _view_of(base, base, keep_out, inside_ok=True)
+                ]
+        queue += _interpreter(program, path_env)
+    for arg in args:
+        if not arg.startswith("/") or not Path(arg).is_file():
+            continue
+        for path in dict.fromkeys([Path(arg).absolute(), Path(arg).resolve()]):
+            found += _view_of(path.parent, path, keep_out, inside_ok=False)
+    system = [Path(d) for d in SYSTEM_DIRS]
+    return [
+        p for p in dict.fromkeys(found) if p.exists() and p != Path("/") and not _under(p, system)
+    ]
 
 
-def _covers_hidden(path: Path, roots: Sequence[Path]) -> bool:
-    """Whether binding ``path`` would show a whole hidden directory."""
-    return any(path == root or path in root.parents for root in roots)
+def _root_of(path: Path) -> Path:
+    # pyenv, rbenv and asdf shims run the manager's own scripts from its root
+    if path.parent.name == "shims":
+        return path.parent.parent
+    return _install_root(path)
 
 
-def _venv_base(config: Path, roots: Sequence[Path]) -> list[Path]:
-    """A venv's python links to its base interpreter, which must be visible too."""
+def _view_of(root: Path, path: Path, keep_out: Sequence[Path], *, inside_ok: bool) -> list[Path]:
+    """``root``, or less of it when it would show what must stay out of view."""
+    for candidate in (root, path.parent):
+        if _covers(candidate, keep_out):
+            continue
+        if not inside_ok and _under(candidate, keep_out):
+            continue
+        return [candidate]
+    return [path]
+
+
+def _covers(path: Path, keep_out: Sequence[Path]) -> bool:
+    """Whether binding ``path`` would show a whole directory that must stay out of view."""
+    return any(path == root or path in root.parents for root in keep_out)
+
+
+def _interpreter(program: Path, path_env: str | None) -> list[Path]:
+    """The program a ``#!`` line runs (``#!/usr/bin/env node`` looks ``node`` up on PATH)."""
+    try:
+        with program.open("rb") as f:
+            line = f.readline(256)
+    except OSError:
+        return []
+    if not line.startswith(b"#!"):
+        return []
+    words = line[2:].decode("utf-8", "replace").split()
+    if not words:
+        return []
+    if Path(words[0]).name == "env":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        found = shutil.which(names[0], path=path_env) if names else None
+        return [Path(found)] if found else []
+    return [Path(words[0])] if Path(words[0]).is_file() else []
+
+
+def _venv_base(config: Path) -> list[Path]:
+    """A venv's python links to its base interpreter, whose prefix must be in view too."""
     for line in config.read_text(errors="replace").splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "home":
-            base = Path(value.strip()).resolve()
-            if _under(base, roots):
-                return [_install_root(base / "python")]
+            return [_install_root(Path(value.strip()).resolve() / "python")]
     return []

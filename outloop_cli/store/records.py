@@ -167,6 +167,8 @@ class RunRecord:
     audit_head: dict[str, Any] | None = None
     # tree of the snapshot taken before the goal ran, until it is committed (crash recovery)
     pending_tree: str | None = None
+    # the sandbox asked for and got: {"requested": "auto", "active": true, "warning": null}
+    sandbox: dict[str, Any] | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import RepoFactory, git
-from tests.support.e2e import PY, agent_cmd, counter_goal, loop_yaml, run_cli, runs_dir
+from tests.support.e2e import (
+    PY,
+    agent_cmd,
+    counter_goal,
+    loop_yaml,
+    run_cli,
+    runs_dir,
+    shared_dir,
+)
 
 
 def _cli(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,7 +64,10 @@ def _two_loop_repo(make_repo: RepoFactory, marker: Path) -> Path:
         {
             ".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1)),
             ".outloop/slow.yml": loop_yaml(
-                agent_cmd("sleepy_agent.py", str(marker), "60"), counter_goal(1)
+                agent_cmd("sleepy_agent.py", str(marker), "60"),
+                counter_goal(1),
+                # the marker's directory, shown writable in the default sandbox
+                sandbox={"write": [str(marker.parent)]},
             ),
         }
     )
@@ -92,7 +103,7 @@ def _kill_agent(marker: Path) -> None:
 def test_clean_removes_finished_worktrees_and_never_touches_a_running_run(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "slow-agent-started"
+    marker = shared_dir(tmp_path)[0] / "slow-agent-started"
     repo = _two_loop_repo(make_repo, marker)
     for _ in range(2):
         assert run_cli(repo, "run", "fix").returncode == 0

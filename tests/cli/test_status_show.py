@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import RepoFactory, git
-from tests.support.e2e import PY, agent_cmd, counter_goal, loop_yaml, only_run, run_cli, runs_dir
+from tests.support.e2e import (
+    PY,
+    agent_cmd,
+    counter_goal,
+    loop_yaml,
+    only_run,
+    run_cli,
+    runs_dir,
+    shared_dir,
+)
 
 JUNIT_GOAL = (
     f"{PY} -c \"import pathlib,sys; pathlib.Path('reports').mkdir(exist_ok=True); "
@@ -182,11 +191,14 @@ def test_failing_counts_and_costs_are_shown(make_repo: RepoFactory) -> None:
 
 
 def test_running_then_crashed(make_repo: RepoFactory, tmp_path: Path, runner_factory: Any) -> None:
-    marker = tmp_path / "agent-started"
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "agent-started"
     repo = make_repo(
         {
             ".outloop/fix.yml": loop_yaml(
-                agent_cmd("sleepy_agent.py", str(marker), "60"), counter_goal(1)
+                agent_cmd("sleepy_agent.py", str(marker), "60"),
+                counter_goal(1),
+                sandbox=sandbox,
             )
         }
     )
@@ -221,11 +233,14 @@ def test_running_then_crashed(make_repo: RepoFactory, tmp_path: Path, runner_fac
 
 
 def test_stopped_on_request(make_repo: RepoFactory, tmp_path: Path, runner_factory: Any) -> None:
-    marker = tmp_path / "agent-started"
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "agent-started"
     repo = make_repo(
         {
             ".outloop/fix.yml": loop_yaml(
-                agent_cmd("sleepy_agent.py", str(marker), "1"), counter_goal(5)
+                agent_cmd("sleepy_agent.py", str(marker), "1"),
+                counter_goal(5),
+                sandbox=sandbox,
             )
         }
     )
@@ -245,11 +260,14 @@ def test_stopped_on_request(make_repo: RepoFactory, tmp_path: Path, runner_facto
 def test_interrupted_counts_as_stopped(
     make_repo: RepoFactory, tmp_path: Path, runner_factory: Any
 ) -> None:
-    marker = tmp_path / "agent-started"
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "agent-started"
     repo = make_repo(
         {
             ".outloop/fix.yml": loop_yaml(
-                agent_cmd("sleepy_agent.py", str(marker), "60"), counter_goal(5)
+                agent_cmd("sleepy_agent.py", str(marker), "60"),
+                counter_goal(5),
+                sandbox=sandbox,
             )
         }
     )

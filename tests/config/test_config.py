@@ -32,6 +32,8 @@ from outloop_cli.config.model import (
     GoalConfig,
     LimitsConfig,
     LoopConfig,
+    SandboxConfig,
+    SandboxPath,
 )
 from outloop_cli.config.values import format_duration, parse_duration, parse_size
 from outloop_cli.errors import ConfigError, Problem
@@ -145,7 +147,11 @@ def test_every_key_is_parsed_into_the_model() -> None:
             CredentialConfig(name="github", via="git", host="github.com"),
             CredentialConfig(name="legacy-tool", via="helper"),
         ),
-        sandbox="bwrap",
+        sandbox=SandboxConfig(
+            mode="bwrap",
+            read=(SandboxPath("~/.cache/pip", 54), SandboxPath("/opt/toolchain", 54)),
+            write=(SandboxPath("~/.cache/go-build", 55),),
+        ),
     )
     assert config.protected_patterns() == (".outloop/**", *config.protect)
 
@@ -166,7 +172,7 @@ def test_defaults_of_a_minimal_loop() -> None:
         DEFAULT_BRANCH,
         False,
         (),
-        "none",
+        SandboxConfig(mode="auto"),
     )
     assert config.credentials == ()
     assert config.description is None

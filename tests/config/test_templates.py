@@ -33,7 +33,9 @@ from outloop_cli.templates_dir import (
     PYTHON_TOKEN,
     SCHEMA_TOKEN,
     available_presets,
+    demo_agent_script,
     demo_dir,
+    demo_fixes_file,
     demo_project_dir,
     loop_template,
     render_demo_loop,
@@ -111,7 +113,7 @@ def test_loop_template_is_yaml_with_known_keys_and_the_defaults(preset: str) -> 
     assert data["goal"] == {"run": "pytest -q", "timeout": "10m"}
     assert data["limits"] == {"max_iterations": 10, "max_time": "1h", "stall": 3}
     assert data["push"] is False
-    assert data["sandbox"] == "none"
+    assert data["sandbox"] == "auto"
     assert all(DURATION.match(value) for value in durations(data)), durations(data)
     assert data["agent"]["prompt"].strip()
     if preset == "command":
@@ -150,10 +152,17 @@ def test_loop_template_for_an_unknown_preset_is_a_usage_error() -> None:
 
 def test_demo_loop_keeps_the_python_token_for_the_demo_command() -> None:
     text = (demo_dir() / "loop.yml").read_text(encoding="utf-8")
-    assert 'command: ["{python}", "-m", "outloop_cli.demo_agent", "{prompt_file}"]' in text
+    assert (
+        'command: ["{python}", "{demo_agent}", "--fixes", "{demo_fixes}", "{prompt_file}"]' in text
+    )
     assert 'run: "{python} -B -m unittest -v"' in text
     assert text.count(PYTHON_TOKEN) == 2
-    assert set(re.findall(r"\{(\w*)\}", text)) <= {*PLACEHOLDERS, "python"}
+    assert set(re.findall(r"\{(\w*)\}", text)) <= {
+        *PLACEHOLDERS,
+        "python",
+        "demo_agent",
+        "demo_fixes",
+    }
 
 
 @pytest.mark.parametrize(
@@ -166,7 +175,13 @@ def test_demo_loop_after_substitution(python: str) -> None:
     assert unknown_keys(data) == []
     agent, goal, limits = data["agent"], data["goal"], data["limits"]
     assert agent["preset"] == "command"
-    assert agent["command"] == [python, "-m", "outloop_cli.demo_agent", "{prompt_file}"]
+    assert agent["command"] == [
+        python,
+        str(demo_agent_script()),
+        "--fixes",
+        str(demo_fixes_file()),
+        "{prompt_file}",
+    ]
     assert shlex.split(goal["run"]) == [python, "-B", "-m", "unittest", "-v"]
     assert (agent["timeout"], goal["timeout"]) == ("60s", "60s")
     assert (limits["max_iterations"], limits["stall"]) == (6, 3)

@@ -177,7 +177,14 @@ def test_agent_cannot_find_ci_secrets_anywhere_during_a_real_run(
     agent = tmp_path / "attack.py"
     agent.write_text(ATTACK_AGENT)
     loot_file = tmp_path / "loot.json"
-    loop = loop_yaml([sys.executable, str(agent), str(loot_file)], counter_goal(1))
+    loop = loop_yaml(
+        [sys.executable, str(agent), str(loot_file)],
+        counter_goal(1),
+        # unsandboxed on purpose: the agent reads outloop's own /proc/<pid>/environ as
+        # same-user code can without a sandbox; the re-exec must have scrubbed it (in the
+        # sandbox, outloop's /proc is not even in view: tests/security/test_fs_sandbox.py)
+        sandbox="none",
+    )
     repo = make_repo({".outloop/fix.yml": loop})
     env = outloop_env(OUTLOOP_SECRET_CLIENT_A_OPENAI=value)
     done = subprocess.run(

@@ -25,6 +25,7 @@ from tests.support.e2e import (
     run_cli,
     runs_dir,
     settle,
+    shared_dir,
 )
 
 USER_FILES = {
@@ -231,6 +232,9 @@ def test_timeout_kills_the_agents_whole_process_tree(
             # before the timeout kills its tree; the pid file proves it got that far
             agent__timeout="4s",
             limits={"max_iterations": 1},
+            # unsandboxed on purpose: the agent reports its tree's host pids, which a
+            # sandbox's PID namespace hides from it; this is outloop's own tree kill
+            sandbox="none",
         ),
     )
     started = time.monotonic()
@@ -423,9 +427,11 @@ def _wait_for(path: Path, timeout: float = 30) -> None:
 def test_ctrl_c_kills_agent_commits_partial_work_and_exits_130(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "started"
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "started"
     repo = make_loop_repo(
-        make_repo, loop_yaml(agent_cmd("sleepy_agent.py", str(marker)), counter_goal(1))
+        make_repo,
+        loop_yaml(agent_cmd("sleepy_agent.py", str(marker)), counter_goal(1), sandbox=sandbox),
     )
     before = checkout_state(repo)
     runner = _start_runner(repo)
@@ -444,9 +450,11 @@ def test_ctrl_c_kills_agent_commits_partial_work_and_exits_130(
 def test_sigkill_of_the_runner_leaves_the_checkout_untouched(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "started"
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "started"
     repo = make_loop_repo(
-        make_repo, loop_yaml(agent_cmd("sleepy_agent.py", str(marker), "5"), counter_goal(1))
+        make_repo,
+        loop_yaml(agent_cmd("sleepy_agent.py", str(marker), "5"), counter_goal(1), sandbox=sandbox),
     )
     before = checkout_state(repo)
     runner = _start_runner(repo)
@@ -499,7 +507,11 @@ def test_committer_fallback_without_user_identity(
 def test_an_agent_that_vandalises_the_audit_log_stops_the_run_without_a_traceback(
     make_repo: RepoFactory,
 ) -> None:
-    repo = make_repo({".outloop/fix.yml": loop_yaml(agent_cmd("audit_vandal_agent.py"), "false")})
+    # unsandboxed on purpose: the hash chain is what catches this where there is no
+    # sandbox; inside one the audit log is read-only and the write fails
+    repo = make_repo(
+        {".outloop/fix.yml": loop_yaml(agent_cmd("audit_vandal_agent.py"), "false", sandbox="none")}
+    )
 
     done = run_cli(repo, "run", "fix")
     verified = run_cli(repo, "audit", "verify")

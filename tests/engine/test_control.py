@@ -20,9 +20,22 @@ from tests.support.e2e import (
     only_run,
     pid_gone,
     run_cli,
+    shared_dir,
     start_runner,
     wait_for,
 )
+
+# These tests watch the agent's host pid, which the sandbox's PID namespace hides from
+# the agent itself (it would write its namespaced pid): they run it unsandboxed on
+# purpose, to prove outloop's own kill and resume on the host. A run in the default
+# sandbox is killed whole with it (tests/security/test_fs_sandbox.py).
+HOST_PIDS = "none"
+
+
+def _markers(tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    """The agent's start marker, in a directory the default sandbox shows it writable."""
+    shared, sandbox = shared_dir(tmp_path)
+    return shared / "agent-pid", sandbox
 
 
 def _run_id(repo: Path) -> str:
@@ -44,7 +57,9 @@ def test_stop_kills_the_agent_commits_its_work_and_resume_finishes(
     marker = tmp_path / "agent-pid"
     repo = make_loop_repo(
         make_repo,
-        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2)),
+        loop_yaml(
+            agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2), sandbox=HOST_PIDS
+        ),
     )
     before = checkout_state(repo)
     runner = start_runner(repo)
@@ -85,10 +100,12 @@ def test_stop_kills_the_agent_commits_its_work_and_resume_finishes(
 def test_stop_after_step_lets_the_turn_and_goal_finish(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "agent-pid"
+    marker, sandbox = _markers(tmp_path)
     repo = make_loop_repo(
         make_repo,
-        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker), "2"), counter_goal(5)),
+        loop_yaml(
+            agent_cmd("once_sleepy_agent.py", str(marker), "2"), counter_goal(5), sandbox=sandbox
+        ),
     )
     runner = start_runner(repo)
     wait_for(marker)
@@ -112,7 +129,9 @@ def test_resume_after_sigkill_kills_the_orphaned_agent_and_keeps_its_work(
     marker = tmp_path / "agent-pid"
     repo = make_loop_repo(
         make_repo,
-        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2)),
+        loop_yaml(
+            agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2), sandbox=HOST_PIDS
+        ),
     )
     before = checkout_state(repo)
     runner = start_runner(repo)
@@ -145,10 +164,10 @@ def test_resume_after_sigkill_kills_the_orphaned_agent_and_keeps_its_work(
 
 
 def test_resume_recreates_a_removed_worktree(make_repo: RepoFactory, tmp_path: Path) -> None:
-    marker = tmp_path / "agent-pid"
+    marker, sandbox = _markers(tmp_path)
     repo = make_loop_repo(
         make_repo,
-        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2)),
+        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2), sandbox=sandbox),
     )
     runner = start_runner(repo)
     wait_for(marker)
@@ -204,10 +223,10 @@ def test_ctrl_c_with_concurrent_loops_interrupts_every_run(
     repo = make_repo(
         {
             ".outloop/a.yml": loop_yaml(
-                agent_cmd("once_sleepy_agent.py", str(first)), counter_goal(9)
+                agent_cmd("once_sleepy_agent.py", str(first)), counter_goal(9), sandbox=HOST_PIDS
             ),
             ".outloop/b.yml": loop_yaml(
-                agent_cmd("once_sleepy_agent.py", str(second)), counter_goal(9)
+                agent_cmd("once_sleepy_agent.py", str(second)), counter_goal(9), sandbox=HOST_PIDS
             ),
         }
     )
@@ -228,10 +247,10 @@ def test_ctrl_c_with_concurrent_loops_interrupts_every_run(
 def test_a_second_run_of_a_running_loop_is_refused_unless_parallel(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "agent-pid"
+    marker, sandbox = _markers(tmp_path)
     repo = make_loop_repo(
         make_repo,
-        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2)),
+        loop_yaml(agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2), sandbox=sandbox),
     )
     runner = start_runner(repo)
     wait_for(marker)

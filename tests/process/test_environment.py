@@ -119,13 +119,17 @@ def test_agent_of_a_real_run_gets_the_allow_list_only(
         monkeypatch.setenv(name, canary)
     agent = tmp_path / "dump_env.py"
     agent.write_text(AGENT)
-    dump = tmp_path / "agent-env.json"
+    # the default sandbox shows the agent this one directory of the host, to write to
+    out = tmp_path / "out"
+    out.mkdir()
+    dump = out / "agent-env.json"
     loop = loop_yaml(
         [sys.executable, str(agent), str(dump)],
         counter_goal(1),
         # the repo's loop file asks for the user's keys by name: it must not get them
         agent__pass_env=["OPENAI_API_KEY", "GITHUB_TOKEN", "LANG"],
         agent__env={"LOG_LEVEL": "info"},
+        sandbox={"write": [str(out)]},
     )
     repo = make_repo({".outloop/fix.yml": loop})
     done = run_cli(repo, "run", "fix")
@@ -140,7 +144,10 @@ def test_agent_of_a_real_run_gets_the_allow_list_only(
         "OUTLOOP_ITERATION",
         "OUTLOOP_WORKDIR",
         "OUTLOOP_PROMPT_FILE",
+        # bubblewrap's --chdir sets it to the worktree, as a shell's cd would
+        "PWD",
     }
     extra = {k for k in env if k not in allowed and not k.startswith("LC_")}
     assert extra == set(), extra
+    assert env.get("PWD", only_run(repo)["worktree"]) == only_run(repo)["worktree"]
     assert env["LOG_LEVEL"] == "info"

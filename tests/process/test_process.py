@@ -871,7 +871,12 @@ def test_a_real_run_under_an_adopting_cli_leaves_no_daemon(
 ) -> None:
     pid_file = tmp_path / "daemon.pid"
     loop = loop_yaml(
-        [PY, "daemon_agent.py"], counter_goal(1), agent__env={"PID_FILE": str(pid_file)}
+        [PY, "daemon_agent.py"],
+        counter_goal(1),
+        agent__env={"PID_FILE": str(pid_file)},
+        # unsandboxed on purpose: the daemon reports its host pid, which a sandbox's PID
+        # namespace would hide from it; this is outloop's own orphan adoption on the host
+        sandbox="none",
     )
     repo = make_repo({"daemon_agent.py": DAEMON_AGENT, ".outloop/fix.yml": loop})
     code = (

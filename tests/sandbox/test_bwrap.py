@@ -28,7 +28,7 @@ def test_a_program_straight_in_home_bin_does_not_bring_home_back(tmp_path: Path)
         bwrap="bwrap",
         worktree=tmp_path,
         git=GitMounts((), tmp_path),
-        hidden=[home],
+        protected=[home],
         shell_command=f"{tool} --fast",
     )
     assert str(home / "bin") in _bound(args)
@@ -45,7 +45,7 @@ def test_programs_named_in_a_goal_script_stay_visible(tmp_path: Path) -> None:
         bwrap="bwrap",
         worktree=tmp_path,
         git=GitMounts((), tmp_path),
-        hidden=[home],
+        protected=[home],
         shell_command=script,
     )
     bound = _bound(args)

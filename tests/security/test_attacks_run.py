@@ -68,6 +68,10 @@ def test_attack_by_the_agent_of_a_real_run_leaks_nothing(
         loop = loop_yaml(
             [sys.executable, str(AGENTS / "attacker_agent.py"), attack, str(loot), other.url],
             counter_goal(1),
+            # unsandboxed on purpose: the broker, the proxy and the masker must hold on
+            # their own (`sandbox: auto` on a machine without bubblewrap); inside the
+            # sandbox the agent's own network would stop the off-host attacks first
+            sandbox="none",
             credentials={
                 "api": {
                     "via": "proxy",

@@ -40,7 +40,11 @@ def test_planted_git_config_is_restored_and_stops_the_run(
     repo = make_repo(
         {
             ".outloop/fix.yml": loop_yaml(
-                agent_cmd("config_planter_agent.py", what, str(pwned), target), "false"
+                agent_cmd("config_planter_agent.py", what, str(pwned), target),
+                "false",
+                # unsandboxed on purpose: this is the guard that protects a run without a
+                # sandbox; inside one, config and hooks are read-only and nothing is planted
+                sandbox="none",
             )
         }
     )

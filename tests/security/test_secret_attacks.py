@@ -64,7 +64,12 @@ def run_attack(
     agent = tmp_path / "attack.py"
     agent.write_text(script)
     loot = tmp_path / "loot.bin"
-    loop = loop_yaml([sys.executable, str(agent), str(loot), *args], counter_goal(1))
+    # unsandboxed on purpose: what outloop itself keeps out of reach of same-user code
+    # (no value in the index, no bus address in the env); in the sandbox none of these
+    # files or sockets is in view at all (tests/security/test_fs_sandbox.py)
+    loop = loop_yaml(
+        [sys.executable, str(agent), str(loot), *args], counter_goal(1), sandbox="none"
+    )
     repo = make_repo({".outloop/attack.yml": loop})
     done = run_cli(repo, "run", "attack")
     assert done.returncode == 0, done.stderr

@@ -52,6 +52,18 @@ def loop_yaml(command: list[str], goal: str, **overrides: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def shared_dir(tmp_path: Path, name: str = "shared") -> tuple[Path, dict[str, Any]]:
+    """A directory outside the repository that the agent of the default sandbox may write.
+
+    For the start markers and loot a test reads from the host: the loop declares it
+    (``sandbox: {write: [DIR]}``), as a user would a cache. Returns the directory and
+    the loop's ``sandbox`` value.
+    """
+    directory = tmp_path / name
+    directory.mkdir(exist_ok=True)
+    return directory, {"write": [str(directory)]}
+
+
 def run_cli(
     cwd: Path, *args: str, timeout: float = 120, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
