@@ -66,3 +66,35 @@ def test_an_unparsable_script_still_gives_a_sandbox(tmp_path: Path) -> None:
     )
     assert args[0] == "bwrap"
     assert args[-3:] == ["/bin/sh", "-c", "echo 'unterminated"]
+
+
+def test_the_view_is_an_allow_list_not_the_root(tmp_path: Path) -> None:
+    args = wrap(["/bin/true"], bwrap="bwrap", worktree=tmp_path, git_dir=tmp_path)
+    bound = _bound(args)
+    assert "/" not in bound
+    assert not {"/home", "/root", "/srv", "/opt", "/var", "/mnt", "/media", "/etc"} & bound
+    # of /etc only named entries, never a secret
+    etc = {b for b in bound if b.startswith("/etc/")}
+    assert etc and not {"/etc/shadow", "/etc/ssh", "/etc/ssl/private", "/etc/gitconfig"} & etc
+    # the kernel knobs in /proc are read-only, /proc/keys is empty
+    at = args.index("/proc/sys")
+    assert args[at - 1 : at + 2] == ["--ro-bind-try", "/proc/sys", "/proc/sys"]
+    assert str(tmp_path) in bound
+
+
+def test_a_script_beside_the_repository_brings_itself_not_the_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    script = tmp_path / "agent.py"
+    script.write_text("print('hi')\n")
+    args = wrap(
+        ["python3", str(script)],
+        bwrap="bwrap",
+        worktree=tmp_path / "wt",
+        git_dir=repo / ".git",
+        protected=[repo],
+    )
+    bound = _bound(args)
+    # its directory would show the repository: the file alone comes into view
+    assert str(script) in bound
+    assert str(tmp_path) not in bound
