@@ -454,7 +454,7 @@ class _Orphanage:
         # only what is still there after that moment is a daemon to kill
         deadline = time.monotonic() + _EXITING_GRACE
         while orphans and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.002)
             self._reap()
             orphans, table = self._orphans(since)
         if not orphans:

@@ -254,6 +254,12 @@ def probe_argv(bwrap: str) -> list[str]:
 
 def system_mounts() -> list[str]:
     """The system directories and the /etc entries every sandbox shows, read-only."""
+    return list(_system_mounts())
+
+
+@functools.cache
+def _system_mounts() -> tuple[str, ...]:
+    # looked at once per process: a run starts two sandboxes per iteration
     args: list[str] = []
     for name in SYSTEM_DIRS:
         path = Path(name)
@@ -268,7 +274,7 @@ def system_mounts() -> list[str]:
             args += ["--symlink", str(path.readlink()), str(path)]
         elif path.exists():
             args += ["--ro-bind", str(path), str(path)]
-    return args
+    return tuple(args)
 
 
 def _existing(paths: Sequence[Path]) -> list[Path]:
