@@ -67,6 +67,15 @@ def run_command(
     `upstreams:` and `hosts:`; a bare name: its well-known API only) exits 3,
     naming the loop file's line and the policy's, audited in
     .git/outloop/refused.jsonl.
+
+    The agent's turn and the goal run in a bubblewrap sandbox (the loop's
+    `sandbox:`, by default `auto`): the worktree writable, the system and the
+    agent's program read-only, an empty $HOME, its own network. Where
+    bubblewrap cannot run, `auto` goes on without it and warns; `bwrap` exits
+    3 and says what to install or enable.
+
+    Exit codes: 0 goal met, 1 not met, 2 bad config or usage, 3 could not run,
+    130 interrupted.
     """
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine.plan import RunOptions

@@ -336,7 +336,9 @@ def _program_roots(
     shrinks to the program's own directory, and then to the file alone.
     """
     found: list[Path] = []
-    queue = [Path(p) for p in (shutil.which(n, path=path_env) for n in programs) if p]
+    # a relative path names a program in the worktree, which is in view already
+    named = [n for n in programs if "/" not in n or n.startswith("/")]
+    queue = [Path(p) for p in (shutil.which(n, path=path_env) for n in named) if p]
     seen: set[Path] = set()
     while queue:
         program = queue.pop(0)
