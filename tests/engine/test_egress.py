@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from outloop_cli.config.model import LoopConfig
+from outloop_cli.config.model import LoopConfig, SandboxConfig
 from outloop_cli.engine.egress import plan_egress, proxy_env
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.git.repo import Repository, discover
@@ -33,7 +33,7 @@ def _config(egress: tuple[str, ...], sandbox: str = "bwrap") -> LoopConfig:
         path=".outloop/fix.yml",
         agent=AgentConfig(preset="command", command=("true",), prompt="x"),
         goal=GoalConfig(run="true"),
-        sandbox=sandbox,
+        sandbox=SandboxConfig(mode=sandbox),
         egress=egress,
     )
 
