@@ -185,7 +185,7 @@ def wrap(
         args += ["--tmpfs", str(home)]
     args += git_dir_args(git)
     command = list(argv)
-    programs = [*command[:1], *_programs_in(shell_command)]
+    programs = [*command[:1], *_programs_in(shell_command), *_shell_programs(command)]
     if relays:
         pairs: list[tuple[int, str]] = []
         for index, (port, socket_path) in enumerate(relays):
@@ -316,6 +316,16 @@ def _under(path: Path, roots: Sequence[Path]) -> bool:
 def _install_root(path: Path) -> Path:
     """The directory an executable was installed into: ``<prefix>`` for ``<prefix>/bin/x``."""
     return path.parent.parent if path.parent.name == "bin" else path.parent
+
+
+_SHELLS = ("sh", "bash", "dash", "zsh")
+
+
+def _shell_programs(argv: Sequence[str]) -> list[str]:
+    """``sh -c SCRIPT NAME ARGS…``: the programs SCRIPT names, and NAME (its ``$0``, often exec'd)."""
+    if len(argv) < 3 or Path(argv[0]).name not in _SHELLS or argv[1] != "-c":
+        return []
+    return [*_programs_in(argv[2]), *argv[3:4]]
 
 
 def _programs_in(script: str | None) -> list[str]:

@@ -98,3 +98,18 @@ def test_a_script_beside_the_repository_brings_itself_not_the_repository(tmp_pat
     # its directory would show the repository: the file alone comes into view
     assert str(script) in bound
     assert str(tmp_path) not in bound
+
+
+def test_a_wrapper_script_brings_the_program_it_execs(tmp_path: Path) -> None:
+    # a preset's `sh -c 'exec "$0" "$@" …' codex …`: codex is $0, not the argv's program
+    home = Path(os.environ["HOME"])
+    tool = _tool(home / "tools" / "codex" / "bin", "codex")
+    args = wrap(
+        ["sh", "-c", 'exec "$0" "$@"', "codex", "exec"],
+        bwrap="bwrap",
+        worktree=tmp_path,
+        git_dir=tmp_path,
+        path_env=f"{tool.parent}:/usr/bin:/bin",
+        protected=[home],
+    )
+    assert str(home / "tools" / "codex") in _bound(args)
