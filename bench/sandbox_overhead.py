@@ -47,7 +47,7 @@ from _common import (
 )
 
 from outloop_cli.process.session_keyring import joiner
-from outloop_cli.sandbox.bwrap import bwrap_program, wrap
+from outloop_cli.sandbox.bwrap import GitMounts, bwrap_program, wrap
 
 LOOP = """\
 agent:
@@ -91,7 +91,7 @@ def per_process(python: str, repeat: int, work: Path) -> list[list[str]]:
     commands = {"true": ["true"], "python -c pass": [python, "-c", "pass"]}
     cases: dict[str, Callable[[], float]] = {}
     for name, argv in commands.items():
-        boxed = wrap(argv, bwrap=bwrap, worktree=worktree, git_dir=repo / ".git")
+        boxed = wrap(argv, bwrap=bwrap, worktree=worktree, git=GitMounts((), repo / ".git"))
         cases[f"{name}|none"] = lambda argv=argv: _spawn(argv, keyring=False)  # type: ignore[misc]
         cases[f"{name}|bwrap"] = lambda boxed=boxed: _spawn(boxed, keyring=True)  # type: ignore[misc]
     samples: dict[str, list[float]] = {case: [] for case in cases}

@@ -69,7 +69,7 @@ def test_an_unparsable_script_still_gives_a_sandbox(tmp_path: Path) -> None:
 
 
 def test_the_view_is_an_allow_list_not_the_root(tmp_path: Path) -> None:
-    args = wrap(["/bin/true"], bwrap="bwrap", worktree=tmp_path, git_dir=tmp_path)
+    args = wrap(["/bin/true"], bwrap="bwrap", worktree=tmp_path, git=GitMounts((), tmp_path))
     bound = _bound(args)
     assert "/" not in bound
     assert not {"/home", "/root", "/srv", "/opt", "/var", "/mnt", "/media", "/etc"} & bound
@@ -91,7 +91,7 @@ def test_a_script_beside_the_repository_brings_itself_not_the_repository(tmp_pat
         ["python3", str(script)],
         bwrap="bwrap",
         worktree=tmp_path / "wt",
-        git_dir=repo / ".git",
+        git=GitMounts((), repo / ".git"),
         protected=[repo],
     )
     bound = _bound(args)
@@ -108,7 +108,7 @@ def test_a_wrapper_script_brings_the_program_it_execs(tmp_path: Path) -> None:
         ["sh", "-c", 'exec "$0" "$@"', "codex", "exec"],
         bwrap="bwrap",
         worktree=tmp_path,
-        git_dir=tmp_path,
+        git=GitMounts((), tmp_path),
         path_env=f"{tool.parent}:/usr/bin:/bin",
         protected=[home],
     )

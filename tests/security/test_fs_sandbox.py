@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from outloop_cli import paths
-from outloop_cli.sandbox.bwrap import wrap
+from outloop_cli.sandbox.bwrap import GitMounts, wrap
 from tests.conftest import RepoFactory, git
 from tests.support.e2e import (
     AGENTS,
@@ -313,7 +313,7 @@ def _view(tmp_path: Path, plan: dict[str, Any]) -> tuple[list[str], Path]:
         [PY, str(AGENTS / "fs_escape_agent.py"), json.dumps(plan)],
         bwrap=shutil.which("bwrap") or "bwrap",
         worktree=worktree,
-        git_dir=repo / ".git",
+        git=GitMounts((), repo / ".git"),
         path_env=os.environ.get("PATH"),
     )
     return argv, worktree
