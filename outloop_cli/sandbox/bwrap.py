@@ -12,9 +12,9 @@ The view is an allow-list, built up from an empty root:
   interpreter, a ``#!`` interpreter, a version manager's root for its shims;
   never a root that would show ``$HOME``, outloop's state or the repository
   (``protected``): then the file alone;
-* the worktree read-write; the repository's git directory as ``_git_mounts``
-  says; the loop's declared ``read``/``write`` paths (checked before the run
-  by ``extra_paths.py``);
+* the worktree read-write; the agent's private git dir read-write and the
+  object stores it borrows read-only (``git_dir_args``); the loop's declared
+  ``read``/``write`` paths (checked before the run by ``extra_paths.py``);
 * a fresh, empty ``$HOME``, ``/tmp``, ``/var/tmp`` and ``/run``.
 
 Nothing else of the host is there: no other repository, no other run's
