@@ -383,7 +383,6 @@ class Credentials(MapOf):
         return out
 
 
-
 @dataclass(frozen=True)
 class SandboxPathSpec(Spec):
     """An extra path of the sandbox's view, kept with its line for refusals at run start."""
