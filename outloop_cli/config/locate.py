@@ -40,3 +40,8 @@ def _find(node: Node | None, path: Sequence[str]) -> Node | None:
             None,
         )
     return node
+
+
+def child(node: Node | None, key: str) -> Node | None:
+    """The value node of ``key`` in a mapping node; None for anything else."""
+    return _find(node, (key,))

@@ -30,7 +30,16 @@ from outloop_cli.config import model as m
 from outloop_cli.config import values as v
 from outloop_cli.config.egress_schema import EGRESS_RULES
 from outloop_cli.config.spec import INVALID, Context, JSONSchema, KeyPath, Spec, document_schema
-from outloop_cli.config.spec_collections import Argv, Field, ListOf, MapOf, Obj, index_keys
+from outloop_cli.config.spec_collections import (
+    Argv,
+    Field,
+    ListOf,
+    MapOf,
+    Obj,
+    Rule,
+    Seen,
+    index_keys,
+)
 from outloop_cli.config.spec_rules import ExactlyOne, Exclusive, OnlyWith, SchemaOnly, When
 from outloop_cli.config.spec_scalars import (
     Bool,
@@ -384,6 +393,49 @@ class Credentials(MapOf):
 
 
 @dataclass(frozen=True)
+class PresetCredentialNeeds(Rule):
+    """Schema only: an entry named like a preset's credential (``openai: {}``) needs
+    ``upstream`` and ``env`` unless the loop's preset is one that brings that credential.
+
+    The validator says the same, knowing more, in config/preset_credentials.py; this is
+    the part of it a JSON Schema can state, so editors and the validator agree.
+    """
+
+    def check(self, obj: Obj, seen: Seen, path: KeyPath, ctx: Context) -> None:
+        return None
+
+    def schema(self, obj: Obj) -> JSONSchema:
+        presets = agents.preset_names()
+        names = sorted({c.name for p in presets for c in agents.default_credentials(p)})
+        conditions: list[JSONSchema] = []
+        for name in names:
+            bringing = [
+                p for p in presets if name in {c.name for c in agents.default_credentials(p)}
+            ]
+            conditions.append(
+                {
+                    "if": {
+                        "not": {
+                            "required": ["agent"],
+                            "properties": {
+                                "agent": {
+                                    "required": ["preset"],
+                                    "properties": {"preset": {"enum": bringing}},
+                                }
+                            },
+                        }
+                    },
+                    "then": {
+                        "properties": {
+                            "credentials": {"properties": {name: _PROXY_NEEDS.schema(CREDENTIAL)}}
+                        }
+                    },
+                }
+            )
+        return {"allOf": conditions}
+
+
+@dataclass(frozen=True)
 class SandboxPathSpec(Spec):
     """An extra path of the sandbox's view, kept with its line for refusals at run start."""
 
@@ -524,6 +576,7 @@ LOOP = Obj(
             example="auto",
         ),
     ),
+    (PresetCredentialNeeds(),),
 )
 
 

@@ -19,6 +19,7 @@ import dataclasses
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from outloop_cli.config.locate import child
 from outloop_cli.config.model import CredentialConfig, LoopConfig
 from outloop_cli.config.spec import Context
 
@@ -45,13 +46,13 @@ def check_credentials(root: Node, ctx: Context) -> None:
     """
     from outloop_cli.agents.registry import default_credentials
 
-    preset_name = _child(_child(root, "agent"), "preset")
+    preset_name = child(child(root, "agent"), "preset")
     preset = {}
     if isinstance(preset_name, ScalarNode):
         preset = {c.name: c for c in default_credentials(str(preset_name.value))}
     for name, node in _entry_nodes(root).items():
         written = _written_keys(node)
-        via_node = _child(node, "via")
+        via_node = child(node, "via")
         via = str(via_node.value) if isinstance(via_node, ScalarNode) else "proxy"
         base = preset.get(name)
         have = set(written)
@@ -120,13 +121,13 @@ def check_completed(config: LoopConfig, root: Node, ctx: Context) -> None:
             first = owner.setdefault(cred.env, f"`{cred.name}`")
             if first != f"`{cred.name}`":
                 ctx.report(
-                    _child(node, "env") or node,
+                    child(node, "env") or node,
                     ("credentials", cred.name, "env"),
                     f"`{cred.env}` is also the variable of credential {first}",
                     "give each credential its own variable; the agent would get one proxy URL",
                 )
         base = _base_path(cred.upstream)
-        rules = _child(node, "allow")
+        rules = child(node, "allow")
         for index, rule in enumerate(cred.allow):
             if not _can_match(rule.partition(" ")[2], base):
                 at = rules.value[index] if isinstance(rules, SequenceNode) else node
@@ -140,7 +141,7 @@ def check_completed(config: LoopConfig, root: Node, ctx: Context) -> None:
     # (a preset's own variable stays the loop's to set: without a granted key, the agent
     # may well be meant to talk to a local model server there)
     asked = {c.env for c in config.credentials if c.via == "proxy" and c.env is not None}
-    env_node = _child(_child(root, "agent"), "env")
+    env_node = child(child(root, "agent"), "env")
     if isinstance(env_node, MappingNode):
         for key, _ in env_node.value:
             if isinstance(key, ScalarNode) and key.value in asked:
@@ -171,7 +172,7 @@ def _can_match(pattern: str, base: str) -> bool:
 
 
 def _entry_nodes(root: Node) -> dict[str, MappingNode]:
-    creds = _child(root, "credentials")
+    creds = child(root, "credentials")
     out: dict[str, MappingNode] = {}
     if isinstance(creds, MappingNode):
         for key, value in creds.value:
@@ -184,13 +185,3 @@ def _written_keys(node: MappingNode | None) -> set[str]:
     if node is None:
         return set()
     return {str(k.value) for k, _ in node.value if isinstance(k, ScalarNode)}
-
-
-def _child(node: Node | None, key: str) -> Node | None:
-    if not isinstance(node, MappingNode):
-        return None
-    for k, value in node.value:
-        if isinstance(k, ScalarNode) and k.value == key:
-            found: Node = value
-            return found
-    return None

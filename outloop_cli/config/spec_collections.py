@@ -133,7 +133,8 @@ class Argv(Spec):
     def schema(self) -> JSONSchema:
         as_list = ListOf(self.item, min_items=1).schema()
         # prefixItems takes the first word out of `items`: it must repeat the item's schema
-        as_list["prefixItems"] = [{**self.item.schema(), "minLength": 1}]
+        # and the program's name is not blank: some character that is not a space
+        as_list["prefixItems"] = [{"allOf": [self.item.schema(), {"pattern": r"\S"}]}]
         as_string = self.item.schema()
         as_string["not"] = {"pattern": r"^\s*$"}
         return {"oneOf": [as_string, as_list]}

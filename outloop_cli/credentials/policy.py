@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from outloop_cli.config.locate import child
 from outloop_cli.config.policy_model import Policy, SecretEntry, Workspace
 from outloop_cli.config.policy_schema import POLICY
 from outloop_cli.config.spec import INVALID, Context
@@ -212,32 +213,22 @@ def _at(file: str, node: Node | None, message: str, hint: str) -> Problem:
 def _workspace_nodes(root: Node) -> dict[str, dict[tuple[str, str], Node]]:
     """For each workspace, the node of each repo pattern and secret name (for positions)."""
     out: dict[str, dict[tuple[str, str], Node]] = {}
-    spaces = _child(root, "workspaces")
+    spaces = child(root, "workspaces")
     if not isinstance(spaces, MappingNode):
         return out
     for key, value in spaces.value:
         found: dict[tuple[str, str], Node] = {}
         for field_name in ("repos", "secrets"):
-            items = _child(value, field_name)
+            items = child(value, field_name)
             if isinstance(items, SequenceNode):
                 for item in items.value:
                     if isinstance(item, ScalarNode):
                         found.setdefault((field_name, item.value), item)
-                    named = _child(item, "name")
+                    named = child(item, "name")
                     if isinstance(named, ScalarNode):
                         found.setdefault((field_name, named.value), item)
         out[str(key.value)] = found
     return out
-
-
-def _child(node: Node, key: str) -> Node | None:
-    if not isinstance(node, MappingNode):
-        return None
-    for k, value in node.value:
-        if isinstance(k, ScalarNode) and k.value == key:
-            found: Node = value
-            return found
-    return None
 
 
 # --- remotes and patterns -------------------------------------------------------------
