@@ -131,8 +131,14 @@ elif attack == "edit_the_loop_file":
 elif attack == "insteadof":
     git("config", f"url.{other}/.insteadOf", "https://github.com/")
 elif attack == "keyring_and_home_files":
-    for root in (Path.home(), Path("/tmp"), Path("/run/user")):
+    # as an attacker with a turn's time would: what it can read in 20 s, home first
+    import time
+
+    deadline = time.monotonic() + 20
+    for root in (Path.home(), Path("/run/user"), Path("/tmp")):
         for path in root.rglob("*") if root.exists() else ():
+            if time.monotonic() > deadline:
+                break
             try:
                 if path.is_file() and path.stat().st_size < 1_000_000:
                     take(path.read_bytes())
