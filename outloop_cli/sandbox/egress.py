@@ -49,7 +49,9 @@ _CHUNK = 64 * 1024
 _CONNECT_TIMEOUT = 15.0
 # a tunnel with no byte either way for this long is closed
 _IDLE_TIMEOUT = 300.0
-_DROPPED = frozenset({"proxy-connection", "proxy-authorization", "connection", "keep-alive"})
+_DROPPED = frozenset(
+    {"host", "proxy-connection", "proxy-authorization", "connection", "keep-alive"}
+)
 
 
 class _Refused(Exception):
@@ -140,7 +142,9 @@ class EgressProxy:
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 await writer.drain()
             else:
-                lines = [f"{method} {path} {version}"]
+                lines = [f"{method} {path} {version}", f"Host: {_authority(host, port)}"]
+                # the Host the agent wrote could name another site served at the same
+                # address (virtual hosting): the upstream is told the host that was checked
                 lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _DROPPED]
                 lines.append("Connection: close")
                 forwarded = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -232,6 +236,11 @@ def _target(method: str, target: str) -> tuple[str, int, str]:
         return normalize_host(host), _port(port_text), "/" + path if slash else "/"
     except RuleError as exc:
         raise _Refused(400, exc.message) from None
+
+
+def _authority(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == 80 else f"{shown}:{port}"
 
 
 def _port(text: str) -> int:

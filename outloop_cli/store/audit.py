@@ -69,6 +69,8 @@ FLOOD_PRONE = frozenset(
         "credential_granted",
         "proxy_request",
         "credential_denied_repeated",
+        # one per connection the agent opens through the egress proxy
+        "egress",
     }
 )
 # refusals of one kind are the same event over and over: counted past a threshold

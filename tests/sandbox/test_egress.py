@@ -132,13 +132,15 @@ def test_plain_http_is_forwarded_in_origin_form_without_proxy_headers(
     proxy = running(tmp_path, f"{INTERNET}:{port}")
     stop_after.append(proxy)
     answer = proxy.ask(
-        f"GET http://{INTERNET}:{port}/pkg/a.tar.gz HTTP/1.1\r\nHost: {INTERNET}:{port}\r\n"
+        f"GET http://{INTERNET}:{port}/pkg/a.tar.gz HTTP/1.1\r\nHost: other-site.example\r\n"
         "Proxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\n\r\n"
     )
     assert answer.startswith(b"HTTP/1.0 200") and b"/pkg/a.tar.gz" in answer
     ((path, headers),) = upstream.seen  # type: ignore[attr-defined]
     assert path == "/pkg/a.tar.gz"
     assert "Proxy-Authorization" not in headers and headers["Connection"] == "close"
+    # the site the rules admitted, not the one the agent's Host header named
+    assert headers["Host"] == f"{INTERNET}:{port}"
 
 
 @pytest.mark.parametrize(

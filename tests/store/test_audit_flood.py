@@ -157,3 +157,16 @@ def test_the_runs_own_events_are_never_dropped(tmp_path: Path) -> None:
     kinds = [e["event"] for e in _events(log.path)]
     assert kinds.count("iteration_started") == 20
     assert verify(log.path).ok
+
+
+def test_egress_connections_the_agent_opens_are_bounded_too(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", "run-1", AuditLimits(max_events=20))
+    log.append("run_started", loop="fix")
+    for port in range(1, 500):
+        log.append("egress", host="127.0.0.2", port=port, decision="refused", reason="unlisted")
+    log.append("run_stopped", reason="max_iterations")
+    events = [
+        json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()
+    ]
+    assert len(events) < 30 and events.count("egress") < 20
+    assert "audit_truncated" in events and events[-1] == "run_stopped"
