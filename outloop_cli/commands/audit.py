@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.credentials.run_key import load_run_key, run_keys_dir
+from outloop_cli.engine.access import refusals_log
 from outloop_cli.errors import GitError, UsageError
 from outloop_cli.git import trailers
 from outloop_cli.git.repo import Repository, discover
@@ -73,7 +74,24 @@ def verify_runs(cwd: Path, run_ref: str | None = None) -> list[RunVerification]:
     store = RunStore(info.common_dir)
     run_ids = [store.resolve(run_ref)] if run_ref else _every_run(store)
     repo = Repository(info)
-    return [verify_run(repo, store.paths(run_id)) for run_id in run_ids]
+    results = [verify_run(repo, store.paths(run_id)) for run_id in run_ids]
+    refusals = refusals_log(repo)
+    if run_ref is None and refusals.is_file():
+        results.append(verify_refusals(refusals))
+    return results
+
+
+REFUSALS = "refused"
+
+
+def verify_refusals(path: Path) -> RunVerification:
+    """The log of runs refused before they started: its links only, as nothing holds its head.
+
+    No run record or commit keeps a head of it and no run key seals it (there was
+    no run), so only an edit, insertion or reordering inside it can be seen.
+    """
+    warning = "no head of the refusals log is kept elsewhere: lines cut from its end cannot be seen"
+    return RunVerification(REFUSALS, path, verify(path), (), (warning,))
 
 
 def _every_run(store: RunStore) -> list[str]:

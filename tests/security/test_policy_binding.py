@@ -96,6 +96,36 @@ def test_a_loop_that_points_the_key_elsewhere_is_refused_before_any_turn(
     assert_no_leak(key, done.stdout, done.stderr, json.dumps(event), where="the refusal")
 
 
+def test_audit_verify_checks_the_refusals_log_and_sees_an_edit_inside_it(
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    servers: tuple[UpstreamServer, UpstreamServer],
+) -> None:
+    upstream, internet = servers
+    repo = make_repo({".outloop/fix.yml": _loop(internet.url + "/v1")})
+    policy = _policy(tmp_path, repo, bound("api", upstreams=[upstream.url]))
+    monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
+    monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", _key())
+    for _ in range(2):
+        assert run_cli(repo, "run", "fix").returncode == 3
+
+    intact = run_cli(repo, "audit", "verify", "--json")
+    [report] = [json.loads(line) for line in intact.stdout.splitlines()]
+    assert intact.returncode == 0, intact.stderr
+    assert report["run"] == "refused" and report["ok"] is True and report["events"] == 2
+
+    # someone hides that the key was ever asked for elsewhere: the chain shows the edit
+    log = repo / ".git" / "outloop" / "refused.jsonl"
+    lines = log.read_text().splitlines()
+    lines[0] = lines[0].replace(internet.url, upstream.url)
+    log.write_text("\n".join(lines) + "\n")
+    edited = run_cli(repo, "audit", "verify")
+    assert edited.returncode == 1
+    assert "FAILED refused:" in edited.stdout and f"{log}:" in edited.stdout
+    assert "Traceback" not in edited.stderr
+
+
 def test_control_the_policy_widened_lets_the_key_go_there(
     make_repo: RepoFactory,
     tmp_path: Path,
