@@ -99,7 +99,13 @@ class Exporting:
         # take (their timeouts are not applied): on a thread of their own, the run
         # waits only as long as it should, and an unfinished export dies with the process
         worker = threading.Thread(target=call, name=name, daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:
+            # no new threads once the interpreter is shutting down (3.12+, at exit): the
+            # SDK's own wait is bounded too, by the exporter's timeout per batch
+            call()
+            return
         worker.join(self.settings.export_timeout + 0.5)
 
 

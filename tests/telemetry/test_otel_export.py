@@ -367,6 +367,37 @@ def test_without_the_variables_opentelemetry_is_never_imported(
     assert "opentelemetry.sdk.trace" in with_endpoint["otel"]
 
 
+def test_without_the_sdk_an_endpoint_costs_one_warning_and_no_failure(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # an installation without the [otel] extra: `import opentelemetry` fails
+    shadow = tmp_path / "no-otel"
+    (shadow / "opentelemetry").mkdir(parents=True)
+    (shadow / "opentelemetry" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    repo = make_repo(
+        {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))}
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(shadow),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+
+    done = subprocess.run(
+        [PY, "-m", "outloop_cli", "run", "fix"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr
+    assert shown.count("pip install 'outloop[otel]'") == 1
+    assert "Traceback" not in done.stderr
+
+
 def test_a_loop_cannot_pass_the_collectors_key_to_its_agent(
     make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
