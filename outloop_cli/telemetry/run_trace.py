@@ -212,14 +212,15 @@ class RunTrace:
         self._end_waiting_steps(iteration)
         record = self._record_of()
         it = _iteration_record(record, iteration.n)
-        if iteration.step_span is not None:
-            self._end_step(iteration.step or "", iteration.step_span, now, it)
-            iteration.step_span = None
         end = now
+        if it is not None and it.finished_at is not None and it.duration > 0:
+            # the iteration ended when its record says, not when the next one began
+            end = max(iteration.started_ns, min(now, iteration.started_ns + int(it.duration * 1e9)))
+        if iteration.step_span is not None:
+            self._end_step(iteration.step or "", iteration.step_span, end, it)
+            iteration.step_span = None
         if it is not None:
             self._describe_iteration(iteration.span, it)
-            if it.finished_at is not None and it.duration > 0:
-                end = min(now, iteration.started_ns + int(it.duration * 1e9))
         if record is not None and record.stop_reason is not None and record.iterations:
             last = record.iterations[-1].n == iteration.n
             if last and record.stop_reason in _ITERATION_FAILURES:
@@ -292,7 +293,8 @@ class RunTrace:
                         "outloop.commit.changed_files": len(it.changed_files),
                     },
                 )
-        span.end(end_time=end)
+        started = getattr(span, "start_time", None)
+        span.end(end_time=max(end, started) if isinstance(started, int) else end)
 
     def _describe_goal(self, span: Span, goal: GoalResult) -> None:
         _set(span, goal_attributes(goal))

@@ -433,3 +433,51 @@ def test_a_loop_cannot_pass_the_collectors_key_to_its_agent(
     # the signal's own headers win over the general ones, as the specification says
     assert {r.headers.get("x-key") for r in requests} == {collector_key}
     assert "api-key" not in {k for r in requests for k in r.headers}
+
+
+def test_a_pushing_run_has_a_push_span_inside_each_iteration(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.git_http_server import GitHttpServer
+
+    token = "tok-" + secrets.token_urlsafe(16)
+    with GitHttpServer(tmp_path / "host", token) as host, OtlpReceiver() as otlp:
+        host.create("project.git")
+        loop = loop_yaml(
+            agent_cmd("counter_agent.py"),
+            counter_goal(2),
+            push=True,
+            credentials={"forge": {"via": "git", "host": host.host}},
+        )
+        repo = make_repo({".outloop/fix.yml": loop})
+        git(repo, "remote", "add", "origin", host.url_for("project.git"))
+        policy = tmp_path / "policy.yml"
+        policy.write_text(
+            f'workspaces:\n  me:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('forge', hosts=[host.host])}]\n"
+        )
+        policy.chmod(0o600)
+        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
+        monkeypatch.setenv("OUTLOOP_SECRET_ME_FORGE", token)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
+
+        done = run_cli(repo, "run", "fix")
+
+        spans = otlp.spans
+        raw = otlp.raw_bytes()
+    assert done.returncode == 0, done.stderr
+    (root,) = _by_name(spans, "outloop.run")
+    assert root.attributes["outloop.workspace"] == "me"
+    _, *turns = _children(spans, root)
+    assert len(turns) == 2
+    for it in turns:
+        steps = _children(spans, it)
+        assert [s.name for s in steps] == [
+            "outloop.agent_turn",
+            "outloop.goal_check",
+            "outloop.commit",
+            "outloop.push",
+        ]
+        for child in steps:
+            assert it.start_ns <= child.start_ns <= child.end_ns <= it.end_ns
+    assert_no_leak(token, raw, where="what the collector received")
