@@ -151,7 +151,7 @@ class RunTrace:
             attrs["outloop.run.resumed"] = bool(record.iterations)
             attrs["vcs.ref.head.name"] = record.branch
             attrs["outloop.run.base_commit"] = record.base_commit
-            attrs["outloop.goal.label"] = record.goal_label
+            # not the goal's command line: a loop file may spell a value out in it
         self._run = self._tracer.start_span(
             "outloop.run", kind=SpanKind.INTERNAL, start_time=now, attributes=attrs
         )
