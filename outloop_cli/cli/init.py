@@ -30,5 +30,8 @@ def init_command(
 
     path = init_loop(Path.cwd(), preset=preset, name=name or preset, force=force)
     out(f"wrote {path}")
-    err("next: edit it, `outloop validate`, commit it, then `outloop run`")
+    err(
+        "next: edit it, `outloop validate`, commit it with .outloop/schema.json"
+        " (the schema editors read), then `outloop run`"
+    )
     return 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from outloop_cli.agents.registry import preset_names
-from outloop_cli.commands.schema import schema_path
+from outloop_cli.commands.schema import write_repo_schema
 from outloop_cli.config.source import loop_file_candidates
 from outloop_cli.config.values import loop_name_problem
-from outloop_cli.errors import CouldNotRun, UsageError
+from outloop_cli.errors import UsageError
 from outloop_cli.git.repo import discover
 from outloop_cli.templates_dir import SCHEMA_TOKEN, loop_template
 
@@ -29,8 +30,8 @@ def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path
         raise UsageError(
             f"{target} already exists", hint="pick another --name, or --force to overwrite"
         )
-    text = loop_template(preset).replace(SCHEMA_TOKEN, _schema_reference())
     target.parent.mkdir(parents=True, exist_ok=True)
+    text = loop_template(preset).replace(SCHEMA_TOKEN, _schema_reference(root, target))
     # exclusive create unless forced, so a concurrent init cannot be clobbered
     try:
         with target.open("w" if force else "x", encoding="utf-8") as handle:
@@ -42,9 +43,7 @@ def init_loop(cwd: Path, *, preset: str, name: str, force: bool = False) -> Path
     return target
 
 
-def _schema_reference() -> str:
-    """Where the editor finds the schema; a starter file is still useful without one."""
-    try:
-        return str(schema_path())
-    except CouldNotRun:
-        return "(run `outloop schema --path` and put the path here)"
+def _schema_reference(root: Path, target: Path) -> str:
+    """The committed schema, named relative to the loop file: it resolves on every clone."""
+    schema = write_repo_schema(root).path
+    return Path(os.path.relpath(schema, target.parent)).as_posix()

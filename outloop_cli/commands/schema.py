@@ -1,14 +1,29 @@
-"""``outloop schema``: the loop file's JSON Schema, for editors and CI."""
+"""``outloop schema``: the loop file's JSON Schema, for editors and CI.
+
+A loop file is committed, so the schema it names must resolve on every
+teammate's and CI's clone: ``outloop init`` writes the schema to
+``.outloop/schema.json`` beside the loops (committed with them) and the loop's
+first line names it relative to itself (``$schema=schema.json``), which
+yaml-language-server resolves from the file's own directory. No public URL
+exists for a version of outloop, and a cache path is one machine's. The copy
+is generated: ``outloop schema --write`` refreshes it after an upgrade and
+``outloop schema --check`` fails CI when it is stale.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.config.loop_schema import json_schema
+from outloop_cli.config.source import LOOP_DIR
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.git.repo import discover
 from outloop_cli.paths import cache_home
 from outloop_cli.store.atomic import atomic_write_text
+
+REPO_SCHEMA_NAME = "schema.json"
 
 
 def schema_text() -> str:
@@ -35,3 +50,45 @@ def schema_path() -> Path:
             hint="set XDG_CACHE_HOME to a writable directory, or use `outloop schema > FILE`",
         ) from exc
     return path
+
+
+@dataclass(frozen=True)
+class RepoSchema:
+    path: Path
+    # "written" (new or refreshed), "current" (as this outloop writes it), "stale", "missing"
+    state: str
+
+
+def repo_schema_file(cwd: Path) -> Path:
+    """``.outloop/schema.json`` at the top of the repository holding ``cwd``."""
+    return discover(cwd).root / LOOP_DIR / REPO_SCHEMA_NAME
+
+
+def write_repo_schema(cwd: Path) -> RepoSchema:
+    """Write or refresh the repository's committed copy of the schema."""
+    path = repo_schema_file(cwd)
+    if _read(path) == schema_text():
+        return RepoSchema(path, "current")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a file to commit, read by editors and CI like any source file
+        atomic_write_text(path, schema_text(), mode=0o644)
+    except OSError as exc:
+        raise CouldNotRun(f"cannot write the schema to {path}: {exc.strerror}") from exc
+    return RepoSchema(path, "written")
+
+
+def check_repo_schema(cwd: Path) -> RepoSchema:
+    """Whether the committed copy is the schema of this outloop."""
+    path = repo_schema_file(cwd)
+    found = _read(path)
+    if found is None:
+        return RepoSchema(path, "missing")
+    return RepoSchema(path, "current" if found == schema_text() else "stale")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

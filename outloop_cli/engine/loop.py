@@ -28,6 +28,7 @@ from outloop_cli.engine.turn import take_turn
 from outloop_cli.errors import OutloopError
 from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
 from outloop_cli.store.runs import RunPaths
+from outloop_cli.telemetry.observer import traced_observer
 from outloop_cli.timefmt import now_iso
 
 STOP_POLL_SECONDS = 0.2
@@ -66,6 +67,10 @@ class LoopRun:
             cancel=cancel or threading.Event(),
             interrupt=interrupt or threading.Event(),
             resume_from=resume_from,
+        )
+        # OpenTelemetry spans when the OTEL_EXPORTER_OTLP_* variables ask for them
+        ctx.observer = traced_observer(
+            ctx.observer, plan, lambda: ctx.record if ctx.has_record else None
         )
         self.guards = Guards(ctx)
         self.commits = Commits(ctx)

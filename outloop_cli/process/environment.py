@@ -46,12 +46,14 @@ FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 SECRET_PREFIX = "OUTLOOP_SECRET_"
 
 # Names that carry credentials by convention. Matched on the upper-cased name.
+# OTEL_EXPORTER_OTLP_*HEADERS often holds the collector's API key (outloop's own telemetry).
 _CREDENTIAL_NAME_RE = re.compile(
     r"""
     (?:^|_)(?:TOKEN|TOKENS|SECRET|SECRETS|PASSWORD|PASSWD|PASS|PWD_?KEY|API_?KEY|APIKEY
             |ACCESS_?KEY|PRIVATE_?KEY|CLIENT_?SECRET|CREDENTIALS?|AUTH|COOKIE|SESSION)(?:_|$)
     | SECRET | PASSWORD | API_?KEY
     | ^(?:SSH_AUTH_SOCK|DBUS_SESSION_BUS_ADDRESS|GPG_AGENT_INFO|KRB5CCNAME|PGPASSFILE|NETRC)$
+    | ^OTEL_EXPORTER_OTLP_(?:\w+_)?HEADERS$
     """,
     re.VERBOSE,
 )

@@ -1,9 +1,18 @@
 """JUnit XML for outloop runs: one ``<testsuite>`` per run, the goal as its test case.
 
-The goal check is the test; its verdict is the run's *final* one, and the
-earlier failed attempts are recorded the way Maven Surefire records reruns:
-``<flakyFailure>`` children when the loop converged (so CI shows it green),
-``<rerunFailure>`` children next to the ``<failure>`` when it did not. When
+The goal check is the test; its verdict is the run's *final* one. When the
+loop converged the goal case is a plain pass whose only child is
+``<system-out>``: each earlier failed attempt (summary, failing tests, log)
+first, then the passing run's output, and the suite's ``iteration.N.*``
+properties say the same per iteration. It once carried Surefire's
+``<flakyFailure>`` children instead, and viewers disagreed about it:
+xunit-viewer takes the first child it does not rank (``flakyFailure``) as
+the status and showed the goal as unknown, while junit2html and junitparser
+showed it passed; Surefire's schema puts ``flakyFailure`` before
+``system-out``, so no order satisfies both. A pass with text reads as passed
+everywhere (``tests/reports/test_viewers.py`` renders it with each). When
+the loop did not converge, the earlier attempts are ``<rerunFailure>``
+children after the ``<failure>``, which every viewer ranks below it. When
 the goal wrote its own JUnit file, the final evaluation's cases follow the
 goal test case, so CI lists the project's real tests too.
 
@@ -68,6 +77,8 @@ MAX_TEXT_BYTES = 64 * 1024
 # Earlier attempts are history; their full logs stay in the run directory.
 MAX_RERUN_TEXT_BYTES = 16 * 1024
 RERUN_OUTPUTS_KEPT = 10
+# a converged goal's system-out: this much per earlier attempt, half the element for the output
+MAX_ATTEMPT_TEXT_BYTES = 3 * 1024
 MAX_MESSAGE_CHARS = 1024
 MAX_ATTRIBUTE_CHARS = 4096
 
@@ -194,10 +205,10 @@ def _goal_case(record: RunRecord, suite_name: str) -> ET.Element:
     )
 
     if record.goal_met:
-        # Surefire's order: flaky reruns, then the passing run's own output
-        _add_reruns(case, "flakyFailure", evaluated)
-        if final_goal is not None and final_goal.output_tail:
-            _sub(case, "system-out", text=final_goal.output_tail)
+        # a plain pass: its only child is system-out, earlier attempts first
+        text = _attempts_text(evaluated, final_goal)
+        if text:
+            _sub(case, "system-out", text=text)
         return case
 
     if final is None and (
@@ -232,6 +243,28 @@ def _goal_case(record: RunRecord, suite_name: str) -> ET.Element:
     )
     _add_reruns(case, "rerunFailure", [it for it in evaluated if it is not verdict_from])
     return case
+
+
+def _attempts_text(evaluated: Sequence[IterationRecord], final_goal: GoalResult | None) -> str:
+    """A converged goal's output: what each failed attempt said, then the passing run's output."""
+    failed = [it for it in evaluated if it.goal is not None and not it.goal.met]
+    lines: list[str] = []
+    if failed:
+        last = evaluated[-1].n
+        lines.append(
+            f"goal met at iteration {last} after {len(failed)} failed "
+            f"attempt{'s' if len(failed) != 1 else ''}:"
+        )
+        # the newest attempts matter most; the full logs stay in the run directory
+        for it in failed[-RERUN_OUTPUTS_KEPT:]:
+            lines += ["", clean_tail(_attempt_text(it), MAX_ATTEMPT_TEXT_BYTES)]
+        if len(failed) > RERUN_OUTPUTS_KEPT:
+            lines.insert(1, f"(the first {len(failed) - RERUN_OUTPUTS_KEPT} not shown)")
+    if final_goal is not None and final_goal.output_tail:
+        if lines:
+            lines += ["", f"iteration {evaluated[-1].n} (goal met) output:"]
+        lines.append(clean_tail(final_goal.output_tail, MAX_TEXT_BYTES // 2))
+    return "\n".join(lines)
 
 
 def _add_reruns(case: ET.Element, tag: str, evaluated: Sequence[IterationRecord]) -> None:

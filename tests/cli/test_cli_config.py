@@ -242,11 +242,61 @@ def test_init_writes_a_starter_that_validates(preset: str, make_repo: RepoFactor
     assert done.stdout.strip() == f"wrote {target}"
     text = target.read_text()
     first = text.splitlines()[0]
-    assert first.startswith("# yaml-language-server: $schema=")
-    schema_file = Path(first.split("=", 1)[1])
+    assert first == "# yaml-language-server: $schema=schema.json"
+    # relative to the loop file, as yaml-language-server resolves it
+    schema_file = target.parent / first.split("=", 1)[1]
     assert json.loads(schema_file.read_text()) == json_schema()
     checked = run_cli(repo, "validate", f".outloop/{preset}.yml")
     assert (checked.returncode, checked.stderr.strip()) == (0, "1 loop file(s) OK")
+
+
+def test_the_schema_init_names_resolves_in_a_clone_elsewhere(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The loop file is committed: its $schema must work on a teammate's or CI's clone."""
+    import jsonschema
+    import yaml
+
+    repo = make_repo({"README.md": "hi\n"}, name="alice/work/project")
+    assert run_cli(repo, "init", "--preset", "claude").returncode == 0
+    git(repo, "add", ".outloop")
+    git(repo, "commit", "-q", "-m", "add a loop")
+    clone = tmp_path / "ci" / "checkout" / "elsewhere"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    # the original is gone: nothing may point back at it (or at its machine's cache)
+    shutil.rmtree(repo)
+
+    loop_file = clone / ".outloop" / "claude.yml"
+    text = loop_file.read_text()
+    reference = text.splitlines()[0].removeprefix("# yaml-language-server: $schema=")
+    assert not Path(reference).is_absolute() and str(tmp_path) not in text
+    schema = json.loads((loop_file.parent / reference).read_text())
+    assert schema == json_schema()
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(text))
+    checked = run_cli(clone, "schema", "--check")
+    assert checked.returncode == 0, checked.stderr
+    # and the copy beside the loops is not taken for a loop
+    validated = run_cli(clone, "validate")
+    assert (validated.returncode, validated.stderr.strip()) == (0, "1 loop file(s) OK")
+
+
+def test_schema_check_fails_on_a_stale_copy_and_write_refreshes_it(make_repo: RepoFactory) -> None:
+    repo = make_repo({"README.md": "hi\n"})
+    missing = run_cli(repo, "schema", "--check")
+    assert missing.returncode == 1 and "missing" in missing.stderr
+    assert "outloop schema --write" in missing.stderr
+    copy = repo / ".outloop" / "schema.json"
+    copy.parent.mkdir()
+    copy.write_text('{"title": "an older outloop"}\n')
+    stale = run_cli(repo, "schema", "--check")
+    assert stale.returncode == 1 and "stale" in stale.stderr
+
+    written = run_cli(repo / ".outloop", "schema", "--write")
+
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == str(copy)
+    assert json.loads(copy.read_text()) == json_schema()
+    assert run_cli(repo, "schema", "--check").returncode == 0
 
 
 def test_init_names_the_loop_and_writes_at_the_repository_root(make_repo: RepoFactory) -> None:
@@ -389,6 +439,8 @@ def test_init_without_a_writable_cache_still_writes_a_valid_starter(
     repo = make_repo({"README.md": "hi\n"})
     done = run_cli(repo, "init", "--preset", "claude")
     assert done.returncode == 0, done.stderr
+    # the schema it names is the repository's own copy: no cache involved
     first = (repo / ".outloop" / "claude.yml").read_text().splitlines()[0]
-    assert "outloop schema --path" in first
+    assert first == "# yaml-language-server: $schema=schema.json"
+    assert (repo / ".outloop" / "schema.json").is_file()
     assert run_cli(repo, "validate").returncode == 0

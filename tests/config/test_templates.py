@@ -155,7 +155,8 @@ def test_demo_loop_keeps_the_python_token_for_the_demo_command() -> None:
     assert (
         'command: ["{python}", "{demo_agent}", "--fixes", "{demo_fixes}", "{prompt_file}"]' in text
     )
-    assert 'run: "{python} -B -m unittest -v"' in text
+    assert 'run: "{python} -B -m tests.junit_report test-results/junit.xml"' in text
+    assert "junit: test-results/junit.xml" in text
     assert text.count(PYTHON_TOKEN) == 2
     assert set(re.findall(r"\{(\w*)\}", text)) <= {
         *PLACEHOLDERS,
@@ -182,7 +183,14 @@ def test_demo_loop_after_substitution(python: str) -> None:
         str(demo_fixes_file()),
         "{prompt_file}",
     ]
-    assert shlex.split(goal["run"]) == [python, "-B", "-m", "unittest", "-v"]
+    assert shlex.split(goal["run"]) == [
+        python,
+        "-B",
+        "-m",
+        "tests.junit_report",
+        "test-results/junit.xml",
+    ]
+    assert goal["junit"] == "test-results/junit.xml"
     assert (agent["timeout"], goal["timeout"]) == ("60s", "60s")
     assert (limits["max_iterations"], limits["stall"]) == (6, 3)
     assert all(DURATION.match(value) for value in durations(data))
