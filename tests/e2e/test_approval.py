@@ -317,3 +317,31 @@ def test_bad_approve_config_is_a_located_error(
     assert problem in done.stderr
     if hint is not None:
         assert hint in done.stderr
+
+
+def test_over_cost_waits_once_the_reported_cost_exceeds_the_threshold(
+    make_repo: RepoFactory,
+) -> None:
+    loop = loop_yaml(
+        agent_cmd("costly_agent.py", "1.25"),
+        counter_goal(4),
+        agent__preset="claude",
+        approve={"over_cost_usd": 2},
+    )
+    repo = make_repo({".outloop/fix.yml": loop})
+    runner = start_runner(repo)
+
+    record = waiting(repo, "cost", runner)
+    # $1.25 after one turn is under the threshold; $2.50 after two is over it
+    assert [e["iteration"] for e in named(audit_events(repo), "iteration_started")] == [1, 2]
+    assert record["approval"]["iteration"] == 3
+    assert "$2.50 spent, over the $2.00 threshold" in record["approval"]["what"]
+    assert run_cli(repo, "approve", record["run_id"]).returncode == 0
+    code, err = finish(runner)
+
+    assert code == 0, err
+    final = only_run(repo)
+    assert final["stop_reason"] == "goal_met"
+    assert final["cost_usd"] == 5.0
+    # asked once: the turns after the approval spent more without asking again
+    assert [e["gate"] for e in named(audit_events(repo), "approval_requested")] == ["cost"]
