@@ -64,7 +64,7 @@ def show_run(cwd: Path, run_ref: str) -> RunDetails:
     paths = store.paths(run_id)
     record = store.load(run_id)
     summary = summarize(record, paths)
-    running = summary.state == "running"
+    running = summary.state in ("running", "waiting_approval")
     rows = [
         _row(it, in_progress=running and it is record.iterations[-1]) for it in record.iterations
     ]
