@@ -122,9 +122,17 @@ def register_run(
     return path
 
 
-def forget_run(run_id: str) -> bool:
-    """Drop a run's entry (its record was deleted on purpose); True when there was one."""
+def forget_run(run_id: str, *, common_dir: Path | None = None) -> bool:
+    """Drop a run's entry (its record was deleted on purpose); True when there was one.
+
+    With ``common_dir``, only an entry of that repository's run is dropped: the
+    same id in another repository (a copied one) keeps its entry.
+    """
     path = _entry_file(run_id)
+    if common_dir is not None:
+        entry = read_entry(path)
+        if entry.readable and entry.common_dir != common_dir.resolve():
+            return False
     try:
         path.unlink()
     except FileNotFoundError:
@@ -166,8 +174,7 @@ def find_in_index(run_ref: str) -> IndexEntry:
     if not ref:
         raise UsageError("no run given", hint="`outloop status --all` lists every run")
     entries = list_index()
-    exact = [e for e in entries if e.run_id == ref]
-    matches = exact or [e for e in entries if e.run_id.startswith(ref) or e.run_id.endswith(ref)]
+    matches = _matching(entries, ref)
     if len(matches) == 1:
         entry = matches[0]
         if entry.problem is not None:
@@ -183,6 +190,17 @@ def find_in_index(run_ref: str) -> IndexEntry:
         )
     shown = ", ".join(f"{e.run_id} ({e.repo_root})" for e in matches[-_SHOWN:])
     raise UsageError(f"`{ref}` matches {len(matches)} runs", hint=f"give more of it: {shown}")
+
+
+def match_index(run_ref: str) -> list[IndexEntry]:
+    """The entries ``run_ref`` names (empty, one, or several when it is ambiguous)."""
+    ref = run_ref.strip()
+    return _matching(list_index(), ref) if ref else []
+
+
+def _matching(entries: list[IndexEntry], ref: str) -> list[IndexEntry]:
+    exact = [e for e in entries if e.run_id == ref]
+    return exact or [e for e in entries if e.run_id.startswith(ref) or e.run_id.endswith(ref)]
 
 
 def _recent_hint(entries: list[IndexEntry]) -> str:

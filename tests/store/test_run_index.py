@@ -172,7 +172,9 @@ def test_forget_drops_only_that_entry(make_repo: RepoFactory) -> None:
     _register(repo, "20261202-100000-aaaaaa")
     _register(repo, "20261202-110000-bbbbbb")
 
-    assert forget_run("20261202-100000-aaaaaa") is True
+    elsewhere = make_repo({"c": "3"})
+    assert forget_run("20261202-100000-aaaaaa", common_dir=elsewhere / ".git") is False
+    assert forget_run("20261202-100000-aaaaaa", common_dir=repo / ".git") is True
     assert forget_run("20261202-100000-aaaaaa") is False
     assert [e.run_id for e in list_index()] == ["20261202-110000-bbbbbb"]
 
