@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from tests.conftest import RepoFactory
 from tests.support.e2e import (
     agent_cmd,
     counter_goal,
+    kill_processes_mentioning,
     loop_yaml,
     only_run,
     pid_gone,
@@ -54,14 +54,6 @@ def _all(cwd: Path) -> dict[str, dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     return {row["run_id"]: row for row in rows}
-
-
-def _kill_marker_pid(marker: Path) -> None:
-    # the agent of a SIGKILLed runner is orphaned; it wrote its pid into the marker
-    try:
-        os.kill(int(marker.read_text()), signal.SIGKILL)
-    except (ProcessLookupError, ValueError, FileNotFoundError):
-        pass
 
 
 def test_a_run_registers_in_the_index_and_a_resume_registers_it_again(
@@ -208,7 +200,8 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
 
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=30)
-    _kill_marker_pid(marker)
+    # its agent may outlive it; found by its command line, which names the marker
+    kill_processes_mentioning(str(marker))
     shutil.rmtree(deleted_repo)
     shutil.rmtree(runs_dir(cleaned_repo) / cleaned_id)
     (index_dir() / "20261202-000000-badbad.json").write_text('{"run_id": "20261202-0')
