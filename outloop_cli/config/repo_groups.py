@@ -81,7 +81,11 @@ REPO_GROUPS = Obj(
             MapOf(
                 _GROUP_NAME,
                 ListOf(
-                    Str("a repository path", check_text=check_repo_path_pattern),
+                    Str(
+                        "a repository path",
+                        r"(/|~/).*|~",
+                        check_text=check_repo_path_pattern,
+                    ),
                     min_items=1,
                     unique=True,
                     empty_hint="a group needs at least one repository path",

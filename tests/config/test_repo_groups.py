@@ -103,3 +103,26 @@ def test_home_is_expanded_and_groups_are_read_only_when_named(
     with pytest.raises(UsageError) as caught:
         expand_repo_args(["@theirs"], tmp_path, groups_file=groups_file)
     assert caught.value.hint == "the groups there: @mine"
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ('groups:\n  clients: ["~/clients/*", /srv/acme]\n', True),
+        ("groups:\n  a: []\n", False),
+        ("groups:\n  a: [x/y]\n", False),
+        ("groups:\n  A: [/x]\n", False),
+        ("groups:\n  a: [/x]\nother: 1\n", False),
+        ("{}\n", False),
+    ],
+)
+def test_the_json_schema_agrees_with_the_validator(text: str, valid: bool) -> None:
+    import jsonschema
+    import yaml
+
+    from outloop_cli.config.repo_groups import json_schema
+
+    groups, _ = check_repo_groups_text(text, file="r.yml")
+    assert (groups is not None) is valid
+    errors = list(jsonschema.Draft202012Validator(json_schema()).iter_errors(yaml.safe_load(text)))
+    assert (not errors) is valid

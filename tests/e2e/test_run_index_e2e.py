@@ -232,3 +232,29 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
     assert resumed.returncode == 0, resumed.stderr
     assert _all(elsewhere)[killed_id]["state"] == "finished"
     assert pid_gone(runner.pid)
+
+
+def test_status_all_shows_hostile_names_without_terminal_escapes(
+    make_repo: RepoFactory, elsewhere: Path
+) -> None:
+    hostile = "client\x1b]0;owned\x07\x1b[2J\u202e"
+    loop = loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))
+    repo = make_repo({".outloop/fix.yml": loop}, name=hostile)
+    assert run_cli(repo, "run", "fix").returncode == 0
+    run_id = only_run(repo)["run_id"]
+    # a damaged entry's reason quotes what the file held
+    (index_dir() / "20261202-000000-e5c4e5.json").write_text('{"run_id": "\\u001b[31m')
+
+    done = run_cli(elsewhere, "status", "--all")
+
+    assert done.returncode == 0, done.stderr
+    for stream in (done.stdout, done.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream and "\u202e" not in stream
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(run_id)]
+    # the escape sequences are gone, the readable rest of the name is there
+    assert "/client  " in row
+    # the JSON keeps the real name, escaped
+    as_json = run_cli(elsewhere, "status", "--all", "--json").stdout
+    assert "\x1b" not in as_json
+    rows = [json.loads(line) for line in as_json.splitlines()]
+    assert str(repo.resolve()) in {r["repo"] for r in rows}
