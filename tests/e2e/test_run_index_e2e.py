@@ -162,6 +162,11 @@ def test_show_stop_resume_report_and_status_all_work_from_outside_any_repository
     report = run_cli(elsewhere, "report", done_id, "--format", "markdown")
     assert report.returncode == 0, report.stderr
     assert done_id in report.stdout and "goal met" in report.stdout.lower()
+    verified = run_cli(elsewhere, "audit", "verify", done_id)
+    assert verified.returncode == 0, verified.stderr
+    events = run_cli(elsewhere, "audit", "show", live_id)
+    assert events.returncode == 0, events.stderr
+    assert "run_started" in events.stdout
 
 
 def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
