@@ -348,3 +348,31 @@ def test_kill_9_of_the_runner_leaves_every_run_crashed_in_status_all(
     finally:
         # the agents of a SIGKILLed runner may be orphans; their command lines name the markers
         kill_processes_mentioning(str(shared))
+
+
+def test_a_repository_the_policy_refuses_is_refused_alone(
+    make_repo: RepoFactory, elsewhere: Path
+) -> None:
+    allowed = make_repo(
+        {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))},
+        name="allowed",
+    )
+    wants_a_key = loop_yaml(
+        agent_cmd("counter_agent.py"),
+        counter_goal(1),
+        credentials={"api": {"via": "proxy", "upstream": "http://127.0.0.1:9", "env": "API"}},
+    )
+    refused = make_repo({".outloop/fix.yml": wants_a_key}, name="refused")
+    # the secret belongs to another client's repositories only
+    _write_policy('workspaces:\n  client-b:\n    repos: ["/nowhere/client-b"]\n    secrets: [api]\n')
+
+    done = run_cli(
+        elsewhere, "run", "fix", "--repo", str(refused), "--repo", str(allowed), "--json"
+    )
+
+    assert done.returncode == 3, done.stderr
+    refused_row, allowed_row = _lines(done.stdout)
+    assert (refused_row["state"], refused_row["exit_code"]) == ("not_started", 3)
+    assert "refused" in refused_row["error"] and "api" in refused_row["error"]
+    assert not (refused / ".git" / "outloop" / "runs").exists()
+    assert (allowed_row["stop_reason"], allowed_row["exit_code"]) == ("goal_met", 0)
