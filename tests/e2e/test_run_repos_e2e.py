@@ -364,7 +364,9 @@ def test_a_repository_the_policy_refuses_is_refused_alone(
     )
     refused = make_repo({".outloop/fix.yml": wants_a_key}, name="refused")
     # the secret belongs to another client's repositories only
-    _write_policy('workspaces:\n  client-b:\n    repos: ["/nowhere/client-b"]\n    secrets: [api]\n')
+    _write_policy(
+        'workspaces:\n  client-b:\n    repos: ["/nowhere/client-b"]\n    secrets: [api]\n'
+    )
 
     done = run_cli(
         elsewhere, "run", "fix", "--repo", str(refused), "--repo", str(allowed), "--json"
