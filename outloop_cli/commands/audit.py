@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.credentials.run_key import load_run_key, run_keys_dir
 from outloop_cli.engine.access import refusals_log
 from outloop_cli.errors import GitError, UsageError
@@ -70,13 +71,16 @@ class AuditView:
 
 def verify_runs(cwd: Path, run_ref: str | None = None) -> list[RunVerification]:
     """Verify one run (id or unique prefix), or every run of the repository."""
+    if run_ref:
+        # one run: named from any directory, as `show` does
+        run = open_run(cwd, run_ref)
+        return [verify_run(Repository(run.repo), run.paths)]
     info = discover(cwd)
     store = RunStore(info.common_dir)
-    run_ids = [store.resolve(run_ref)] if run_ref else _every_run(store)
     repo = Repository(info)
-    results = [verify_run(repo, store.paths(run_id)) for run_id in run_ids]
+    results = [verify_run(repo, store.paths(run_id)) for run_id in _every_run(store)]
     refusals = refusals_log(repo)
-    if run_ref is None and refusals.is_file():
+    if refusals.is_file():
         results.append(verify_refusals(refusals))
     return results
 
@@ -103,10 +107,8 @@ def _every_run(store: RunStore) -> list[str]:
 
 
 def show_events(cwd: Path, run_ref: str) -> AuditView:
-    info = discover(cwd)
-    store = RunStore(info.common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
+    run = open_run(cwd, run_ref)
+    info, run_id, paths = run.repo, run.run_id, run.paths
     try:
         lines = read_lines(paths.audit)
     except FileNotFoundError:
