@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.errors import UsageError
-from outloop_cli.git.repo import discover
 from outloop_cli.safe_text import one_line
 from outloop_cli.store import control
 from outloop_cli.store.locks import is_running
@@ -57,9 +57,9 @@ def operator_name(as_name: str | None) -> str:
 
 
 def _open_run(cwd: Path, run_ref: str) -> tuple[RunStore, str, RunPaths]:
-    store = RunStore(discover(cwd).common_dir)
-    run_id = store.resolve(run_ref)
-    return store, run_id, store.paths(run_id)
+    """The run named from any directory: the repository at cwd first, then the run index."""
+    run = open_run(cwd, run_ref)
+    return run.store, run.run_id, run.paths
 
 
 def approve_run(

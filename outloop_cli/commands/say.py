@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.errors import UsageError
-from outloop_cli.git.repo import discover
 from outloop_cli.safe_text import clean_text
 from outloop_cli.store import control
 from outloop_cli.store.locks import effective_state
@@ -32,9 +32,9 @@ class SayResult:
 
 
 def _open_run(cwd: Path, run_ref: str) -> tuple[RunStore, str, RunPaths]:
-    store = RunStore(discover(cwd).common_dir)
-    run_id = store.resolve(run_ref)
-    return store, run_id, store.paths(run_id)
+    """The run named from any directory: the repository at cwd first, then the run index."""
+    run = open_run(cwd, run_ref)
+    return run.store, run.run_id, run.paths
 
 
 def say_to_run(cwd: Path, run_ref: str, message: str, *, who: str) -> SayResult:
