@@ -35,6 +35,7 @@ from outloop_cli.cli import (
     show,
     status,
     stop,
+    ui,
     validate,
 )
 from outloop_cli.cli.terminal import out
@@ -57,6 +58,7 @@ VERBS: dict[str, ModuleType] = {
     "resume": resume,
     "audit": audit,
     "report": report,
+    "ui": ui,
     "secrets": secrets,
     "credential": credential,
     "pr": pr,
