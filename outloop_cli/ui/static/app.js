@@ -1,5 +1,5 @@
 // outloop dashboard. Every piece of data reaches the page through textContent or an
-// attribute set with setAttribute, never through innerHTML: run data is written by agents.
+// attribute set with setAttribute, never parsed as markup: run data is written by agents.
 "use strict";
 
 const ui = {
