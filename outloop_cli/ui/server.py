@@ -29,6 +29,7 @@ _HEARTBEAT = 15.0
 _STATIC = {
     "app.js": "text/javascript",
     "app.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -133,7 +134,8 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in _STATIC:
         raise web.HTTPNotFound()
-    return web.Response(body=_asset(name), content_type=_STATIC[name], charset="utf-8")
+    charset = None if name.endswith(".svg") else "utf-8"
+    return web.Response(body=_asset(name), content_type=_STATIC[name], charset=charset)
 
 
 async def session(request: web.Request) -> web.Response:

@@ -26,12 +26,11 @@ URL_RE = re.compile(r"^(http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+))$", r
 def dashboard_loop(
     gate: Path | None, goal_target: int = 3, *, leak: Path | None = None, **limits: Any
 ) -> str:
-    """A loop whose agent (dashboard_agent.py) reports cost, tokens and a final message."""
-    code = (
-        "import pathlib,sys; p=pathlib.Path('counter.txt'); "
-        "v=int(p.read_text()) if p.exists() else 0; "
-        f"print('counter is', v); print('want {goal_target}'); sys.exit(0 if v>={goal_target} else 1)"
-    )
+    """A loop whose agent reports cost, tokens and a final message, and whose goal JUnit.
+
+    ``dashboard_agent.py`` takes one step per turn; ``dashboard_goal.py`` has
+    ``goal_target`` tests, one more of them passing after each turn.
+    """
     command = [PY, str(AGENTS / "dashboard_agent.py")]
     if gate is not None:
         command += ["--gate", str(gate)]
@@ -45,12 +44,25 @@ def dashboard_loop(
             "prompt": "Make the goal pass.",
             "timeout": "150s",
         },
-        "goal": {"run": f'{PY} -c "{code}"', "timeout": "60s"},
+        "goal": {
+            "run": f"{PY} check_steps.py {goal_target}",
+            "junit": "reports/junit.xml",
+            "timeout": "60s",
+        },
         "limits": {"max_iterations": 10, "stall": 8, **limits},
     }
     if gate is not None:
         data["sandbox"] = {"write": [str(gate)]}
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def dashboard_files(gate: Path | None, goal_target: int = 3, **kwargs: Any) -> dict[str, str]:
+    """The files of a repository with that loop: the goal's script lives in the repository."""
+    return {
+        ".outloop/fix.yml": dashboard_loop(gate, goal_target, **kwargs),
+        "check_steps.py": (AGENTS / "dashboard_goal.py").read_text(),
+        "README.md": "A repository the dashboard tests run loops in.\n",
+    }
 
 
 @dataclass
@@ -195,4 +207,12 @@ def query(url: str) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
 
 
-__all__ = ["PY", "Dashboard", "dashboard_loop", "running_dashboard", "sys", "wait_until"]
+__all__ = [
+    "PY",
+    "Dashboard",
+    "dashboard_files",
+    "dashboard_loop",
+    "running_dashboard",
+    "sys",
+    "wait_until",
+]

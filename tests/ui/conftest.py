@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RepoFactory
-from tests.support.dashboard import dashboard_loop, wait_until
+from tests.support.dashboard import dashboard_files, wait_until
 from tests.support.e2e import run_cli, runs_dir, start_runner
 
 
@@ -50,7 +50,7 @@ class LiveRun:
 @pytest.fixture
 def finished_repo(make_repo: RepoFactory) -> Path:
     """A repository with one finished run of three iterations (goal met)."""
-    repo = make_repo({".outloop/fix.yml": dashboard_loop(None), "README.md": "hello\n"})
+    repo = make_repo(dashboard_files(None))
     run_cli(repo, "run", "fix", check=True)
     return repo
 
@@ -59,10 +59,7 @@ def finished_repo(make_repo: RepoFactory) -> Path:
 def live_run(make_repo: RepoFactory, tmp_path: Path) -> Iterator[LiveRun]:
     gate = tmp_path / "gate"
     gate.mkdir()
-    repo = make_repo(
-        {".outloop/fix.yml": dashboard_loop(gate, goal_target=3), "README.md": "hello\n"},
-        name="live",
-    )
+    repo = make_repo(dashboard_files(gate, goal_target=3), name="live")
     runner = start_runner(repo, "run", "fix")
     live = LiveRun(repo, gate, runner)
     try:

@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
 from tests.support.credentials import assert_no_leak, bound, canary
-from tests.support.dashboard import dashboard_loop, running_dashboard
+from tests.support.dashboard import dashboard_files, running_dashboard
 from tests.support.e2e import run_cli, runs_dir
 from tests.ui.conftest import LiveRun
 
@@ -175,7 +175,8 @@ def test_a_canary_secret_of_a_run_never_reaches_a_response_or_the_event_stream(
     found = tmp_path / "found.txt"
     found.write_text(f"the key is {key}\n")
     with UpstreamServer() as upstream:
-        loop = yaml.safe_load(dashboard_loop(None, leak=found))
+        files = dashboard_files(None, leak=found)
+        loop = yaml.safe_load(files[".outloop/fix.yml"])
         loop["credentials"] = {
             "api": {
                 "via": "proxy",
@@ -184,7 +185,7 @@ def test_a_canary_secret_of_a_run_never_reaches_a_response_or_the_event_stream(
                 "allow": ["GET /echo"],
             }
         }
-        repo = make_repo({".outloop/fix.yml": yaml.safe_dump(loop), "README.md": "hi\n"})
+        repo = make_repo({**files, ".outloop/fix.yml": yaml.safe_dump(loop)})
         policy = tmp_path / "policy.yml"
         policy.write_text(
             f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'

@@ -56,7 +56,14 @@ function orDash(value) {
 }
 
 function shortId(id) {
-  return id && id.length > 22 ? id.slice(0, 22) + "…" : id;
+  // run ids are <date>-<time>-<random>: the time and the random part tell runs apart
+  const parts = String(id).split("-");
+  return parts.length === 3 ? parts[1] + "-" + parts[2] : String(id);
+}
+
+function baseName(path) {
+  const parts = String(path || "").split("/").filter(Boolean);
+  return parts.length ? parts[parts.length - 1] : "";
 }
 
 function stateCell(state) {
@@ -80,7 +87,9 @@ function renderRuns() {
     if (run.id === ui.selected) row.className = "selected";
     const idCell = el("td", shortId(run.id), "mono");
     idCell.title = (run.repo || "") + " — " + run.id;
-    row.append(idCell, el("td", run.loop));
+    const repoCell = el("td", baseName(run.repo));
+    repoCell.title = run.repo || "";
+    row.append(idCell, repoCell, el("td", run.loop));
     const state = el("td");
     state.append(stateCell(run.state));
     row.append(state);
@@ -221,7 +230,8 @@ function renderIterations(iterations) {
     if (it.failing_names && it.failing_names.length) failing.title = it.failing_names.join("\n");
     row.append(failing, el("td", it.changed_files), el("td", seconds(it.duration)));
     row.append(el("td", money(it.cost_usd)), el("td", orDash(it.tokens)));
-    row.append(el("td", it.agent_error ? "agent: " + it.agent_error : it.goal_summary || "", "wrap muted"));
+    const note = !it.finished ? "in progress" : it.agent_error ? "agent: " + it.agent_error : it.goal_summary || "";
+    row.append(el("td", note, "wrap muted"));
     if (it.commit) {
       row.addEventListener("click", () => loadDiff(it.n, true));
       row.title = "show this iteration's diff";
@@ -239,6 +249,7 @@ function renderChart(iterations) {
   const points = [];
   let cost = 0;
   for (const it of iterations) {
+    if (!it.finished) continue;
     if (it.cost_usd !== null && it.cost_usd !== undefined) cost += Number(it.cost_usd);
     points.push({ n: it.n, failing: it.failing, cost: cost });
   }
