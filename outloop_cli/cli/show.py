@@ -50,6 +50,7 @@ def _render_details(details: RunDetails) -> str:
     worktree = record.worktree + ("" if details.worktree_exists else "  (removed)")
     facts = [
         ("run", record.run_id),
+        ("repo", record.repo_root),
         ("loop", record.loop + (f" — {record.description}" if record.description else "")),
         ("state", state),
         ("detail", record.stop_detail or ""),

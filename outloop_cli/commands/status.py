@@ -1,4 +1,4 @@
-"""``outloop status``: every run of this repository, one summary each.
+"""``outloop status``: every run of this repository (``--all``: of the machine), one summary each.
 
 A run's state comes from its record, corrected by liveness: a record that
 says ``running`` while no process holds its lock is a crashed run.
@@ -6,7 +6,7 @@ says ``running`` while no process holds its lock is a crashed run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ FINISHED = "finished"
 STOPPED = "stopped"
 CRASHED = "crashed"
 UNREADABLE = "unreadable"
+# in the run index, but its repository or run directory was deleted
+GONE = "gone"
 
 # a human halted it (`outloop stop`, Ctrl-C): not done, and `outloop resume` picks it up
 _HALTED = (StopReason.STOPPED, StopReason.INTERRUPTED)
@@ -140,11 +142,57 @@ def list_runs(cwd: Path, *, loop: str | None = None) -> list[RunSummary]:
     return summaries
 
 
-def _unreadable(run_id: str, why: str) -> RunSummary:
+@dataclass(frozen=True)
+class MachineRun:
+    """One run of ``status --all``: where it lives, and its summary."""
+
+    repo: str
+    workspace: str | None
+    summary: RunSummary
+
+    def as_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "workspace": self.workspace, **self.summary.as_json()}
+
+
+def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
+    """Every run in the machine-wide index, oldest first; never raises for a damaged one."""
+    from outloop_cli.store.run_index import list_index
+
+    now = datetime.now(timezone.utc)
+    rows: list[MachineRun] = []
+    for entry in list_index():
+        if loop is not None and entry.loop != loop:
+            continue
+        repo = str(entry.repo_root) if entry.readable else "?"
+        if entry.problem is not None:
+            rows.append(MachineRun(repo, None, _unreadable(entry.run_id, entry.problem)))
+            continue
+        gone = entry.gone_reason()
+        if gone is not None:
+            summary = _unreadable(
+                entry.run_id, gone, state=GONE, loop=entry.loop, started_at=entry.started_at
+            )
+            started = _parse(entry.started_at)
+            age = (now - started).total_seconds() if started else None
+            rows.append(MachineRun(repo, entry.workspace, replace(summary, age=age)))
+            continue
+        try:
+            record = entry.store.load(entry.run_id)
+        except OutloopError as exc:
+            summary = _unreadable(entry.run_id, exc.message, loop=entry.loop)
+            rows.append(MachineRun(repo, entry.workspace, summary))
+            continue
+        rows.append(MachineRun(repo, entry.workspace, summarize(record, entry.paths, now=now)))
+    return rows
+
+
+def _unreadable(
+    run_id: str, why: str, *, state: str = UNREADABLE, loop: str = "?", started_at: str = ""
+) -> RunSummary:
     return RunSummary(
         run_id=run_id,
-        loop="?",
-        state=UNREADABLE,
+        loop=loop,
+        state=state,
         iteration=0,
         max_iterations=None,
         phase=None,
@@ -154,7 +202,7 @@ def _unreadable(run_id: str, why: str) -> RunSummary:
         failing=None,
         goal_summary=None,
         cost_usd=None,
-        started_at="",
+        started_at=started_at,
         age=None,
         duration=None,
         branch="",

@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.errors import UsageError
-from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_text
 from outloop_cli.store.locks import is_running
 from outloop_cli.store.records import RunRecord, RunState
-from outloop_cli.store.runs import RunPaths, RunStore
+from outloop_cli.store.runs import RunPaths
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,8 @@ def run_is_alive(record: RunRecord, paths: RunPaths) -> bool:
 
 
 def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | None) -> StopResult:
-    store = RunStore(discover(cwd).common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
+    run = open_run(cwd, run_ref)
+    store, run_id, paths = run.store, run.run_id, run.paths
     record = store.load(run_id)
     if record.state is not RunState.RUNNING:
         raise UsageError(
