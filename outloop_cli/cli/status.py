@@ -37,7 +37,7 @@ def status_command(
         bool, typer.Option("--json", help="One JSON object per run on stdout.")
     ] = False,
 ) -> int:
-    """List this repository's runs (running, stopped, crashed, finished) with iteration,
+    """List this repository's runs (running, waiting for approval, stopped, crashed, finished) with iteration,
     phase, last goal result, cost and age."""
     if every_repo:
         return _status_all(loop, as_json=as_json)
@@ -111,6 +111,9 @@ _STATUS_HEADER = ("RUN", "LOOP", "STATE", "ITER", "PHASE/REASON", "GOAL", "COST"
 def _status_row(run: RunSummary) -> list[str]:
     limit = f"/{run.max_iterations}" if run.max_iterations else ""
     doing = run.phase if run.state == "running" else run.stop_reason
+    if run.state == "waiting_approval":
+        gate = run.approval.get("gate") if run.approval else None
+        doing = f"approve {gate}?" if gate else "approval"
     if run.state == "crashed":
         doing = f"died in {run.phase}" if run.phase else "died"
     return [

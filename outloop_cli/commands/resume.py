@@ -10,7 +10,7 @@ from outloop_cli.commands.stop import run_is_alive
 from outloop_cli.engine.plan import LoopPlan, RunOptions, plan_resume
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import Repository
-from outloop_cli.store.records import RunRecord, RunState, StopReason
+from outloop_cli.store.records import RunRecord, StopReason
 from outloop_cli.store.runs import RunPaths
 
 
@@ -26,7 +26,7 @@ def plan_resume_run(cwd: Path, run_ref: str, options: RunOptions) -> ResumePlan:
     repo = Repository(run.repo)
     run_id, paths = run.run_id, run.paths
     record = run.store.load(run_id)
-    if record.state is RunState.RUNNING and run_is_alive(record, paths):
+    if record.state.live and run_is_alive(record, paths):
         raise CouldNotRun(
             f"run {run_id} is still running (pid {record.pid})",
             hint=f"stop it first with `outloop stop {run_id}`",

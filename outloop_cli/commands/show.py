@@ -63,7 +63,7 @@ def show_run(cwd: Path, run_ref: str) -> RunDetails:
     paths = run.paths
     record = run.store.load(run.run_id)
     summary = summarize(record, paths)
-    running = summary.state == "running"
+    running = summary.state in ("running", "waiting_approval")
     rows = [
         _row(it, in_progress=running and it is record.iterations[-1]) for it in record.iterations
     ]

@@ -19,6 +19,7 @@ from outloop_cli.store.runs import RunPaths, RunStore
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
 RUNNING = "running"
+WAITING_APPROVAL = "waiting_approval"
 FINISHED = "finished"
 STOPPED = "stopped"
 CRASHED = "crashed"
@@ -55,6 +56,8 @@ class RunSummary:
     worktree: str
     pid: int | None
     host: str | None
+    # waiting_approval: what the run waits for ({id, gate, what, since, timeout_at, ...})
+    approval: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +67,8 @@ def display_state(record: RunRecord, paths: RunPaths) -> str:
     state = effective_state(record, paths)
     if state is RunState.RUNNING:
         return RUNNING
+    if state is RunState.WAITING_APPROVAL:
+        return WAITING_APPROVAL
     if state is RunState.CRASHED:
         return CRASHED
     if record.stop_reason in _HALTED:
@@ -77,12 +82,13 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
     started = _parse(record.started_at)
     age = (now - started).total_seconds() if started else None
     duration: float | None = record.duration or None
+    live = state in (RUNNING, WAITING_APPROVAL)
     if state == RUNNING:
         # `duration` is active time (a resumed run's pauses do not count) as of the last
         # save; the step in progress has been running since then
         duration = record.duration + _seconds_since_saved(paths, now)
     reached = max((it.n for it in record.iterations), default=0)
-    iteration = max(reached, record.current_iteration) if state == RUNNING else reached
+    iteration = max(reached, record.current_iteration) if live else reached
     goal = record.last_goal
     max_iterations = record.limits.get("max_iterations")
     return RunSummary(
@@ -92,7 +98,7 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
         iteration=iteration,
         max_iterations=max_iterations if isinstance(max_iterations, int) else None,
         # where a running run is, or where a crashed one died
-        phase=record.phase if state in (RUNNING, CRASHED) else None,
+        phase=record.phase if live or state == CRASHED else None,
         stop_reason=record.stop_reason.value if record.stop_reason else None,
         stop_detail=record.stop_detail,
         goal=None if goal is None else ("pass" if goal.met else "fail"),
@@ -106,6 +112,7 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
         worktree=record.worktree,
         pid=record.pid,
         host=record.host,
+        approval=record.approval if state == WAITING_APPROVAL else None,
     )
 
 
