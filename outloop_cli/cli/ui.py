@@ -19,7 +19,7 @@ def ui_command(
     repo: Annotated[
         list[Path] | None,
         typer.Option(
-            "--repo", help="Show the runs of this repository (repeatable; default: this one)."
+            "--repo", help="Show only this repository's runs (repeatable; default: every run)."
         ),
     ] = None,
     port: Annotated[

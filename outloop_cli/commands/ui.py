@@ -7,6 +7,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from outloop_cli.errors import UsageError
+from outloop_cli.git.repo import discover
 from outloop_cli.ui.server import check_bind_address, serve
 from outloop_cli.ui.sources import RunSource
 
@@ -14,14 +16,27 @@ from outloop_cli.ui.sources import RunSource
 def serve_ui(
     cwd: Path, repos: list[Path], *, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
-    """Serve the runs of ``repos`` (the repository at ``cwd`` when none) on a loopback address."""
+    """Serve every run on the machine (only those of ``repos`` when given) on a loopback address.
+
+    Started inside a repository, its runs are read from it too: runs older than the
+    machine-wide index are not in it.
+    """
     bind = check_bind_address(host)
     if not 0 <= port <= 65535:
-        from outloop_cli.errors import UsageError
-
         raise UsageError(f"--port {port} is not a port number", hint="0..65535; 0 picks a free one")
-    source = RunSource(repos or [cwd])
+    if repos:
+        source = RunSource(repos, only=True)
+    else:
+        source = RunSource([cwd] if _in_repository(cwd) else [], only=False)
     asyncio.run(_main(source, bind, port, on_ready))
+
+
+def _in_repository(cwd: Path) -> bool:
+    try:
+        discover(cwd)
+    except UsageError:
+        return False
+    return True
 
 
 async def _main(source: RunSource, host: str, port: int, on_ready: Callable[[str], None]) -> None:

@@ -1,63 +1,34 @@
 """What the dashboard's buttons do: the same functions the CLI verbs call, nothing else.
 
-Stop is ``outloop stop``'s ``request_stop``; resume starts ``outloop resume``
-in the background from the run's repository (it runs for as long as the run
-does); approve, deny and steer are ``outloop approve|deny|say``'s functions,
-looked up by name so that a build without them shows the buttons disabled
-(with the reason) instead of pretending to act.
+Stop is ``outloop stop``'s ``request_stop``; approve, deny and steer are
+``outloop approve|deny|say``'s functions; resume starts ``outloop resume`` in
+the background from the run's repository (it runs for as long as the run
+does, like one typed in another terminal). Each acts on the run's own
+repository, so the run index never has to guess which one is meant.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
+from outloop_cli.commands.approve import approve_run, deny_run, operator_name
+from outloop_cli.commands.say import say_to_run
 from outloop_cli.commands.stop import request_stop, run_is_alive
 from outloop_cli.errors import UsageError
 from outloop_cli.process.detached import start_outloop
-from outloop_cli.store.records import RunState, StopReason
+from outloop_cli.store.records import StopReason
 from outloop_cli.store.runs import RunStore
 from outloop_cli.ui.sources import RunHandle
 
-WHO = "dashboard"
 
-# action -> (module, function) of the command behind it
-_GATED = {
-    "approve": ("outloop_cli.commands.approve", "approve_run"),
-    "deny": ("outloop_cli.commands.approve", "deny_run"),
-    "say": ("outloop_cli.commands.say", "say_to_run"),
-}
+def _who() -> str:
+    """Who the audit log names for a decision made on the page: the user serving it."""
+    return f"{operator_name(None)} (dashboard)"
 
 
-@dataclass(frozen=True)
-class Availability:
-    available: bool
-    # why not, for the button's tooltip
-    why: str | None = None
-
-
-def _command(action: str) -> Callable[..., Any] | None:
-    module_name, function = _GATED[action]
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    found: Callable[..., Any] | None = getattr(importlib.import_module(module_name), function, None)
-    return found
-
-
-def availability() -> dict[str, Availability]:
-    result = {"stop": Availability(True), "resume": Availability(True)}
-    for action, (module_name, _) in _GATED.items():
-        verb = module_name.rsplit(".", 1)[1]
-        result[action] = (
-            Availability(True)
-            if _command(action) is not None
-            else Availability(False, f"this outloop has no `outloop {verb}` yet")
-        )
-    return result
+# how long a decision waits for the runner to take it before the page is told
+_DECISION_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,14 +37,22 @@ class ActionResult:
     message: str
 
 
+def _usable(run: RunHandle) -> None:
+    if run.problem is not None:
+        state, why = run.problem
+        raise UsageError(f"run {run.run_id} is {state}: {why}")
+
+
 def stop(run: RunHandle) -> ActionResult:
+    _usable(run)
     result = request_stop(run.repo_root, run.run_id, after_step=False, wait=None)
     return ActionResult(True, f"stop requested for run {result.run_id}")
 
 
 def resume(run: RunHandle) -> ActionResult:
+    _usable(run)
     record = RunStore(run.common_dir).load(run.run_id)
-    if record.state is RunState.RUNNING and run_is_alive(record, run.paths):
+    if record.state.live and run_is_alive(record, run.paths):
         raise UsageError(f"run {run.run_id} is still running")
     if record.stop_reason is StopReason.GOAL_MET:
         raise UsageError(f"run {run.run_id} already met its goal; there is nothing to resume")
@@ -83,25 +62,24 @@ def resume(run: RunHandle) -> ActionResult:
     return ActionResult(True, f"resuming run {run.run_id} (runner pid {pid})")
 
 
-def _gated(action: str, run: RunHandle, *args: Any, **kwargs: Any) -> ActionResult:
-    command = _command(action)
-    if command is None:
-        raise UsageError(availability()[action].why or f"`{action}` is not available")
-    command(run.repo_root, run.run_id, *args, who=WHO, **kwargs)
-    return ActionResult(True, f"{action}: done for run {run.run_id}")
-
-
 def approve(run: RunHandle, note: str | None) -> ActionResult:
-    return _gated("approve", run, note=note)
+    _usable(run)
+    result = approve_run(run.repo_root, run.run_id, who=_who(), note=note, wait=_DECISION_WAIT)
+    taken = "taken by the run" if result.acknowledged else "written; the run has not taken it yet"
+    return ActionResult(True, f"approved {result.what} ({taken})")
 
 
 def deny(run: RunHandle, reason: str) -> ActionResult:
+    _usable(run)
     if not reason.strip():
         raise UsageError("a denial needs a reason")
-    return _gated("deny", run, reason=reason)
+    result = deny_run(run.repo_root, run.run_id, who=_who(), reason=reason, wait=_DECISION_WAIT)
+    taken = "taken by the run" if result.acknowledged else "written; the run has not taken it yet"
+    return ActionResult(True, f"denied {result.what} ({taken})")
 
 
 def say(run: RunHandle, message: str) -> ActionResult:
-    if not message.strip():
-        raise UsageError("say what? the message is empty")
-    return _gated("say", run, message)
+    _usable(run)
+    result = say_to_run(run.repo_root, run.run_id, message, who=_who())
+    when = "its next turn" if result.live else "when it is resumed"
+    return ActionResult(True, f"note queued for run {result.run_id}; the agent reads it {when}")

@@ -140,14 +140,8 @@ async def static(request: web.Request) -> web.Response:
 
 async def session(request: web.Request) -> web.Response:
     guard = request.app[GUARD]
-    available = actions.availability()
-    return _json(
-        {
-            "csrf": guard.csrf_for(request["session"]),
-            "actions": {k: {"available": v.available, "why": v.why} for k, v in available.items()},
-            "repos": [one_line(str(p)) for p in request.app[SOURCE].repo_roots],
-        }
-    )
+    repos = [one_line(str(p)) for p in request.app[SOURCE].repo_roots]
+    return _json({"csrf": guard.csrf_for(request["session"]), "repos": repos})
 
 
 async def runs(request: web.Request) -> web.Response:

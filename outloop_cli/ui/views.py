@@ -42,6 +42,8 @@ AUDIT_FIELDS = (
     "status",
     "stop_reason",
     "who",
+    "gate",
+    "what",
     "awaiting",
     "dropped",
     "count",
@@ -63,6 +65,8 @@ def _block(value: str | None, limit: int) -> str | None:
 
 
 def load_record(run: RunHandle) -> RunRecord | None:
+    if run.problem is not None:
+        return None
     try:
         return RunStore(run.common_dir).load(run.run_id)
     except OutloopError:
@@ -71,10 +75,21 @@ def load_record(run: RunHandle) -> RunRecord | None:
 
 def run_summary(run: RunHandle) -> dict[str, Any]:
     record = load_record(run)
-    base: dict[str, Any] = {"id": _text(run.run_id), "repo": _text(run.repo_root)}
+    base: dict[str, Any] = {
+        "id": _text(run.run_id),
+        "repo": _text(run.repo_root),
+        "workspace": _text(run.workspace),
+    }
     if record is None:
-        return {**base, "state": "unreadable", "loop": "?"}
+        state, why = run.problem or ("unreadable", "its run.json cannot be read")
+        return {
+            **base,
+            "state": state,
+            "loop": _text(run.loop or "?"),
+            "stop_detail": _text(why, 400),
+        }
     summary = summarize(record, run.paths)
+    approval = summary.approval or {}
     return {
         **base,
         "loop": _text(record.loop),
@@ -94,8 +109,10 @@ def run_summary(run: RunHandle) -> dict[str, Any]:
         "branch": _text(record.branch),
         "agent": _text(record.agent_label),
         "goal_label": _text(record.goal_label),
-        # written by gates' approval step; absent until a loop asks for approval
-        "awaiting": _text(record.to_dict().get("awaiting")),
+        # what a run in waiting_approval waits for
+        "awaiting": _text(approval.get("what"), 400) if approval else None,
+        "awaiting_gate": _text(approval.get("gate")) if approval else None,
+        "awaiting_until": _text(approval.get("timeout_at")) if approval else None,
     }
 
 

@@ -24,7 +24,12 @@ URL_RE = re.compile(r"^(http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+))$", r
 
 
 def dashboard_loop(
-    gate: Path | None, goal_target: int = 3, *, leak: Path | None = None, **limits: Any
+    gate: Path | None,
+    goal_target: int = 3,
+    *,
+    leak: Path | None = None,
+    approve: dict[str, Any] | None = None,
+    **limits: Any,
 ) -> str:
     """A loop whose agent reports cost, tokens and a final message, and whose goal JUnit.
 
@@ -51,6 +56,8 @@ def dashboard_loop(
         },
         "limits": {"max_iterations": 10, "stall": 8, **limits},
     }
+    if approve is not None:
+        data["approve"] = approve
     if gate is not None:
         data["sandbox"] = {"write": [str(gate)]}
     return yaml.safe_dump(data, sort_keys=False)

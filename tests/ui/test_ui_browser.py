@@ -8,6 +8,7 @@ and resume it. Screenshots are taken at the moments that matter and checked.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RepoFactory
 from tests.support.browser import chromium, png_facts
-from tests.support.dashboard import Dashboard, running_dashboard, wait_until
+from tests.support.dashboard import Dashboard, dashboard_files, running_dashboard, wait_until
+from tests.support.e2e import branch_log, only_run, runs_dir, start_runner
 from tests.ui.conftest import LiveRun
 
 if True:  # typing only; Playwright is a test dependency
@@ -174,31 +177,58 @@ def test_a_killed_runner_shows_as_crashed_and_resumes_from_the_page(
         assert page_errors(page) == []
 
 
-def test_gate_buttons_say_why_they_are_off_and_steering_is_not_faked(
-    browser: Browser, finished_repo: Path
+def test_steer_approve_and_deny_from_the_page_reach_the_run_and_its_audit_log(
+    browser: Browser, make_repo: RepoFactory
 ) -> None:
-    from outloop_cli.ui.actions import availability
+    repo = make_repo(dashboard_files(None, goal_target=5, approve={"every_iterations": 1}))
+    runner = start_runner(repo, "run", "fix")
+    try:
+        with running_dashboard(repo) as ui:
+            page = open_dashboard(browser, ui)
+            state = page.locator("#run-state")
+            expect(state).to_contain_text("waiting_approval")
+            expect(page.locator("#run-facts")).to_contain_text("waiting for")
+            expect(page.locator("#btn-stop")).to_be_enabled()
+            expect(page.locator("#btn-resume")).to_be_disabled()
+            check_screenshot(page, Path(str(repo) + "-waiting.png"))
 
-    available = availability()
-    with running_dashboard(finished_repo) as ui:
-        page = open_dashboard(browser, ui)
-        expect(page.locator("#run-state")).to_contain_text("finished")
-        for action, button in (
-            ("approve", "#btn-approve"),
-            ("deny", "#btn-deny"),
-            ("say", "#btn-say"),
-        ):
-            locator = page.locator(button)
-            # a finished run has nothing to approve or steer, whatever this build has
-            expect(locator).to_be_disabled()
-            title = locator.get_attribute("title") or ""
-            if available[action].available:
-                assert "not" in title, title
-            else:
-                assert "no `outloop" in title, title
-        ui.log_in()
-        reply = ui.post(
-            f"/api/runs/{page.locator('#detail').get_attribute('data-run-id')}/say", {"text": "hi"}
-        )
-        assert reply.status == 409 and reply.json()["ok"] is False
-        assert page_errors(page) == []
+            page.locator("#steer-text").fill("Operator here: keep the notes short.")
+            page.locator("#btn-say").click()
+            expect(page.locator("#action-result")).to_contain_text("note queued")
+            expect(page.locator("#steer-text")).to_have_value("")
+
+            page.locator("#btn-approve").click()
+            expect(page.locator("#action-result")).to_contain_text("approved")
+            expect(iteration_row(page, 2)).to_be_visible()
+            expect(state).to_contain_text("waiting_approval")
+            expect(page.locator("#final-message")).to_contain_text("Read the operator's note.")
+
+            # a denial needs a reason: the page says so and sends nothing
+            page.locator("#btn-deny").click()
+            expect(page.locator("#action-result")).to_have_text("a denial needs a reason")
+            page.locator("#deny-reason").fill("enough for today")
+            page.locator("#btn-deny").click()
+            expect(page.locator("#action-result")).to_contain_text("denied")
+            runner.wait(timeout=60)
+            expect(state).to_contain_text("finished")
+            expect(page.locator("#run-facts")).to_contain_text("approval_denied")
+            audit = page.locator("#audit tbody")
+            expect(audit).to_contain_text("approval_denied")
+            expect(audit).to_contain_text("(dashboard)")
+            assert page.evaluate("window.__sameDocument") == "yes"
+            assert page_errors(page) == []
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    record = only_run(repo)
+    assert record["stop_reason"] == "approval_denied"
+    bodies = [c["body"] for c in branch_log(repo, record["branch"], record["base_commit"])]
+    assert any("keep the notes short" in body for body in bodies), bodies
+    events = [
+        json.loads(line)
+        for line in (runs_dir(repo) / record["run_id"] / "audit.jsonl").read_text().splitlines()
+    ]
+    decisions = [e for e in events if e["event"] in ("approval_granted", "approval_denied")]
+    assert [e["event"] for e in decisions] == ["approval_granted", "approval_denied"], events
+    assert all(e.get("who", "").endswith("(dashboard)") for e in decisions), decisions

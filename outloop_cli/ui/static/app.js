@@ -4,7 +4,6 @@
 
 const ui = {
   csrf: null,
-  actions: {},
   runs: [],
   selected: null,
   detail: null,
@@ -87,11 +86,12 @@ function renderRuns() {
     if (run.id === ui.selected) row.className = "selected";
     const idCell = el("td", shortId(run.id), "mono");
     idCell.title = (run.repo || "") + " — " + run.id;
-    const repoCell = el("td", baseName(run.repo));
+    const repoCell = el("td", baseName(run.repo) + (run.workspace ? " · " + run.workspace : ""));
     repoCell.title = run.repo || "";
     row.append(idCell, repoCell, el("td", run.loop));
     const state = el("td");
     state.append(stateCell(run.state));
+    if (run.stop_detail && (run.state === "gone" || run.state === "unreadable")) state.title = run.stop_detail;
     row.append(state);
     const iter = run.max_iterations ? run.iteration + "/" + run.max_iterations : run.iteration;
     row.append(el("td", orDash(iter)));
@@ -168,6 +168,7 @@ function renderDetail() {
   const facts = $("run-facts");
   facts.replaceChildren();
   fact(facts, "repository", s.repo);
+  if (s.workspace) fact(facts, "workspace", s.workspace);
   fact(facts, "branch", s.branch);
   fact(facts, "agent", s.agent);
   fact(facts, "goal", s.goal_label);
@@ -176,7 +177,10 @@ function renderDetail() {
   fact(facts, "tokens", s.tokens);
   fact(facts, "running for", seconds(s.duration));
   if (s.stop_reason) fact(facts, "stopped", s.stop_reason + (s.stop_detail ? ": " + s.stop_detail : ""));
-  if (s.awaiting) fact(facts, "awaiting", s.awaiting);
+  if (s.awaiting) {
+    fact(facts, "waiting for", s.awaiting + (s.awaiting_gate ? " (gate: " + s.awaiting_gate + ")" : ""));
+    fact(facts, "times out at", s.awaiting_until);
+  }
 
   renderButtons(s);
   renderChart(d.iterations);
@@ -196,18 +200,16 @@ function setButton(id, enabled, why) {
 }
 
 function renderButtons(s) {
-  const a = ui.actions;
   const live = s.state === "running" || s.state === "waiting_approval";
-  const resumable = ["crashed", "stopped", "finished"].includes(s.state) && s.stop_reason !== "goal_met";
+  const waiting = s.state === "waiting_approval";
+  const met = s.stop_reason === "goal_met";
+  const readable = s.state !== "gone" && s.state !== "unreadable";
+  const resumable = ["crashed", "stopped", "finished"].includes(s.state) && !met;
   setButton("btn-stop", live, "the run is not running");
-  setButton("btn-resume", resumable, s.stop_reason === "goal_met" ? "the run met its goal" : "only a stopped, finished or crashed run resumes");
-  const gate = (name, enabled, why) => {
-    const info = a[name] || { available: false, why: "not available" };
-    setButton(name === "say" ? "btn-say" : "btn-" + name, info.available && enabled, info.available ? why : info.why);
-  };
-  gate("approve", s.state === "waiting_approval", "the run is not waiting for approval");
-  gate("deny", s.state === "waiting_approval", "the run is not waiting for approval");
-  gate("say", live, "the run is not running");
+  setButton("btn-resume", resumable, met ? "the run met its goal" : "only a stopped, finished or crashed run resumes");
+  setButton("btn-approve", waiting, "the run is not waiting for an approval");
+  setButton("btn-deny", waiting, "the run is not waiting for an approval");
+  setButton("btn-say", readable && !met, met ? "the run met its goal and takes no more turns" : "the run cannot be read");
   $("deny-reason").disabled = $("btn-deny").disabled;
   $("steer-text").disabled = $("btn-say").disabled;
   $("deny-reason").title = $("btn-deny").title;
@@ -429,8 +431,7 @@ async function start() {
   wireButtons();
   const session = await getJSON("/api/session");
   ui.csrf = session.csrf;
-  ui.actions = session.actions;
-  $("repos").textContent = (session.repos || []).join(" · ");
+  $("repos").textContent = session.repos && session.repos.length ? session.repos.join(" · ") : "every run on this machine";
   connect();
 }
 
