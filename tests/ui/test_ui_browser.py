@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.conftest import RepoFactory
 from tests.support.browser import chromium, png_facts
 from tests.support.dashboard import Dashboard, dashboard_files, running_dashboard, wait_until
 from tests.support.e2e import branch_log, only_run, runs_dir, start_runner
 from tests.ui.conftest import LiveRun
-
-if True:  # typing only; Playwright is a test dependency
-    from playwright.sync_api import Browser, Page, expect
 
 TIMEOUT_MS = 30_000
 
@@ -56,7 +56,7 @@ def page_errors(page: Page) -> list[str]:
     return list(getattr(page, "_outloop_errors", []))
 
 
-def iteration_row(page: Page, n: int):  # type: ignore[no-untyped-def]
+def iteration_row(page: Page, n: int) -> Locator:
     return page.locator(f'#iterations tbody tr[data-n="{n}"]')
 
 
@@ -232,3 +232,14 @@ def test_steer_approve_and_deny_from_the_page_reach_the_run_and_its_audit_log(
     decisions = [e for e in events if e["event"] in ("approval_granted", "approval_denied")]
     assert [e["event"] for e in decisions] == ["approval_granted", "approval_denied"], events
     assert all(e.get("who", "").endswith("(dashboard)") for e in decisions), decisions
+
+
+def test_the_docs_screenshot_script_draws_the_dashboard(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "ui_screenshot.py"
+    out = tmp_path / "shot.png"
+    done = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    width, height, rows = png_facts(out.read_bytes())
+    assert (width, height) == (1600, 1250) and rows >= 300, (width, height, rows)
