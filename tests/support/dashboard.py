@@ -160,7 +160,7 @@ class Dashboard:
         try:
             while until.encode() not in data:
                 assert time.monotonic() < deadline, f"{until!r} never came: {data[-2000:]!r}"
-                chunk = response.fp.read1(65536)  # type: ignore[union-attr]
+                chunk = response.read1(65536)
                 if not chunk:
                     break
                 data += chunk
