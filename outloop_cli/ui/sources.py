@@ -15,7 +15,7 @@ from pathlib import Path
 
 from outloop_cli.errors import UsageError
 from outloop_cli.git.repo import RepoInfo, discover
-from outloop_cli.store.run_index import list_index
+from outloop_cli.store.run_index import IndexEntry, index_dir, list_index
 from outloop_cli.store.runs import RunPaths, RunStore
 
 GONE = "gone"
@@ -48,15 +48,32 @@ class RunSource:
             unique.setdefault(info.common_dir.resolve(), info)
         self._repos = list(unique.values())
         self._only = frozenset(unique) if only else None
+        self._index: tuple[object, list[IndexEntry]] | None = None
 
     @property
     def repo_roots(self) -> list[Path]:
         """The repositories the dashboard is limited to (none: every run on the machine)."""
         return [info.root for info in self._repos] if self._only is not None else []
 
+    def _entries(self) -> list[IndexEntry]:
+        """The index, read again only when its directory changed.
+
+        Entries are written by rename and removed by unlink, and either changes the
+        directory's mtime: the watcher's every look costs one stat, not one read per run.
+        """
+        root = index_dir()
+        try:
+            st = root.stat()
+            stamp: object = (st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = None
+        if self._index is None or self._index[0] != stamp or stamp is None:
+            self._index = (stamp, list_index())
+        return self._index[1]
+
     def runs(self) -> list[RunHandle]:
         found: dict[str, RunHandle] = {}
-        for entry in list_index():
+        for entry in self._entries():
             if entry.problem is not None:
                 if self._only is None:
                     problem = (UNREADABLE, entry.problem)

@@ -18,7 +18,6 @@ from outloop_cli.commands.status import failing_count, summarize
 from outloop_cli.errors import GitError, OutloopError
 from outloop_cli.git.history import commit_diff, is_sha
 from outloop_cli.safe_text import clean_text, one_line
-from outloop_cli.store.audit import read_lines
 from outloop_cli.store.records import IterationRecord, RunRecord
 from outloop_cli.store.runs import RunStore
 from outloop_cli.ui.sources import RunHandle
@@ -27,6 +26,7 @@ _TAIL_BYTES = 8_000
 _MESSAGE_CHARS = 8_000
 _FIELD_CHARS = 200
 _AUDIT_EVENTS = 300
+_AUDIT_TAIL_BYTES = 512_000
 _PATCH_BYTES = 200_000
 _FAILING_NAMES = 20
 # what an audit event may show besides its kind and time: who decided what, about which
@@ -185,14 +185,36 @@ def _log_tail(root: Path, relative: str) -> str | None:
         return None
 
 
+def _audit_tail(path: Path) -> list[dict[str, Any] | None]:
+    """The last events of the log, read from its end (a long log is not read whole per look)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        start = max(0, size - _AUDIT_TAIL_BYTES)
+        handle.seek(start)
+        data = handle.read()
+    lines = data.split(b"\n")
+    if start > 0:
+        # the first line was cut by the seek
+        lines = lines[1:]
+    entries: list[dict[str, Any] | None] = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        entries.append(entry if isinstance(entry, dict) else None)
+    return entries[-_AUDIT_EVENTS:]
+
+
 def audit_events(run: RunHandle) -> list[dict[str, Any]]:
     try:
-        lines = read_lines(run.paths.audit)
+        entries = _audit_tail(run.paths.audit)
     except OSError:
         return []
     events: list[dict[str, Any]] = []
-    for line in lines[-_AUDIT_EVENTS:]:
-        entry = line.entry
+    for entry in entries:
         if entry is None:
             events.append({"seq": None, "time": None, "event": "unreadable line", "fields": {}})
             continue
