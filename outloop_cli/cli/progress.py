@@ -102,6 +102,7 @@ class LiveProgress:
                 "agent": "agent working",
                 "goal": "checking goal",
                 "commit": "committing",
+                "waiting_approval": "waiting for approval",
             }.get(event.phase, event.phase)
         if event.goal is not None:
             state.last_goal = ("✅ " if event.goal.met else "❌ ") + event.goal.summary
@@ -109,7 +110,16 @@ class LiveProgress:
             state.done = event.message
             state.phase = "done"
             state.finished = time.monotonic()
-        if event.kind in ("note", "run_stopped", "agent_exited", "committed"):
+        if event.kind in (
+            "note",
+            "run_stopped",
+            "agent_exited",
+            "committed",
+            "approval_requested",
+            "approval_granted",
+            "approval_denied",
+            "approval_timed_out",
+        ):
             from rich.markup import escape
 
             self.console.print(

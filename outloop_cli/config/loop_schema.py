@@ -535,7 +535,7 @@ APPROVE = Obj(
         Field(
             "over_cost_usd",
             PositiveNumber(),
-            "Wait for a human once the reported cost exceeds this (US dollars), once.",
+            "Wait for a human (once per run) when the reported cost exceeds this (US dollars).",
             nullable=True,
         ),
         Field(

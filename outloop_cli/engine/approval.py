@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
 
 POLL_SECONDS = 0.2
+# how long the capabilities stay valid past the last poll of a wait
+CAPABILITY_MARGIN = 60.0
 
 PUSH = "push"
 PULL_REQUEST = "pr"
@@ -223,6 +225,10 @@ class ApprovalGates:
                     f"nobody approved or denied within {format_seconds(self._config.timeout)}: "
                     f"{request.what}",
                 )
+            # the agent's capabilities were issued once, for the whole run, and live a turn
+            # plus a minute; a wait longer than that must not leave the next turn with dead
+            # ones (no agent process runs now to use them)
+            ctx.plan.access.renew(CAPABILITY_MARGIN)
             # an `outloop stop` (which sets cancel) wakes this wait at once
             ctx.cancel.wait(min(POLL_SECONDS, left))
 

@@ -106,6 +106,8 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
     pending_n = record.current_iteration
     outcome = reconcile(record, on_branch)
     record.state = RunState.RUNNING
+    # a request the dead runner waited for is gone with it; the gate asks again
+    record.approval = None
     record.stop_reason = None
     record.stop_detail = None
     record.exit_code = None

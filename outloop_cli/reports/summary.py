@@ -37,6 +37,8 @@ _STOP_WORDS: dict[StopReason, str] = {
     StopReason.PROTECTED_PATH: "the agent changed a protected path",
     StopReason.SECRET_IN_DIFF: "a secret was found in the diff",
     StopReason.INTERRUPTED: "interrupted",
+    StopReason.APPROVAL_DENIED: "a human denied the approval it waited for",
+    StopReason.APPROVAL_TIMEOUT: "nobody approved in time",
     StopReason.ERROR: "could not run",
 }
 

@@ -52,13 +52,19 @@ def record_of(repo: Path) -> dict[str, Any]:
         return {}
 
 
-def waiting(repo: Path, gate: str, runner: subprocess.Popen[str]) -> dict[str, Any]:
-    """The run's record once it waits at ``gate``."""
+def waiting(
+    repo: Path, gate: str, runner: subprocess.Popen[str], besides: str | None = None
+) -> dict[str, Any]:
+    """The run's record once it waits at ``gate`` (for a request other than ``besides``)."""
 
     def check() -> dict[str, Any] | None:
         record = record_of(repo)
         approval = record.get("approval") or {}
-        if record.get("state") == "waiting_approval" and approval.get("gate") == gate:
+        if (
+            record.get("state") == "waiting_approval"
+            and approval.get("gate") == gate
+            and approval.get("id") != besides
+        ):
             return record
         return None
 
@@ -317,3 +323,62 @@ def test_bad_approve_config_is_a_located_error(
     assert problem in done.stderr
     if hint is not None:
         assert hint in done.stderr
+
+
+def test_over_cost_waits_once_the_reported_cost_exceeds_the_threshold(
+    make_repo: RepoFactory,
+) -> None:
+    loop = loop_yaml(
+        agent_cmd("costly_agent.py", "1.25"),
+        counter_goal(4),
+        agent__preset="claude",
+        approve={"over_cost_usd": 2},
+    )
+    repo = make_repo({".outloop/fix.yml": loop})
+    runner = start_runner(repo)
+
+    record = waiting(repo, "cost", runner)
+    # $1.25 after one turn is under the threshold; $2.50 after two is over it
+    assert [e["iteration"] for e in named(audit_events(repo), "iteration_started")] == [1, 2]
+    assert record["approval"]["iteration"] == 3
+    assert "$2.50 spent, over the $2.00 threshold" in record["approval"]["what"]
+    assert run_cli(repo, "approve", record["run_id"]).returncode == 0
+    code, err = finish(runner)
+
+    assert code == 0, err
+    final = only_run(repo)
+    assert final["stop_reason"] == "goal_met"
+    assert final["cost_usd"] == 5.0
+    # asked once: the turns after the approval spent more without asking again
+    assert [e["gate"] for e in named(audit_events(repo), "approval_requested")] == ["cost"]
+
+
+def test_a_runner_killed_while_waiting_is_crashed_and_resume_asks_again(
+    make_repo: RepoFactory,
+) -> None:
+    import os
+    import signal
+
+    loop = loop_yaml(
+        agent_cmd("counter_agent.py"), counter_goal(2), approve={"every_iterations": 1}
+    )
+    repo = make_repo({".outloop/fix.yml": loop})
+    runner = start_runner(repo)
+    record = waiting(repo, "iterations", runner)
+    run_id = record["run_id"]
+
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=30)
+    status = json.loads(run_cli(repo, "status", "--json", check=True).stdout)
+    late = run_cli(repo, "approve", run_id)
+
+    assert status["state"] == "crashed"
+    assert status["approval"] is None
+    assert late.returncode == 2 and "crashed" in late.stderr
+    resumed = start_runner(repo, "resume", run_id)
+    again = waiting(repo, "iterations", resumed, besides=record["approval"]["id"])
+    assert again["approval"]["id"] != record["approval"]["id"]
+    assert run_cli(repo, "approve", run_id).returncode == 0
+    code, err = finish(resumed)
+    assert code == 0, err
+    assert only_run(repo)["stop_reason"] == "goal_met"
