@@ -38,6 +38,7 @@ from outloop_cli.cli import (
     show,
     status,
     stop,
+    ui,
     validate,
 )
 from outloop_cli.cli.terminal import out
@@ -63,6 +64,7 @@ VERBS: dict[str, ModuleType] = {
     "say": say,
     "audit": audit,
     "report": report,
+    "ui": ui,
     "secrets": secrets,
     "credential": credential,
     "pr": pr,
