@@ -22,8 +22,28 @@ def demo_command(
             "--dir", help="Where to create the demo repository (default: a new temp dir)."
         ),
     ] = None,
+    agency: Annotated[
+        bool,
+        typer.Option(
+            "--agency",
+            help="Run the agency example instead: three client repos, each with its own CRM "
+            "and key, synced at once; shows that one client's loop cannot reach another's CRM.",
+        ),
+    ] = False,
+    secrets_from: Annotated[
+        str,
+        typer.Option(
+            "--secrets",
+            help="With --agency: where the CRM keys are stored. auto: a private Secret "
+            "Service if gnome-keyring is installed, else CI variables; keyring; ci.",
+        ),
+    ] = "auto",
 ) -> int:
     """Run a real loop on a bundled project with a scripted stand-in agent."""
+    if agency:
+        from outloop_cli.cli.agency_report import run_agency
+
+        return run_agency(directory, secrets_from)
     from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.demo import demo_log, prepare_demo
     from outloop_cli.commands.run import combined_exit_code, execute_plans, plan_loops
