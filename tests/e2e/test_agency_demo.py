@@ -121,7 +121,12 @@ def test_three_clients_sync_at_once_and_acme_cannot_reach_globex(
         line = next(line for line in done.stdout.splitlines() if f"refused ({reason}" in line)
         assert line.lstrip().startswith("through the proxy")
         assert f"audit event #{event['seq']} in acme's audit log" in line
-    assert "acme → globex CRM" in done.stdout
+    assert re.search(
+        r"^acme → globex CRM: refused \(policy\), audit events #\d+, #\d+ in acme's run, "
+        r"event #\d+ in refused\.jsonl$",
+        done.stdout,
+        re.MULTILINE,
+    ), done.stdout
     # ...directly it got nowhere: globex's CRM never saw a request without its key
     globex_requests = _jsonl(root / "crm/globex/requests.jsonl")
     assert [r for r in globex_requests if r["credential"] != "own"] == []

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.commands.demo import DEMO_IDENTITY
 from outloop_cli.git.repo import create_repository
 from outloop_cli.templates_dir import agency_example_dir
 
@@ -27,6 +26,12 @@ LOOP = "crm-sync"
 # a loop in acme's repo that asks for acme's key to be sent to globex's CRM
 ROGUE_LOOP = "copy-to-partner"
 _READY_TIMEOUT = 15.0
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "outloop agency demo",
+    "GIT_AUTHOR_EMAIL": "agency-demo@outloop.invalid",
+    "GIT_COMMITTER_NAME": "outloop agency demo",
+    "GIT_COMMITTER_EMAIL": "agency-demo@outloop.invalid",
+}
 
 
 @dataclass(frozen=True)
@@ -147,9 +152,7 @@ def create_client_repo(layout: Layout, client: str, ports: Mapping[str, int]) ->
             + rogue,
             encoding="utf-8",
         )
-    create_repository(
-        repo, message=f"{client}: leads and the nightly CRM sync", identity=DEMO_IDENTITY
-    )
+    create_repository(repo, message=f"{client}: leads and the nightly CRM sync", identity=IDENTITY)
     return repo
 
 

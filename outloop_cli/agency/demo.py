@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from outloop_cli.commands.agency_setup import (
+from outloop_cli.agency.world import (
     ATTACKER,
     CLIENTS,
     LOOP,
@@ -40,7 +41,7 @@ from outloop_cli.commands.agency_setup import (
 from outloop_cli.credentials.demo_keys import SECRET_NAME, DemoKey, demo_key
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.process.background import Background
-from outloop_cli.process.spawn import run_captured
+from outloop_cli.process.spawn import run_captured, run_streamed
 
 SECRETS_MODES = ("auto", "keyring", "ci")
 # how long one client's whole run may take; the demo's take a few seconds
@@ -93,6 +94,8 @@ class AgencyDemo:
     # acme's rogue loop, refused before it started (None: it was not)
     binding_refusal: Refusal | None
     rogue_exit: int
+    # what `outloop run` said when it refused it
+    rogue_message: str
     # what acme's agent saw when it went to globex's CRM directly
     direct_attempt: str | None
 
@@ -139,7 +142,7 @@ def run_agency_demo(
         backend, secret_env = _store_keys(layout, keys, secrets_mode, stack, step)
         env = child_env(layout, secret_env)
         how, outcomes = _run_all(layout, env, step)
-        rogue_exit = _run_rogue_loop(layout, env, step)
+        rogue_exit, rogue_message = _run_rogue_loop(layout, env, step)
     results = tuple(_client_result(layout, c, outcomes.get(c)) for c in CLIENTS)
     return AgencyDemo(
         root=layout.root,
@@ -148,6 +151,7 @@ def run_agency_demo(
         clients=results,
         binding_refusal=_binding_refusal(layout),
         rogue_exit=rogue_exit,
+        rogue_message=rogue_message,
         direct_attempt=_direct_attempt(layout, results),
     )
 
@@ -235,28 +239,58 @@ def _outloop() -> list[str]:
 def _run_all(
     layout: Layout, env: Mapping[str, str], step: Step
 ) -> tuple[str, dict[str, dict[str, Any]]]:
-    """``outloop run crm-sync`` in the three repositories at once; the run records by client."""
+    """``outloop run crm-sync`` in the three repositories at once; the run records by client.
+
+    Each run's output is logged and passed on line by line, so the three show
+    as they go. Ctrl-C (which reaches only this thread) cancels them all: each
+    child is stopped with its whole tree and ends as interrupted.
+    """
     layout.logs.mkdir(parents=True, exist_ok=True)
     step(f"running `outloop run {LOOP} --json` in {len(CLIENTS)} repositories at once")
+    cancel = threading.Event()
 
     def one(client: str) -> tuple[str, dict[str, Any] | None]:
-        done = run_captured(
+        log = layout.logs / f"run-{client}.log"
+        lines = _Lines(lambda line: step(f"{client:<8}| {line}"))
+        run_streamed(
             [*_outloop(), "run", LOOP, "--json"],
             cwd=layout.repo(client),
             env=env,
+            log_path=log,
             timeout=_RUN_TIMEOUT,
+            cancel=cancel,
+            on_output=lines.feed,
         )
-        (layout.logs / f"run-{client}.log").write_bytes(done.stderr)
-        records = _json_lines(done.stdout)
-        return client, records[0] if records else None
+        records = _json_lines(log.read_bytes())
+        return client, records[-1] if records else None
 
     with ThreadPoolExecutor(max_workers=len(CLIENTS), thread_name_prefix="agency-run") as pool:
-        results = dict(pool.map(one, CLIENTS))
+        futures = [pool.submit(one, client) for client in CLIENTS]
+        try:
+            results = dict(future.result() for future in futures)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
     how = f"`outloop run {LOOP}` in each repository, {len(CLIENTS)} at once"
     return how, {client: record for client, record in results.items() if record is not None}
 
 
-def _run_rogue_loop(layout: Layout, env: Mapping[str, str], step: Step) -> int:
+class _Lines:
+    """Chunks of a child's output as whole lines; JSON (the run records) is not shown."""
+
+    def __init__(self, emit: Step) -> None:
+        self._emit = emit
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line and not line.startswith("{"):
+                self._emit(line)
+
+
+def _run_rogue_loop(layout: Layout, env: Mapping[str, str], step: Step) -> tuple[int, str]:
     step(
         f"in {ATTACKER}'s repo: `outloop run {ROGUE_LOOP}` (sends {ATTACKER}'s key to {VICTIM}'s CRM)"
     )
@@ -267,7 +301,8 @@ def _run_rogue_loop(layout: Layout, env: Mapping[str, str], step: Step) -> int:
         timeout=_RUN_TIMEOUT,
     )
     (layout.logs / f"run-{ATTACKER}-{ROGUE_LOOP}.log").write_bytes(done.stderr)
-    return done.returncode
+    first = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return done.returncode, first[0] if first else ""
 
 
 def _json_lines(data: bytes) -> list[dict[str, Any]]:
