@@ -98,6 +98,8 @@ class AgencyDemo:
     rogue_message: str
     # what acme's agent saw when it went to globex's CRM directly
     direct_attempt: str | None
+    # the command that shows these runs in the dashboard (None: no `outloop ui` in this build)
+    dashboard: str | None = None
 
     @property
     def attacker(self) -> ClientResult:
@@ -153,6 +155,7 @@ def run_agency_demo(
         rogue_exit=rogue_exit,
         rogue_message=rogue_message,
         direct_attempt=_direct_attempt(layout, results),
+        dashboard=_dashboard_command(layout),
     )
 
 
@@ -413,6 +416,16 @@ def _direct_attempt(layout: Layout, results: Sequence[ClientResult]) -> str | No
         if line.strip().startswith("- directly,"):
             return line.strip()[2:]
     return None
+
+
+def _dashboard_command(layout: Layout) -> str | None:
+    import importlib.util
+    import shlex
+
+    if importlib.util.find_spec("outloop_cli.commands.ui") is None:
+        return None
+    repos = [f"--repo {shlex.quote(str(layout.repo(client)))}" for client in CLIENTS]
+    return " ".join(["outloop ui", *repos])
 
 
 def _count_leads(path: Path) -> int:

@@ -86,11 +86,15 @@ def _run_agency(directory: Path | None, secrets_from: str) -> int:
     out(f"keys: {demo.secrets_backend}")
     out(f"runs: {demo.how_runs_started}")
     out(f"everything is under {demo.root} (logs/ has each run's output)")
-    out(
-        "watch runs live: `outloop ui` (the dashboard, where installed); `outloop show RUN` for one run"
-    )
+    if demo.dashboard:
+        out(f"dashboard: {demo.dashboard}  (prints a URL with its one-time token)")
+    else:
+        out("dashboard: `outloop ui` is not part of this build; `outloop show RUN` shows one run")
     if not demo.ok:
-        err("agency demo: FAILED — see the table and the logs above")
+        for client in demo.clients:
+            if not client.converged:
+                err(f"{client.client}: {client.stop_reason}; its run's output is in {client.log}")
+        err("agency demo: FAILED — see the table and the lines above")
         return 1
     return 0
 

@@ -12,10 +12,13 @@ and run, and its output can be searched for them in every encoding.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,9 @@ def test_three_clients_sync_at_once_and_acme_cannot_reach_globex(
 ) -> None:
     root = tmp_path / "agency"
 
-    done = run_cli(tmp_path, "demo", "--agency", "--dir", str(root), timeout=180)
+    done = run_cli(
+        tmp_path, "demo", "--agency", "--secrets", "keyring", "--dir", str(root), timeout=180
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -147,7 +152,10 @@ def test_three_clients_sync_at_once_and_acme_cannot_reach_globex(
     for client in CLIENTS:
         git_dir = root / "clients" / client / ".git"
         sinks.append(_every_commit(git_dir))
-        sinks += [_every_commit(run / "git") for run in (git_dir / "outloop/runs").iterdir()]
+        for run in (git_dir / "outloop/runs").iterdir():
+            sinks.append(_every_commit(run / "git"))
+            worktree = Path(json.loads((run / "run.json").read_text())["worktree"])
+            sinks += [p.read_bytes() for p in worktree.rglob("*") if p.is_file()]
     for client, value in keys.items():
         assert_no_leak(value, *sinks, where=f"the agency demo's files and commits ({client})")
 
@@ -221,6 +229,21 @@ def test_control_the_attack_reaches_globex_when_nothing_stands_in_the_way(
             ("POST", "/leads", "none", 401)
         ]
         assert re.search(r"directly, http://127\.0\.0\.1:\d+/leads: HTTP 401", done.stdout)
+        # and a key that is not globex's is told apart from none at all
+        stolen = canary()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ports['globex']}/leads",
+            headers={"Authorization": f"Bearer {stolen}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        last = _jsonl(tmp_path / "globex/requests.jsonl")[-1]
+        assert last["credential"] == "wrong"
+        assert (
+            last["wrong_fingerprint"]
+            == hashlib.sha256(f"Bearer {stolen}".encode()).hexdigest()[:16]
+        )
     finally:
         for server in servers.values():
             server.terminate()
@@ -237,3 +260,15 @@ def _wait_for_port(ready: Path, server: subprocess.Popen[bytes]) -> int:
         assert server.poll() is None, "the CRM server exited"
         time.sleep(0.05)
     raise AssertionError("the CRM server did not start")
+
+
+def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine\n")
+
+    done = run_cli(tmp_path, "demo", "--agency", "--dir", str(target))
+
+    assert done.returncode == 2, done.stderr
+    assert "is not empty" in done.stderr and "Traceback" not in done.stderr
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
