@@ -14,6 +14,7 @@ request log.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import threading
@@ -100,6 +101,9 @@ class AgencyDemo:
     direct_attempt: str | None
     # the command that shows these runs in the dashboard (None: no `outloop ui` in this build)
     dashboard: str | None = None
+    # with --ui: the dashboard's URL (with its token) and the pid that serves it
+    dashboard_url: str | None = None
+    dashboard_pid: int | None = None
 
     @property
     def attacker(self) -> ClientResult:
@@ -121,8 +125,17 @@ class AgencyDemo:
 
 
 def run_agency_demo(
-    target: Path | None, *, secrets_mode: str = "auto", step: Step = lambda _: None
+    target: Path | None,
+    *,
+    secrets_mode: str = "auto",
+    ui: bool = False,
+    step: Step = lambda _: None,
 ) -> AgencyDemo:
+    if ui and not has_dashboard():
+        raise UsageError(
+            "--ui: this build of outloop has no dashboard (`outloop ui`)",
+            hint="run the demo without --ui; `outloop show RUN` shows a run",
+        )
     if secrets_mode not in SECRETS_MODES:
         raise UsageError(
             f"unknown --secrets {secrets_mode!r}", hint=f"choose {', '.join(SECRETS_MODES)}"
@@ -143,6 +156,7 @@ def run_agency_demo(
         step(f"policy (outside every repo): {policy}")
         backend, secret_env = _store_keys(layout, keys, secrets_mode, stack, step)
         env = child_env(layout, secret_env)
+        dashboard = _start_dashboard(layout, env, step) if ui else None
         how, outcomes = _run_all(layout, env, step)
         rogue_exit, rogue_message = _run_rogue_loop(layout, env, step)
     results = tuple(_client_result(layout, c, outcomes.get(c)) for c in CLIENTS)
@@ -156,6 +170,8 @@ def run_agency_demo(
         rogue_message=rogue_message,
         direct_attempt=_direct_attempt(layout, results),
         dashboard=_dashboard_command(layout),
+        dashboard_url=dashboard[0] if dashboard else None,
+        dashboard_pid=dashboard[1] if dashboard else None,
     )
 
 
@@ -418,14 +434,51 @@ def _direct_attempt(layout: Layout, results: Sequence[ClientResult]) -> str | No
     return None
 
 
-def _dashboard_command(layout: Layout) -> str | None:
+def has_dashboard() -> bool:
     import importlib.util
+
+    return importlib.util.find_spec("outloop_cli.commands.ui") is not None
+
+
+def _dashboard_args(layout: Layout) -> list[str]:
+    return ["ui", *(arg for c in CLIENTS for arg in ("--repo", str(layout.repo(c))))]
+
+
+def _dashboard_command(layout: Layout) -> str | None:
     import shlex
 
-    if importlib.util.find_spec("outloop_cli.commands.ui") is None:
+    if not has_dashboard():
         return None
-    repos = [f"--repo {shlex.quote(str(layout.repo(client)))}" for client in CLIENTS]
-    return " ".join(["outloop ui", *repos])
+    return " ".join(["outloop", *(shlex.quote(arg) for arg in _dashboard_args(layout))])
+
+
+_URL_LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/\S*)$", re.MULTILINE)
+
+
+def _start_dashboard(layout: Layout, env: Mapping[str, str], step: Step) -> tuple[str, int]:
+    """``outloop ui`` for the three repos, left serving after the demo (its own session)."""
+    log = layout.logs / "dashboard.log"
+    server = Background(
+        [*_outloop(), *_dashboard_args(layout)], cwd=layout.root, env=env, log_path=log
+    )
+    try:
+        url = server.wait_for(
+            lambda: _first_url(log), timeout=wait_timeout(), what="printing its URL"
+        )
+    except BaseException:
+        server.stop()
+        raise
+    server.detach()
+    step(f"dashboard: {url} (open it to watch the runs live)")
+    return url, server.pid
+
+
+def _first_url(log: Path) -> str | None:
+    try:
+        found = _URL_LINE.search(log.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 def _count_leads(path: Path) -> int:

@@ -42,10 +42,18 @@ def demo_command(
             "Service if gnome-keyring is installed, else CI variables; keyring; ci.",
         ),
     ] = "auto",
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="With --agency: start the dashboard (`outloop ui`) for the three repos before "
+            "the runs, print its URL, and leave it serving after the demo.",
+        ),
+    ] = False,
 ) -> int:
     """Run a real loop on a bundled project with a scripted stand-in agent."""
     if agency:
-        return _run_agency(directory, secrets_from)
+        return _run_agency(directory, secrets_from, ui)
     from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.demo import demo_log, prepare_demo
     from outloop_cli.commands.run import combined_exit_code, execute_plans, plan_loops
@@ -71,12 +79,14 @@ def demo_command(
     return combined_exit_code(outcomes)
 
 
-def _run_agency(directory: Path | None, secrets_from: str) -> int:
+def _run_agency(directory: Path | None, secrets_from: str, ui: bool) -> int:
     from outloop_cli.commands.demo import run_agency_demo
 
     err("agency demo: three clients, three CRMs, one nightly loop each, run at once")
     err("agents: a scripted stand-in for an LLM agent (no model, no network beyond 127.0.0.1)")
-    demo = run_agency_demo(directory, secrets_mode=secrets_from, step=lambda line: err("  " + line))
+    demo = run_agency_demo(
+        directory, secrets_mode=secrets_from, ui=ui, step=lambda line: err("  " + line)
+    )
     out("")
     out(agency_table(demo))
     out("")
@@ -86,7 +96,10 @@ def _run_agency(directory: Path | None, secrets_from: str) -> int:
     out(f"keys: {demo.secrets_backend}")
     out(f"runs: {demo.how_runs_started}")
     out(f"everything is under {demo.root} (logs/ has each run's output)")
-    if demo.dashboard:
+    if demo.dashboard_url:
+        out(f"dashboard: {demo.dashboard_url}")
+        out(f"  still serving (pid {demo.dashboard_pid}); stop it with `kill {demo.dashboard_pid}`")
+    elif demo.dashboard:
         out(f"dashboard: {demo.dashboard}  (prints a URL with its one-time token)")
     else:
         out("dashboard: `outloop ui` is not part of this build; `outloop show RUN` shows one run")

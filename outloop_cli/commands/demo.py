@@ -41,12 +41,12 @@ def prepare_demo(target: Path | None = None) -> Path:
 
 
 def run_agency_demo(
-    target: Path | None, *, secrets_mode: str, step: Callable[[str], None]
+    target: Path | None, *, secrets_mode: str, ui: bool, step: Callable[[str], None]
 ) -> AgencyDemo:
     """``outloop demo --agency``: see :mod:`outloop_cli.agency.demo`."""
     from outloop_cli.agency.demo import run_agency_demo as run
 
-    return run(target, secrets_mode=secrets_mode, step=step)
+    return run(target, secrets_mode=secrets_mode, ui=ui, step=step)
 
 
 def demo_log(repo: Path, branch: str, base: str) -> str:

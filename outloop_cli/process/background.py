@@ -96,6 +96,12 @@ class Background:
             self._proc.stdin.close()
         self._log.close()
 
+    def detach(self) -> None:
+        """Leave the child running on its own (it has its own session); close our ends."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+        self._log.close()
+
     def __enter__(self) -> Background:
         return self
 
