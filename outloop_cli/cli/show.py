@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from outloop_cli.cli.formatting import ago, duration, money, table
 from outloop_cli.cli.registry import CommandSet
 from outloop_cli.cli.terminal import out, out_json
+from outloop_cli.safe_text import one_line
 
 if TYPE_CHECKING:
     from outloop_cli.commands.show import IterationRow, RunDetails
@@ -43,6 +44,8 @@ def _render_details(details: RunDetails) -> str:
         state += f" — iteration {summary.iteration}, {summary.phase or 'starting'}"
         if record.pid:
             state += f" (pid {record.pid}{' on ' + record.host if record.host else ''})"
+    elif state == "waiting_approval" and summary.approval:
+        state += f" — iteration {summary.iteration}, {_awaiting(summary.approval)}"
     elif state == "crashed":
         state += " — its process died; `outloop resume " + record.run_id + "` continues it"
     elif record.stop_reason is not None:
@@ -50,6 +53,7 @@ def _render_details(details: RunDetails) -> str:
     worktree = record.worktree + ("" if details.worktree_exists else "  (removed)")
     facts = [
         ("run", record.run_id),
+        ("repo", record.repo_root),
         ("loop", record.loop + (f" — {record.description}" if record.description else "")),
         ("state", state),
         ("detail", record.stop_detail or ""),
@@ -63,12 +67,35 @@ def _render_details(details: RunDetails) -> str:
         ("cost", money(summary.cost_usd)),
         ("audit", str(details.paths.audit)),
     ]
+    if summary.approval:
+        request = summary.approval
+        facts.insert(
+            3,
+            (
+                "approval",
+                f"request {request.get('id')}: `outloop approve {record.run_id}` or "
+                f"`outloop deny {record.run_id} --reason …` (times out {request.get('timeout_at')})",
+            ),
+        )
+    notes = [(it.n, note) for it in record.iterations for note in it.operator_notes]
     width = max(len(name) for name, _ in facts)
     lines = [f"{name:<{width}}  {value}" for name, value in facts if value]
     if details.iterations:
         lines.append("")
         lines.append(table(_SHOW_HEADER, [_iteration_row(row) for row in details.iterations]))
+    if notes:
+        lines += ["", "operator notes (`outloop say`):"]
+        lines += [
+            f"  iteration {n}: {one_line(str(note.get('who')))} at {note.get('at')}: "
+            + one_line(str(note.get("text")))[:200]
+            for n, note in notes
+        ]
     return "\n".join(lines)
+
+
+def _awaiting(approval: dict[str, Any]) -> str:
+    """``waiting for approval to push … since 10:02:03``, from the record's request."""
+    return f"waiting for approval to {one_line(str(approval.get('what')))} since {approval.get('since')}"
 
 
 _SHOW_HEADER = ("N", "COMMIT", "FILES", "AGENT", "GOAL", "FAILING", "TIME", "COST")

@@ -24,6 +24,7 @@ from outloop_cli.git.rundirs import RunGitDirs
 from outloop_cli.git.worktree import Worktree
 from outloop_cli.paths import worktrees_root
 from outloop_cli.store.locks import run_lock
+from outloop_cli.store.run_index import forget_run
 from outloop_cli.store.runs import RunStore
 
 
@@ -117,6 +118,8 @@ def execute_clean(plan: CleanPlan, *, drop_records: bool) -> CleanResult:
                     store.delete(target.run_id)
                     # the key only ever vouched for those records
                     forget_run_key(target.run_id)
+                    # deleted on purpose: not "gone" in `status --all`, just no longer there
+                    forget_run(target.run_id, common_dir=repo.info.common_dir)
                     result.records_dropped.append(target.run_id)
         except CouldNotRun:
             # only the lock raises this here: the run started or resumed meanwhile

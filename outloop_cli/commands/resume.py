@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.commands.stop import run_is_alive
 from outloop_cli.engine.plan import LoopPlan, RunOptions, plan_resume
 from outloop_cli.errors import CouldNotRun, UsageError
-from outloop_cli.git.repo import Repository, discover
-from outloop_cli.store.records import RunRecord, RunState, StopReason
-from outloop_cli.store.runs import RunPaths, RunStore
+from outloop_cli.git.repo import Repository
+from outloop_cli.store.records import RunRecord, StopReason
+from outloop_cli.store.runs import RunPaths
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,11 @@ class ResumePlan:
 
 
 def plan_resume_run(cwd: Path, run_ref: str, options: RunOptions) -> ResumePlan:
-    repo = Repository(discover(cwd))
-    store = RunStore(repo.info.common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
-    record = store.load(run_id)
-    if record.state is RunState.RUNNING and run_is_alive(record, paths):
+    run = open_run(cwd, run_ref)
+    repo = Repository(run.repo)
+    run_id, paths = run.run_id, run.paths
+    record = run.store.load(run_id)
+    if record.state.live and run_is_alive(record, paths):
         raise CouldNotRun(
             f"run {run_id} is still running (pid {record.pid})",
             hint=f"stop it first with `outloop stop {run_id}`",

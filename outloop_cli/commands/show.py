@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.commands.status import RunSummary, failing_count, summarize
-from outloop_cli.git.repo import discover
 from outloop_cli.store.records import IterationRecord, RunRecord
-from outloop_cli.store.runs import RunPaths, RunStore
+from outloop_cli.store.runs import RunPaths
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,11 @@ class RunDetails:
 
 
 def show_run(cwd: Path, run_ref: str) -> RunDetails:
-    store = RunStore(discover(cwd).common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
-    record = store.load(run_id)
+    run = open_run(cwd, run_ref)
+    paths = run.paths
+    record = run.store.load(run.run_id)
     summary = summarize(record, paths)
-    running = summary.state == "running"
+    running = summary.state in ("running", "waiting_approval")
     rows = [
         _row(it, in_progress=running and it is record.iterations[-1]) for it in record.iterations
     ]

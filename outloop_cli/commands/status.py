@@ -1,4 +1,4 @@
-"""``outloop status``: every run of this repository, one summary each.
+"""``outloop status``: every run of this repository (``--all``: of the machine), one summary each.
 
 A run's state comes from its record, corrected by liveness: a record that
 says ``running`` while no process holds its lock is a crashed run.
@@ -6,7 +6,7 @@ says ``running`` while no process holds its lock is a crashed run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,13 @@ from outloop_cli.store.runs import RunPaths, RunStore
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
 RUNNING = "running"
+WAITING_APPROVAL = "waiting_approval"
 FINISHED = "finished"
 STOPPED = "stopped"
 CRASHED = "crashed"
 UNREADABLE = "unreadable"
+# in the run index, but its repository or run directory was deleted
+GONE = "gone"
 
 # a human halted it (`outloop stop`, Ctrl-C): not done, and `outloop resume` picks it up
 _HALTED = (StopReason.STOPPED, StopReason.INTERRUPTED)
@@ -53,6 +56,8 @@ class RunSummary:
     worktree: str
     pid: int | None
     host: str | None
+    # waiting_approval: what the run waits for ({id, gate, what, since, timeout_at, ...})
+    approval: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +67,8 @@ def display_state(record: RunRecord, paths: RunPaths) -> str:
     state = effective_state(record, paths)
     if state is RunState.RUNNING:
         return RUNNING
+    if state is RunState.WAITING_APPROVAL:
+        return WAITING_APPROVAL
     if state is RunState.CRASHED:
         return CRASHED
     if record.stop_reason in _HALTED:
@@ -75,12 +82,13 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
     started = _parse(record.started_at)
     age = (now - started).total_seconds() if started else None
     duration: float | None = record.duration or None
+    live = state in (RUNNING, WAITING_APPROVAL)
     if state == RUNNING:
         # `duration` is active time (a resumed run's pauses do not count) as of the last
         # save; the step in progress has been running since then
         duration = record.duration + _seconds_since_saved(paths, now)
     reached = max((it.n for it in record.iterations), default=0)
-    iteration = max(reached, record.current_iteration) if state == RUNNING else reached
+    iteration = max(reached, record.current_iteration) if live else reached
     goal = record.last_goal
     max_iterations = record.limits.get("max_iterations")
     return RunSummary(
@@ -90,7 +98,7 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
         iteration=iteration,
         max_iterations=max_iterations if isinstance(max_iterations, int) else None,
         # where a running run is, or where a crashed one died
-        phase=record.phase if state in (RUNNING, CRASHED) else None,
+        phase=record.phase if live or state == CRASHED else None,
         stop_reason=record.stop_reason.value if record.stop_reason else None,
         stop_detail=record.stop_detail,
         goal=None if goal is None else ("pass" if goal.met else "fail"),
@@ -104,6 +112,7 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
         worktree=record.worktree,
         pid=record.pid,
         host=record.host,
+        approval=record.approval if state == WAITING_APPROVAL else None,
     )
 
 
@@ -140,11 +149,57 @@ def list_runs(cwd: Path, *, loop: str | None = None) -> list[RunSummary]:
     return summaries
 
 
-def _unreadable(run_id: str, why: str) -> RunSummary:
+@dataclass(frozen=True)
+class MachineRun:
+    """One run of ``status --all``: where it lives, and its summary."""
+
+    repo: str
+    workspace: str | None
+    summary: RunSummary
+
+    def as_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "workspace": self.workspace, **self.summary.as_json()}
+
+
+def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
+    """Every run in the machine-wide index, oldest first; never raises for a damaged one."""
+    from outloop_cli.store.run_index import list_index
+
+    now = datetime.now(timezone.utc)
+    rows: list[MachineRun] = []
+    for entry in list_index():
+        if loop is not None and entry.loop != loop:
+            continue
+        repo = str(entry.repo_root) if entry.readable else "?"
+        if entry.problem is not None:
+            rows.append(MachineRun(repo, None, _unreadable(entry.run_id, entry.problem)))
+            continue
+        gone = entry.gone_reason()
+        if gone is not None:
+            summary = _unreadable(
+                entry.run_id, gone, state=GONE, loop=entry.loop, started_at=entry.started_at
+            )
+            started = _parse(entry.started_at)
+            age = (now - started).total_seconds() if started else None
+            rows.append(MachineRun(repo, entry.workspace, replace(summary, age=age)))
+            continue
+        try:
+            record = entry.store.load(entry.run_id)
+        except OutloopError as exc:
+            summary = _unreadable(entry.run_id, exc.message, loop=entry.loop)
+            rows.append(MachineRun(repo, entry.workspace, summary))
+            continue
+        rows.append(MachineRun(repo, entry.workspace, summarize(record, entry.paths, now=now)))
+    return rows
+
+
+def _unreadable(
+    run_id: str, why: str, *, state: str = UNREADABLE, loop: str = "?", started_at: str = ""
+) -> RunSummary:
     return RunSummary(
         run_id=run_id,
-        loop="?",
-        state=UNREADABLE,
+        loop=loop,
+        state=state,
         iteration=0,
         max_iterations=None,
         phase=None,
@@ -154,7 +209,7 @@ def _unreadable(run_id: str, why: str) -> RunSummary:
         failing=None,
         goal_summary=None,
         cost_usd=None,
-        started_at="",
+        started_at=started_at,
         age=None,
         duration=None,
         branch="",

@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.errors import UsageError
-from outloop_cli.git.repo import discover
 from outloop_cli.store.atomic import atomic_write_text
 from outloop_cli.store.locks import is_running
-from outloop_cli.store.records import RunRecord, RunState
-from outloop_cli.store.runs import RunPaths, RunStore
+from outloop_cli.store.records import RunRecord
+from outloop_cli.store.runs import RunPaths
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,14 @@ class StopResult:
 
 def run_is_alive(record: RunRecord, paths: RunPaths) -> bool:
     """Is the process that owns this run still there? (its run lock is held)"""
-    return record.state is RunState.RUNNING and is_running(paths)
+    return record.state.live and is_running(paths)
 
 
 def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | None) -> StopResult:
-    store = RunStore(discover(cwd).common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
+    run = open_run(cwd, run_ref)
+    store, run_id, paths = run.store, run.run_id, run.paths
     record = store.load(run_id)
-    if record.state is not RunState.RUNNING:
+    if not record.state.live:
         raise UsageError(
             f"run {run_id} is not running ({_state_words(record)})",
             hint=f"`outloop resume {run_id}` continues it",
@@ -48,7 +47,7 @@ def request_stop(cwd: Path, run_ref: str, *, after_step: bool, wait: float | Non
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         record = store.load(run_id)
-        if record.state is not RunState.RUNNING:
+        if not record.state.live:
             return StopResult(run_id, record, stopped=True)
         if not run_is_alive(record, paths):
             return StopResult(run_id, record, stopped=False)

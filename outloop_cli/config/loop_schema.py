@@ -23,7 +23,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from outloop_cli.agents import registry as agents
 from outloop_cli.config import model as m
@@ -503,6 +503,99 @@ class Sandbox(Spec):
         }
 
 
+APPROVE = Obj(
+    m.ApproveConfig,
+    (
+        Field("push", Bool(), "Wait for a human before outloop first pushes the run's branch."),
+        Field(
+            "pr",
+            Bool(),
+            "Wait for a human before the pull request is opened or taken out of draft.",
+        ),
+        Field(
+            "credentials",
+            ListOf(
+                Str(
+                    "a credential name",
+                    v.CREDENTIAL_NAME_PATTERN,
+                    hint="name one of the loop's `credentials:`",
+                ),
+                unique=True,
+            ),
+            "Credentials of this loop the agent gets only once a human approves, asked before "
+            "the first agent turn that would hold them.",
+            example="[crm]",
+        ),
+        Field(
+            "every_iterations",
+            Int(1),
+            "Wait for a human after every this many agent turns, before the next one.",
+            nullable=True,
+        ),
+        Field(
+            "over_cost_usd",
+            PositiveNumber(),
+            "Wait for a human once the reported cost exceeds this (US dollars), once.",
+            nullable=True,
+        ),
+        Field(
+            "timeout",
+            Duration(),
+            "How long to wait for a decision; the run then ends as `approval_timeout`.",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ApprovedCredentialsDeclared(Rule):
+    """``approve.credentials`` names credentials the loop has (its own, or its preset's)."""
+
+    def check(self, obj: Obj, seen: Seen, path: KeyPath, ctx: Context) -> None:
+        approve = seen.values.get("approve")
+        if not isinstance(approve, m.ApproveConfig) or not approve.credentials:
+            return
+        if "credentials" in seen.keys and "credentials" not in seen.values:
+            return  # the credentials are invalid: already reported
+        declared = [c.name for c in seen.values.get("credentials", ())]
+        agent = seen.values.get("agent")
+        if isinstance(agent, m.AgentConfig):
+            declared += [
+                c.name for c in agents.default_credentials(agent.preset) if c.name not in declared
+            ]
+        items = _list_items(seen.value_nodes.get("approve"), "credentials")
+        for index, name in enumerate(approve.credentials):
+            if name in declared:
+                continue
+            close = v.suggest(name, declared)
+            if close:
+                hint = f"did you mean `{close}`?"
+            elif declared:
+                hint = "the loop's credentials: " + ", ".join(declared)
+            else:
+                hint = f"declare it under `credentials:` first, e.g. `credentials: {{{name}: …}}`"
+            node = items[index] if index < len(items) else seen.node
+            ctx.report(
+                node,
+                (*path, "approve", "credentials", index),
+                f"`{name}` is not a credential of this loop",
+                hint,
+            )
+
+    def schema(self, obj: Obj) -> JSONSchema:
+        # a reference between two keys' values: JSON Schema cannot say it
+        return {}
+
+
+def _list_items(mapping: Node | None, key: str) -> list[Node]:
+    if not isinstance(mapping, MappingNode):
+        return []
+    for key_node, value_node in mapping.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            return list(value_node.value) if isinstance(value_node, SequenceNode) else []
+    return []
+
+
 LOOP = Obj(
     m.LoopConfig,
     (
@@ -575,8 +668,16 @@ LOOP = Obj(
             "a mapping adds paths: `{mode: auto, read: [~/.cache/pip]}`.",
             example="auto",
         ),
+        Field(
+            "approve",
+            APPROVE,
+            "Where the run waits for a human (`outloop approve RUN` / `outloop deny RUN`): "
+            "before pushing, before the pull request, before the agent gets a named credential, "
+            "every N iterations, over a cost.",
+            example="{push: true, credentials: [crm], every_iterations: 5, timeout: 2h}",
+        ),
     ),
-    (PresetCredentialNeeds(),),
+    (PresetCredentialNeeds(), ApprovedCredentialsDeclared()),
 )
 
 

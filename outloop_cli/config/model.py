@@ -25,6 +25,8 @@ DEFAULT_STALL = 3
 DEFAULT_MAX_AGENT_ERRORS = 3
 DEFAULT_MAX_FILE_SIZE = 5 * 1024 * 1024
 DEFAULT_BRANCH = "outloop/{loop}/{run}"
+# how long a run waits at an approval gate before it ends as `approval_timeout`
+DEFAULT_APPROVAL_TIMEOUT = 24 * 60 * 60.0
 ALWAYS_PROTECTED = ".outloop/**"
 
 EnvPairs = tuple[tuple[str, str], ...]
@@ -120,6 +122,33 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class ApproveConfig:
+    """Where a run waits for a human (`outloop approve` / `outloop deny`)."""
+
+    # before outloop's first push of the run's branch
+    push: bool = False
+    # before the pull request is opened or taken out of draft (at the end of the run)
+    pr: bool = False
+    # names of the loop's credentials the agent gets only once a human approves
+    credentials: tuple[str, ...] = ()
+    # after every N agent turns, before the next one
+    every_iterations: int | None = None
+    # once the agents' reported cost exceeds this (US dollars), before the next turn
+    over_cost_usd: float | None = None
+    timeout: float = DEFAULT_APPROVAL_TIMEOUT
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            self.push
+            or self.pr
+            or self.credentials
+            or self.every_iterations
+            or self.over_cost_usd is not None
+        )
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     name: str
     # path of the loop file relative to the repo root, e.g. ".outloop/fix.yml"
@@ -139,6 +168,7 @@ class LoopConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     # host:port rules the sandboxed agent and goal may reach through the egress proxy
     egress: tuple[str, ...] = ()
+    approve: ApproveConfig = field(default_factory=ApproveConfig)
 
     def protected_patterns(self) -> tuple[str, ...]:
         return (ALWAYS_PROTECTED, *self.protect)

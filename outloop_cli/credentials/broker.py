@@ -94,6 +94,7 @@ class Broker:
         ttl: float = DEFAULT_TTL,
         runtime_dir: Path | None = None,
         bindings: Mapping[str, Binding] | None = None,
+        held: Sequence[str] = (),
     ) -> None:
         self.run_id = run_id
         self.workspace = workspace
@@ -112,6 +113,9 @@ class Broker:
             for name, config in {**self._push_credentials, **self._credentials}.items()
         }
         self._caps = CapabilityTable(run_id=run_id, workspace=workspace, ttl=ttl)
+        # names the agent may not use until a human approves (`approve.credentials`);
+        # outloop's own push is no grant to the agent and is never held
+        self._held = set(held)
         self._event_lock = threading.Lock()
         self._sink = on_event
         # every value outloop holds, not only this run's: another workspace's key given
@@ -147,6 +151,7 @@ class Broker:
         ttl: float = DEFAULT_TTL,
         runtime_dir: Path | None = None,
         bindings: Mapping[str, Binding] | None = None,
+        held: Sequence[str] = (),
     ) -> Broker:
         """Start the broker's socket and proxy on a thread of their own and issue capabilities.
 
@@ -168,6 +173,7 @@ class Broker:
             ttl=ttl,
             runtime_dir=runtime_dir,
             bindings=bindings,
+            held=held,
         )
         try:
             broker._start()
@@ -295,6 +301,10 @@ class Broker:
         """
         self._caps.renew(ttl)
 
+    def release(self, name: str) -> None:
+        """A human approved credential ``name``: the agent's requests for it are answered now."""
+        self._held.discard(name)
+
     def push_env(self, remote_url: str, credential: str | None = None) -> dict[str, str]:
         """The environment (to add to git's) for outloop's own push of the scratch branch.
 
@@ -397,6 +407,8 @@ class Broker:
 
     def _admit_proxy(self, token: str, name: str) -> None:
         self._caps.check(token, (Purpose.PROXY,), name)
+        if name in self._held:
+            raise CapabilityDenied(Refusal.AWAITING_APPROVAL)
 
     # --- the socket -----------------------------------------------------------------
 
@@ -465,6 +477,12 @@ class Broker:
         reason = "host_not_allowed"
         for scope in scopes:
             why = scope.refusal(protocol, host, path)
+            if (
+                why is None
+                and capability.purpose is Purpose.AGENT
+                and scope.credential in self._held
+            ):
+                why = Refusal.AWAITING_APPROVAL.value
             if why is None and not self._bindings[scope.credential].allows_host(scope.host):
                 # defence in depth: the plan checked the host against the policy's binding
                 why = "outside_binding"
@@ -493,6 +511,8 @@ class Broker:
         config = self._credentials.get(name)
         if config is None or config.via != "helper":
             return self._deny(fields, "credential_not_via_helper")
+        if name in self._held:
+            return self._deny(fields, Refusal.AWAITING_APPROVAL.value)
         self._emit("credential_granted", fields)
         return {
             "ok": True,

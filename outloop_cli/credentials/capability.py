@@ -46,6 +46,8 @@ class Refusal(str, Enum):
     EXPIRED = "capability_expired"
     WRONG_PURPOSE = "capability_wrong_purpose"
     NOT_IN_SCOPE = "credential_not_in_scope"
+    # the loop's `approve.credentials` names it and no human has approved it yet
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 @dataclass

@@ -368,11 +368,24 @@ class RunAccess:
                 ca_bundles=self.ca_bundles,
                 push_credentials=[*push_credentials, *([self.push] if self.push else [])],
                 bindings=self.grants.bindings,
+                # the agent gets these only once a human approves (engine/approval.py)
+                held=self.config.approve.credentials,
             )
         )
 
     def agent_env(self) -> dict[str, str]:
         return self._broker.agent_env() if self._broker is not None else {}
+
+    def agent_credential_names(self) -> list[str]:
+        """The granted credentials the agent may use (not outloop's own push credential)."""
+        if self.grants is None:
+            return []
+        return [c.name for c in self.credentials if c.name in self.grants.values]
+
+    def release(self, name: str) -> None:
+        """An approved credential: the broker answers the agent's requests for it from now on."""
+        if self._broker is not None:
+            self._broker.release(name)
 
     def renew(self, seconds: float) -> None:
         if self._broker is not None:

@@ -8,8 +8,8 @@ message's trailers (:mod:`outloop_cli.git.trailers`) are what resume and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import OutloopError
 from outloop_cli.git import trailers
@@ -85,6 +85,7 @@ class Commits:
             snapshot=snapshot,
             audit_head=ctx.record.audit_head,
             awaiting_ci=awaiting_ci,
+            operator_notes=it.operator_notes,
         )
         # the message quotes the goal (failing test names the agent chose): never a secret
         if ctx.masker is not None:
@@ -141,6 +142,7 @@ def commit_message(
     snapshot: Snapshot,
     audit_head: dict[str, object] | None = None,
     awaiting_ci: bool = False,
+    operator_notes: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     if awaiting_ci:
         # CI judges the pushed commit, so its verdict cannot be in the commit itself
@@ -177,6 +179,7 @@ def commit_message(
     )
     for path, size in list(snapshot.skipped.items())[:10]:
         lines.append(f"Not committed (too large, {size} bytes): {path}")
+    lines += _operator_lines(operator_notes)
     pairs = [
         (trailers.RUN, run_id),
         (trailers.LOOP, loop),
@@ -192,3 +195,23 @@ def commit_message(
         # the audit chain as it stood before this commit: truncating the log is caught
         pairs.append((trailers.AUDIT_HEAD, f"{audit_head['seq']}:{audit_head['hash']}"))
     return "\n".join([*lines, "", *trailers.render(pairs)]) + "\n"
+
+
+# a note is quoted whole up to this many lines; the audit log keeps all of it
+_NOTE_LINES = 40
+
+
+def _operator_lines(notes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The operator's notes to this turn, quoted (``> ``): no line of one can pass for a trailer."""
+    lines: list[str] = []
+    for note in notes:
+        who = trailers.one_line(str(note.get("who", "?")))
+        when = trailers.one_line(str(note.get("at", "")))
+        lines += ["", f"Operator note from {who} at {when}:"]
+        text_lines = str(note.get("text", "")).splitlines() or [""]
+        for line in text_lines[:_NOTE_LINES]:
+            cleaned = "".join(ch if ch == "\t" or ch.isprintable() else " " for ch in line)
+            lines.append(f"> {cleaned}".rstrip())
+        if len(text_lines) > _NOTE_LINES:
+            lines.append(f"> … ({len(text_lines) - _NOTE_LINES} more lines in the audit log)")
+    return lines

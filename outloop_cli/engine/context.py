@@ -109,6 +109,10 @@ class RunContext:
     def elapsed(self) -> float:
         return self._elapsed_before + (time.monotonic() - self._started)
 
+    def pause_clock(self, seconds: float) -> None:
+        """Take ``seconds`` (a wait for a human's approval) off the run's active time."""
+        self._started += seconds
+
     def time_left(self) -> float | None:
         if self.config.limits.max_time is None:
             return None

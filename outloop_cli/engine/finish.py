@@ -33,6 +33,10 @@ def exit_code_for(reason: StopReason) -> int:
         return EXIT_INTERRUPTED
     if reason is StopReason.ERROR:
         return EXIT_COULD_NOT_RUN
+    # a human denied (or nobody answered) at an approval gate: stopped without the goal,
+    # as `outloop stop` does; CI tells them apart by the stop reason, not the exit code
+    if reason in (StopReason.APPROVAL_DENIED, StopReason.APPROVAL_TIMEOUT):
+        return EXIT_GOAL_NOT_MET
     return EXIT_GOAL_NOT_MET
 
 

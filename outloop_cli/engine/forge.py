@@ -125,8 +125,11 @@ class ForgeSteps:
     """The run's forge from its opening to its closing; absent when the loop needs none."""
 
     def __init__(self, ctx: RunContext) -> None:
+        from outloop_cli.engine.approval import ApprovalGates
+
         self._ctx = ctx
         self._forge: RunForge | None = None
+        self._gates = ApprovalGates(ctx)
 
     def open(self) -> None:
         """Check the remote, open a forge session when the API is needed, adopt the remote."""
@@ -189,6 +192,8 @@ class ForgeSteps:
         if forge is None:
             return
         ctx = self._ctx
+        # `approve: {push: true}`: raises GateClosed when a human denies the push
+        self._gates.before_push(n, sha)
         ctx.emit("phase", n, "pushing", phase="push")
         result = forge.push(sha)
         ctx.audit(
@@ -210,7 +215,14 @@ class ForgeSteps:
             return
         ctx = self._ctx
         try:
-            if ctx.config.pr and forge.pushed:
+            refused = self._gates.before_pull_request() if ctx.config.pr and forge.pushed else None
+            if refused is not None:
+                ctx.record.stop_detail = (
+                    f"{ctx.record.stop_detail}; the pull request was not opened or updated "
+                    f"({refused.reason.value}: {refused.detail})"
+                )
+                ctx.note(ctx.current_n(), f"pull request not published: {refused.detail}")
+            elif ctx.config.pr and forge.pushed:
                 pull = forge.publish_pr(ctx.record)
                 ctx.audit("pull_request", number=pull.number, url=pull.url, draft=pull.draft)
                 ctx.note(ctx.current_n(), f"pull request {pull.url}")

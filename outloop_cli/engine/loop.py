@@ -13,6 +13,7 @@ import threading
 import time
 
 from outloop_cli.engine import limits
+from outloop_cli.engine.approval import ApprovalGates, GateClosed
 from outloop_cli.engine.commit import Commits
 from outloop_cli.engine.context import RunContext
 from outloop_cli.engine.events import Observer, ignore_events
@@ -26,7 +27,7 @@ from outloop_cli.engine.resume import resume_run
 from outloop_cli.engine.start import start_run
 from outloop_cli.engine.turn import take_turn
 from outloop_cli.errors import OutloopError
-from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, RunState, StopReason
+from outloop_cli.store.records import GoalResult, IterationRecord, RunRecord, StopReason
 from outloop_cli.store.runs import RunPaths
 from outloop_cli.timefmt import now_iso
 
@@ -70,6 +71,7 @@ class LoopRun:
         self.guards = Guards(ctx)
         self.commits = Commits(ctx)
         self.forge = ForgeSteps(ctx)
+        self.gates = ApprovalGates(ctx)
         self._first_iteration = 1
         # `outloop stop --after-step` lets the running step finish
         self._stop_after_step = False
@@ -106,7 +108,7 @@ class LoopRun:
         try:
             try:
                 self._loop()
-            except _Stopped as stopped:
+            except (_Stopped, GateClosed) as stopped:
                 self._finish(stopped.stop.reason, stopped.stop.detail)
             except KeyboardInterrupt:
                 self.commits.commit_pending("interrupted")
@@ -115,7 +117,7 @@ class LoopRun:
                 self._finish(StopReason.ERROR, exc.render())
         except BaseException:
             # a bug or a second Ctrl-C while finishing: still leave a readable record
-            if record.state is RunState.RUNNING:
+            if record.state.live:
                 self._finish(StopReason.ERROR, "outloop stopped unexpectedly", reports=False)
             raise
         finally:
@@ -154,7 +156,7 @@ class LoopRun:
         if counters.last_goal is not None and counters.last_goal.met:
             raise _Stopped(limits.met_before_any_turn(resumed=resumed))
         for n in range(self._first_iteration, ctx.plan.max_iterations + 1):
-            self._check_before_turn()
+            self._check_before_turn(n)
             counters = self._iteration(n, counters)
         raise _Stopped(limits.out_of_iterations(ctx.plan.max_iterations))
 
@@ -177,7 +179,7 @@ class LoopRun:
         ctx.save()
         return goal
 
-    def _check_before_turn(self) -> None:
+    def _check_before_turn(self, n: int) -> None:
         ctx = self.ctx
         if ctx.cancel.is_set() or self._stop_after_step or ctx.paths.stop_request.exists():
             raise self._cancelled("before the next turn")
@@ -187,6 +189,8 @@ class LoopRun:
                 ctx.config.limits, elapsed=ctx.elapsed(), cost=record.cost_usd, tokens=record.tokens
             )
         )
+        # `approve:` gates wait here, between turns, with the run's clock stopped
+        _stop_if(self.gates.before_turn(n))
 
     def _iteration(self, n: int, counters: Counters) -> Counters:
         """One agent turn, from its start to its commit; the counters after it."""

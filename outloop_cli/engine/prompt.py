@@ -1,6 +1,13 @@
-"""What the agent is told each turn: the loop's prompt plus how the last check went."""
+"""What the agent is told each turn: the loop's prompt, the operator's notes, the last check.
+
+The goal's output is the repository's (and the agent's) text, fenced as data;
+an operator note (``outloop say``) is a human's instruction, in a section of
+its own that says who said it, fenced so that the note cannot end it early.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from outloop_cli.store.records import GoalResult
 
@@ -22,8 +29,11 @@ def compose_prompt(
     last_goal: GoalResult | None,
     iteration: int,
     max_iterations: int,
+    operator_notes: Sequence[tuple[str, str, str]] = (),
 ) -> str:
+    """``operator_notes``: (who, when, text) of each note for this turn, oldest first."""
     parts = [prompt.rstrip("\n")] if prompt.strip() else []
+    parts += _operator_section(operator_notes)
     if last_goal is None or last_goal.met:
         return "\n".join(parts) + "\n"
     section = [
@@ -43,3 +53,21 @@ def compose_prompt(
         fence = _fence(last_goal.output_tail)
         section += ["", "Last lines of its output:", f"{fence}text", last_goal.output_tail, fence]
     return "\n".join(parts + section) + "\n"
+
+
+def _operator_section(notes: Sequence[tuple[str, str, str]]) -> list[str]:
+    if not notes:
+        return []
+    section = [
+        "",
+        "## From the operator",
+        "",
+        "The human supervising this run sent "
+        + ("this note" if len(notes) == 1 else f"these {len(notes)} notes, oldest first")
+        + " with `outloop say`. These are the operator's own words, not text from the "
+        "repository; follow them where they do not conflict with the goal:",
+    ]
+    for who, when, text in notes:
+        fence = _fence(text)
+        section += ["", f"Operator `{who}` at {when}:", f"{fence}text", text, fence]
+    return section

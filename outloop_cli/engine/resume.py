@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outloop_cli.engine.commit import import_into_repository
+from outloop_cli.engine.index import register_in_index
 from outloop_cli.engine.start import (
     agent_git_identity,
     announce_sandbox,
@@ -114,6 +115,7 @@ def _resume_locked(ctx: RunContext, guards: Guards, commits: Commits) -> int:
     record.host = socket.gethostname()
     record.sandbox = ctx.plan.sandbox.record()
     ctx.save()
+    register_in_index(ctx)
     torn = cut_torn_audit_tail(ctx.paths.audit)
     if torn is not None:
         ctx.audit("audit_tail_discarded", bytes=torn.length, sha256=torn.sha256)

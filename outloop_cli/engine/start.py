@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outloop_cli import __version__
+from outloop_cli.engine.index import register_in_index
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git import rundirs
 from outloop_cli.git.rundirs import RunGitDirs
@@ -49,6 +50,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
         guards.capture_git_config()
         ctx.record = _first_record(ctx, branch, worktree_path)
         ctx.save()
+        register_in_index(ctx)
         ctx.audit(
             "run_started",
             loop=config.name,

@@ -16,6 +16,7 @@ from outloop_cli.agents.base import TurnContext
 from outloop_cli.engine.containment import contained, sandboxed
 from outloop_cli.engine.egress import proxy_env
 from outloop_cli.engine.prompt import compose_prompt
+from outloop_cli.engine.steering import deliver_notes
 from outloop_cli.process.environment import build_env
 from outloop_cli.process.spawn import ProgramNotFound, run_streamed
 from outloop_cli.store.records import AgentResult, GoalResult
@@ -37,12 +38,14 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
     plan = ctx.plan
     worktree = ctx.worktree
     ctx.emit("phase", n, "agent working", phase="agent")
+    notes = deliver_notes(ctx, n)
     prompt_text = compose_prompt(
         plan.prompt,
         goal_label=plan.verifier.label,
         last_goal=last_goal,
         iteration=n,
         max_iterations=plan.max_iterations,
+        operator_notes=[(note.who, note.at, note.text) for note in notes],
     )
     prompt_file = ctx.paths.logs / f"iter-{n:03d}-prompt.md"
     prompt_file.write_text(prompt_text)

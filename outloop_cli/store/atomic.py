@@ -62,3 +62,15 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def move_file(source: Path, target: Path) -> bool:
+    """Move ``source`` to ``target`` in one rename; False when ``source`` is already gone.
+
+    Whoever renames a file first has it: a claim two processes cannot both win.
+    """
+    try:
+        source.replace(target)
+    except FileNotFoundError:
+        return False
+    return True

@@ -196,8 +196,8 @@ def running_owner(paths: RunPaths) -> LockOwner | None:
 
 
 def effective_state(record: RunRecord, paths: RunPaths) -> RunState:
-    """The record's state, except that a "running" record nobody holds is a crashed run."""
-    if record.state is RunState.RUNNING and not is_running(paths):
+    """The record's state, except that a live record nobody holds is a crashed run."""
+    if record.state.live and not is_running(paths):
         return RunState.CRASHED
     return record.state
 
@@ -208,7 +208,10 @@ def _legacy_alive(paths: RunPaths) -> bool:
         data = json.loads(paths.run_json.read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(data, dict) or data.get("state") != RunState.RUNNING.value:
+    if not isinstance(data, dict) or data.get("state") not in (
+        RunState.RUNNING.value,
+        RunState.WAITING_APPROVAL.value,
+    ):
         return False
     pid = data.get("pid")
     if not isinstance(pid, int) or pid <= 0:

@@ -27,15 +27,25 @@ class StopReason(str, Enum):
     PROTECTED_PATH = "protected_path"
     SECRET_IN_DIFF = "secret_in_diff"
     INTERRUPTED = "interrupted"
+    # a human said no at an approval gate (`outloop deny`), or nobody answered in time
+    APPROVAL_DENIED = "approval_denied"
+    APPROVAL_TIMEOUT = "approval_timeout"
     # the run could not start or continue (git failure, agent missing, secret refused)
     ERROR = "error"
 
 
 class RunState(str, Enum):
     RUNNING = "running"
+    # alive, paused at an approval gate until `outloop approve` or `outloop deny`
+    WAITING_APPROVAL = "waiting_approval"
     FINISHED = "finished"
     # set by readers that find a "running" record whose process is gone
     CRASHED = "crashed"
+
+    @property
+    def live(self) -> bool:
+        """A state only a living runner may be in (its lock tells whether it still is)."""
+        return self in (RunState.RUNNING, RunState.WAITING_APPROVAL)
 
 
 @dataclass
@@ -132,6 +142,8 @@ class IterationRecord:
     # files the agent wrote but we did not commit (too large), with sizes
     skipped_files: dict[str, int] = field(default_factory=dict)
     goal: GoalResult | None = None
+    # what the operator said to this turn (`outloop say`): {id, who, at, text}
+    operator_notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +181,11 @@ class RunRecord:
     pending_tree: str | None = None
     # the sandbox asked for and got: {"requested": "auto", "active": true, "warning": null}
     sandbox: dict[str, Any] | None = None
+    # the approval the run waits for (state waiting_approval): id, gate, what, since, ...
+    approval: dict[str, Any] | None = None
+    # gates approved once for the whole run (push, pr, cost, credential:NAME, iterations:N),
+    # so a resumed run does not ask again
+    approved: list[str] = field(default_factory=list)
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

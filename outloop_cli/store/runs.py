@@ -55,6 +55,16 @@ class RunPaths:
         return self.root / "stop-requested"
 
     @property
+    def approvals(self) -> Path:
+        """Decisions on approval requests, one file per request (``outloop approve|deny``)."""
+        return self.root / "approvals"
+
+    @property
+    def notes_inbox(self) -> Path:
+        """Operator notes (``outloop say``) waiting for the next agent turn, oldest first."""
+        return self.root / "say"
+
+    @property
     def lock(self) -> Path:
         return self.root / "lock"
 

@@ -194,6 +194,8 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
     assert _branches(repo) == branches
     assert [Path(w["worktree"]) for w in _worktrees(repo)] == [repo]
     assert run_cli(repo, "status").stdout == ""
+    # deleted on purpose, so also gone from the machine-wide index (not listed as "gone")
+    assert run_cli(repo, "status", "--all", "--json").stdout == ""
 
 
 def test_clean_all_yes_skips_the_question(make_repo: RepoFactory) -> None:

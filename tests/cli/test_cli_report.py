@@ -199,7 +199,10 @@ def test_ambiguous_prefix_and_bad_format_and_no_runs(make_repo: RepoFactory) -> 
 def test_outside_a_repository(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "report", "x")
     assert done.returncode == 2
+    # the run index is asked too, and the message says both places were looked in
+    assert "no run matches `x` in the run index" in done.stderr
     assert "not inside a git repository" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_run_that_died_is_reported_as_crashed(make_repo: RepoFactory) -> None:

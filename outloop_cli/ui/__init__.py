@@ -1,0 +1,1 @@
+"""``outloop ui``: the live dashboard (loopback server, auth, live events, page assets)."""
