@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
@@ -16,6 +17,7 @@ from outloop_cli.cli.registry import CommandSet
 from outloop_cli.cli.terminal import err, out_json
 
 if TYPE_CHECKING:
+    from outloop_cli.engine.events import Observer
     from outloop_cli.engine.plan import LoopPlan, RunOptions
     from outloop_cli.store.records import RunRecord
 
@@ -40,8 +42,19 @@ def run_command(
     ] = None,
     start: Annotated[str, typer.Option("--from", help="Starting commit (default HEAD).")] = "HEAD",
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Run up to N loops at once.")
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Run up to N loops (and repositories) at once."),
     ] = 1,
+    repos: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--repo",
+            help="Run in this repository instead of the one here; repeat it for more. Globs "
+            "are expanded by outloop too ('~/clients/*': only the git checkouts it matches), "
+            "and @NAME is a group of $XDG_CONFIG_HOME/outloop/repos.yml (`groups: {NAME: "
+            "[PATH, ...]}`). One repository's failure is reported for it and stops no other.",
+        ),
+    ] = None,
     parallel: Annotated[
         bool,
         typer.Option("--parallel", help="Allow a second run of a loop that is already running."),
@@ -74,8 +87,14 @@ def run_command(
     bubblewrap cannot run, `auto` goes on without it and warns; `bwrap` exits
     3 and says what to install or enable.
 
+    With --repo, each repository gets its own run, as `outloop run` there would
+    (worktree, broker, workspace by the user's policy, audit chain), --jobs at
+    a time; a repository whose loop is missing, broken or refused is reported
+    and the others go on. Ctrl-C stops them all (`interrupted`). --json prints
+    one object per run (JSON Lines), `repo` first.
+
     Exit codes: 0 goal met, 1 not met, 2 bad config or usage, 3 could not run,
-    130 interrupted.
+    130 interrupted; with several runs the most severe wins (130, 3, 2, 1, 0).
     """
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine.plan import RunOptions
@@ -83,8 +102,42 @@ def run_command(
     options = RunOptions(
         start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy
     )
+    if repos:
+        return _run_repos(repos, loops or [], options, run_all=run_all, jobs=jobs, as_json=as_json)
     plans = plan_loops(Path.cwd(), loops or [], options, run_all=run_all)
     return run_and_report(plans, options, jobs=jobs, as_json=as_json)
+
+
+def _run_repos(
+    repos: list[str],
+    loops: list[str],
+    options: RunOptions,
+    *,
+    run_all: bool,
+    jobs: int,
+    as_json: bool,
+) -> int:
+    from outloop_cli.commands.run import combined_exit_code
+    from outloop_cli.commands.run_repos import execute_repos, plan_repos
+    from outloop_cli.config.repo_groups import expand_repo_args
+    from outloop_cli.errors import UsageError
+
+    targets = expand_repo_args(repos, Path.cwd())
+    if not targets:
+        raise UsageError("--repo named no repository", hint="give a path, a glob or @GROUP")
+    slots = plan_repos(targets, loops, options, run_all=run_all)
+    outcomes = _supervised(
+        lambda progress: execute_repos(slots, options, observer=progress, jobs=jobs)
+    )
+    for result in outcomes:
+        if as_json:
+            out_json(result.as_json())
+        if result.outcome is not None:
+            _verdict(result.outcome.record, result.outcome.paths.summary, repo=result.repo)
+        else:
+            started = f" (run {result.run_id})" if result.run_id else ""
+            err(f"❌ {result.label}{started}: not run — exit {result.exit_code}\n   {result.error}")
+    return combined_exit_code(outcomes)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -101,8 +154,24 @@ def run_and_report(
     resume: RunRecord | None = None,
 ) -> int:
     """Execute plans under the progress view and print one verdict per run."""
-    from outloop_cli.cli.progress import make_progress
     from outloop_cli.commands.run import combined_exit_code, execute_plans
+
+    outcomes = _supervised(
+        lambda progress: execute_plans(plans, options, observer=progress, jobs=jobs, resume=resume)
+    )
+    for outcome in outcomes:
+        if as_json:
+            out_json(outcome.as_json())
+        _verdict(outcome.record, outcome.paths.summary)
+    return combined_exit_code(outcomes)
+
+
+_T = TypeVar("_T")
+
+
+def _supervised(execute: Callable[[Observer], list[_T]]) -> list[_T]:
+    """Run under the progress view, with SIGTERM stopping the runs as Ctrl-C does."""
+    from outloop_cli.cli.progress import make_progress
     from outloop_cli.process.supervise import adopt_orphans
 
     # daemons an agent leaves behind come back to us and are killed between steps
@@ -111,17 +180,16 @@ def run_and_report(
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with make_progress() as progress:
-            outcomes = execute_plans(plans, options, observer=progress, jobs=jobs, resume=resume)
+            return execute(progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for outcome in outcomes:
-        record = outcome.record
-        if as_json:
-            out_json(outcome.as_json())
-        mark = "✅" if record.goal_met else "❌"
-        err(
-            f"{mark} {record.loop}: {record.stop_reason.value if record.stop_reason else '?'} — "
-            f"{record.stop_detail}\n   branch {record.branch}\n   worktree {record.worktree}\n"
-            f"   summary {outcome.paths.summary}"
-        )
-    return combined_exit_code(outcomes)
+
+
+def _verdict(record: RunRecord, summary: Path, *, repo: str | None = None) -> None:
+    mark = "✅" if record.goal_met else "❌"
+    where = f"{repo} ({record.loop})" if repo else record.loop
+    err(
+        f"{mark} {where}: {record.stop_reason.value if record.stop_reason else '?'} — "
+        f"{record.stop_detail}\n   branch {record.branch}\n   worktree {record.worktree}\n"
+        f"   summary {summary}"
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.credentials.run_key import load_run_key, run_keys_dir
 from outloop_cli.errors import GitError, UsageError
 from outloop_cli.git import trailers
@@ -69,11 +70,14 @@ class AuditView:
 
 def verify_runs(cwd: Path, run_ref: str | None = None) -> list[RunVerification]:
     """Verify one run (id or unique prefix), or every run of the repository."""
+    if run_ref:
+        # one run: named from any directory, as `show` does
+        run = open_run(cwd, run_ref)
+        return [verify_run(Repository(run.repo), run.paths)]
     info = discover(cwd)
     store = RunStore(info.common_dir)
-    run_ids = [store.resolve(run_ref)] if run_ref else _every_run(store)
     repo = Repository(info)
-    return [verify_run(repo, store.paths(run_id)) for run_id in run_ids]
+    return [verify_run(repo, store.paths(run_id)) for run_id in _every_run(store)]
 
 
 def _every_run(store: RunStore) -> list[str]:
@@ -85,10 +89,8 @@ def _every_run(store: RunStore) -> list[str]:
 
 
 def show_events(cwd: Path, run_ref: str) -> AuditView:
-    info = discover(cwd)
-    store = RunStore(info.common_dir)
-    run_id = store.resolve(run_ref)
-    paths = store.paths(run_id)
+    run = open_run(cwd, run_ref)
+    info, run_id, paths = run.repo, run.run_id, run.paths
     try:
         lines = read_lines(paths.audit)
     except FileNotFoundError:

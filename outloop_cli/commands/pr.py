@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.commands.run_ref import open_run
 from outloop_cli.config.source import load_loop_file_at
 from outloop_cli.engine.access import REFUSED_FOR_PR_COMMAND, resolve_forge_token
 from outloop_cli.engine.forge import RunForge
@@ -15,9 +16,8 @@ from outloop_cli.forges.pull_request import PullRequestInfo, publish_pull_reques
 from outloop_cli.forges.remote import api_url_for, resolve_repo
 from outloop_cli.forges.session import ForgeSession, open_forge_session
 from outloop_cli.git.push import PushResult
-from outloop_cli.git.repo import Repository, discover
+from outloop_cli.git.repo import Repository
 from outloop_cli.store.records import RunRecord
-from outloop_cli.store.runs import RunStore
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,9 @@ def pull_request_for_run(
     environ: Mapping[str, str] | None = None,
 ) -> PullRequestOutcome:
     env = os.environ if environ is None else environ
-    repo = Repository(discover(cwd))
-    store = RunStore(repo.info.common_dir)
-    record = store.load(store.resolve(run))
+    opened = open_run(cwd, run)
+    repo = Repository(opened.repo)
+    record = opened.store.load(opened.run_id)
     provider, repo_name, api_url = forge_settings(repo, record)
     remote_url = repo.remote_url("origin")
     if remote_url is None:

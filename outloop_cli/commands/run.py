@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from outloop_cli.config.source import committed_loop_names
 from outloop_cli.engine.events import Observer
 from outloop_cli.engine.loop import LoopRun
 from outloop_cli.engine.plan import LoopPlan, RunOptions, plan_loop
-from outloop_cli.errors import EXIT_INTERRUPTED, ConfigError, Problem, UsageError
+from outloop_cli.errors import (
+    EXIT_COULD_NOT_RUN,
+    EXIT_GOAL_NOT_MET,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConfigError,
+    Problem,
+    UsageError,
+)
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.store.records import RunRecord, StopReason
 from outloop_cli.store.runs import RunPaths
+
+_T = TypeVar("_T")
+
+
+class HasExitCode(Protocol):
+    """A run's result (or a repository's that could not have one), as far as exit codes go."""
+
+    @property
+    def exit_code(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     record: RunRecord
     paths: RunPaths
+
+    @property
+    def exit_code(self) -> int:
+        return self.record.exit_code or 0
 
     def as_json(self) -> dict[str, Any]:
         data = self.record.to_dict()
@@ -98,10 +119,10 @@ def execute_plans(
     ]
     if jobs <= 1 or len(runs) == 1:
         return _run_sequentially(runs)
-    return _run_concurrently(runs, jobs, interrupt)
+    return run_concurrently(runs, jobs, interrupt)
 
 
-def _start_and_execute(run: LoopRun) -> RunOutcome:
+def start_and_execute(run: LoopRun) -> RunOutcome:
     if run.record is not None:
         run.resume()
     else:
@@ -112,23 +133,26 @@ def _start_and_execute(run: LoopRun) -> RunOutcome:
 def _run_sequentially(runs: Sequence[LoopRun]) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     for run in runs:
-        outcome = _start_and_execute(run)
+        outcome = start_and_execute(run)
         outcomes.append(outcome)
         if outcome.record.stop_reason is StopReason.INTERRUPTED:
             break
     return outcomes
 
 
-def _run_concurrently(
-    runs: Sequence[LoopRun], jobs: int, interrupt: threading.Event
-) -> list[RunOutcome]:
+def run_concurrently(
+    runs: Sequence[LoopRun],
+    jobs: int,
+    interrupt: threading.Event,
+    job: Callable[[LoopRun], _T] | None = None,
+) -> list[_T]:
+    """Each run in a worker thread, ``jobs`` at once; this thread only waits and hears Ctrl-C."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-    outcomes: dict[int, RunOutcome] = {}
+    work: Callable[[LoopRun], Any] = job or start_and_execute
+    outcomes: dict[int, _T] = {}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="outloop-run") as pool:
-        futures: dict[Future[RunOutcome], int] = {
-            pool.submit(_start_and_execute, run): i for i, run in enumerate(runs)
-        }
+        futures: dict[Future[_T], int] = {pool.submit(work, run): i for i, run in enumerate(runs)}
         pending = set(futures)
         while pending:
             try:
@@ -144,12 +168,12 @@ def _run_concurrently(
     return [outcomes[i] for i in sorted(outcomes)]
 
 
-def combined_exit_code(outcomes: Sequence[RunOutcome]) -> int:
-    """The most severe result wins: interrupted, could not run, not met, met."""
-    codes = [o.record.exit_code or 0 for o in outcomes]
+def combined_exit_code(outcomes: Sequence[HasExitCode]) -> int:
+    """The most severe result wins: interrupted, could not run, bad config, not met, met."""
+    codes = [o.exit_code for o in outcomes]
     if not codes:
         return 0
-    for code in (EXIT_INTERRUPTED, 3, 1):
+    for code in (EXIT_INTERRUPTED, EXIT_COULD_NOT_RUN, EXIT_USAGE, EXIT_GOAL_NOT_MET):
         if code in codes:
             return code
     return 0

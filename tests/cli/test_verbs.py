@@ -135,8 +135,9 @@ def test_every_cli_module_that_registers_commands_is_in_the_verbs_table() -> Non
     assert modules - VERB_MODULES <= HELPERS, "a cli/ module that is neither a verb nor a helper"
 
 
-# what several verbs share: finding the run a command names (here or in the run index)
-COMMAND_HELPERS = {"run_ref"}
+# what verbs share: finding the run a command names (here or in the run index), and
+# `outloop run --repo`'s many repositories
+COMMAND_HELPERS = {"run_ref", "run_repos"}
 
 
 def test_every_commands_module_is_the_twin_of_a_verb() -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from tests.conftest import RepoFactory
 from tests.support.e2e import (
     agent_cmd,
     counter_goal,
+    kill_processes_mentioning,
     loop_yaml,
     only_run,
     pid_gone,
@@ -54,14 +54,6 @@ def _all(cwd: Path) -> dict[str, dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     return {row["run_id"]: row for row in rows}
-
-
-def _kill_marker_pid(marker: Path) -> None:
-    # the agent of a SIGKILLed runner is orphaned; it wrote its pid into the marker
-    try:
-        os.kill(int(marker.read_text()), signal.SIGKILL)
-    except (ProcessLookupError, ValueError, FileNotFoundError):
-        pass
 
 
 def test_a_run_registers_in_the_index_and_a_resume_registers_it_again(
@@ -170,6 +162,11 @@ def test_show_stop_resume_report_and_status_all_work_from_outside_any_repository
     report = run_cli(elsewhere, "report", done_id, "--format", "markdown")
     assert report.returncode == 0, report.stderr
     assert done_id in report.stdout and "goal met" in report.stdout.lower()
+    verified = run_cli(elsewhere, "audit", "verify", done_id)
+    assert verified.returncode == 0, verified.stderr
+    events = run_cli(elsewhere, "audit", "show", live_id)
+    assert events.returncode == 0, events.stderr
+    assert "run_started" in events.stdout
 
 
 def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
@@ -208,7 +205,8 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
 
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=30)
-    _kill_marker_pid(marker)
+    # its agent may outlive it; found by its command line, which names the marker
+    kill_processes_mentioning(str(marker))
     shutil.rmtree(deleted_repo)
     shutil.rmtree(runs_dir(cleaned_repo) / cleaned_id)
     (index_dir() / "20261202-000000-badbad.json").write_text('{"run_id": "20261202-0')
@@ -239,3 +237,29 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
     assert resumed.returncode == 0, resumed.stderr
     assert _all(elsewhere)[killed_id]["state"] == "finished"
     assert pid_gone(runner.pid)
+
+
+def test_status_all_shows_hostile_names_without_terminal_escapes(
+    make_repo: RepoFactory, elsewhere: Path
+) -> None:
+    hostile = "client\x1b]0;owned\x07\x1b[2J\u202e"
+    loop = loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))
+    repo = make_repo({".outloop/fix.yml": loop}, name=hostile)
+    assert run_cli(repo, "run", "fix").returncode == 0
+    run_id = only_run(repo)["run_id"]
+    # a damaged entry's reason quotes what the file held
+    (index_dir() / "20261202-000000-e5c4e5.json").write_text('{"run_id": "\\u001b[31m')
+
+    done = run_cli(elsewhere, "status", "--all")
+
+    assert done.returncode == 0, done.stderr
+    for stream in (done.stdout, done.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream and "\u202e" not in stream
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(run_id)]
+    # the escape sequences are gone, the readable rest of the name is there
+    assert "/client  " in row
+    # the JSON keeps the real name, escaped
+    as_json = run_cli(elsewhere, "status", "--all", "--json").stdout
+    assert "\x1b" not in as_json
+    rows = [json.loads(line) for line in as_json.splitlines()]
+    assert str(repo.resolve()) in {r["repo"] for r in rows}

@@ -186,3 +186,33 @@ def pid_gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line names ``text``.
+
+    How a test finds a sandboxed agent: the pid it sees for itself is its PID
+    namespace's, not the host's, but its argv (a marker path) is the same.
+    """
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline and not pid_gone(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_processes_mentioning(text: str) -> None:
+    """Kill what a SIGKILLed runner left behind (its agents), found by their command lines."""
+    import signal
+
+    for pid in processes_mentioning(text):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
