@@ -17,9 +17,7 @@ import json
 import re
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,40 +256,41 @@ def _outloop() -> list[str]:
 def _run_all(
     layout: Layout, env: Mapping[str, str], step: Step
 ) -> tuple[str, dict[str, dict[str, Any]]]:
-    """``outloop run crm-sync`` in the three repositories at once; the run records by client.
+    """One ``outloop run crm-sync --repo A --repo B --repo C --jobs 3``; the records by client.
 
-    Each run's output is logged and passed on line by line, so the three show
-    as they go. Ctrl-C (which reaches only this thread) cancels them all: each
-    child is stopped with its whole tree and ends as interrupted.
+    Its output is logged and passed on line by line, so the three runs show as
+    they go. Ctrl-C stops the command with its whole tree: every run ends as
+    interrupted.
     """
     layout.logs.mkdir(parents=True, exist_ok=True)
-    step(f"running `outloop run {LOOP} --json` in {len(CLIENTS)} repositories at once")
-    cancel = threading.Event()
+    repos = [arg for client in CLIENTS for arg in ("--repo", str(layout.repo(client)))]
+    argv = ["run", LOOP, *repos, "--jobs", str(len(CLIENTS)), "--json"]
+    how = (
+        f"`outloop run {LOOP} --repo <each client> --jobs {len(CLIENTS)}`: one command, all at once"
+    )
+    step(f"running {how}")
+    log = runs_log(layout)
+    lines = _Lines(lambda line: step(f"runs | {line}"))
+    run_streamed(
+        [*_outloop(), *argv],
+        cwd=layout.root,
+        env=env,
+        log_path=log,
+        timeout=_RUN_TIMEOUT,
+        on_output=lines.feed,
+    )
+    by_repo = {str(layout.repo(client).resolve()): client for client in CLIENTS}
+    records: dict[str, dict[str, Any]] = {}
+    for record in _json_lines(log.read_bytes()):
+        root = record.get("repo_root")
+        client = by_repo.get(str(Path(root).resolve())) if isinstance(root, str) else None
+        if client is not None:
+            records[client] = record
+    return how, records
 
-    def one(client: str) -> tuple[str, dict[str, Any] | None]:
-        log = layout.logs / f"run-{client}.log"
-        lines = _Lines(lambda line: step(f"{client:<8}| {line}"))
-        run_streamed(
-            [*_outloop(), "run", LOOP, "--json"],
-            cwd=layout.repo(client),
-            env=env,
-            log_path=log,
-            timeout=_RUN_TIMEOUT,
-            cancel=cancel,
-            on_output=lines.feed,
-        )
-        records = _json_lines(log.read_bytes())
-        return client, records[-1] if records else None
 
-    with ThreadPoolExecutor(max_workers=len(CLIENTS), thread_name_prefix="agency-run") as pool:
-        futures = [pool.submit(one, client) for client in CLIENTS]
-        try:
-            results = dict(future.result() for future in futures)
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
-    how = f"`outloop run {LOOP}` in each repository, {len(CLIENTS)} at once"
-    return how, {client: record for client, record in results.items() if record is not None}
+def runs_log(layout: Layout) -> Path:
+    return layout.logs / "runs.log"
 
 
 class _Lines:
@@ -365,7 +364,7 @@ def _client_result(layout: Layout, client: str, record: dict[str, Any] | None) -
     if record is None:
         return ClientResult(
             client, layout.repo(client), None, None, False, 0, "did not run", False, leads, crm_rows, (),
-            None, seen, layout.logs / f"run-{client}.log",
+            None, seen, runs_log(layout),
         )  # fmt: skip
     audit_text = (record.get("files") or {}).get("audit")
     audit = Path(audit_text) if isinstance(audit_text, str) and audit_text else None
@@ -386,7 +385,7 @@ def _client_result(layout: Layout, client: str, record: dict[str, Any] | None) -
         refused=refused,
         audit=audit,
         crm_credentials=seen,
-        log=layout.logs / f"run-{client}.log",
+        log=runs_log(layout),
     )
 
 

@@ -272,3 +272,37 @@ def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path: Path) -> None
     assert done.returncode == 2, done.stderr
     assert "is not empty" in done.stderr and "Traceback" not in done.stderr
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_with_ui_the_dashboard_serves_the_runs_after_the_demo(tmp_path: Path) -> None:
+    import os
+    import signal
+    import urllib.parse
+
+    root = tmp_path / "agency"
+
+    done = run_cli(tmp_path, "demo", "--agency", "--ui", "--secrets", "ci", "--dir", str(root))
+
+    found = re.search(r"^dashboard: (http://127\.0\.0\.1:(\d+)/\?token=\S+)$", done.stdout, re.M)
+    pid_match = re.search(r"still serving \(pid (\d+)\)", done.stdout)
+    assert found and pid_match, done.stdout + done.stderr
+    pid = int(pid_match.group(1))
+    try:
+        assert done.returncode == 0, done.stderr
+        url, port = found.group(1), int(found.group(2))
+        # without the token the dashboard refuses; with it, it answers
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert refused.value.code in (401, 403)
+        import http.client
+
+        parts = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        answer = conn.getresponse()
+        # the token is traded for a session cookie (a redirect that drops it from the URL)
+        assert answer.status in (200, 302, 303), answer.status
+        assert answer.status == 200 or answer.getheader("Set-Cookie")
+        conn.close()
+    finally:
+        os.kill(pid, signal.SIGTERM)
