@@ -89,3 +89,17 @@ def render_demo_loop(python: str) -> str:
     text = text.replace(json.dumps(DEMO_FIXES_TOKEN), json.dumps(str(demo_fixes_file())))
     text = text.replace(json.dumps(PYTHON_TOKEN), json.dumps(python))
     return text.replace(PYTHON_TOKEN, json.dumps(shlex.quote(python))[1:-1])
+
+
+def agency_example_dir() -> Path:
+    """``examples/agency-crm-sync``: the wheel's copy, else the repository's."""
+    bundled = resources.files("outloop_cli").joinpath("examples").joinpath("agency-crm-sync")
+    if isinstance(bundled, Path) and bundled.is_dir():
+        return bundled
+    in_repo = Path(__file__).resolve().parent.parent / "examples" / "agency-crm-sync"
+    if in_repo.is_dir():
+        return in_repo
+    raise CouldNotRun(
+        f"outloop's agency example is missing (looked in {bundled} and {in_repo})",
+        hint="reinstall outloop; a wheel must contain outloop_cli/examples",
+    )

@@ -5,11 +5,16 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outloop_cli.errors import UsageError
 from outloop_cli.git.repo import Repository, create_repository, discover
 from outloop_cli.templates_dir import demo_project_dir, render_demo_loop
+
+if TYPE_CHECKING:
+    from outloop_cli.agency.demo import AgencyDemo
 
 DEMO_IDENTITY = {
     "GIT_AUTHOR_NAME": "outloop demo",
@@ -33,6 +38,15 @@ def prepare_demo(target: Path | None = None) -> Path:
         target, message="textstats: a small library with three bugs", identity=DEMO_IDENTITY
     )
     return target
+
+
+def run_agency_demo(
+    target: Path | None, *, secrets_mode: str, ui: bool, step: Callable[[str], None]
+) -> AgencyDemo:
+    """``outloop demo --agency``: see :mod:`outloop_cli.agency.demo`."""
+    from outloop_cli.agency.demo import run_agency_demo as run
+
+    return run(target, secrets_mode=secrets_mode, ui=ui, step=step)
 
 
 def demo_log(repo: Path, branch: str, base: str) -> str:

@@ -1,0 +1,1 @@
+"""The agency example (``outloop demo --agency``): client repos, CRMs, keys, policy, runs, proof."""
