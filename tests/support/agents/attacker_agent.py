@@ -131,13 +131,16 @@ elif attack == "edit_the_loop_file":
 elif attack == "insteadof":
     git("config", f"url.{other}/.insteadOf", "https://github.com/")
 elif attack == "keyring_and_home_files":
-    # as an attacker with a turn's time would: what it can read in 20 s, home first
+    # as an attacker with a turn's time would: what it can read in 20 s, home first, and
+    # at most 64 MB of it: a CI machine's /tmp holds gigabytes of earlier test runs, and
+    # carrying all of that into the repository made the run itself outlast its limit
     import time
 
     deadline = time.monotonic() + 20
+    budget = 64 * 1024 * 1024
     for root in (Path.home(), Path("/run/user"), Path("/tmp")):
         for path in root.rglob("*") if root.exists() else ():
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or len(loot) > budget:
                 break
             try:
                 if path.is_file() and path.stat().st_size < 1_000_000:
