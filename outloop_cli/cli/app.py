@@ -36,6 +36,7 @@ from outloop_cli.cli import (
     status,
     stop,
     validate,
+    workflow,
 )
 from outloop_cli.cli.terminal import out
 
@@ -61,6 +62,7 @@ VERBS: dict[str, ModuleType] = {
     "credential": credential,
     "pr": pr,
     "matrix": matrix,
+    "workflow": workflow,
     "action-report": action_report,
 }
 

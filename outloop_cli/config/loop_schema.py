@@ -51,6 +51,7 @@ from outloop_cli.config.spec_scalars import (
     Size,
     Str,
 )
+from outloop_cli.config.trigger_schema import TRIGGERS
 from outloop_cli.goals import registry as goals
 
 
@@ -574,6 +575,14 @@ LOOP = Obj(
             "shows the system directories, the agent's own program and the worktree; "
             "a mapping adds paths: `{mode: auto, read: [~/.cache/pip]}`.",
             example="auto",
+        ),
+        Field(
+            "on",
+            TRIGGERS,
+            "What starts the loop by itself: a schedule, a failed CI run, a labelled issue or "
+            "pull request; compiled by `outloop workflow` (GitHub Actions) and "
+            "`outloop schedule` (systemd timers, cron).",
+            example='{schedule: ["0 2 * * *"]}',
         ),
     ),
     (PresetCredentialNeeds(),),
