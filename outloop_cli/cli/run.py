@@ -58,6 +58,23 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per run on stdout.")
     ] = False,
+    event: Annotated[
+        Path | None,
+        typer.Option(
+            "--event",
+            help="The GitHub event payload that started this run ($GITHUB_EVENT_PATH; its "
+            "kind from $GITHUB_EVENT_NAME): checked against the loop's `on:`, and shown to "
+            "the agent as untrusted data.",
+        ),
+    ] = None,
+    trigger: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--trigger",
+            help="`schedule`: a timer's start, for the latest fire time of `on.schedule` "
+            "(what `outloop schedule install` runs).",
+        ),
+    ] = None,
 ) -> int:
     """Run loops, each in its own worktree on a scratch branch.
 
@@ -74,14 +91,24 @@ def run_command(
     bubblewrap cannot run, `auto` goes on without it and warns; `bwrap` exits
     3 and says what to install or enable.
 
+    A triggered start (--event, --trigger) is skipped, never queued, while the
+    loop is still running in this repository, and a schedule's fire time starts
+    at most one run; each skip is a line in .git/outloop/triggers.jsonl.
+
     Exit codes: 0 goal met, 1 not met, 2 bad config or usage, 3 could not run,
-    130 interrupted.
+    75 a trigger skipped, 130 interrupted.
     """
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine.plan import RunOptions
 
     options = RunOptions(
-        start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy
+        start=start,
+        max_iterations=max_iterations,
+        out_dir=out,
+        parallel=parallel,
+        policy=policy,
+        event=event,
+        trigger=trigger,
     )
     plans = plan_loops(Path.cwd(), loops or [], options, run_all=run_all)
     return run_and_report(plans, options, jobs=jobs, as_json=as_json)

@@ -22,8 +22,12 @@ def compose_prompt(
     last_goal: GoalResult | None,
     iteration: int,
     max_iterations: int,
+    event_block: str | None = None,
 ) -> str:
     parts = [prompt.rstrip("\n")] if prompt.strip() else []
+    if event_block:
+        # the loop's own task first, then the event as quoted data, then outloop's feedback
+        parts += ["", event_block]
     if last_goal is None or last_goal.met:
         return "\n".join(parts) + "\n"
     section = [

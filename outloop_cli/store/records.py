@@ -169,6 +169,8 @@ class RunRecord:
     pending_tree: str | None = None
     # the sandbox asked for and got: {"requested": "auto", "active": true, "warning": null}
     sandbox: dict[str, Any] | None = None
+    # what started the run: {"kind": "issues", "summary": …, "data": {…}} (triggers/event.py)
+    trigger: dict[str, Any] | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------
