@@ -30,6 +30,7 @@ from outloop_cli.cli import (
     report,
     resume,
     run,
+    schedule,
     schema,
     secrets,
     show,
@@ -63,6 +64,7 @@ VERBS: dict[str, ModuleType] = {
     "pr": pr,
     "matrix": matrix,
     "workflow": workflow,
+    "schedule": schedule,
     "action-report": action_report,
 }
 
