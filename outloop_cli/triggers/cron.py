@@ -57,8 +57,33 @@ FORMAT_HINT = (
     'five fields "minute hour day-of-month month day-of-week", e.g. "0 2 * * *" '
     '(02:00 every day) or "*/15 9-17 * * MON-FRI"; or @hourly, @daily, @weekly, @monthly, @yearly'
 )
-# what the JSON Schema can check: a macro, or five words
-SCHEMA_PATTERN = r"@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(?:[ \t]+\S+){4}"
+
+
+def _field_pattern(number: str, names: tuple[str, ...] = ()) -> str:
+    """One field for the JSON Schema: values in range, ranges, steps, lists (not step bounds)."""
+    # ECMA-262 (what JSON Schema validators use) has no inline (?i): spell out both cases
+    spelled = ["".join(f"[{c.upper()}{c}]" for c in name) for name in names]
+    value = f"(?:{number}" + "".join(f"|{n}" for n in spelled) + ")"
+    item = rf"(?:\*|{value}(?:-{value})?)(?:/[0-9]+)?"
+    return rf"{item}(?:,{item})*"
+
+
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# what the JSON Schema can check: a macro, or five fields of values in range
+SCHEMA_PATTERN = (
+    r"[ \t]*(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + r"[ \t]+".join(
+        (
+            _field_pattern(r"0?[0-9]|[1-5][0-9]"),
+            _field_pattern(r"0?[0-9]|1[0-9]|2[0-3]"),
+            _field_pattern(r"0?[1-9]|[12][0-9]|3[01]"),
+            _field_pattern(r"0?[1-9]|1[0-2]", _MONTH_NAMES),
+            _field_pattern(r"0?[0-7]", _DAY_NAMES),
+        )
+    )
+    + r")[ \t]*"
+)
 
 
 class CronError(ValueError):
@@ -119,10 +144,14 @@ class Cron:
         zone = _zone(tz)
         limit = after.astimezone(timezone.utc)
         day = after.astimezone(zone).date()
-        # a day that comes rarely (29 February on a Monday) is still found in eight years
-        for _ in range(_SEARCH_DAYS):
+        # the next fire is always within eight years (29 February comes every four);
+        # a search that long without one means there is none
+        idle = 0
+        while idle < _SEARCH_DAYS:
+            idle += 1
             for moment in self._day_times(day, zone):
                 if moment > limit:
+                    idle = 0
                     yield moment
             day += timedelta(days=1)
 
@@ -172,12 +201,12 @@ _TOKEN_RE = re.compile(r"^(?P<range>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<st
 
 
 def _value(text: str, spec: _FieldSpec) -> int:
+    names = f" or a name ({', '.join(n.upper() for n in spec.names)})" if spec.names else ""
     if text.isdigit():
         value = int(text)
     elif text.lower() in spec.names:
         return spec.names.index(text.lower()) + spec.names_from
     else:
-        names = f" or a name ({', '.join(n.upper() for n in spec.names)})" if spec.names else ""
         raise CronError(
             f"{spec.name}: {text!r} is not a number{names}",
             f"the {spec.name} field takes {spec.low}-{spec.high}{names}",
@@ -185,7 +214,7 @@ def _value(text: str, spec: _FieldSpec) -> int:
     if not spec.low <= value <= spec.high:
         raise CronError(
             f"{spec.name}: {value} is out of range {spec.low}-{spec.high}",
-            f"the {spec.name} field takes {spec.low}-{spec.high}",
+            f"the {spec.name} field takes {spec.low}-{spec.high}{names}",
         )
     return value
 

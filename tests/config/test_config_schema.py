@@ -85,6 +85,7 @@ def test_every_key_is_described(validator: jsonschema.Draft202012Validator) -> N
         "credentials",
         "egress",
         "sandbox",
+        "on",
     }
 
 
