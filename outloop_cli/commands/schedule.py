@@ -147,7 +147,7 @@ def _scheduled_loops(cwd: Path, loops: Sequence[str]) -> tuple[Path, Path, list[
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        if config.on.schedule:
+        if config.triggers.schedule:
             configs.append(config)
         elif loops:
             problems.append(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.config.loader import load_loop_file
-from outloop_cli.config.model import LoopConfig, TriggersConfig
+from outloop_cli.config.model import LoopConfig
 from outloop_cli.config.source import find_loop_files
 from outloop_cli.errors import ConfigError, Problem, UsageError
 from outloop_cli.git.repo import discover
@@ -117,7 +117,7 @@ def plan_workflows(
             problems.extend(exc.problems)
             continue
         # without `on:` a loop is started by hand only: a workflow just when asked for
-        if loops or config.on != TriggersConfig():
+        if loops or config.on is not None:
             configs.append(config)
     if problems:
         raise ConfigError(problems)

@@ -169,8 +169,13 @@ class LoopConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     # host:port rules the sandboxed agent and goal may reach through the egress proxy
     egress: tuple[str, ...] = ()
-    # what starts the loop by itself (`on:` in the file)
-    on: TriggersConfig = field(default_factory=TriggersConfig)
+    # what starts the loop by itself (`on:` in the file); None when the file has no `on:`
+    on: TriggersConfig | None = None
+
+    @property
+    def triggers(self) -> TriggersConfig:
+        """``on:``, or what a loop without one gets: started by hand only."""
+        return self.on or TriggersConfig()
 
     def protected_patterns(self) -> tuple[str, ...]:
         return (ALWAYS_PROTECTED, *self.protect)

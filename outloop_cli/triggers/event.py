@@ -153,7 +153,7 @@ def from_github(
 ) -> TriggerEvent:
     """The event of a GitHub payload, for this loop; NotForThisLoop when ``on:`` does not want it."""
     kind = github_kind(payload, event_name)
-    on = config.on
+    on = config.triggers
     if kind == "manual":
         if not on.manual:
             raise NotForThisLoop("the loop has `manual: false`")
@@ -181,7 +181,7 @@ def schedule_event(
     """The schedule's latest fire time at or before ``now``: the one this start is for."""
     from outloop_cli.triggers.cron import parse_cron
 
-    on = config.on
+    on = config.triggers
     if not on.schedule:
         raise NotForThisLoop("the loop has no `on.schedule`")
     moment = now or datetime.now(timezone.utc)
@@ -207,7 +207,7 @@ def schedule_event(
 
 
 def _ci_failed(payload: Mapping[str, Any], config: LoopConfig) -> TriggerEvent:
-    trigger = config.on.ci_failed
+    trigger = config.triggers.ci_failed
     if trigger is None:
         raise NotForThisLoop("the loop has no `on.ci_failed`")
     run = payload.get("workflow_run")
@@ -247,7 +247,7 @@ def _ci_failed(payload: Mapping[str, Any], config: LoopConfig) -> TriggerEvent:
 
 
 def _labelled(kind: str, payload: Mapping[str, Any], config: LoopConfig) -> TriggerEvent:
-    trigger = config.on.issues if kind == "issues" else config.on.pull_request
+    trigger = config.triggers.issues if kind == "issues" else config.triggers.pull_request
     if trigger is None:
         raise NotForThisLoop(f"the loop has no `on.{kind}`")
     label = (

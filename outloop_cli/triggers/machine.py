@@ -85,8 +85,8 @@ def entry_for(config: LoopConfig, repo_root: Path, common_dir: Path) -> Entry:
         str(repo_root.resolve()),
         config.name,
         unit_name(common_dir, config.name),
-        config.on.schedule,
-        config.on.timezone,
+        config.triggers.schedule,
+        config.triggers.timezone,
     )
 
 

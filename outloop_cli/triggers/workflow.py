@@ -93,7 +93,7 @@ def secret_names(config: LoopConfig) -> list[str]:
     """The credentials a run of this loop may ask the policy for, by name."""
     names = [c.name for c in config.credentials]
     names += [c.name for c in default_credentials(config.agent.preset)]
-    if config.push or config.pr or config.goal.ci is not None or config.on.ci_failed:
+    if config.push or config.pr or config.goal.ci is not None or config.triggers.ci_failed:
         names.append("github")
     return sorted(dict.fromkeys(names))
 
@@ -114,7 +114,7 @@ def _uses(action: tuple[str, str, str]) -> str:
 
 def _job_condition(config: LoopConfig) -> str | None:
     """Which deliveries of the events are for this loop (a label, a failed run)."""
-    on = config.on
+    on = config.triggers
     parts: list[str] = []
     if on.schedule:
         parts.append("github.event_name == 'schedule'")
@@ -139,7 +139,7 @@ def _job_condition(config: LoopConfig) -> str | None:
 
 
 def _on_block(config: LoopConfig, watched: Sequence[str]) -> list[str]:
-    on = config.on
+    on = config.triggers
     out = ["on:"]
     if on.schedule:
         from outloop_cli.triggers.cron import parse_cron
@@ -183,7 +183,7 @@ def compile_workflow(
     watched_workflows: Sequence[str] = (),
 ) -> str:
     """The workflow file for one loop; raises UsageError when the loop has no trigger for CI."""
-    on = config.on
+    on = config.triggers
     if not (on.schedule or on.ci_failed or on.issues or on.pull_request or on.manual):
         raise UsageError(f"loop `{config.name}` has no trigger")  # the validator forbids it
     watched = list(on.ci_failed.workflows) if on.ci_failed and on.ci_failed.workflows else []
