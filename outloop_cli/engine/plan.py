@@ -70,7 +70,9 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     """Read and check everything a run needs from the starting commit, before any side effect."""
     base = repo.resolve_commit(options.start)
     config = load_committed_loop(repo, base, loop)
-    event = resolve_event(repo, config, options)
+    event = resolve_event(
+        repo, config, event=options.event, event_name=options.event_name, trigger=options.trigger
+    )
     if event.start_commit is not None:
         # a failed CI run or a pull request: the run starts from its commit, and reads the
         # loop from there like from any starting commit

@@ -9,6 +9,7 @@ fire time starts at most one run. A person's ``outloop run`` keeps its own rule
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outloop_cli.errors import TriggerSkipped, UsageError
@@ -25,30 +26,36 @@ from outloop_cli.triggers.event import (
 
 if TYPE_CHECKING:
     from outloop_cli.config.model import LoopConfig
-    from outloop_cli.engine.plan import RunOptions
     from outloop_cli.git.repo import Repository
 
 TRIGGERS = ("schedule",)
 
 
-def resolve_event(repo: Repository, config: LoopConfig, options: RunOptions) -> TriggerEvent:
+def resolve_event(
+    repo: Repository,
+    config: LoopConfig,
+    *,
+    event: Path | None,
+    event_name: str | None,
+    trigger: str | None,
+) -> TriggerEvent:
     """The event of this start (a person's when none is given); skips what is not for the loop."""
-    if options.event is not None and options.trigger is not None:
+    if event is not None and trigger is not None:
         raise UsageError("--event and --trigger exclude each other", hint="pick one")
     try:
-        if options.event is not None:
-            payload = read_payload(options.event)
-            name = options.event_name or os.environ.get("GITHUB_EVENT_NAME") or None
+        if event is not None:
+            payload = read_payload(event)
+            name = event_name or os.environ.get("GITHUB_EVENT_NAME") or None
             return from_github(payload, config, event_name=name)
-        if options.trigger == "schedule":
+        if trigger == "schedule":
             return schedule_event(config, "local")
-        if options.trigger is not None:
+        if trigger is not None:
             raise UsageError(
-                f"--trigger {options.trigger!r} is not one outloop knows",
+                f"--trigger {trigger!r} is not one outloop knows",
                 hint="--trigger schedule (what `outloop schedule install` runs)",
             )
     except NotForThisLoop as exc:
-        source = "github" if options.event is not None else "local"
+        source = "github" if event is not None else "local"
         record_skip(
             repo.info.common_dir, config.name, source, "event not for this loop", exc.reason
         )
