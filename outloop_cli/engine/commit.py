@@ -120,7 +120,9 @@ class Commits:
 
 
 def _trigger_line(ctx: RunContext, n: int) -> str | None:
-    """What started the run, for the body of its first commit only."""
+    """What started the run (a trigger, not a person), for the body of its first commit only."""
+    if ctx.plan.event.source == "cli":
+        return None
     if any(it.commit for it in ctx.record.iterations if it.n != n):
         return None
     return f"Triggered by: {ctx.plan.event.kind} — {ctx.plan.event.summary}"
