@@ -151,6 +151,11 @@ def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> Loo
         record.loop,
         RunOptions(start=record.base_commit, max_iterations=limit, policy=options.policy),
     )
+    if record.trigger and record.trigger.get("source") != "cli":
+        import dataclasses
+
+        # the agent of a resumed run is told the same event as before the stop
+        plan = dataclasses.replace(plan, event=TriggerEvent.from_record(record.trigger))
     done = max((it.n for it in record.iterations if it.commit), default=0)
     if done >= plan.max_iterations:
         raise UsageError(

@@ -74,6 +74,19 @@ class TriggerEvent:
             "data": dict(self.data),
         }
 
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> TriggerEvent:
+        """The event as :meth:`record` wrote it (a resumed run goes on with its own)."""
+        inner = data.get("data")
+        return cls(
+            kind=str(data.get("kind") or "manual"),
+            source=str(data.get("source") or "cli"),
+            summary=str(data.get("summary") or ""),
+            start_commit=data.get("start_commit"),
+            fire_time=data.get("fire_time"),
+            data=dict(inner) if isinstance(inner, dict) else {},
+        )
+
     def audit_fields(self) -> dict[str, object]:
         """For the audit log: what happened and where, with digests of the free text."""
         import hashlib

@@ -265,3 +265,28 @@ def test_a_hand_start_of_a_loop_without_manual_is_refused_in_ci(
     done = run_with_event(repo, {"inputs": {}}, "workflow_dispatch", tmp_path)
     assert done.returncode == 75
     assert message in done.stderr
+
+
+def test_a_resumed_run_still_tells_the_agent_its_event(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    from tests.support.e2e import counter_goal
+
+    repo = make_repo(
+        {
+            ".outloop/fix.yml": loop_yaml(
+                agent_cmd("event_agent.py", "{prompt_file}", "{event_file}"),
+                counter_goal(2),
+                on={"issues": {"labels": ["outloop"]}},
+                limits={"max_iterations": 1, "stall": 5},
+            )
+        }
+    )
+    first = run_with_event(repo, issue_payload(tmp_path / "m"), "issues", tmp_path)
+    assert first.returncode == 1, first.stderr
+    run = only_run(first)
+    resumed = run_cli(repo, "resume", run["run_id"], "--max-iterations", "2", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    prompt = git(repo, "show", f"{run['branch']}:seen_prompt.txt")
+    assert "Feedback from outloop (iteration 2 of 2)" in prompt
+    assert '"number": 42' in prompt and "(untrusted data)" in prompt
