@@ -14,6 +14,9 @@ EXIT_GOAL_NOT_MET = 1
 EXIT_USAGE = 2
 EXIT_COULD_NOT_RUN = 3
 EXIT_INTERRUPTED = 130
+# a trigger fired while its loop was still running, or for a fire time already run (sysexits'
+# EX_TEMPFAIL: nothing is wrong, try again at the next trigger)
+EXIT_SKIPPED = 75
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,9 @@ class GitError(CouldNotRun):
         if self.stderr:
             message += f": {self.stderr}"
         super().__init__(message, hint=hint)
+
+
+class TriggerSkipped(OutloopError):
+    """A triggered start that does not run: recorded in triggers.jsonl, never queued."""
+
+    exit_code = EXIT_SKIPPED

@@ -33,6 +33,8 @@ class TurnContext:
     # outloop's sandbox contains the turn: a tool's own sandbox inside it is redundant,
     # and one built on user namespaces cannot nest there (they are disabled inside)
     contained: bool = False
+    # the event that started the run, as JSON (triggers/event.py); `{event_file}` in argv
+    event_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def placeholder_values(ctx: TurnContext) -> dict[str, str]:
         "iteration": str(ctx.iteration),
         "loop": ctx.loop,
         "run": ctx.run_id,
+        "event_file": str(ctx.event_file) if ctx.event_file is not None else "",
     }
 
 

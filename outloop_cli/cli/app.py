@@ -33,6 +33,7 @@ from outloop_cli.cli import (
     resume,
     run,
     say,
+    schedule,
     schema,
     secrets,
     show,
@@ -40,6 +41,7 @@ from outloop_cli.cli import (
     stop,
     ui,
     validate,
+    workflow,
 )
 from outloop_cli.cli.terminal import out
 
@@ -69,6 +71,8 @@ VERBS: dict[str, ModuleType] = {
     "credential": credential,
     "pr": pr,
     "matrix": matrix,
+    "workflow": workflow,
+    "schedule": schedule,
     "action-report": action_report,
 }
 

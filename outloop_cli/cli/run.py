@@ -71,6 +71,23 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per run on stdout.")
     ] = False,
+    event: Annotated[
+        Path | None,
+        typer.Option(
+            "--event",
+            help="The GitHub event payload that started this run ($GITHUB_EVENT_PATH; its "
+            "kind from $GITHUB_EVENT_NAME): checked against the loop's `on:`, and shown to "
+            "the agent as untrusted data.",
+        ),
+    ] = None,
+    trigger: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--trigger",
+            help="`schedule`: a timer's start, for the latest fire time of `on.schedule` "
+            "(what `outloop schedule install` runs).",
+        ),
+    ] = None,
 ) -> int:
     """Run loops, each in its own worktree on a scratch branch.
 
@@ -93,14 +110,25 @@ def run_command(
     and the others go on. Ctrl-C stops them all (`interrupted`). --json prints
     one object per run (JSON Lines), `repo` first.
 
+    A triggered start (--event, --trigger) is skipped, never queued, while the
+    loop is still running in this repository, and a schedule's fire time starts
+    at most one run; each skip is a line in .git/outloop/triggers.jsonl.
+
     Exit codes: 0 goal met, 1 not met, 2 bad config or usage, 3 could not run,
-    130 interrupted; with several runs the most severe wins (130, 3, 2, 1, 0).
+    75 a trigger skipped, 130 interrupted; with several runs the most severe wins
+    (130, 3, 2, 1, 75, 0).
     """
     from outloop_cli.commands.run import plan_loops
     from outloop_cli.engine.plan import RunOptions
 
     options = RunOptions(
-        start=start, max_iterations=max_iterations, out_dir=out, parallel=parallel, policy=policy
+        start=start,
+        max_iterations=max_iterations,
+        out_dir=out,
+        parallel=parallel,
+        policy=policy,
+        event=event,
+        trigger=trigger,
     )
     if repos:
         return _run_repos(repos, loops or [], options, run_all=run_all, jobs=jobs, as_json=as_json)

@@ -16,6 +16,7 @@ from outloop_cli.errors import (
     EXIT_COULD_NOT_RUN,
     EXIT_GOAL_NOT_MET,
     EXIT_INTERRUPTED,
+    EXIT_SKIPPED,
     EXIT_USAGE,
     ConfigError,
     Problem,
@@ -169,11 +170,11 @@ def run_concurrently(
 
 
 def combined_exit_code(outcomes: Sequence[HasExitCode]) -> int:
-    """The most severe result wins: interrupted, could not run, bad config, not met, met."""
+    """The most severe result wins: interrupted, could not run, bad config, not met, skipped, met."""
     codes = [o.exit_code for o in outcomes]
     if not codes:
         return 0
-    for code in (EXIT_INTERRUPTED, EXIT_COULD_NOT_RUN, EXIT_USAGE, EXIT_GOAL_NOT_MET):
+    for code in (EXIT_INTERRUPTED, EXIT_COULD_NOT_RUN, EXIT_USAGE, EXIT_GOAL_NOT_MET, EXIT_SKIPPED):
         if code in codes:
             return code
     return 0

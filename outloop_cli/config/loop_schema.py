@@ -51,6 +51,7 @@ from outloop_cli.config.spec_scalars import (
     Size,
     Str,
 )
+from outloop_cli.config.trigger_schema import TRIGGERS
 from outloop_cli.goals import registry as goals
 
 
@@ -675,6 +676,14 @@ LOOP = Obj(
             "before pushing, before the pull request, before the agent gets a named credential, "
             "every N iterations, over a cost.",
             example="{push: true, credentials: [crm], every_iterations: 5, timeout: 2h}",
+        ),
+        Field(
+            "on",
+            TRIGGERS,
+            "What starts the loop by itself: a schedule, a failed CI run, a labelled issue or "
+            "pull request; compiled by `outloop workflow` (GitHub Actions) and "
+            "`outloop schedule` (systemd timers, cron).",
+            example='{schedule: ["0 2 * * *"]}',
         ),
     ),
     (PresetCredentialNeeds(), ApprovedCredentialsDeclared()),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 SANDBOXES = ("auto", "bwrap", "none")
 CREDENTIAL_VIAS = ("proxy", "git", "helper")
 CI_PROVIDERS = ("github", "gitlab")
-PLACEHOLDERS = ("prompt", "prompt_file", "workdir", "iteration", "loop", "run")
+PLACEHOLDERS = ("prompt", "prompt_file", "workdir", "iteration", "loop", "run", "event_file")
 BRANCH_PLACEHOLDERS = ("loop", "run")
 
 DEFAULT_AGENT_TIMEOUT = 30 * 60.0
@@ -149,6 +149,36 @@ class ApproveConfig:
 
 
 @dataclass(frozen=True)
+class CIFailedTrigger:
+    """A workflow run on one of ``branches`` concluded ``failure``."""
+
+    branches: tuple[str, ...]
+    # names of the workflows to watch; empty: every workflow of the repository
+    workflows: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelTrigger:
+    """An issue or pull request got one of ``labels``."""
+
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TriggersConfig:
+    """``on:``: what starts the loop besides a person (who may, unless ``manual`` is false)."""
+
+    # cron expressions, as written (five fields or a macro such as @daily)
+    schedule: tuple[str, ...] = ()
+    # the IANA zone the schedule's times are in; None is UTC
+    timezone: str | None = None
+    ci_failed: CIFailedTrigger | None = None
+    issues: LabelTrigger | None = None
+    pull_request: LabelTrigger | None = None
+    manual: bool = True
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     name: str
     # path of the loop file relative to the repo root, e.g. ".outloop/fix.yml"
@@ -169,6 +199,13 @@ class LoopConfig:
     # host:port rules the sandboxed agent and goal may reach through the egress proxy
     egress: tuple[str, ...] = ()
     approve: ApproveConfig = field(default_factory=ApproveConfig)
+    # what starts the loop by itself (`on:` in the file); None when the file has no `on:`
+    on: TriggersConfig | None = None
+
+    @property
+    def triggers(self) -> TriggersConfig:
+        """``on:``, or what a loop without one gets: started by hand only."""
+        return self.on or TriggersConfig()
 
     def protected_patterns(self) -> tuple[str, ...]:
         return (ALWAYS_PROTECTED, *self.protect)

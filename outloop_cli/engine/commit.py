@@ -86,6 +86,7 @@ class Commits:
             audit_head=ctx.record.audit_head,
             awaiting_ci=awaiting_ci,
             operator_notes=it.operator_notes,
+            trigger=_trigger_line(ctx, it.n),
         )
         # the message quotes the goal (failing test names the agent chose): never a secret
         if ctx.masker is not None:
@@ -119,6 +120,15 @@ class Commits:
             ctx.note(it.n, f"could not commit the {why} turn: {exc.message}")
 
 
+def _trigger_line(ctx: RunContext, n: int) -> str | None:
+    """What started the run (a trigger, not a person), for the body of its first commit only."""
+    if ctx.plan.event.source == "cli":
+        return None
+    if any(it.commit for it in ctx.record.iterations if it.n != n):
+        return None
+    return f"Triggered by: {ctx.plan.event.kind} — {ctx.plan.event.summary}"
+
+
 def import_into_repository(ctx: RunContext) -> None:
     """The run's branch, from outloop's git dir into the user's repository (a fast-forward).
 
@@ -143,6 +153,7 @@ def commit_message(
     audit_head: dict[str, object] | None = None,
     awaiting_ci: bool = False,
     operator_notes: Sequence[Mapping[str, Any]] = (),
+    trigger: str | None = None,
 ) -> str:
     if awaiting_ci:
         # CI judges the pushed commit, so its verdict cannot be in the commit itself
@@ -180,6 +191,8 @@ def commit_message(
     for path, size in list(snapshot.skipped.items())[:10]:
         lines.append(f"Not committed (too large, {size} bytes): {path}")
     lines += _operator_lines(operator_notes)
+    if trigger is not None:
+        lines.append(trailers.one_line(trigger))
     pairs = [
         (trailers.RUN, run_id),
         (trailers.LOOP, loop),

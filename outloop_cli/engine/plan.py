@@ -18,6 +18,7 @@ from outloop_cli.config.source import load_committed_loop, read_committed_prompt
 from outloop_cli.engine.access import RunAccess
 from outloop_cli.engine.egress import EgressPlan, plan_egress
 from outloop_cli.engine.record_check import check_record_against_log
+from outloop_cli.engine.trigger import admit, resolve_event
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git.repo import Repository
 from outloop_cli.goals.base import Verifier
@@ -27,6 +28,7 @@ from outloop_cli.sandbox.availability import SandboxChoice, choose
 from outloop_cli.sandbox.extra_paths import ExtraPaths, check_extra_paths
 from outloop_cli.store.records import RunRecord
 from outloop_cli.store.runs import RunStore
+from outloop_cli.triggers.event import TriggerEvent, manual_event
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class RunOptions:
     parallel: bool = False
     # the workspace policy (default: $OUTLOOP_POLICY or the user's config dir)
     policy: Path | None = None
+    # the GitHub event payload that started this run ($GITHUB_EVENT_PATH) and its name
+    event: Path | None = None
+    event_name: str | None = None
+    # a local scheduler's start (`schedule`): the latest fire time of the loop's `on.schedule`
+    trigger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,22 @@ class LoopPlan:
     egress: EgressPlan = field(default_factory=EgressPlan)
     sandbox: SandboxChoice = field(default_factory=lambda: SandboxChoice("none", active=False))
     extra_paths: ExtraPaths = field(default_factory=ExtraPaths)
+    # what started the run; a person's `outloop run` unless a trigger says otherwise
+    event: TriggerEvent = field(default_factory=manual_event)
 
 
 def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     """Read and check everything a run needs from the starting commit, before any side effect."""
     base = repo.resolve_commit(options.start)
     config = load_committed_loop(repo, base, loop)
+    event = resolve_event(
+        repo, config, event=options.event, event_name=options.event_name, trigger=options.trigger
+    )
+    if event.start_commit is not None:
+        # a failed CI run or a pull request: the run starts from its commit, and reads the
+        # loop from there like from any starting commit
+        base = repo.resolve_commit(event.start_commit)
+        config = load_committed_loop(repo, base, loop)
     prompt = read_committed_prompt(repo, base, config)
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
@@ -70,6 +87,7 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     max_iterations = options.max_iterations or config.limits.max_iterations
     access = RunAccess.plan(repo, config, base, options.policy)
     egress = plan_egress(config, repo, options.policy, contained=sandbox.active)
+    admit(repo, config, event, parallel=options.parallel)
     return LoopPlan(
         repo,
         config,
@@ -82,6 +100,7 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
         egress=egress,
         sandbox=sandbox,
         extra_paths=extra,
+        event=event,
     )
 
 
@@ -132,6 +151,11 @@ def plan_resume(repo: Repository, record: RunRecord, options: RunOptions) -> Loo
         record.loop,
         RunOptions(start=record.base_commit, max_iterations=limit, policy=options.policy),
     )
+    if record.trigger and record.trigger.get("source") != "cli":
+        import dataclasses
+
+        # the agent of a resumed run is told the same event as before the stop
+        plan = dataclasses.replace(plan, event=TriggerEvent.from_record(record.trigger))
     done = max((it.n for it in record.iterations if it.commit), default=0)
     if done >= plan.max_iterations:
         raise UsageError(

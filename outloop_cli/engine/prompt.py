@@ -30,10 +30,14 @@ def compose_prompt(
     iteration: int,
     max_iterations: int,
     operator_notes: Sequence[tuple[str, str, str]] = (),
+    event_block: str | None = None,
 ) -> str:
     """``operator_notes``: (who, when, text) of each note for this turn, oldest first."""
     parts = [prompt.rstrip("\n")] if prompt.strip() else []
     parts += _operator_section(operator_notes)
+    if event_block:
+        # the loop's own task first, then the event as quoted data, then outloop's feedback
+        parts += ["", event_block]
     if last_goal is None or last_goal.met:
         return "\n".join(parts) + "\n"
     section = [

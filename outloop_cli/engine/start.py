@@ -23,6 +23,7 @@ from outloop_cli.paths import worktrees_root
 from outloop_cli.store.locks import loop_lock, run_lock
 from outloop_cli.store.records import RunRecord, RunState
 from outloop_cli.timefmt import now_iso
+from outloop_cli.triggers.event import EVENT_FILE, write_event_file
 
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
@@ -51,6 +52,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
         ctx.record = _first_record(ctx, branch, worktree_path)
         ctx.save()
         register_in_index(ctx)
+        write_event_file(ctx.paths.root / EVENT_FILE, ctx.plan.event)
         ctx.audit(
             "run_started",
             loop=config.name,
@@ -60,6 +62,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
             agent=ctx.plan.agent.label,
             goal=ctx.plan.verifier.label,
         )
+        ctx.audit("triggered", **ctx.plan.event.audit_fields())
         ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         announce_sandbox(ctx)
         start_access(ctx)
@@ -125,6 +128,7 @@ def _first_record(ctx: RunContext, branch: str, worktree_path: Path) -> RunRecor
         host=socket.gethostname(),
         outloop_version=__version__,
         sandbox=plan.sandbox.record(),
+        trigger=plan.event.record(),
     )
 
 

@@ -21,6 +21,7 @@ from outloop_cli.process.environment import build_env
 from outloop_cli.process.spawn import ProgramNotFound, run_streamed
 from outloop_cli.store.records import AgentResult, GoalResult
 from outloop_cli.timefmt import format_seconds
+from outloop_cli.triggers.event import EVENT_FILE, prompt_block
 
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
@@ -46,7 +47,9 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
         iteration=n,
         max_iterations=plan.max_iterations,
         operator_notes=[(note.who, note.at, note.text) for note in notes],
+        event_block=prompt_block(plan.event) if plan.event.source != "cli" else None,
     )
+    event_file = ctx.paths.root / EVENT_FILE
     prompt_file = ctx.paths.logs / f"iter-{n:03d}-prompt.md"
     prompt_file.write_text(prompt_text)
     state_dir = ctx.paths.root / "agent-state"
@@ -60,6 +63,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
         prompt_file=prompt_file,
         state_dir=state_dir,
         contained=sandboxed(ctx),
+        event_file=event_file,
     )
     invocation = plan.agent.invocation(turn)
     agent_cfg = ctx.config.agent
@@ -73,6 +77,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
             "OUTLOOP_ITERATION": str(n),
             "OUTLOOP_WORKDIR": str(worktree.path),
             "OUTLOOP_PROMPT_FILE": str(prompt_file),
+            "OUTLOOP_EVENT_FILE": str(event_file),
             **access.agent_env(),
             **proxy_env(ctx.egress.relay()),
         },
@@ -93,7 +98,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
                 ctx,
                 invocation.argv,
                 writable=[state_dir, *filter(None, [plan.access.broker_socket_dir()])],
-                readable=[prompt_file],
+                readable=[prompt_file, event_file],
                 proxy=plan.access.proxy_endpoint(),
             ),
             cwd=worktree.path,

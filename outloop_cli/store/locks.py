@@ -173,6 +173,14 @@ def loop_lock(common_dir: Path, loop: str, *, run_id: str | None = None) -> Iter
         _release(fd)
 
 
+def loop_running(common_dir: Path, loop: str) -> LockOwner | None:
+    """Who holds the loop lock of ``loop`` right now (None: nobody does)."""
+    path = loop_lock_path(common_dir, loop)
+    if not _lock_held(path):
+        return None
+    return read_lock_owner(path) or LockOwner(pid=None, host=None)
+
+
 def is_running(paths: RunPaths) -> bool:
     """Is a live process holding this run? Decided by the lock, which dies with its holder."""
     held = _lock_held(paths.lock)

@@ -186,6 +186,8 @@ class RunRecord:
     # gates approved once for the whole run (push, pr, cost, credential:NAME, iterations:N),
     # so a resumed run does not ask again
     approved: list[str] = field(default_factory=list)
+    # what started the run: {"kind": "issues", "summary": …, "data": {…}} (triggers/event.py)
+    trigger: dict[str, Any] | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

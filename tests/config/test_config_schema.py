@@ -86,6 +86,7 @@ def test_every_key_is_described(validator: jsonschema.Draft202012Validator) -> N
         "egress",
         "sandbox",
         "approve",
+        "on",
     }
 
 

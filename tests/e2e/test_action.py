@@ -238,10 +238,15 @@ def test_action_yml_is_valid_against_schemastore() -> None:
         ["bash", str(ROOT / ".ci" / "check-action.sh")],
         capture_output=True,
         text=True,
-        env={**os.environ, "CHECK_JSONSCHEMA": checker},
+        env={
+            **os.environ,
+            "CHECK_JSONSCHEMA": checker,
+            "ZIZMOR": shutil.which("zizmor", path=str(VENV_BIN)) or "zizmor",
+        },
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ok -- validation done") == 2
+    assert "No findings to report" in done.stdout
 
 
 def test_the_schema_check_catches_a_broken_action(tmp_path: Path) -> None:
@@ -259,7 +264,7 @@ def test_the_schema_check_catches_a_broken_action(tmp_path: Path) -> None:
 
 def test_inputs_reach_the_shell_only_through_env() -> None:
     spec = yaml.safe_load(ACTION.read_text())
-    assert set(spec["inputs"]) == {"loop", "args", "python-version", "version"}
+    assert set(spec["inputs"]) == {"loop", "args", "policy", "event", "python-version", "version"}
     assert set(spec["outputs"]) == {"result", "iterations", "branch", "run-id", "junit", "audit"}
     assert spec["runs"]["using"] == "composite"
     for step in spec["runs"]["steps"]:

@@ -144,6 +144,8 @@ def test_agent_of_a_real_run_gets_the_allow_list_only(
         "OUTLOOP_ITERATION",
         "OUTLOOP_WORKDIR",
         "OUTLOOP_PROMPT_FILE",
+        # the event that started the run, as a JSON file (triggers/event.py)
+        "OUTLOOP_EVENT_FILE",
         # bubblewrap's --chdir sets it to the worktree, as a shell's cd would
         "PWD",
     }

@@ -1,0 +1,1 @@
+"""Tests of triggers: cron, the `on:` key, workflows, machine schedules, event context."""
