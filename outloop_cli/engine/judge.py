@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.engine.containment import contained_view, sandboxed
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.goals.judge.presets import control_file
 from outloop_cli.goals.judge.prompt import Review
 from outloop_cli.goals.judge.verifier import JudgeContext, combine, judge
 from outloop_cli.process.environment import build_env
@@ -85,7 +86,7 @@ def review_work(ctx: RunContext, n: int, inner: GoalResult, tree: str) -> GoalRe
     view = where / "tree"
     _remove(where)
     view.mkdir(parents=True)
-    ctx.worktree.export_tree(tree, view)
+    ctx.worktree.export_tree(tree, view, leave_out=control_file)
     access = ctx.plan.access
     env = build_env(
         pass_env=(),

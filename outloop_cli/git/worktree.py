@@ -8,7 +8,7 @@ tree's ``.git`` file is the agent's and is never followed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,8 +165,12 @@ class Worktree:
             old, new, "--", strip=False,
         )  # fmt: skip
 
-    def export_tree(self, tree: str, dest: Path) -> int:
+    def export_tree(
+        self, tree: str, dest: Path, leave_out: Callable[[str], bool] | None = None
+    ) -> int:
         """Write the files of ``tree`` under ``dest`` (regular files only); how many.
+
+        ``leave_out(path)`` names files not to write.
 
         A symbolic link could point anywhere on the machine, a submodule is
         another repository: neither is written.
@@ -177,6 +181,8 @@ class Worktree:
             meta, _, path = entry.partition("\t")
             mode, kind, sha = meta.split(" ")
             if kind != "blob" or mode not in ("100644", "100755"):
+                continue
+            if leave_out is not None and leave_out(path):
                 continue
             target = dest / path
             if ".." in Path(path).parts or not target.resolve().is_relative_to(dest.resolve()):

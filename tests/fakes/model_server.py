@@ -492,6 +492,28 @@ def request_text(body: Any) -> str:
     return "\n".join(_strings(body))
 
 
+def tool_names(body: Any) -> list[str]:
+    """The tools a request offers the model, whatever the API's way of declaring them."""
+    if not isinstance(body, dict):
+        return []
+    names = [t.get("name") for t in body.get("tools", []) if isinstance(t, dict)]
+    names += [
+        t["function"].get("name")
+        for t in body.get("tools", [])
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    for tool in body.get("tools", []):
+        if isinstance(tool, dict):
+            names += [
+                f.get("name") for f in tool.get("functionDeclarations", []) if isinstance(f, dict)
+            ]
+    for item in body.get("input", []) if isinstance(body.get("input"), list) else []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            names += list(_flatten_tools(item.get("tools", [])))
+    names += list(_flatten_tools(body.get("tools", [])))
+    return sorted({n for n in names if isinstance(n, str)})
+
+
 def is_judge_request(body: Any) -> bool:
     return any(JUDGE_MARK in text for text in _strings(body))
 
@@ -1478,6 +1500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "headers": r.headers,
                 "last_input": _last_input(r.body),
                 "judge": is_judge_request(r.body),
+                "tools": tool_names(r.body),
                 # everything the request showed the model, for what-was-it-shown asserts
                 "text": request_text(r.body),
             }

@@ -5,20 +5,23 @@ Facts this relies on (the CLIs' own ``--help`` at the versions CI pins):
 - Claude Code 2.1: ``-p`` reads the prompt on stdin; ``--json-schema`` makes the
   model answer through a ``StructuredOutput`` tool, validated, and the
   ``--output-format json`` result carries it as ``structured_output``; ``--tools``
-  names the only built-in tools offered (here Read, Glob, Grep), ``--permission-mode
+  names the only built-in tools offered (here the read tools), ``--permission-mode
   dontAsk`` denies anything that would ask; ``--bare`` skips hooks, plugins and
   CLAUDE.md discovery (a file the agent planted must not speak to the judge outside
   the data frame), ``--setting-sources user`` reads no project settings, and
   ``--strict-mcp-config`` no MCP server but the (none) given;
 - Codex 0.171: ``exec --output-schema FILE`` sends the schema as the response's
   ``json_schema`` format, ``-o FILE`` writes the final message; ``--sandbox
-  read-only``; ``features.shell_tool = false`` removes its shell (it then has no
-  tool at all: it judges from the prompt), ``project_doc_max_bytes = 0`` reads no
+  read-only``; ``features.shell_tool = false`` removes its shell and patch tools
+  with a classic-tools model (:data:`CODEX_DEFAULT_MODEL` unless the loop names
+  one), so it judges from the prompt; ``project_doc_max_bytes = 0`` reads no
   AGENTS.md of the repository;
 - Gemini CLI 0.61: no schema flag, so the final message must be the JSON object
-  itself; ``--approval-mode plan`` is its read-only mode, and the system settings
-  file (``GEMINI_CLI_SYSTEM_SETTINGS_PATH``, which overrides a workspace's own)
-  keeps only its read tools (``tools.core``) and no context file;
+  itself; ``--approval-mode plan`` is its read-only mode, and the settings in its
+  own home keep only its read tools (``tools.core``). It reads a workspace's
+  ``.gemini/settings.json`` and ``GEMINI.md`` whatever its own settings say
+  (its system-settings override is skipped under a world-writable /tmp), so the
+  judge's view leaves every such file out (:func:`control_file`);
 - ``command``: the loop's program reads the prompt on stdin and prints the verdict
   object, optionally with ``"usage": {"input_tokens", "output_tokens", "cost_usd"}``.
 """
@@ -39,6 +42,25 @@ from outloop_cli.goals.judge.verdict import VerdictError, from_text
 CLAUDE_TOOLS = ("Read", "Glob", "Grep")
 CLAUDE_DENIED = ("Bash", "Edit", "MultiEdit", "Write", "NotebookEdit", "WebFetch", "WebSearch")
 GEMINI_TOOLS = ("read_file", "read_many_files", "list_directory", "glob", "search_file_content")
+# Codex's newer default models reach a shell through a JavaScript `exec` tool that
+# `shell_tool = false` leaves in place; this one has the classic tools, which it removes
+CODEX_DEFAULT_MODEL = "gpt-5-codex"
+
+# Files and directories a judge CLI would read as its own instructions or settings
+# (CLAUDE.md, AGENTS.md, GEMINI.md, .claude/, .codex/, .gemini/, MCP configs): the
+# agent wrote them, so they stay out of the judge's view, where they would speak
+# outside the data frame. Their changes are still in the diff, framed as data.
+CONTROL_NAMES = frozenset(
+    {
+        "CLAUDE.md", "CLAUDE.local.md", "AGENTS.md", "AGENTS.override.md", "GEMINI.md",
+        ".claude", ".codex", ".gemini", ".mcp.json", ".geminiignore",
+    }
+)  # fmt: skip
+
+
+def control_file(path: str) -> bool:
+    """Whether ``path`` (repo-relative) is, or lies in, one a judge CLI takes as its own."""
+    return any(part in CONTROL_NAMES for part in path.split("/"))
 
 
 @dataclass(frozen=True)
@@ -93,7 +115,7 @@ def _codex(config: JudgeConfig, state_dir: Path, schema: str) -> JudgeCall:
 
     home = state_dir / "codex"
     home.mkdir(parents=True, exist_ok=True)
-    lines = [f"model = {json.dumps(config.model)}"] if config.model else []
+    lines = [f"model = {json.dumps(config.model or CODEX_DEFAULT_MODEL)}"]
     lines += [
         f'model_provider = "{PROVIDER_ID}"',
         'approval_policy = "never"',
@@ -113,6 +135,9 @@ def _codex(config: JudgeConfig, state_dir: Path, schema: str) -> JudgeCall:
         "[features]",
         "plugins = false",
         "shell_tool = false",
+        # sub-agents and goals are tools a judge has no use for
+        "multi_agent = false",
+        "goals = false",
         "",
     ]
     (home / "config.toml").write_text("\n".join(lines))
@@ -138,19 +163,12 @@ def _gemini(config: JudgeConfig, state_dir: Path, model: list[str]) -> JudgeCall
 
     home = state_dir / "gemini"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS, indent=2) + "\n")
-    judge_settings = {
-        **SETTINGS,
-        "tools": {"core": list(GEMINI_TOOLS)},
-        "context": {"fileName": ["OUTLOOP-JUDGE-READS-NO-CONTEXT-FILE"]},
-        "mcpServers": {},
-    }
-    system = state_dir / "gemini-system-settings.json"
-    system.write_text(json.dumps(judge_settings, indent=2) + "\n")
+    judge_settings = {**SETTINGS, "tools": {"core": list(GEMINI_TOOLS)}, "mcpServers": {}}
+    # its own home's layer; a workspace layer cannot come in: the view holds no `.gemini/`
+    (home / ".gemini" / "settings.json").write_text(json.dumps(judge_settings, indent=2) + "\n")
     argv = ("gemini", "--output-format", "stream-json", "--approval-mode", "plan", *model)
     env = {
         "GEMINI_CLI_HOME": str(home),
-        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(system),
         "GEMINI_CLI_NO_RELAUNCH": "1",
         "GEMINI_TELEMETRY_ENABLED": "false",
     }
@@ -175,7 +193,7 @@ def read_answer(config: JudgeConfig, log_text: str, state_dir: Path) -> Answer:
         from outloop_cli.agents.pricing import price_for
 
         report = parse_events(log_text)
-        report.model = config.model
+        report.model = config.model or CODEX_DEFAULT_MODEL
         price = price_for(report.model)
         if price is not None and report.input_tokens is not None:
             report.cost_usd = price.cost(
