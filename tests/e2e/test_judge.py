@@ -384,3 +384,27 @@ def test_the_judge_in_the_sandbox_sees_the_commit_read_only(
     assert "judge-view-write: refused (Read-only file system)" in log
     assert {r.credential for r in server.judge_requests()} == {key}
     assert "judge-wrote-here.txt" not in git(repo, "ls-tree", "-r", "--name-only", record["branch"])
+
+
+def test_the_same_criteria_failing_for_the_same_reasons_is_a_stall(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent changes something every turn, but not what the judge wants: no progress."""
+    busywork = [{"NOTES.md": f"draft {n}\n", "README.md": HALF} for n in range(1, 6)]
+    with ModelServer([], judge=JudgeRule(EVIDENCE)) as server:
+        repo, _ = judged_repo(make_repo, tmp_path, monkeypatch, server, busywork)
+        data = yaml.safe_load((repo / ".outloop" / "fix.yml").read_text())
+        data["limits"] = {"max_iterations": 5, "stall": 2}
+        (repo / ".outloop" / "fix.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+        git(repo, "commit", "-qam", "stall after 2")
+        done = run_cli(repo, "run", "fix")
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    record = only_run(repo)
+    assert record["stop_reason"] == "stalled", record["stop_detail"]
+    # iteration 1 failed as the baseline did not (it was not judged); 2 and 3 repeat 1
+    assert [it["n"] for it in record["iterations"]] == [0, 1, 2, 3]
+    assert all(it["changed_files"] for it in record["iterations"][1:])
+    reasons = {
+        tuple(c["reason"] for c in judged(record, n)["criteria"] if not c["met"]) for n in (1, 2, 3)
+    }
+    assert len(reasons) == 1
