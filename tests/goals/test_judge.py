@@ -167,3 +167,25 @@ def test_each_preset_is_called_read_only_without_shell(tmp_path: Path) -> None:
 )
 def test_files_a_judge_cli_would_obey_stay_out_of_its_view(path: str, left_out: bool) -> None:
     assert presets.control_file(path) is left_out
+
+
+def test_a_judged_goal_survives_the_record_round_trip() -> None:
+    from outloop_cli.store.records import IterationRecord, RunRecord, RunState
+
+    verdict = JudgeResult(
+        preset="claude",
+        met=False,
+        criteria=tally(["a"], [Vote((False,), ("missing",))]),
+        input_tokens=10,
+        output_tokens=5,
+        cost_usd=0.5,
+    )
+    goal = combine(GoalResult(met=True, exit_code=0, duration=0.1), verdict, judge_only=False)
+    record = RunRecord(
+        run_id="r", loop="l", state=RunState.RUNNING, started_at="t", branch="b",
+        base_commit="c", worktree="w", repo_root="/", config_path="p", agent_label="a",
+        goal_label="g", iterations=[IterationRecord(n=1, started_at="t", goal=goal)],
+    )  # fmt: skip
+    again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again.iterations[0].goal == goal
+    assert (again.tokens, again.cost_usd) == (15, 0.5)
