@@ -208,6 +208,59 @@ CI = Obj(
     ),
 )
 
+JUDGE = Obj(
+    m.JudgeConfig,
+    (
+        Field(
+            "preset",
+            Enum(m.JUDGE_PRESETS),
+            "Which CLI judges (a fresh session each time, read-only, no shell); `command` "
+            "runs the program given in `command`.",
+            required=True,
+        ),
+        Field(
+            "spec",
+            REPO_PATH,
+            "The written spec the work is judged against, a file of the repository read from "
+            "the starting commit; the agent may not change it.",
+            required=True,
+            example="docs/SPEC.md",
+        ),
+        Field(
+            "criteria",
+            ListOf(Str("a criterion", non_blank=True), min_items=1, unique=True),
+            "Named checks, each judged on its own (pass or fail, with a reason). "
+            "Default: the spec as a whole is one check.",
+            example='["every CLI flag is documented with an example"]',
+        ),
+        Field(
+            "votes",
+            Int(1, m.MAX_JUDGE_VOTES),
+            "Independent judgments per iteration; each criterion takes the majority.",
+        ),
+        Field(
+            "timeout", Duration(), "Time limit of one judgment; past it the vote is a judge_error."
+        ),
+        Field(
+            "model",
+            Str(non_blank=True),
+            "The model the judge's CLI is asked to use.",
+            example="claude-sonnet-4-5",
+        ),
+        Field(
+            "command",
+            Argv(Str("a program or argument", non_blank=True)),
+            "Preset `command`: the judge program; it reads the prompt on stdin and prints the "
+            "verdict JSON.",
+            example='["python3", "tools/judge.py"]',
+        ),
+    ),
+    (
+        When("preset", ("command",), require=("command",), forbid=("model",)),
+        When("preset", tuple(p for p in m.JUDGE_PRESETS if p != "command"), forbid=("command",)),
+    ),
+)
+
 GOAL = Obj(
     m.GoalConfig,
     (
@@ -242,9 +295,16 @@ GOAL = Obj(
             "Instead of `run`: the goal is met when every (required) CI check on the pushed head is green.",
             example="{provider: github}",
         ),
+        Field(
+            "judge",
+            JUDGE,
+            "A model judges each iteration's commit against a written spec, from outside the "
+            "agent; beside `run` or `ci` it is asked only once they pass.",
+            example="{preset: claude, spec: docs/SPEC.md}",
+        ),
     ),
     (
-        ExactlyOne(goals.kind_names),
+        ExactlyOne(goals.kind_names, alongside=goals.companion_names),
         OnlyWith(
             ("junit", "timeout", "env", "pass_env"),
             "run",

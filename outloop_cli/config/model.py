@@ -19,6 +19,10 @@ DEFAULT_AGENT_TIMEOUT = 30 * 60.0
 DEFAULT_IDLE_TIMEOUT = 10 * 60.0
 DEFAULT_GOAL_TIMEOUT = 10 * 60.0
 DEFAULT_CI_TIMEOUT = 45 * 60.0
+DEFAULT_JUDGE_TIMEOUT = 5 * 60.0
+# the judges a loop may ask for; one more is rarely worth its cost
+JUDGE_PRESETS = ("claude", "codex", "gemini", "command")
+MAX_JUDGE_VOTES = 9
 DEFAULT_MAX_ITERATIONS = 10
 DEFAULT_MAX_TIME = 2 * 60 * 60.0
 DEFAULT_STALL = 3
@@ -64,6 +68,22 @@ class CIGoalConfig:
 
 
 @dataclass(frozen=True)
+class JudgeConfig:
+    """A model judging each iteration's commit against a written spec (goals/judge/)."""
+
+    preset: str
+    # repo-relative path, read from the starting commit (and protected during the run)
+    spec: str
+    # named checks, each judged on its own; none: the spec as a whole is one criterion
+    criteria: tuple[str, ...] = ()
+    votes: int = 1
+    timeout: float = DEFAULT_JUDGE_TIMEOUT
+    model: str | None = None
+    # preset `command`: the judge program (prompt on stdin, verdict JSON on stdout)
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class GoalConfig:
     # shell command line (run with /bin/sh -c); exactly one of run / ci is set
     run: str | None = None
@@ -72,6 +92,8 @@ class GoalConfig:
     env: EnvPairs = ()
     pass_env: tuple[str, ...] = ()
     ci: CIGoalConfig | None = None
+    # beside `run` (asked only once it passes) or `ci`, or alone
+    judge: JudgeConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -208,4 +230,6 @@ class LoopConfig:
         return self.on or TriggersConfig()
 
     def protected_patterns(self) -> tuple[str, ...]:
-        return (ALWAYS_PROTECTED, *self.protect)
+        # the judge's spec is what the work is measured against: the agent must not move it
+        judged = (self.goal.judge.spec,) if self.goal.judge is not None else ()
+        return (ALWAYS_PROTECTED, *judged, *self.protect)

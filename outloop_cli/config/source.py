@@ -105,6 +105,14 @@ def committed_file_problems(
                 "commit the prompt file, or write the task inline as `agent.prompt`",
             )
         )
+    if config.goal.judge is not None:
+        wanted.append(
+            (
+                ("goal", "judge", "spec"),
+                config.goal.judge.spec,
+                "commit the spec the judge reads",
+            )
+        )
     for cred in config.credentials:
         if cred.ca_bundle is not None:
             wanted.append(
@@ -119,9 +127,11 @@ def committed_file_problems(
     shown = file or f"{config.path}@{commit[:10]}"
     for key_path, path, hint in wanted:
         raw = repo.read_file(commit, path)
-        if raw is not None and key_path[0] == "agent" and raw.strip() and _is_utf8(raw):
+        # a prompt and a spec are text; anything else named here is a CA bundle
+        text_file = key_path[0] in ("agent", "goal")
+        if raw is not None and text_file and raw.strip() and _is_utf8(raw):
             continue
-        if raw is not None and key_path[0] != "agent" and _is_pem_bundle(raw):
+        if raw is not None and not text_file and _is_pem_bundle(raw):
             continue
         if text is None:
             if file is not None:
@@ -132,10 +142,10 @@ def committed_file_problems(
         line, col = (found[1], found[2]) if found else (None, None)
         if raw is None:
             what = f"`{path}` is not in commit {commit[:10]}"
-        elif key_path[0] == "agent" and not _is_utf8(raw):
+        elif text_file and not _is_utf8(raw):
             what = f"`{path}` is not UTF-8 text"
-            hint = "save the prompt file as UTF-8"
-        elif key_path[0] == "agent":
+            hint = "save the file as UTF-8"
+        elif text_file:
             what = f"`{path}` is empty"
         else:
             what = f"`{path}` holds no PEM certificate outloop can read"

@@ -39,13 +39,20 @@ class Exclusive(Rule):
 
 @dataclass(frozen=True)
 class ExactlyOne(Rule):
-    """Exactly one of ``keys`` (which may be a registry's, read at each use)."""
+    """Exactly one of ``keys`` (which may be a registry's, read at each use).
+
+    ``alongside`` keys (among ``keys``) may also stand with one of the others: one of
+    ``keys`` is still needed, but an ``alongside`` key excludes nothing.
+    """
 
     keys: Names
+    alongside: Names = ()
 
     def check(self, obj: Obj, seen: Seen, path: KeyPath, ctx: Context) -> None:
         keys = names_of(self.keys)
+        companions = set(names_of(self.alongside))
         present = [k for k in seen.keys if k in keys]
+        sole = [k for k in present if k not in companions]
         if not present:
             fields = [f for f in (obj.get_field(k) for k in keys) if f is not None]
             ctx.report(
@@ -54,16 +61,25 @@ class ExactlyOne(Rule):
                 f"needs one of {quote_keys(keys)}",
                 " Or: ".join(f.hint() for f in fields) or None,
             )
-        elif len(present) > 1:
+        elif len(sole) > 1:
             ctx.report(
-                seen.keys[present[1]],
+                seen.keys[sole[1]],
                 path,
-                f"{quote_keys(present, 'and')} exclude each other",
+                f"{quote_keys(sole, 'and')} exclude each other",
                 "keep only one of them",
             )
 
     def schema(self, obj: Obj) -> JSONSchema:
-        return {"oneOf": [{"required": [k]} for k in names_of(self.keys)]}
+        keys = names_of(self.keys)
+        companions = set(names_of(self.alongside))
+        if not companions:
+            return {"oneOf": [{"required": [k]} for k in keys]}
+        sole = [k for k in keys if k not in companions]
+        pairs = [{"required": list(p)} for p in itertools.combinations(sole, 2)]
+        return {
+            "anyOf": [{"required": [k]} for k in keys],
+            **({"not": {"anyOf": pairs}} if pairs else {}),
+        }
 
 
 @dataclass(frozen=True)

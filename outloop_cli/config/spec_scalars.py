@@ -147,9 +147,12 @@ class Str(Spec):
 @dataclass(frozen=True)
 class Int(Spec):
     minimum: int = 1
+    maximum: int | None = None
 
     @property
     def what(self) -> str:  # type: ignore[override]
+        if self.maximum is not None:
+            return f"an integer from {self.minimum} to {self.maximum}"
         return f"an integer ≥ {self.minimum}"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
@@ -161,7 +164,11 @@ class Int(Spec):
         # JSON Schema counts 3.0 as an integer; so do we
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, int) and value >= self.minimum:
+        if (
+            isinstance(value, int)
+            and value >= self.minimum
+            and (self.maximum is None or value <= self.maximum)
+        ):
             return value
         hint = _wrong_kind_hint(kind)
         if kind == "str" and _numeric_text(text):
@@ -172,7 +179,8 @@ class Int(Spec):
         return INVALID
 
     def schema(self) -> JSONSchema:
-        return {"type": "integer", "minimum": self.minimum}
+        bounds = {} if self.maximum is None else {"maximum": self.maximum}
+        return {"type": "integer", "minimum": self.minimum, **bounds}
 
 
 @dataclass(frozen=True)

@@ -247,9 +247,14 @@ def requested_credentials(config: LoopConfig) -> tuple[list[CredentialConfig], s
 
     explicit = {c.name for c in config.credentials}
     merged = list(config.credentials)
-    for default in default_credentials(config.agent.preset):
-        if default.name not in explicit:
-            merged.append(default)
+    presets = [config.agent.preset]
+    if config.goal.judge is not None:
+        # the judge's model API goes through the same proxy and policy as the agent's
+        presets.append(config.goal.judge.preset)
+    for preset in presets:
+        for default in default_credentials(preset):
+            if default.name not in {c.name for c in merged}:
+                merged.append(default)
     return merged, explicit
 
 

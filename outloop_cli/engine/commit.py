@@ -185,6 +185,12 @@ def commit_message(
         if agent.cost_usd is not None:
             agent_line += f", ${agent.cost_usd:.4f}"
         lines.append(agent_line)
+    judged = goal.judge if goal is not None else None
+    if judged is not None:
+        for c in judged.criteria:
+            mark = "met" if c.met else "not met"
+            votes = f" ({c.passed_votes}/{c.votes} votes)" if c.votes > 1 else ""
+            lines.append(trailers.one_line(f"Judge: {mark}{votes}: {c.criterion} — {c.reason}"))
     lines.append(
         f"Changed: {len(snapshot.changed)} file(s)" if snapshot.changed else "Changed: nothing"
     )
@@ -204,6 +210,12 @@ def commit_message(
         pairs.append((trailers.COST_USD, f"{agent.cost_usd:.4f}"))
     if agent is not None and (agent.input_tokens is not None or agent.output_tokens is not None):
         pairs.append((trailers.TOKENS, str((agent.input_tokens or 0) + (agent.output_tokens or 0))))
+    if judged is not None:
+        pairs.append((trailers.JUDGE, trailers.GOAL_PASS if judged.met else trailers.GOAL_FAIL))
+        if judged.cost_usd is not None:
+            pairs.append((trailers.JUDGE_COST_USD, f"{judged.cost_usd:.4f}"))
+        if judged.tokens is not None:
+            pairs.append((trailers.JUDGE_TOKENS, str(judged.tokens)))
     if audit_head is not None:
         # the audit chain as it stood before this commit: truncating the log is caught
         pairs.append((trailers.AUDIT_HEAD, f"{audit_head['seq']}:{audit_head['hash']}"))

@@ -92,3 +92,45 @@ def git_mounts(ctx: RunContext) -> GitMounts:
 def sandboxed(ctx: RunContext) -> bool:
     """Whether the run's agent and goal run in the sandbox (``sandbox.py`` decided at plan)."""
     return ctx.plan.sandbox.active
+
+
+def contained_view(
+    ctx: RunContext,
+    argv: Sequence[str],
+    view: Path,
+    *,
+    writable: Sequence[Path] = (),
+    proxy: tuple[int, Path] | None = None,
+) -> list[str]:
+    """``argv`` in the run's sandbox with ``view`` (a checkout of a commit) read-only.
+
+    For the judge: no git dir, no worktree, none of the loop's extra paths, no
+    egress; only its own state directories are writable, and the access proxy
+    is its one way out.
+    """
+    if not sandboxed(ctx):
+        return list(argv)
+    from outloop_cli import paths
+    from outloop_cli.sandbox import bwrap as sandbox
+
+    path_env = build_env().get("PATH")
+    repo = ctx.plan.repo.info
+    return sandbox.wrap(
+        argv,
+        bwrap=sandbox.bwrap_program(path_env),
+        path_env=path_env,
+        worktree=view,
+        read_only_worktree=True,
+        git=sandbox.GitMounts(read_only=(), writable=None),
+        writable=writable,
+        home=Path.home(),
+        protected=[
+            paths.state_home(),
+            paths.config_home(),
+            paths.data_home(),
+            repo.root,
+            repo.common_dir,
+            ctx.worktree.path,
+        ],
+        relays=[proxy] if proxy is not None else [],
+    )

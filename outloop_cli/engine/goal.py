@@ -75,8 +75,14 @@ def check_goal_tests_the_worktree(ctx: RunContext) -> None:
         raise CouldNotRun(message, hint=hint)
 
 
-def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> GoalResult:
-    """Check the goal for iteration ``n`` (0: the baseline); ``forge_fields`` feed a CI goal."""
+def evaluate_goal(
+    ctx: RunContext, n: int, forge_fields: Mapping[str, Any], review: str | None = None
+) -> GoalResult:
+    """Check the goal for iteration ``n`` (0: the baseline); ``forge_fields`` feed a CI goal.
+
+    With ``goal.judge``, ``review`` is the tree of the iteration's commit: once the
+    verifier passes, the judge reviews it (:mod:`outloop_cli.engine.judge`).
+    """
     ctx.emit("phase", n, "checking the goal", phase="goal")
     env = _goal_env(ctx, n)
     goal_ctx = GoalContext(
@@ -100,6 +106,13 @@ def evaluate_goal(ctx: RunContext, n: int, forge_fields: Mapping[str, Any]) -> G
         duration=round(goal.duration, 3),
         failing=len(goal.failing) if goal.tests is not None else None,
     )
+    if ctx.config.goal.judge is not None:
+        from outloop_cli.engine import judge
+
+        if review is None:
+            goal = judge.not_reviewed(ctx, goal)
+        elif goal.met:
+            goal = judge.review_work(ctx, n, goal, review)
     verdict = "goal met" if goal.met else "goal not met"
     ctx.emit("goal_evaluated", n, f"{verdict}: {goal.summary}", goal=goal)
     return goal

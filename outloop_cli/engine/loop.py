@@ -225,12 +225,12 @@ class LoopRun:
             self.commits.commit(it, snapshot, None, awaiting_ci=True)
             assert it.commit is not None
             self.forge.push(n, it.commit)
-            goal = evaluate_goal(ctx, n, self.forge.goal_context_fields())
+            goal = evaluate_goal(ctx, n, self.forge.goal_context_fields(), review=snapshot.tree)
             it.goal = goal
             if ctx.cancel.is_set():
                 raise self._cancelled("while waiting for CI")
         else:
-            goal = evaluate_goal(ctx, n, self.forge.goal_context_fields())
+            goal = evaluate_goal(ctx, n, self.forge.goal_context_fields(), review=snapshot.tree)
             # the goal ran code the agent wrote: before git runs again, the same guard
             _stop_if(self.guards.git_config(n))
             if ctx.cancel.is_set():

@@ -82,6 +82,7 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
     agent = make_agent(config.agent)
     verifier = make_verifier(config.goal)
     _check_executable(agent)
+    _check_judge(config)
     sandbox = choose(config.sandbox.mode, build_env().get("PATH"))
     extra = _extra_paths(repo, config, options) if sandbox.active else ExtraPaths()
     max_iterations = options.max_iterations or config.limits.max_iterations
@@ -102,6 +103,27 @@ def plan_loop(repo: Repository, loop: str, options: RunOptions) -> LoopPlan:
         extra_paths=extra,
         event=event,
     )
+
+
+def _check_judge(config: LoopConfig) -> None:
+    """The judge's program must be there before the first turn spends anything."""
+    if config.goal.judge is None:
+        return
+    import shutil
+
+    from outloop_cli.goals.judge.presets import program
+
+    name = program(config.goal.judge)
+    found = (
+        os.access(name, os.X_OK)
+        if "/" in name
+        else shutil.which(name, path=build_env().get("PATH")) is not None
+    )
+    if not found:
+        raise CouldNotRun(
+            f"the judge's program `{name}` was not found",
+            hint="install it, or pick another `goal.judge.preset`",
+        )
 
 
 def _extra_paths(repo: Repository, config: LoopConfig, options: RunOptions) -> ExtraPaths:

@@ -40,14 +40,24 @@ def compose_prompt(
         parts += ["", event_block]
     if last_goal is None or last_goal.met:
         return "\n".join(parts) + "\n"
+    judged = last_goal.judge
+    how = (
+        f"by a separate judge reading the spec ({goal_label})"
+        if judged is not None and last_goal.exit_code is None and not last_goal.log
+        else f"by running `{goal_label}` in the repository"
+    )
     section = [
         "",
         f"## Feedback from outloop (iteration {iteration} of {max_iterations})",
         "",
-        f"The goal is checked from outside by running `{goal_label}` in the repository; "
+        f"The goal is checked from outside {how}; "
         "the loop ends when it succeeds. Right now it does not:",
         f"{last_goal.summary}.",
     ]
+    if judged is not None:
+        unmet = [c for c in judged.criteria if not c.met]
+        section += ["", f"The judge found {len(unmet)} criterion/criteria not met:"]
+        section += [f"- {c.criterion}: {c.reason}" for c in unmet[:MAX_NAMES]]
     if last_goal.failing:
         section += ["", f"Failing tests ({len(last_goal.failing)}):"]
         section += [f"- {name}" for name in last_goal.failing[:MAX_NAMES]]

@@ -24,6 +24,10 @@ AGENT = "Outloop-Agent"
 COST_USD = "Outloop-Cost-USD"
 TOKENS = "Outloop-Tokens"
 AUDIT_HEAD = "Outloop-Audit-Head"
+# the judge's verdict (pass | fail) and its own usage, apart from the agent's
+JUDGE = "Outloop-Judge"
+JUDGE_COST_USD = "Outloop-Judge-Cost-USD"
+JUDGE_TOKENS = "Outloop-Judge-Tokens"
 
 # the values of Outloop-Goal
 GOAL_PASS = "pass"

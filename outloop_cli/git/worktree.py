@@ -8,7 +8,7 @@ tree's ``.git`` file is the agent's and is never followed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +157,42 @@ class Worktree:
     def binary_diff(self, old: str, new: str) -> str:
         """A patch from tree-ish ``old`` to ``new`` that ``git apply`` can replay, binaries too."""
         return self._git.run("diff", "--no-ext-diff", "--binary", old, new, "--", strip=False)
+
+    def text_diff(self, old: str, new: str) -> str:
+        """What changed from tree-ish ``old`` to ``new``, as a reader sees it (no binaries)."""
+        return self._git.run(
+            "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--stat", "--patch",
+            old, new, "--", strip=False,
+        )  # fmt: skip
+
+    def export_tree(
+        self, tree: str, dest: Path, leave_out: Callable[[str], bool] | None = None
+    ) -> int:
+        """Write the files of ``tree`` under ``dest`` (regular files only); how many.
+
+        ``leave_out(path)`` names files not to write.
+
+        A symbolic link could point anywhere on the machine, a submodule is
+        another repository: neither is written.
+        """
+        listing = self._git.run("ls-tree", "-r", "-z", "--full-tree", tree, strip=False)
+        written = 0
+        for entry in filter(None, listing.split("\0")):
+            meta, _, path = entry.partition("\t")
+            mode, kind, sha = meta.split(" ")
+            if kind != "blob" or mode not in ("100644", "100755"):
+                continue
+            if leave_out is not None and leave_out(path):
+                continue
+            target = dest / path
+            if ".." in Path(path).parts or not target.resolve().is_relative_to(dest.resolve()):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data = self._git.run("cat-file", "blob", sha, strip=False)
+            target.write_bytes(data.encode(errors="surrogateescape"))
+            target.chmod(0o555 if mode == "100755" else 0o444)
+            written += 1
+        return written
 
     def speed_up_status(self) -> None:
         """Two full-tree `git status` runs per iteration dominate on big repos: let git cache

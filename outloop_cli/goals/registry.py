@@ -1,9 +1,11 @@
 """The goal kinds: which key of ``goal:`` selects which verifier.
 
-A loop's goal is of exactly one kind, named for the key that selects it (and
+A loop's goal is of one kind, named for the key that selects it (and
 the :class:`~outloop_cli.config.model.GoalConfig` field of that name): ``run``,
-a shell command (:mod:`~outloop_cli.goals.command`), or ``ci``, the forge's
-checks on the pushed commit (:mod:`~outloop_cli.goals.ci.verifier`). The loop
+a shell command (:mod:`~outloop_cli.goals.command`), ``ci``, the forge's
+checks on the pushed commit (:mod:`~outloop_cli.goals.ci.verifier`), or
+``judge``, a model judging the work against a spec (:mod:`~outloop_cli.goals.judge`),
+which may also stand beside one of the others (it is asked once that one passes). The loop
 schema reads the kinds from here. Each entry imports its verifier only when a
 run builds one; verifiers import :mod:`outloop_cli.goals.base`, never this module.
 """
@@ -26,6 +28,8 @@ class GoalKind:
     name: str
     # builds the verifier for a goal of this kind, importing its module on first use
     build: Callable[[GoalConfig], Verifier]
+    # may stand beside another kind (the judge, asked once `run` or `ci` passes)
+    alongside: bool = False
 
 
 def _run(goal: GoalConfig) -> Verifier:
@@ -41,14 +45,27 @@ def _ci(goal: GoalConfig) -> Verifier:
     return CIVerifier(goal.ci)
 
 
+def _judge(goal: GoalConfig) -> Verifier:
+    from outloop_cli.goals.judge.verifier import JudgeOnlyVerifier
+
+    assert goal.judge is not None
+    return JudgeOnlyVerifier(goal.judge)
+
+
 # In the order messages list them.
 KINDS: dict[str, GoalKind] = {
-    kind.name: kind for kind in (GoalKind("run", _run), GoalKind("ci", _ci))
+    kind.name: kind
+    for kind in (GoalKind("run", _run), GoalKind("ci", _ci), GoalKind("judge", _judge, True))
 }
 
 
 def kind_names() -> tuple[str, ...]:
     return tuple(KINDS)
+
+
+def companion_names() -> tuple[str, ...]:
+    """The kinds that may stand beside another one."""
+    return tuple(name for name, kind in KINDS.items() if kind.alongside)
 
 
 def kind_of(goal: GoalConfig) -> str | None:

@@ -139,6 +139,9 @@ def _render(record: RunRecord, detail: _Detail) -> str:
     parts = [_headline(record), _facts(record)]
     if detail.rows:
         parts.append(_iterations(record, detail.rows))
+        judged = _judge_section(record, detail.rows)
+        if judged:
+            parts.append(judged)
     if detail.chart_points:
         chart = _chart(record, detail.chart_points)
         if chart:
@@ -263,6 +266,13 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
     tokens = "—"
     if agent is not None and (agent.input_tokens, agent.output_tokens) != (None, None):
         tokens = f"{(agent.input_tokens or 0) + (agent.output_tokens or 0):,}"
+    judged = it.goal.judge if it.goal is not None else None
+    if judged is not None:
+        # the judge's own spending, shown apart from the agent's
+        if judged.tokens is not None:
+            tokens += f" + {judged.tokens:,} judge"
+        if judged.cost_usd is not None:
+            cost += f" + {money_text(judged.cost_usd)} judge"
     return [
         "0 (baseline)" if it.n == 0 else str(it.n),
         _code(it.commit[:7], _CELL_CHARS, in_table=True) if it.commit else "—",
@@ -274,6 +284,28 @@ def _iteration_cells(it: IterationRecord) -> list[str]:
         tokens,
         cost,
     ]
+
+
+def _judge_section(record: RunRecord, max_rows: int) -> str:
+    """The judge's last verdict, criterion by criterion (with the votes when they disagree)."""
+    last = next((it for it in reversed(record.iterations) if it.goal and it.goal.judge), None)
+    if last is None or last.goal is None or last.goal.judge is None:
+        return ""
+    judged = last.goal.judge
+    lines = [
+        f"### Judge ({_escape(judged.preset)}), iteration {last.n}",
+        "",
+        "| Criterion | Verdict | Votes | Reason |",
+        "|---|---|---|---|",
+    ]
+    for c in judged.criteria[:max_rows]:
+        verdict = "✅ met" if c.met else "❌ not met"
+        reason = c.reason if not c.dissent else c.reason + " — " + "; ".join(c.dissent)
+        lines.append(
+            f"| {_escape(c.criterion, _CELL_CHARS)} | {verdict} | {c.passed_votes}/{c.votes} "
+            f"| {_escape(reason, _FACT_CHARS)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _goal_cell(goal: GoalResult | None) -> str:

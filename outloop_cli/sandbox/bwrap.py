@@ -136,6 +136,7 @@ def wrap(
     path_env: str | None = None,
     shell_command: str | None = None,
     relays: Sequence[tuple[int, Path]] = (),
+    read_only_worktree: bool = False,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -146,6 +147,7 @@ def wrap(
     ``protected`` directory (``$HOME``, outloop's state, the repository).
     Each of ``relays`` (port, Unix socket outside) is bound in and relayed on
     127.0.0.1:port inside: the access proxy, the egress proxy.
+    ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
     """
     worktree = worktree.resolve()
     home = (home or Path.home()).absolute()
@@ -203,7 +205,9 @@ def wrap(
         args += ["--ro-bind-try", str(source), str(target)]
     for source, target in extra_write:
         args += ["--bind-try", str(source), str(target)]
-    for directory in _existing([*writable, worktree]):
+    if read_only_worktree:
+        args += ["--ro-bind", str(worktree), str(worktree)]
+    for directory in _existing([*writable, *([] if read_only_worktree else [worktree])]):
         args += ["--bind", str(directory), str(directory)]
     args += ["--chdir", str(worktree), "--", *command]
     return args
@@ -216,7 +220,8 @@ class GitMounts:
     # the user's object store (and the stores it borrows from), outloop's for the run
     read_only: tuple[Path, ...]
     # the agent's private git dir: its refs, index, config, hooks and new objects
-    writable: Path
+    # (None: no git dir is writable, as for the judge)
+    writable: Path | None
 
 
 def git_dir_args(git: GitMounts) -> list[str]:
@@ -228,8 +233,9 @@ def git_dir_args(git: GitMounts) -> list[str]:
     args: list[str] = []
     for path in _existing(git.read_only):
         args += ["--ro-bind", str(path), str(path)]
-    agent = git.writable.resolve()
-    args += ["--bind", str(agent), str(agent)]
+    if git.writable is not None:
+        agent = git.writable.resolve()
+        args += ["--bind", str(agent), str(agent)]
     return args
 
 

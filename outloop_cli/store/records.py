@@ -76,6 +76,46 @@ class TestCase:
 
 
 @dataclass
+class CriterionVerdict:
+    """One criterion as the judge decided it (the majority of the votes)."""
+
+    criterion: str
+    met: bool
+    # the reason of a vote on the winning side; `judge_error: …` when no vote gave one
+    reason: str
+    # votes that passed it, of the votes cast
+    passed_votes: int = 0
+    votes: int = 1
+    # when the votes disagree: each vote's verdict and reason, in order
+    dissent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JudgeResult:
+    """What the judge (goals/judge/) said of one iteration's commit."""
+
+    preset: str
+    met: bool
+    criteria: list[CriterionVerdict] = field(default_factory=list)
+    votes: int = 1
+    # votes that gave no valid verdict, and why (each counts as failing every criterion)
+    errors: list[str] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    duration: float = 0.0
+    # paths relative to the run directory: the prompt, and each vote's log
+    prompt: str | None = None
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+@dataclass
 class GoalResult:
     met: bool
     exit_code: int | None
@@ -94,6 +134,8 @@ class GoalResult:
     # paths relative to the run directory
     log: str | None = None
     junit: str | None = None
+    # the judge's verdict, when the loop has `goal.judge` and it was asked
+    judge: JudgeResult | None = None
 
     @property
     def failing_count(self) -> int | None:
@@ -214,6 +256,8 @@ class RunRecord:
             for it in self.iterations
             if it.agent and it.agent.cost_usd is not None
         ]
+        # the judge's model calls are the run's spending too
+        costs += [j.cost_usd for j in self._judges() if j.cost_usd is not None]
         return sum(costs) if costs else None
 
     @property
@@ -224,7 +268,11 @@ class RunRecord:
             if it.agent
             and (it.agent.input_tokens is not None or it.agent.output_tokens is not None)
         ]
+        counts += [j.tokens for j in self._judges() if j.tokens is not None]
         return sum(counts) if counts else None
+
+    def _judges(self) -> list[JudgeResult]:
+        return [it.goal.judge for it in self.iterations if it.goal and it.goal.judge]
 
     # -- serialisation ----------------------------------------------------------
 
@@ -257,6 +305,10 @@ def _iteration_from_dict(data: dict[str, Any]) -> IterationRecord:
         if goal.get("tests") is not None:
             goal["tests"] = _build(TestCounts, goal["tests"])
         goal["cases"] = [_build(TestCase, c) for c in goal.get("cases", [])]
+        if goal.get("judge") is not None:
+            judge = dict(goal["judge"])
+            judge["criteria"] = [_build(CriterionVerdict, c) for c in judge.get("criteria", [])]
+            goal["judge"] = _build(JudgeResult, judge)
         raw["goal"] = _build(GoalResult, goal)
     return _build(IterationRecord, raw)
 

@@ -141,7 +141,7 @@ def test_validate_every_valid_fixture_in_one_repo(make_repo: RepoFactory, tmp_pa
 
     # the files the fixtures name are in the commit, as a run would need them
     ca = make_pki(tmp_path / "pki").ca_pem.decode()
-    named = {"docs/PROMPT.md": "Fix it.\n", "certs/ca.pem": ca}
+    named = {"docs/PROMPT.md": "Fix it.\n", "docs/SPEC.md": "The spec.\n", "certs/ca.pem": ca}
     repo = make_repo({**{f".outloop/{p.name}": p.read_text() for p in VALID}, **named})
     done = run_cli(repo, "validate")
     assert done.returncode == 0, done.stderr
