@@ -14,31 +14,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import RepoFactory
 from tests.support.e2e import PY, agent_cmd, counter_goal, loop_yaml, run_cli
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path) -> Path:
-    directory = tmp_path / "operator"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
-def background() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
 
 
 def _status_all(cwd: Path) -> dict[str, dict[str, Any]]:

@@ -7,11 +7,8 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from outloop_cli.paths import config_home
 from outloop_cli.store.run_index import index_dir, list_index
@@ -29,24 +26,6 @@ from tests.support.e2e import (
     start_runner,
     wait_for,
 )
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path) -> Path:
-    """A directory outside every git repository, as a user's home or /tmp would be."""
-    directory = tmp_path / "elsewhere"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
-def runners() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
 
 
 def _all(cwd: Path) -> dict[str, dict[str, Any]]:
@@ -85,7 +64,7 @@ def test_show_stop_resume_report_and_status_all_work_from_outside_any_repository
     make_repo: RepoFactory,
     tmp_path: Path,
     elsewhere: Path,
-    runners: list[subprocess.Popen[str]],
+    background: list[subprocess.Popen[str]],
 ) -> None:
     shared, sandbox = shared_dir(tmp_path)
     marker = shared / "agent-started"
@@ -109,7 +88,7 @@ def test_show_stop_resume_report_and_status_all_work_from_outside_any_repository
     assert run_cli(done_repo, "run", "fix").returncode == 0
     done_id = only_run(done_repo)["run_id"]
     runner = start_runner(live_repo, "run", "nightly")
-    runners.append(runner)
+    background.append(runner)
     wait_for(marker)
     live_id = only_run(live_repo)["run_id"]
 
@@ -173,7 +152,7 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
     make_repo: RepoFactory,
     tmp_path: Path,
     elsewhere: Path,
-    runners: list[subprocess.Popen[str]],
+    background: list[subprocess.Popen[str]],
 ) -> None:
     shared, sandbox = shared_dir(tmp_path)
     marker = shared / "agent-started"
@@ -198,7 +177,7 @@ def test_a_killed_runner_shows_crashed_and_a_deleted_repository_gone(
     assert run_cli(cleaned_repo, "run", "fix").returncode == 0
     cleaned_id = only_run(cleaned_repo)["run_id"]
     runner = start_runner(killed_repo, "run", "fix")
-    runners.append(runner)
+    background.append(runner)
     wait_for(marker)
     killed_id = only_run(killed_repo)["run_id"]
     assert _all(elsewhere)[killed_id]["state"] == "running"

@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from outloop_cli.paths import config_home
 from outloop_cli.store.run_index import list_index
@@ -32,23 +29,6 @@ from tests.support.e2e import (
     shared_dir,
     wait_for,
 )
-
-
-@pytest.fixture
-def elsewhere(tmp_path: Path) -> Path:
-    directory = tmp_path / "elsewhere"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
-def background() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen[str]:
