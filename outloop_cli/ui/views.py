@@ -118,9 +118,24 @@ def run_summary(run: RunHandle) -> dict[str, Any]:
 
 def _iteration(it: IterationRecord) -> dict[str, Any]:
     agent, goal = it.agent, it.goal
-    tokens = None
-    if agent and (agent.input_tokens is not None or agent.output_tokens is not None):
-        tokens = (agent.input_tokens or 0) + (agent.output_tokens or 0)
+    judge = goal.judge if goal is not None else None
+    # the judge's model calls are the iteration's spending too, as in the run's totals
+    token_counts = [
+        n
+        for n in (
+            agent.input_tokens if agent else None,
+            agent.output_tokens if agent else None,
+            judge.input_tokens if judge else None,
+            judge.output_tokens if judge else None,
+        )
+        if n is not None
+    ]
+    tokens = sum(token_counts) if token_counts else None
+    costs = [
+        c
+        for c in (agent.cost_usd if agent else None, judge.cost_usd if judge else None)
+        if c is not None
+    ]
     return {
         "n": it.n,
         "commit": it.commit if it.commit and is_sha(it.commit) else None,
@@ -129,8 +144,12 @@ def _iteration(it: IterationRecord) -> dict[str, Any]:
         "failing_names": [_text(n) for n in (goal.failing if goal else [])[:_FAILING_NAMES]],
         "goal_summary": _text(goal.summary if goal else None, 400),
         "duration": it.duration,
-        "cost_usd": agent.cost_usd if agent else None,
+        "cost_usd": sum(costs) if costs else None,
         "tokens": tokens,
+        "criteria": [
+            {"criterion": _text(c.criterion, 200), "met": c.met, "reason": _text(c.reason, 400)}
+            for c in (judge.criteria if judge else [])
+        ],
         "agent_error": _text(agent.error if agent else None),
         "changed_files": len(it.changed_files),
         "finished": it.finished_at is not None,

@@ -179,6 +179,19 @@ def test_a_judge_fails_the_work_then_passes_it_as_it_improves(
     summary = (run_dir(repo, record) / "summary.md").read_text()
     assert "### Judge (command), iteration 2" in summary
     assert "judge" in summary.split("### Judge")[0]
+    # the dashboard shows the judge's spending per iteration and each criterion it failed
+    from outloop_cli.ui.sources import RunSource
+    from outloop_cli.ui.views import run_details
+
+    handle = RunSource([repo], only=True).find(record["run_id"])
+    assert handle is not None
+    shown = {it["n"]: it for it in run_details(handle)["iterations"]}
+    assert shown[1]["cost_usd"] == pytest.approx(0.01)
+    assert shown[1]["tokens"] == first["input_tokens"] + first["output_tokens"]
+    failed = [c for c in shown[1]["criteria"] if not c["met"]]
+    assert [c["criterion"] for c in failed] == ["the --quiet flag is documented"]
+    assert "is missing from the work" in failed[0]["reason"]
+    assert all(c["met"] for c in shown[2]["criteria"])
     assert_no_leak(
         key,
         done.stdout,

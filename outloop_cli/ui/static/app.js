@@ -233,7 +233,12 @@ function renderIterations(iterations) {
     row.append(failing, el("td", it.changed_files), el("td", seconds(it.duration)));
     row.append(el("td", money(it.cost_usd)), el("td", orDash(it.tokens)));
     const note = !it.finished ? "in progress" : it.agent_error ? "agent: " + it.agent_error : it.goal_summary || "";
-    row.append(el("td", note, "wrap muted"));
+    const noteCell = el("td", note, "wrap muted");
+    // a judged goal: each criterion the judge failed, with its reason
+    for (const c of it.criteria || []) {
+      if (!c.met) noteCell.append(el("div", "✗ " + c.criterion + ": " + c.reason, "criterion"));
+    }
+    row.append(noteCell);
     if (it.commit) {
       row.addEventListener("click", () => loadDiff(it.n, true));
       row.title = "show this iteration's diff";
