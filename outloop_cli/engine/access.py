@@ -109,7 +109,8 @@ def _outside(decision: Decision, reason: str, policy_at: str) -> Decision:
 def forge_api_url(config: LoopConfig, remote_url: str | None) -> tuple[str, str] | None:
     """(provider, the REST API's base URL) a run's forge token goes to, when it uses one."""
     ci = config.goal.ci
-    if ci is None and not config.pr:
+    # a loop started by a failed CI run reads that run's failed checks with the token too
+    if ci is None and not config.pr and config.triggers.ci_failed is None:
         return None
     import os
 

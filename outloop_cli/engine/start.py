@@ -7,6 +7,7 @@ are released again when any later step fails.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli import __version__
 from outloop_cli.engine.index import register_in_index
+from outloop_cli.engine.trigger import with_failed_checks
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git import rundirs
 from outloop_cli.git.rundirs import RunGitDirs
@@ -66,7 +68,19 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
         ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         announce_sandbox(ctx)
         start_access(ctx)
+        _read_trigger_checks(ctx)
         return ctx.record
+
+
+def _read_trigger_checks(ctx: RunContext) -> None:
+    """A run a failed CI run started learns that run's failed checks before its first turn."""
+    event = with_failed_checks(ctx)
+    if event is ctx.plan.event:
+        return
+    ctx.plan = dataclasses.replace(ctx.plan, event=event)
+    ctx.record.trigger = event.record()
+    write_event_file(ctx.paths.root / EVENT_FILE, event)
+    ctx.save()
 
 
 def run_git_dirs(ctx: RunContext, worktree_path: Path) -> RunGitDirs:

@@ -290,3 +290,65 @@ def test_a_resumed_run_still_tells_the_agent_its_event(
     prompt = git(repo, "show", f"{run['branch']}:seen_prompt.txt")
     assert "Feedback from outloop (iteration 2 of 2)" in prompt
     assert '"number": 42' in prompt and "(untrusted data)" in prompt
+
+
+def test_a_failed_ci_run_tells_the_first_turn_its_failed_checks(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.github_server import FakeGitHub
+
+    token = "ghp_" + "t" * 36
+    repo = event_loop(make_repo, {"ci_failed": {"branches": ["main"], "workflows": ["CI"]}})
+    failing = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "remote", "add", "origin", "https://github.com/octo/widgets.git")
+    with FakeGitHub(tokens=(token,)) as github:
+        github.add_check(
+            failing,
+            "unit tests",
+            [(0.0, "completed", "failure")],
+            output={"title": "2 failed", "summary": "test_add: expected 3, got 4"},
+        )
+        github.add_check(failing, "lint", [(0.0, "completed", "success")])
+        policy = Path(os.environ["XDG_CONFIG_HOME"]) / "outloop" / "policy.yml"
+        policy.parent.mkdir(parents=True, exist_ok=True)
+        policy.write_text(
+            "workspaces:\n  acme:\n"
+            f'    repos: ["{repo}"]\n'
+            f'    secrets: [{{name: github, upstreams: ["{github.api_url}"]}}]\n'
+        )
+        policy.chmod(0o600)
+        # as in Actions, where the runner names its API
+        monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+        monkeypatch.setenv("OUTLOOP_SECRET_ACME_GITHUB", token)
+        payload = {
+            "action": "completed",
+            "workflow_run": {
+                "id": 7,
+                "name": "CI",
+                "conclusion": "failure",
+                "event": "push",
+                "head_sha": failing,
+                "head_branch": "main",
+                "html_url": "https://github.com/octo/widgets/actions/runs/7",
+            },
+        }
+        done = run_with_event(repo, payload, "workflow_run", tmp_path)
+        read = github.api_requests(f"/commits/{failing}/check-runs")
+
+    assert done.returncode == 0, done.stderr
+    assert read, "the failed run's checks were never asked for"
+    run = only_run(done)
+    prompt = git(repo, "show", f"{run['branch']}:seen_prompt.txt")
+    block = prompt.split("(untrusted data)", 1)[1]
+    # the failed check, its summary, as data in the event block; the green one is not there
+    assert '"name": "unit tests"' in block and "test_add: expected 3, got 4" in block
+    assert '"name": "lint"' not in block
+    assert token not in prompt and token not in done.stdout + done.stderr
+    events = [
+        json.loads(line)
+        for line in (repo / ".git/outloop/runs" / run["run_id"] / "audit.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    [checked] = [e for e in events if e["event"] == "trigger_checks_read"]
+    assert checked["failed"] == ["unit tests"]
