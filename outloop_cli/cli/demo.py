@@ -100,7 +100,7 @@ def _run_agency(directory: Path | None, secrets_from: str, ui: bool) -> int:
         out(f"dashboard: {demo.dashboard_url}")
         out(f"  still serving (pid {demo.dashboard_pid}); stop it with `kill {demo.dashboard_pid}`")
     elif demo.dashboard:
-        out(f"dashboard: {demo.dashboard}  (prints a URL with its one-time token)")
+        out(f"dashboard: {demo.dashboard}  (prints a URL with its token: treat it as a password)")
     else:
         out("dashboard: `outloop ui` is not part of this build; `outloop show RUN` shows one run")
     if not demo.ok:

@@ -29,7 +29,12 @@ def ui_command(
         str, typer.Option("--host", help="Loopback address to listen on (127.0.0.1 or ::1).")
     ] = "127.0.0.1",
 ) -> int:
-    """Serve a live dashboard of runs: open the printed URL (it carries a one-time token)."""
+    """Serve a live dashboard of runs: open the printed URL in your browser.
+
+    The URL's token opens a session in each browser that opens it, for as long as
+    this dashboard runs (as Jupyter's does): treat the URL as a password. A new
+    start prints a new token.
+    """
     from outloop_cli.commands.ui import serve_ui
 
     def ready(url: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli import __version__
 from outloop_cli.engine.index import register_in_index
-from outloop_cli.engine.trigger import with_failed_checks
+from outloop_cli.engine.trigger_checks import with_failed_checks
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git import rundirs
 from outloop_cli.git.rundirs import RunGitDirs

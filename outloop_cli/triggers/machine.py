@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from outloop_cli.config.model import LoopConfig
+from outloop_cli.errors import UsageError
 from outloop_cli.triggers.cron import parse_cron
 
 UNIT_PREFIX = "outloop-"
@@ -93,17 +94,27 @@ def entry_for(config: LoopConfig, repo_root: Path, common_dir: Path) -> Entry:
 # -- systemd ------------------------------------------------------------------
 
 
+def _single_line(value: str, what: str) -> str:
+    """Unit files and crontabs are read line by line: a line break would start a line of its own."""
+    if "\n" in value or "\r" in value:
+        raise UsageError(
+            f"{what} holds a line break, which would write a line of its own into the "
+            f"schedule: {value!r}",
+            hint="move the repository (or unset the variable) to a name without one",
+        )
+    return value
+
+
 def _systemd_word(word: str) -> str:
     """One ExecStart= word: quoted, with systemd's own specifiers (%) and variables ($) kept literal."""
+    word = _single_line(word, "a word of the command")
     escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     return f'"{escaped}"'
 
 
 def _systemd_value(value: str) -> str:
     """A value of Environment= or WorkingDirectory=, with % doubled (systemd specifiers)."""
-    if "\n" in value:
-        raise ValueError("a unit value cannot hold a newline")
-    return value.replace("%", "%%")
+    return _single_line(value, "a unit value").replace("%", "%%")
 
 
 def service_unit(entry: Entry, command: Sequence[str], env: Sequence[tuple[str, str]]) -> str:
@@ -158,8 +169,10 @@ def _cron_escape(command: str) -> str:
 
 
 def cron_lines(entry: Entry, command: Sequence[str], log: Path) -> list[str]:
-    run = " ".join(shlex.quote(w) for w in [*command, "run", entry.loop, "--trigger", "schedule"])
-    shell = f"cd {shlex.quote(entry.repo)} && {run} >> {shlex.quote(str(log))} 2>&1"
+    words = [*command, "run", entry.loop, "--trigger", "schedule"]
+    run = " ".join(shlex.quote(_single_line(w, "a word of the command")) for w in words)
+    repo = shlex.quote(_single_line(entry.repo, "the repository's path"))
+    shell = f"cd {repo} && {run} >> {shlex.quote(_single_line(str(log), 'the log path'))} 2>&1"
     out = [entry.meta()]
     # cronie reads CRON_TZ for the lines after it; the schedule is UTC unless the loop says
     out.append(f"CRON_TZ={entry.timezone or 'UTC'}")

@@ -62,18 +62,42 @@ def resume(run: RunHandle) -> ActionResult:
     return ActionResult(True, f"resuming run {run.run_id} (runner pid {pid})")
 
 
-def approve(run: RunHandle, note: str | None) -> ActionResult:
+def _shown_request(request_id: str | None) -> str:
+    """A decision from the page names the request it showed; the CLI may decide blind, not it."""
+    if request_id is None:
+        raise UsageError(
+            "the decision names no approval request",
+            hint="reload the page: it shows what the run waits for, and answers that",
+        )
+    return request_id
+
+
+def approve(run: RunHandle, note: str | None, request_id: str | None) -> ActionResult:
     _usable(run)
-    result = approve_run(run.repo_root, run.run_id, who=_who(), note=note, wait=_DECISION_WAIT)
+    result = approve_run(
+        run.repo_root,
+        run.run_id,
+        who=_who(),
+        note=note,
+        request_id=_shown_request(request_id),
+        wait=_DECISION_WAIT,
+    )
     taken = "taken by the run" if result.acknowledged else "written; the run has not taken it yet"
     return ActionResult(True, f"approved {result.what} ({taken})")
 
 
-def deny(run: RunHandle, reason: str) -> ActionResult:
+def deny(run: RunHandle, reason: str, request_id: str | None) -> ActionResult:
     _usable(run)
     if not reason.strip():
         raise UsageError("a denial needs a reason")
-    result = deny_run(run.repo_root, run.run_id, who=_who(), reason=reason, wait=_DECISION_WAIT)
+    result = deny_run(
+        run.repo_root,
+        run.run_id,
+        who=_who(),
+        reason=reason,
+        request_id=_shown_request(request_id),
+        wait=_DECISION_WAIT,
+    )
     taken = "taken by the run" if result.acknowledged else "written; the run has not taken it yet"
     return ActionResult(True, f"denied {result.what} ({taken})")
 

@@ -2,8 +2,10 @@
 
 Four checks, each against a named attack:
 
-- the token (``?token=`` once, then an HttpOnly, SameSite=Strict session
-  cookie): another local user or a web page cannot read the dashboard;
+- the token (``?token=`` in the printed URL, traded for an HttpOnly,
+  SameSite=Strict session cookie and dropped from the address bar; it opens a
+  session for each browser that opens it while the process lives, so the URL
+  is a password): another local user or a web page cannot read the dashboard;
 - the Host header must name the loopback address and port we listen on: a
   page on a hostile domain that re-points its DNS name at 127.0.0.1 (DNS
   rebinding) sends its own Host and is refused;

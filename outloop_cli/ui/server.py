@@ -209,11 +209,14 @@ async def act(request: web.Request) -> web.Response:
         body = {}
     text = body.get("text")
     text = text if isinstance(text, str) else ""
+    # the approval request the page showed: a decision answers that one or none
+    shown = body.get("request")
+    request_id = shown if isinstance(shown, str) and shown else None
     calls: dict[str, Callable[[], actions.ActionResult]] = {
         "stop": lambda: actions.stop(run),
         "resume": lambda: actions.resume(run),
-        "approve": lambda: actions.approve(run, text or None),
-        "deny": lambda: actions.deny(run, text),
+        "approve": lambda: actions.approve(run, text or None, request_id),
+        "deny": lambda: actions.deny(run, text, request_id),
         "say": lambda: actions.say(run, text),
     }
     call = calls.get(action)

@@ -112,6 +112,8 @@ def run_summary(run: RunHandle) -> dict[str, Any]:
         # what a run in waiting_approval waits for
         "awaiting": _text(approval.get("what"), 400) if approval else None,
         "awaiting_gate": _text(approval.get("gate")) if approval else None,
+        # the request a decision from this page answers: a run that moved on is left waiting
+        "awaiting_id": _text(approval.get("id")) if approval else None,
         "awaiting_until": _text(approval.get("timeout_at")) if approval else None,
     }
 

@@ -172,3 +172,25 @@ def test_a_cron_line_runs_the_loop_as_cron_would(
     assert done.returncode == 0
     ledger = (repo / ".git/outloop/triggers.jsonl").read_text().splitlines()
     assert json.loads(ledger[-1])["kind"] == "schedule"
+
+
+def test_a_line_break_in_a_path_or_variable_never_writes_a_line_of_its_own() -> None:
+    import shlex
+
+    from outloop_cli.errors import UsageError
+    from outloop_cli.triggers.machine import Entry, cron_lines, service_unit
+
+    injected = "/tmp/x\n* * * * * touch /tmp/pwned #"
+    entry = Entry(injected, "fix", "outloop-0-fix", ("0 2 * * *",), None)
+    # control: quoted as a shell word only, the break survives and cron reads a second line
+    second = f"cd {shlex.quote(injected)}".splitlines()[1]
+    assert second.startswith("* * * * * touch /tmp/pwned #")
+    with pytest.raises(UsageError, match="line break"):
+        cron_lines(entry, ["outloop"], Path("/tmp/log"))
+    with pytest.raises(UsageError, match="line break"):
+        service_unit(entry, ["outloop"], [])
+    plain = Entry("/srv/repo", "fix", "outloop-0-fix", ("0 2 * * *",), None)
+    with pytest.raises(UsageError, match="line break"):
+        service_unit(plain, ["outloop"], [("HOME", "/root\nExecStartPre=/bin/touch /tmp/pwned")])
+    # control: the same entry without a break is one line per schedule
+    assert len(cron_lines(plain, ["outloop"], Path("/tmp/log"))) == 3

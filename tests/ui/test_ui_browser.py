@@ -203,6 +203,8 @@ def test_steer_approve_and_deny_from_the_page_reach_the_run_and_its_audit_log(
             expect(state).to_contain_text("waiting_approval")
             expect(page.locator("#final-message")).to_contain_text("Read the operator's note.")
 
+            # the page shows the run's next request before a human decides on it
+            expect(page.locator("#run-facts")).to_contain_text("after 2 iteration")
             # a denial needs a reason: the page says so and sends nothing
             page.locator("#btn-deny").click()
             expect(page.locator("#action-result")).to_have_text("a denial needs a reason")

@@ -215,3 +215,65 @@ def test_a_canary_secret_of_a_run_never_reaches_a_response_or_the_event_stream(
         ui.read_events(until=run_id)
         assert_no_leak(key, *ui.seen, where="a dashboard response")
         assert json.dumps(details).count("***") >= 1
+
+
+def test_a_decision_from_the_page_answers_only_the_request_it_showed(
+    make_repo: RepoFactory,
+) -> None:
+    """A page loaded before the run moved on must not approve the next, unseen request."""
+    import time
+
+    from tests.support.e2e import start_runner
+
+    repo = make_repo(dashboard_files(None, goal_target=5, approve={"every_iterations": 1}))
+    runner = start_runner(repo, "run", "fix")
+
+    def record() -> dict[str, object]:
+        runs = sorted(runs_dir(repo).glob("*/run.json")) if runs_dir(repo).is_dir() else []
+        try:
+            return dict(json.loads(runs[0].read_text())) if runs else {}
+        except ValueError:
+            return {}
+
+    def waiting_for(besides: str | None) -> dict[str, object]:
+        deadline = time.monotonic() + 60
+        while True:
+            found = record()
+            approval = found.get("approval")
+            if (
+                found.get("state") == "waiting_approval"
+                and isinstance(approval, dict)
+                and approval.get("id") != besides
+            ):
+                return approval
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, "the run never waited for approval"
+            time.sleep(0.05)
+
+    try:
+        with running_dashboard(repo) as ui:
+            ui.log_in()
+            first = waiting_for(None)
+            run_id = str(record()["run_id"])
+            shown = ui.request("GET", f"/api/runs/{run_id}").json()["summary"]
+            assert shown["awaiting_id"] == first["id"]
+            # the CLI approves; the run moves on to its next request
+            assert run_cli(repo, "approve", run_id).returncode == 0
+            second = waiting_for(str(first["id"]))
+
+            # the stale page's click, and a click naming no request: both refused
+            stale = ui.post(f"/api/runs/{run_id}/approve", {"text": "", "request": first["id"]})
+            blind = ui.post(f"/api/runs/{run_id}/approve", {"text": ""})
+            assert stale.status == 409 and "not waiting for request" in stale.text
+            assert blind.status == 409 and "names no approval request" in blind.text
+            still = record()
+            assert still["state"] == "waiting_approval"
+            assert isinstance(still["approval"], dict) and still["approval"]["id"] == second["id"]
+            # control: the page that shows the current request approves it
+            fresh = ui.post(f"/api/runs/{run_id}/approve", {"text": "", "request": second["id"]})
+            assert fresh.status == 200, fresh.text
+            waiting_for(str(second["id"]))
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate(timeout=30)

@@ -359,6 +359,11 @@ function renderAudit(events) {
 
 // -- actions ------------------------------------------------------------------------
 
+function awaitedRequest() {
+  const s = ui.detail && ui.detail.summary;
+  return s && s.awaiting_id ? s.awaiting_id : null;
+}
+
 async function act(action, text) {
   const runId = ui.selected;
   const result = $("action-result");
@@ -369,7 +374,8 @@ async function act(action, text) {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-Outloop-CSRF": ui.csrf },
-      body: JSON.stringify({ text: text || "" }),
+      // approve and deny answer the request this page showed, never one that came after it
+      body: JSON.stringify({ text: text || "", request: awaitedRequest() }),
     });
     let message = response.status + "";
     try {
