@@ -121,6 +121,31 @@ class RunForge:
             self.session.close()
 
 
+def open_run_forge_session(ctx: RunContext, remote_url: str, *, want_pr: bool) -> ForgeSession:
+    """The run's forge API session, with the token the policy gives this repository (audited)."""
+    from outloop_cli.forges.session import open_forge_session
+
+    repo = ctx.plan.repo
+    ci = ctx.config.goal.ci
+    provider = ci.provider if ci is not None else "github"
+    secret = ctx.plan.access.forge_token(
+        provider,
+        repo.info.root,
+        remote_url,
+        ctx.options.policy,
+        on_decision=lambda decision: ctx.audit(decision.event, **decision.audit_fields()),
+    )
+    return open_forge_session(
+        provider=provider,
+        secret=secret,
+        remote_url=remote_url,
+        repo=ci.repo if ci is not None else None,
+        api_url=ci.api_url if ci is not None else None,
+        cancel=ctx.cancel,
+        want_pr=want_pr,
+    )
+
+
 class ForgeSteps:
     """The run's forge from its opening to its closing; absent when the loop needs none."""
 
@@ -137,8 +162,6 @@ class ForgeSteps:
         config = ctx.config
         if config.goal.ci is None and not config.push and not config.pr:
             return
-        from outloop_cli.forges.session import open_forge_session
-
         repo = ctx.plan.repo
         remote_url = repo.remote_url("origin")
         if remote_url is None:
@@ -147,26 +170,10 @@ class ForgeSteps:
                 hint="add one with `git remote add origin URL`",
             )
         ci = config.goal.ci
-        provider = ci.provider if ci is not None else "github"
         access = ctx.plan.access
         session = None
         if ci is not None or config.pr:
-            secret = access.forge_token(
-                provider,
-                repo.info.root,
-                remote_url,
-                ctx.options.policy,
-                on_decision=lambda decision: ctx.audit(decision.event, **decision.audit_fields()),
-            )
-            session = open_forge_session(
-                provider=provider,
-                secret=secret,
-                remote_url=remote_url,
-                repo=ci.repo if ci is not None else None,
-                api_url=ci.api_url if ci is not None else None,
-                cancel=ctx.cancel,
-                want_pr=config.pr,
-            )
+            session = open_run_forge_session(ctx, remote_url, want_pr=config.pr)
             for warning in session.warnings:
                 ctx.note(0, warning)
         # kept before anything can fail, so the end of the run closes the session

@@ -46,39 +46,23 @@ def with_failed_checks(ctx: RunContext) -> TriggerEvent:
 
 
 def _read_failed_checks(ctx: RunContext, sha: str) -> list[dict[str, str]]:
+    from outloop_cli.engine.forge import open_run_forge_session
     from outloop_cli.errors import CouldNotRun
-    from outloop_cli.forges.session import open_forge_session
     from outloop_cli.goals.ci.verifier import provider_for
 
-    config = ctx.config
-    repo = ctx.plan.repo
-    remote_url = repo.remote_url("origin")
+    remote_url = ctx.plan.repo.remote_url("origin")
     if remote_url is None:
         raise CouldNotRun("the repository has no `origin` remote", hint="")
-    ci = config.goal.ci
-    provider = ci.provider if ci is not None else "github"
-    secret = ctx.plan.access.forge_token(
-        provider,
-        repo.info.root,
-        remote_url,
-        ctx.options.policy,
-        on_decision=lambda decision: ctx.audit(decision.event, **decision.audit_fields()),
-    )
-    session = open_forge_session(
-        provider=provider,
-        secret=secret,
-        remote_url=remote_url,
-        repo=ci.repo if ci is not None else None,
-        api_url=ci.api_url if ci is not None else None,
-        cancel=ctx.cancel,
-    )
+    session = open_run_forge_session(ctx, remote_url, want_pr=False)
     try:
         forge = provider_for(session)
         failing = [c for c in forge.snapshot(sha).checks if c.completed and not c.green]
         details = forge.details(sha, failing[:MAX_FAILED_CHECKS])
+        # a CI log may echo the token that reads it: masked with the run's secrets and it
+        masker = ctx.plan.access.masker(extra=session.secret_values())
     finally:
         session.close()
-    mask = ctx.masker.mask if ctx.masker is not None else (lambda text: text)
+    mask = masker.mask
     found = []
     for detail in details:
         text = "\n".join(

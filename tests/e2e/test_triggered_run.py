@@ -306,7 +306,8 @@ def test_a_failed_ci_run_tells_the_first_turn_its_failed_checks(
             failing,
             "unit tests",
             [(0.0, "completed", "failure")],
-            output={"title": "2 failed", "summary": "test_add: expected 3, got 4"},
+            # a CI log that echoes the token the check is read with
+            output={"title": "2 failed", "summary": f"test_add: expected 3, got 4 (auth {token})"},
         )
         github.add_check(failing, "lint", [(0.0, "completed", "success")])
         policy = Path(os.environ["XDG_CONFIG_HOME"]) / "outloop" / "policy.yml"
