@@ -260,3 +260,59 @@ def reproduce_command(script: str, argv: Sequence[str]) -> str:
 
 def utc_now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+# ---------------------------------------------------------------------------
+# The contract between `bench/run.py` (the one command that writes
+# docs/benchmarks.md) and the sections it runs. Each section is a module
+# `bench/section_<name>.py` with
+#
+#     def collect(ctx: BenchContext) -> Section
+#
+# that measures its figures side by side with their floors (interleaved
+# repeats) and returns them; it never writes the report itself.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    outloop: Path  # the console script under test
+    python: str  # the interpreter of its shebang (for `python -c pass` floors)
+    work: Path  # a scratch directory this section may fill and leave behind
+    cache: Path  # long-lived cache for expensive inputs (big repositories)
+    quick: bool  # tiny inputs and few repeats: for tests/test_bench*.py, not for numbers
+    seed: int  # seeds every interleaved order
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the report: a measurement, the floor it is compared with, and the target."""
+
+    name: str  # e.g. "cost per iteration, 10k files"
+    measured: Stats
+    floor_name: str  # e.g. "bench/raw_git_loop.sh"
+    floor: Stats
+    unit: str  # "ms", "MB/s", ...: the unit of measured and floor
+    target_ratio: float | None  # measured/floor must be <= this (>= when higher_is_better)
+    higher_is_better: bool = False
+    note: str = ""  # one line: what was measured, or why a target cannot be met here
+
+    @property
+    def ratio(self) -> float:
+        return self.measured.median / self.floor.median
+
+    @property
+    def met(self) -> bool | None:
+        if self.target_ratio is None:
+            return None
+        if self.higher_is_better:
+            return self.ratio >= self.target_ratio
+        return self.ratio <= self.target_ratio
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str  # e.g. "Access proxy"
+    how: str  # markdown: what is run, on what inputs, how many interleaved repeats
+    figures: tuple[Figure, ...]
+    details: str = ""  # markdown: breakdowns, profiles (before/after), limits
