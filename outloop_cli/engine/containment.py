@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from outloop_cli.git.alternates import parse_alternates
 from outloop_cli.process.environment import build_env
 
 if TYPE_CHECKING:
@@ -80,12 +81,11 @@ def git_mounts(ctx: RunContext) -> GitMounts:
     stores = [user_objects, ctx.worktree.dirs.own / "objects"]
     # stores the user's repository borrows from itself (its own alternates)
     try:
-        borrowed = (user_objects / "info" / "alternates").read_text().splitlines()
+        stores += parse_alternates(
+            (user_objects / "info" / "alternates").read_bytes(), user_objects
+        )
     except OSError:
-        borrowed = []
-    stores += [
-        (user_objects / line).resolve() for line in borrowed if line and not line.startswith("#")
-    ]
+        pass
     return GitMounts(read_only=tuple(stores), writable=ctx.worktree.dirs.agent)
 
 

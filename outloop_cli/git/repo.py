@@ -30,16 +30,33 @@ def discover(start: Path) -> RepoInfo:
     if not start.exists():
         raise UsageError(f"{start} does not exist")
     try:
-        out = Git(start).run(
-            "rev-parse", "--show-toplevel", "--path-format=absolute", "--git-common-dir"
+        out = (
+            Git(start)
+            .run(
+                "rev-parse",
+                "--show-toplevel",
+                "--path-format=absolute",
+                "--git-common-dir",
+                strip=False,
+            )
+            .removesuffix("\n")
         )
     except GitError as exc:
         raise UsageError(
             f"{start} is not inside a git repository",
             hint="run outloop from a git checkout, or create one with `git init`",
         ) from exc
-    lines = out.splitlines()
-    if len(lines) < 2:
+    lines = out.split("\n")
+    if len(lines) > 2:
+        # a path holding a line break: one answer per call, so nothing is cut at it
+        git = Git(start)
+        lines = [
+            git.run("rev-parse", "--show-toplevel", strip=False).removesuffix("\n"),
+            git.run(
+                "rev-parse", "--path-format=absolute", "--git-common-dir", strip=False
+            ).removesuffix("\n"),
+        ]
+    if len(lines) < 2 or not lines[0]:
         raise UsageError(
             f"{start} is not inside a git work tree",
             hint="outloop runs in a checkout, not a bare repo",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import GitError
+from outloop_cli.git.alternates import format_alternates, parse_alternates
 from outloop_cli.git.cli import Git
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -112,8 +113,9 @@ def _set_identity(agent: Path, identity: tuple[str, str]) -> None:
 
 def recreate_agent(dirs: RunGitDirs, branch: str, identity: tuple[str, str] | None = None) -> None:
     """The agent's git dir again (removed by ``outloop clean``), borrowing the same objects."""
-    alternates = (dirs.own / "objects" / "info" / "alternates").read_text().splitlines()
-    _init(dirs.agent, [Path(alternates[0]), dirs.own / "objects"], branch)
+    own_objects = dirs.own / "objects"
+    alternates = parse_alternates((own_objects / "info" / "alternates").read_bytes(), own_objects)
+    _init(dirs.agent, [alternates[0], own_objects], branch)
     if identity is not None:
         _set_identity(dirs.agent, identity)
 
@@ -126,7 +128,7 @@ def _init(git_dir: Path, alternates: list[Path], branch: str) -> None:
     git.run("config", "core.bare", "false")
     info = git_dir / "objects" / "info"
     info.mkdir(parents=True, exist_ok=True)
-    (info / "alternates").write_text("".join(f"{p.resolve()}\n" for p in alternates))
+    (info / "alternates").write_bytes(format_alternates(p.resolve() for p in alternates))
     (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
 
 

@@ -523,3 +523,19 @@ def test_an_agent_that_vandalises_the_audit_log_stops_the_run_without_a_tracebac
     assert record["state"] == "finished"
     assert record["stop_reason"] == "error"
     assert verified.returncode == 1
+
+
+def test_a_repository_whose_path_holds_a_line_break_runs_sandboxed(
+    make_repo: RepoFactory,
+) -> None:
+    """Git reads its alternates line by line: the run's stores are C-quoted, or it cannot start."""
+    loop = loop_yaml(agent_cmd("counter_agent.py"), counter_goal(2))
+    repo = make_repo({".outloop/fix.yml": loop}, name="client\nrepos/odd")
+    done = run_cli(repo, "run", "fix")
+    assert done.returncode == 0, done.stderr
+    record = only_run(repo)
+    assert record["stop_reason"] == "goal_met"
+    assert record["sandbox"]["active"] is True
+    commits = branch_log(repo, record["branch"], record["base_commit"])
+    assert len(commits) == 2
+    assert run_cli(repo, "audit", "verify", record["run_id"]).returncode == 0
