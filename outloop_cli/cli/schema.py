@@ -31,8 +31,16 @@ def schema_command(
             "--check", help="Exit 1 when .outloop/schema.json is missing or out of date (for CI)."
         ),
     ] = False,
+    repos: Annotated[
+        bool,
+        typer.Option(
+            "--repos",
+            help="The schema of repos.yml (the repo groups of `outloop run --repo @GROUP`) "
+            "instead; with --path too.",
+        ),
+    ] = False,
 ) -> int:
-    """Print the JSON Schema of loop files."""
+    """Print the JSON Schema of loop files (or, with --repos, of repos.yml)."""
     from pathlib import Path
 
     from outloop_cli.commands.schema import (
@@ -41,6 +49,15 @@ def schema_command(
         schema_text,
         write_repo_schema,
     )
+    from outloop_cli.errors import UsageError
+
+    if repos and (write or check):
+        raise UsageError(
+            "--repos goes with printing the schema or --path, not --write or --check",
+            hint="repos.yml lives outside every repository: put the path "
+            "`outloop schema --repos --path` prints in its first line, "
+            "`# yaml-language-server: $schema=PATH`",
+        )
 
     if write:
         written = write_repo_schema(Path.cwd())
@@ -55,7 +72,7 @@ def schema_command(
         err(f"{checked.state}: {checked.path}; run `outloop schema --write` and commit it")
         return 1
     if path:
-        out(str(schema_path()))
+        out(str(schema_path(repos=repos)))
     else:
-        out_raw(schema_text())
+        out_raw(schema_text(repos=repos))
     return 0

@@ -26,19 +26,25 @@ from outloop_cli.store.atomic import atomic_write_text
 REPO_SCHEMA_NAME = "schema.json"
 
 
-def schema_text() -> str:
+def schema_text(*, repos: bool = False) -> str:
+    """The loop files' schema, or with ``repos`` the repo groups' (``repos.yml``)."""
+    if repos:
+        from outloop_cli.config.repo_groups import json_schema as repos_json_schema
+
+        return json.dumps(repos_json_schema(), indent=2) + "\n"
     return json.dumps(json_schema(), indent=2) + "\n"
 
 
-def schema_path() -> Path:
+def schema_path(*, repos: bool = False) -> Path:
     """A file holding the schema, refreshed when it differs, for `# yaml-language-server: $schema=`.
 
     Raises :class:`CouldNotRun` when the cache directory cannot be written.
     """
     from outloop_cli import __version__
 
-    path = cache_home() / f"loop-schema-{__version__}.json"
-    text = schema_text()
+    kind = "repos" if repos else "loop"
+    path = cache_home() / f"{kind}-schema-{__version__}.json"
+    text = schema_text(repos=repos)
     try:
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -444,3 +444,22 @@ def test_init_without_a_writable_cache_still_writes_a_valid_starter(
     assert first == "# yaml-language-server: $schema=schema.json"
     assert (repo / ".outloop" / "schema.json").is_file()
     assert run_cli(repo, "validate").returncode == 0
+
+
+def test_schema_repos_prints_the_repo_groups_schema_and_a_file_holding_it(
+    tmp_path: Path,
+) -> None:
+    from outloop_cli.config.repo_groups import json_schema as repos_schema
+
+    printed = run_cli(tmp_path, "schema", "--repos")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == repos_schema()
+    located = run_cli(tmp_path, "schema", "--repos", "--path")
+    assert located.returncode == 0, located.stderr
+    schema_file = Path(located.stdout.strip())
+    assert json.loads(schema_file.read_text()) == repos_schema()
+    assert schema_file != Path(run_cli(tmp_path, "schema", "--path").stdout.strip())
+    # repos.yml lives outside every repository: there is no committed copy to write
+    refused = run_cli(tmp_path, "schema", "--repos", "--write")
+    assert refused.returncode == 2 and "--repos" in refused.stderr
+    assert "Traceback" not in refused.stderr
