@@ -11,6 +11,7 @@ down or hangs never holds a run up for long and never fails it.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Tracer
 
 from outloop_cli import __version__
@@ -52,6 +54,49 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+def run_trace_id(run_id: str) -> int:
+    """The trace id of a run: the same for the run and every resume of it.
+
+    A resumed run is the same piece of work, so its spans join the trace its
+    first runner began; nothing needs to be stored for that, and a runner
+    killed before it could store anything still shares the trace.
+    """
+    digest = hashlib.sha256(b"outloop.run\0" + run_id.encode()).digest()
+    return int.from_bytes(digest[:16], "big") or 1
+
+
+class _RunTraceIds(IdGenerator):
+    """Random ids, except the trace id of a run's root span (``root_trace_id``)."""
+
+    def __init__(self) -> None:
+        self._random = RandomIdGenerator()
+        self._pending = threading.local()
+
+    def generate_span_id(self) -> int:
+        return self._random.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        wanted: int | None = getattr(self._pending, "trace_id", None)
+        return wanted if wanted is not None else self._random.generate_trace_id()
+
+    def root_trace_id(self, trace_id: int) -> _PendingTraceId:
+        return _PendingTraceId(self._pending, trace_id)
+
+
+class _PendingTraceId:
+    # the SDK asks for a root span's trace id inside start_span, on the calling
+    # thread: runs of --jobs on other threads keep their own
+    def __init__(self, pending: threading.local, trace_id: int) -> None:
+        self._pending = pending
+        self._trace_id = trace_id
+
+    def __enter__(self) -> None:
+        self._pending.trace_id = self._trace_id
+
+    def __exit__(self, *_: object) -> None:
+        self._pending.trace_id = None
+
+
 def _resource() -> Resource:
     """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES as the SDK reads them; else ``outloop``."""
     from_env = Resource.create()
@@ -78,7 +123,10 @@ class Exporting:
             self._exporter, export_timeout_millis=settings.export_timeout * 1000
         )
         # shutdown at exit is ours, bounded; the SDK's own would wait up to 30 s
-        self._provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)
+        self.ids = _RunTraceIds()
+        self._provider = TracerProvider(
+            resource=_resource(), shutdown_on_exit=False, id_generator=self.ids
+        )
         self._provider.add_span_processor(self._processor)
         self.tracer: Tracer = self._provider.get_tracer(INSTRUMENTATION_NAME, __version__)
         atexit.register(self.shutdown)

@@ -1,5 +1,9 @@
 """A run's observer events as spans: a trace per run, a span per iteration, one per step.
 
+A resumed run's spans join the trace of the run it resumes (its id is derived
+from the run id, ``export.run_trace_id``), under a second ``outloop.run`` root
+marked ``outloop.run.resumed``.
+
 ``outloop.run`` is the root; each iteration (0 is the baseline goal check) is an
 ``outloop.iteration`` under it, with ``outloop.agent_turn``, ``outloop.goal_check``,
 ``outloop.commit`` and ``outloop.push`` as its children, started and ended by
@@ -25,7 +29,7 @@ from outloop_cli.store.records import (
     RunRecord,
     StopReason,
 )
-from outloop_cli.telemetry.export import Exporting
+from outloop_cli.telemetry.export import Exporting, run_trace_id
 
 STEP_SPANS = {
     "agent": "outloop.agent_turn",
@@ -152,9 +156,14 @@ class RunTrace:
             attrs["vcs.ref.head.name"] = record.branch
             attrs["outloop.run.base_commit"] = record.base_commit
             # not the goal's command line: a loop file may spell a value out in it
-        self._run = self._tracer.start_span(
-            "outloop.run", kind=SpanKind.INTERNAL, start_time=now, attributes=attrs
-        )
+        with self._exporting.ids.root_trace_id(run_trace_id(event.run_id)):
+            self._run = self._tracer.start_span(
+                "outloop.run",
+                context=trace.set_span_in_context(trace.INVALID_SPAN),
+                kind=SpanKind.INTERNAL,
+                start_time=now,
+                attributes=attrs,
+            )
         return self._run
 
     def _end_run(self, run: Span, now: int) -> None:

@@ -278,6 +278,47 @@ def test_ctrl_c_still_sends_the_run_with_its_interrupted_turn(
     assert _children(spans, turn)[0].name == "outloop.agent_turn"
 
 
+def test_a_resumed_run_continues_the_trace_of_the_run_it_resumes(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared, sandbox = shared_dir(tmp_path)
+    marker = shared / "started"
+    loop = loop_yaml(
+        agent_cmd("once_sleepy_agent.py", str(marker)), counter_goal(2), sandbox=sandbox
+    )
+    other_loop = loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))
+    with OtlpReceiver() as otlp:
+        repo = make_repo({".outloop/fix.yml": loop, ".outloop/other.yml": other_loop})
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
+        runner = subprocess.Popen(
+            [PY, "-m", "outloop_cli", "run", "fix"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(marker)
+        runner.send_signal(signal.SIGINT)
+        _, err = runner.communicate(timeout=60)
+        assert runner.returncode == 130, err
+        run_id = only_run(repo)["run_id"]
+        resumed = run_cli(repo, "resume", run_id)
+        assert resumed.returncode == 0, resumed.stderr
+        assert run_cli(repo, "run", "other").returncode == 0
+        spans = otlp.spans
+    roots = sorted(_by_name(spans, "outloop.run"), key=lambda s: s.start_ns)
+    first, second, other = roots
+    assert first.attributes["outloop.run.id"] == second.attributes["outloop.run.id"] == run_id
+    assert first.attributes["outloop.run.stop_reason"] == "interrupted"
+    assert second.attributes["outloop.run.resumed"] is True
+    assert second.attributes["outloop.run.stop_reason"] == "goal_met"
+    # one trace for the run, both runners' roots in it; another run has a trace of its own
+    assert first.trace_id == second.trace_id
+    assert first.parent_span_id == second.parent_span_id == ""
+    assert other.trace_id != first.trace_id
+    assert {s.trace_id for s in spans} == {first.trace_id, other.trace_id}
+
+
 def test_a_dead_collector_neither_fails_nor_hangs_the_run(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
