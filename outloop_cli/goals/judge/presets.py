@@ -18,7 +18,10 @@ Facts this relies on (the CLIs' own ``--help`` at the versions CI pins):
   AGENTS.md of the repository;
 - Gemini CLI 0.61: no schema flag, so the final message must be the JSON object
   itself; ``--approval-mode plan`` is its read-only mode, and the settings in its
-  own home keep only its read tools (``tools.core``). It reads a workspace's
+  own home keep only its read tools (``tools.core``) and stop its walk up the
+  directories for ``GEMINI.md`` (``context.memoryBoundaryMarkers: []``; by default it
+  climbs to the nearest ``.git``, which for an unsandboxed judge is the user's
+  checkout). It reads a workspace's
   ``.gemini/settings.json`` and ``GEMINI.md`` whatever its own settings say
   (its system-settings override is skipped under a world-writable /tmp), so the
   judge's view leaves every such file out (:func:`control_file`);
@@ -163,7 +166,14 @@ def _gemini(config: JudgeConfig, state_dir: Path, model: list[str]) -> JudgeCall
 
     home = state_dir / "gemini"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    judge_settings = {**SETTINGS, "tools": {"core": list(GEMINI_TOOLS)}, "mcpServers": {}}
+    judge_settings = {
+        **SETTINGS,
+        "tools": {"core": list(GEMINI_TOOLS)},
+        "mcpServers": {},
+        # no GEMINI.md from the directories above the view: unsandboxed, they are the
+        # user's checkout and home, not the spec ("an empty array disables parent traversal")
+        "context": {"memoryBoundaryMarkers": []},
+    }
     # its own home's layer; a workspace layer cannot come in: the view holds no `.gemini/`
     (home / ".gemini" / "settings.json").write_text(json.dumps(judge_settings, indent=2) + "\n")
     argv = ("gemini", "--output-format", "stream-json", "--approval-mode", "plan", *model)
