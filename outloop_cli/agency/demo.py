@@ -262,7 +262,7 @@ def _run_all(
     they go. Ctrl-C stops the command with its whole tree: every run ends as
     interrupted.
     """
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     repos = [arg for client in CLIENTS for arg in ("--repo", str(layout.repo(client)))]
     argv = ["run", LOOP, *repos, "--jobs", str(len(CLIENTS)), "--json"]
     how = (

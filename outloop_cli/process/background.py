@@ -30,8 +30,18 @@ class Background:
     def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path):
         self.argv = tuple(argv)
         self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log: IO[bytes] = log_path.open("ab")
+        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # a helper's log may hold what only its user may read (the dashboard's URL
+        # carries its access token): the owner's alone, whatever the umask
+        try:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise CouldNotRun(
+                f"cannot write the log {log_path}: {exc.strerror or exc}",
+                hint="a link or a file of someone else's is in its place: remove it",
+            ) from None
+        self._log: IO[bytes] = os.fdopen(fd, "ab")
         try:
             self._proc = subprocess.Popen(
                 list(argv),

@@ -67,3 +67,32 @@ def test_waiting_on_a_child_that_exits_names_its_log(tmp_path: Path) -> None:
 def test_a_program_that_cannot_start_is_could_not_run(tmp_path: Path) -> None:
     with pytest.raises(CouldNotRun, match="cannot start"):
         Background(["/nonexistent/crm"], cwd=tmp_path, env={}, log_path=tmp_path / "log")
+
+
+def test_the_log_is_the_owners_alone_whatever_the_umask(tmp_path: Path) -> None:
+    """A helper's log can hold a secret of its user's: the dashboard prints its token URL."""
+    log = tmp_path / "logs" / "dashboard.log"
+    previous = os.umask(0o022)
+    try:
+        with Background(
+            ["sh", "-c", "echo http://127.0.0.1:1/?token=t0k3n"],
+            cwd=tmp_path,
+            env={},
+            log_path=log,
+        ) as helper:
+            helper.wait_for(lambda: "t0k3n" in log.read_text() or None, timeout=10, what="writing")
+    finally:
+        os.umask(previous)
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert log.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_link_planted_where_the_log_goes_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep\n")
+    log = tmp_path / "helper.log"
+    log.symlink_to(target)
+    with pytest.raises(CouldNotRun) as refused:
+        Background(["true"], cwd=tmp_path, env={}, log_path=log)
+    assert str(log) in refused.value.message
+    assert target.read_text() == "keep\n"
