@@ -243,6 +243,21 @@ def test_a_failing_agent_marks_its_spans_and_the_run_as_errors(
         assert agent.attributes["outloop.agent.exit_code"] == 1
 
 
+def _interrupted_run(repo: Path, marker: Path) -> tuple[int, str]:
+    """`outloop run fix`, Ctrl-C once its agent has written ``marker``: the exit code, stderr."""
+    runner = subprocess.Popen(
+        [PY, "-m", "outloop_cli", "run", "fix"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(marker)
+    runner.send_signal(signal.SIGINT)
+    _, err = runner.communicate(timeout=60)
+    return runner.returncode, err
+
+
 def test_ctrl_c_still_sends_the_run_with_its_interrupted_turn(
     make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,18 +272,9 @@ def test_ctrl_c_still_sends_the_run_with_its_interrupted_turn(
             }
         )
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
-        runner = subprocess.Popen(
-            [PY, "-m", "outloop_cli", "run", "fix"],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_for(marker)
-        runner.send_signal(signal.SIGINT)
-        _, err = runner.communicate(timeout=60)
+        code, err = _interrupted_run(repo, marker)
         spans = otlp.spans
-    assert runner.returncode == 130, err
+    assert code == 130, err
     (root,) = _by_name(spans, "outloop.run")
     assert root.attributes["outloop.run.stop_reason"] == "interrupted"
     assert root.status_code == 2
@@ -290,17 +296,8 @@ def test_a_resumed_run_continues_the_trace_of_the_run_it_resumes(
     with OtlpReceiver() as otlp:
         repo = make_repo({".outloop/fix.yml": loop, ".outloop/other.yml": other_loop})
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
-        runner = subprocess.Popen(
-            [PY, "-m", "outloop_cli", "run", "fix"],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_for(marker)
-        runner.send_signal(signal.SIGINT)
-        _, err = runner.communicate(timeout=60)
-        assert runner.returncode == 130, err
+        code, err = _interrupted_run(repo, marker)
+        assert code == 130, err
         run_id = only_run(repo)["run_id"]
         resumed = run_cli(repo, "resume", run_id)
         assert resumed.returncode == 0, resumed.stderr
