@@ -33,10 +33,14 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from outloop_cli.process.forked import run_forked, usable_cores
 
 # a sealed line ends with `, "mac": "<64 hex>"}`; the MAC is over the line
 # without that tail, closed with `}` (store/audit.py's seal_line)
@@ -45,6 +49,9 @@ _MAC_TAIL = len(_MAC_OPEN) + 64 + 2
 # no line this short can hold a number json refuses or nesting json cannot follow
 _JSON_SAFE_LENGTH = 640
 _CHUNK = 4 * 1024 * 1024
+# a log is split over cores only when each part is worth a fork
+_MIN_PART = 16 * 1024 * 1024
+_MAX_PARTS = 8
 
 BatchMacCheck = Callable[[Sequence[bytes], Sequence[bytes]], bool]
 """(bodies, their stated MACs as hex bytes) -> whether every MAC is right."""
@@ -82,9 +89,12 @@ KEY_EVENTS = frozenset({"run_started", "run_resumed", "run_stopped", "goal_evalu
 
 @dataclass
 class Scan:
-    """What the pass learned of a log whose every line links to the one before."""
+    """What the pass learned of a log (or a part of one) whose every line links to the one before."""
 
     lines: int = 0
+    # the sequence and link the first line claims: the part before it must end there
+    first_seq: int = 1
+    first_prev: str = ""
     last_hash: str | None = None
     # hashes and event names of the lines the caller asked for, by sequence number
     hashes: dict[int, str] = field(default_factory=dict)
@@ -100,49 +110,122 @@ def scan_chain(
     hashes_of: Collection[int] = (),
     events_of: Collection[int] = (),
     check_macs: BatchMacCheck | None = None,
+    workers: int | None = None,
 ) -> Scan | None:
     """The log's facts when every line is complete, parses, links and (with a
     MAC check) carries its MAC; None when the line-by-line checker must judge.
 
-    Raises ``FileNotFoundError`` like the line-by-line checker.
+    A large log is cut at line boundaries into one part per usable core, each
+    checked in a forked copy of this process (``process/forked.py``); the parts
+    are then joined, each starting with the sequence and the link the part
+    before it ends with. Raises ``FileNotFoundError`` like the line-by-line checker.
     """
-    scan = Scan()
+    size = path.stat().st_size
+    count = max(1, min(workers or usable_cores(), _MAX_PARTS, size // _MIN_PART))
+    bounds = _boundaries(path, size, count)
+    jobs: list[Callable[[], Scan | None]] = [
+        partial(_scan_part, path, start, end, run_id, hashes_of, events_of, check_macs)
+        for start, end in pairwise(bounds)
+    ]
+    parts = run_forked(jobs) if len(jobs) > 1 else [job() for job in jobs]
+    return _join(parts, genesis)
+
+
+def _boundaries(path: Path, size: int, count: int) -> list[int]:
+    """Offsets that cut the file into ``count`` parts of whole lines (fewer for few lines)."""
+    bounds = [0]
+    with path.open("rb") as handle:
+        for k in range(1, count):
+            pos = max(size * k // count, bounds[-1])
+            handle.seek(pos)
+            while True:
+                block = handle.read(65536)
+                if not block:
+                    pos = size
+                    break
+                found = block.find(b"\n")
+                if found >= 0:
+                    pos += found + 1
+                    break
+                pos += len(block)
+            if bounds[-1] < pos < size:
+                bounds.append(pos)
+    bounds.append(size)
+    return bounds
+
+
+def _join(parts: Sequence[Scan | None], genesis: str) -> Scan | None:
+    whole = Scan(first_prev=genesis)
     prev = genesis
+    for part in parts:
+        if part is None:
+            return None
+        if part.lines == 0:
+            continue
+        if part.first_seq != whole.lines + 1 or part.first_prev != prev:
+            return None
+        whole.lines += part.lines
+        prev = part.last_hash or prev
+        whole.hashes.update(part.hashes)
+        whole.events.update(part.events)
+        whole.key_events.extend(part.key_events)
+    whole.last_hash = prev if whole.lines else None
+    return whole
+
+
+def _scan_part(
+    path: Path,
+    start: int,
+    end: int,
+    run_id: str | None,
+    hashes_of: Collection[int],
+    events_of: Collection[int],
+    check_macs: BatchMacCheck | None,
+) -> Scan | None:
+    """The lines between byte offsets ``start`` and ``end``, which start and end a line."""
+    scan = Scan()
+    prev: str | None = None
     with path.open("rb", buffering=0) as handle:
+        handle.seek(start)
+        remaining = end - start
         rest = b""
-        while True:
-            block = handle.read(_CHUNK)
+        while remaining > 0:
+            block = handle.read(min(_CHUNK, remaining))
             if not block:
                 break
+            remaining -= len(block)
             data = rest + block if rest else block
             cut = data.rfind(b"\n") + 1
             rest = data[cut:]
             if cut == 0:
                 continue
-            first = scan.lines + 1
+            first = scan.first_seq + scan.lines if prev is not None else None
             checked = _check_chunk(data[:cut], first, prev, run_id, check_macs)
             if checked is None:
                 return None
             events, hashes = checked
+            if prev is None:
+                scan.first_seq, scan.first_prev = events[0].seq, events[0].prev
+            _collect(scan, scan.first_seq + scan.lines, events, hashes, hashes_of, events_of)
             scan.lines += len(events)
             prev = hashes[-1]
-            _collect(scan, first, events, hashes, hashes_of, events_of)
-        if rest:
-            # a last line without its newline: cut off, which the checker names
+        if rest or remaining > 0:
+            # a last line without its newline (cut off), or a log that shrank: the checker names it
             return None
-    scan.last_hash = prev if scan.lines else None
+    scan.last_hash = prev
     return scan
 
 
 def _check_chunk(
     chunk: bytes,
-    first: int,
-    prev: str,
+    first: int | None,
+    prev: str | None,
     run_id: str | None,
     check_macs: BatchMacCheck | None,
 ) -> tuple[list[KeyEvent], list[str]] | None:
     """The chunk's events and line hashes when all of its lines hold; ``first`` is
-    the sequence its first line must have, ``prev`` the hash it must link to."""
+    the sequence its first line must have, ``prev`` the hash it must link to (None:
+    whatever the first line claims, which the part before it is held to)."""
     if not chunk.isascii():
         try:
             chunk.decode("utf-8", "surrogatepass")
@@ -156,13 +239,15 @@ def _check_chunk(
         return None
     if max(map(len, lines)) > _JSON_SAFE_LENGTH and not _json_accepts(lines):
         return None
+    if first is None:
+        first = events[0].seq
     if [e.seq for e in events] != list(range(first, first + len(lines))):
         return None
     if run_id is not None and [e.run for e in events].count(run_id) != len(events):
         return None
     sha256 = hashlib.sha256
     hashes = [sha256(line).hexdigest() for line in lines]
-    if [e.prev for e in events] != [prev, *hashes[:-1]]:
+    if [e.prev for e in events] != [events[0].prev if prev is None else prev, *hashes[:-1]]:
         return None
     if check_macs is not None and not _macs_hold(lines, check_macs):
         return None
