@@ -184,7 +184,10 @@ def test_only_runs_the_named_sections_and_refuses_unknown_names(tmp_path: Path) 
     script = _fake_bench(tmp_path, {"boom": BOOM, "fine": FINE})
     data = tmp_path / "out.json"
 
-    done = bench_run("--quick", "--only", "fine", "--json", str(data), script=script, timeout=120)
+    done = bench_run(
+        "--quick", "--only", "fine", "--json", str(data), "--cache-dir", str(tmp_path / "c"),
+        script=script, timeout=120,
+    )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
     sections = json.loads(data.read_text())["sections"]
@@ -199,3 +202,34 @@ def test_only_runs_the_named_sections_and_refuses_unknown_names(tmp_path: Path) 
     unknown = bench_run("--only", "fine,nope", script=script, timeout=120)
     assert unknown.returncode == 2
     assert "no section named nope (sections: boom, fine)" in unknown.stderr
+
+
+AS_PACKAGE = """
+from bench._common import Figure, Section, Stats
+
+def collect(ctx):
+    figure = Figure("rate", Stats.of([1.0]), "floor", Stats.of([2.0]), "MB/s", 0.3, True)
+    return Section("Package", "how", (figure,))
+"""
+
+
+def test_a_section_importing_the_contract_as_a_package_module_is_the_same_contract(
+    tmp_path: Path,
+) -> None:
+    script = _fake_bench(tmp_path, {"pkg": AS_PACKAGE})
+    data = tmp_path / "out.json"
+
+    done = bench_run(
+        "--quick",
+        "--json",
+        str(data),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        script=script,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    (figure,) = json.loads(data.read_text())["sections"][0]["figures"]
+    # higher is better: 0.5 of the floor meets "at least 0.3"
+    assert (figure["ratio"], figure["met"]) == (0.5, True)
