@@ -316,3 +316,85 @@ class Section:
     how: str  # markdown: what is run, on what inputs, how many interleaved repeats
     figures: tuple[Figure, ...]
     details: str = ""  # markdown: breakdowns, profiles (before/after), limits
+
+
+# ---------------------------------------------------------------------------
+# Reading the contract back: what `bench/run.py` writes into the report and
+# its JSON twin. Additions only; the fields above are the sections' contract.
+# ---------------------------------------------------------------------------
+
+
+def stats_dict(stats: Stats) -> dict[str, float | int]:
+    return {"median": stats.median, "q1": stats.q1, "q3": stats.q3, "n": stats.n}
+
+
+def stats_text(stats: Stats, digits: int = 1) -> str:
+    """``median [q1–q3]``, the report's way of giving a measurement with its spread."""
+    return f"{stats.median:.{digits}f} [{stats.q1:.{digits}f}–{stats.q3:.{digits}f}]"
+
+
+def target_text(figure: Figure) -> str:
+    if figure.target_ratio is None:
+        return "info"
+    sign = "≥" if figure.higher_is_better else "≤"
+    return f"{sign} {figure.target_ratio:g}×"
+
+
+def ratio_of(figure: Figure) -> float | None:
+    """measured / floor; None when the floor's median is not positive (a difference of noisy
+    timings can be), so that no ratio or verdict is made up."""
+    return figure.ratio if figure.floor.median > 0 else None
+
+
+def met_of(figure: Figure) -> bool | None:
+    return figure.met if ratio_of(figure) is not None else None
+
+
+def figure_dict(figure: Figure) -> dict[str, object]:
+    return {
+        "name": figure.name,
+        "unit": figure.unit,
+        "measured": stats_dict(figure.measured),
+        "floor_name": figure.floor_name,
+        "floor": stats_dict(figure.floor),
+        "ratio": ratio_of(figure),
+        "target_ratio": figure.target_ratio,
+        "higher_is_better": figure.higher_is_better,
+        "met": met_of(figure),
+        "note": figure.note,
+    }
+
+
+def machine_facts(outloop: Path, python: str, dirs: Mapping[str, Path]) -> dict[str, str]:
+    """What the numbers depend on, as name → value (the report lists them, the JSON keeps them)."""
+    facts = {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "memory": _memory(),
+        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "python": f"{_version_of([python, '--version'])} ({python})",
+        "git": _version_of(["git", "--version"]),
+        "bubblewrap": _version_of(["bwrap", "--version"]),
+        "outloop": f"{_version_of([str(outloop), '--version'])} ({outloop})",
+    }
+    for what, path in dirs.items():
+        facts[f"filesystem of {what}"] = f"{filesystem_of(path)} ({path})"
+    return facts
+
+
+def source_state() -> tuple[str, bool]:
+    """(the source's commit, whether the work tree has changes the commit does not hold)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return _source_commit(), bool(done.stdout.strip())
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None

@@ -28,7 +28,9 @@ from outloop_cli.store.audit import (
     read_lines,
     sealed,
     verify,
+    verify_chain,
 )
+from outloop_cli.store.chain_scan import KeyEvent
 from outloop_cli.store.runs import RunPaths, RunStore
 
 
@@ -160,60 +162,63 @@ def verify_run(repo: Repository, paths: RunPaths) -> RunVerification:
             f"the run's key is gone ({run_keys_dir()}/{run_id}.key): its MACs cannot be "
             "checked, so a log rewritten with a recomputed chain would not be seen"
         )
-    result = verify(
+    result, events = verify_chain(
         paths.audit,
         checkpoints=marks,
         run_id=run_id,
         final=final,
         check_mac=key.verify if key is not None else None,
+        check_macs=key.verify_all if key is not None else None,
     )
     if result.ok:
-        lines = read_lines(paths.audit)
-        contradiction = _contradiction(record, lines)
+        contradiction = _contradiction(record, events, result.lines)
         if contradiction is not None:
             line, reason = contradiction
             result = VerifyResult(False, result.lines, result.head, line, reason)
         if on_branch is not None:
-            warnings.extend(_commits_not_on_branch(lines, on_branch, str(branch)))
+            warnings.extend(_commits_not_on_branch(events, on_branch, str(branch)))
     return RunVerification(run_id, paths.audit, result, sources, tuple(warnings))
 
 
-def _contradiction(record: dict[str, Any], lines: list[AuditLine]) -> tuple[int, str] | None:
+def _contradiction(
+    record: dict[str, Any], events: list[KeyEvent], lines: int
+) -> tuple[int, str] | None:
     """Where run.json claims something the (intact) log says otherwise: the record was edited.
 
+    ``events`` are the log's starts, stops, goals and commits, ``lines`` its length.
     Only the latest session counts (after the last ``run_started``/``run_resumed``),
     and a claim the log has no event for yet (a crash between the two writes) is not
     a contradiction.
     """
-    events = [(line.number, line.entry) for line in lines if line.entry is not None]
-    starts = [i for i, (_, e) in enumerate(events) if e.get("event") in _SESSION_STARTS]
+    starts = [i for i, e in enumerate(events) if e.event in _SESSION_STARTS]
     session = events[starts[-1] :] if starts else events
-    stopped = [(n, e) for n, e in session if e.get("event") == "run_stopped"]
+    stopped = [e for e in session if e.event == "run_stopped"]
     reason = record.get("stop_reason")
-    if record.get("state") == "finished" and session and not stopped:
+    # an intact log's every line is an event, so a session is empty only in an empty log
+    if record.get("state") == "finished" and lines and not stopped:
         # the runner logs run_stopped as it finishes; only a cut can take it away
-        after = lines[-1].number + 1
-        return after, (
+        return lines + 1, (
             "the run is finished but its log has no `run_stopped` event after line "
-            f"{lines[-1].number}: lines were removed from the end"
+            f"{lines}: lines were removed from the end"
         )
     if record.get("state") == "finished" and stopped and reason:
-        number, event = stopped[-1]
-        if event.get("reason") != reason:
+        last = stopped[-1]
+        number = last.number
+        if last.reason != reason:
             return number, (
                 f"run.json says the run stopped with `{reason}`, but the audit log "
-                f"(line {number}) says `{event.get('reason')}`: run.json was edited"
+                f"(line {number}) says `{last.reason}`: run.json was edited"
             )
     goals: dict[int, tuple[int, object]] = {}
     commits: dict[int, tuple[int, object]] = {}
-    for number, event in events:
-        n = event.get("iteration")
+    for event in events:
+        n = event.iteration
         if not isinstance(n, int):
             continue
-        if event.get("event") == "goal_evaluated":
-            goals[n] = (number, event.get("met"))
-        elif event.get("event") == "committed":
-            commits[n] = (number, event.get("commit"))
+        if event.event == "goal_evaluated":
+            goals[n] = (event.number, event.met)
+        elif event.event == "committed":
+            commits[n] = (event.number, event.commit)
     for it in record.get("iterations") or []:
         if not isinstance(it, dict) or not isinstance(it.get("n"), int):
             continue
@@ -240,15 +245,14 @@ def _contradiction(record: dict[str, Any], lines: list[AuditLine]) -> tuple[int,
 _SESSION_STARTS = ("run_started", "run_resumed")
 
 
-def _commits_not_on_branch(lines: list[AuditLine], on_branch: set[str], branch: str) -> list[str]:
+def _commits_not_on_branch(events: list[KeyEvent], on_branch: set[str], branch: str) -> list[str]:
     """The branch is the loop's history: a logged commit missing from it was rewritten away."""
     missing = []
-    for line in lines:
-        entry = line.entry or {}
-        sha = entry.get("commit")
-        if entry.get("event") == "committed" and isinstance(sha, str) and sha not in on_branch:
+    for event in events:
+        sha = event.commit
+        if event.event == "committed" and isinstance(sha, str) and sha not in on_branch:
             missing.append(
-                f"commit {sha[:10]} (iteration {entry.get('iteration')}, line {line.number}) "
+                f"commit {sha[:10]} (iteration {event.iteration}, line {event.number}) "
                 f"is no longer on {branch}: the branch was rewritten"
             )
     return missing

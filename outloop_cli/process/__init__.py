@@ -4,5 +4,6 @@
 ``run_captured``); ``supervise.py`` watches and kills a child's tree and
 sweeps its orphans; ``sinks.py`` moves its bytes to the log; ``proc.py`` is
 the only module that reads ``/proc``; ``leftovers.py`` finds a crashed run's
-processes; ``environment.py`` builds a child's environment from an allow-list.
+processes; ``environment.py`` builds a child's environment from an allow-list;
+``forked.py`` splits CPU-bound checks over forked copies of this process.
 """

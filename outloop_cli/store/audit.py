@@ -43,9 +43,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from outloop_cli.errors import CouldNotRun
+
+if TYPE_CHECKING:
+    from outloop_cli.store.chain_scan import BatchMacCheck, KeyEvent
 
 GENESIS = "0" * 64
 # events whose loss in a crash would matter: written through to disk
@@ -441,7 +444,8 @@ def _parse_line(number: int, raw: bytes) -> AuditLine:
         return AuditLine(number, raw, None, "is empty")
     try:
         entry = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # nesting deeper than json follows is no event outloop writes either
         return AuditLine(number, raw, None, "is not valid JSON")
     if not isinstance(entry, dict):
         return AuditLine(number, raw, None, "is not a JSON object")
@@ -456,6 +460,7 @@ def verify(
     run_id: str | None = None,
     final: Checkpoint | None = None,
     check_mac: MacCheck | None = None,
+    check_macs: BatchMacCheck | None = None,
 ) -> VerifyResult:
     """Check every link of the chain, then every head kept elsewhere.
 
@@ -466,12 +471,116 @@ def verify(
     hashes to H", so a log that grew after a checkpoint was written still
     verifies, as it should; ``final`` is the head of a run that is over, after
     which nothing may follow (but the run's own ``run_stopped``, for a record
-    saved just before that last event).
+    saved just before that last event). ``check_macs`` checks the MACs of many
+    lines at once, where ``check_mac`` checks one.
     """
-    lines = read_lines(path)
+    return verify_chain(
+        path,
+        expected_head=expected_head,
+        checkpoints=checkpoints,
+        run_id=run_id,
+        final=final,
+        check_mac=check_mac,
+        check_macs=check_macs,
+    )[0]
+
+
+def verify_chain(
+    path: Path,
+    *,
+    expected_head: ChainHead | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    run_id: str | None = None,
+    final: Checkpoint | None = None,
+    check_mac: MacCheck | None = None,
+    check_macs: BatchMacCheck | None = None,
+) -> tuple[VerifyResult, list[KeyEvent]]:
+    """:func:`verify`, and the events run.json is checked against when the log verifies.
+
+    An intact log is proved in one streaming pass (``store/chain_scan.py``);
+    anything that pass cannot accept is judged line by line, which names the
+    first bad line.
+    """
     marks = list(checkpoints)
     if expected_head is not None:
         marks.append(Checkpoint(expected_head, "the run record"))
+    if check_macs is None and check_mac is not None:
+        check_macs = _batch(check_mac)
+    if check_mac is None and check_macs is not None:
+        check_mac = _single(check_macs)
+    fast = _verify_fast(path, marks, run_id, final, check_macs)
+    if fast is not None:
+        return fast
+    lines = read_lines(path)
+    result = _verify_lines(lines, marks, run_id, final, check_mac)
+    return result, (_key_events(lines) if result.ok else [])
+
+
+def _batch(check: MacCheck) -> BatchMacCheck:
+    def check_all(bodies: Sequence[bytes], macs: Sequence[bytes]) -> bool:
+        return all(
+            check(body, mac.decode("ascii", "replace"))
+            for body, mac in zip(bodies, macs, strict=True)
+        )
+
+    return check_all
+
+
+def _single(check: BatchMacCheck) -> MacCheck:
+    def check_one(body: bytes, mac: str) -> bool:
+        return check([body], [mac.encode()])
+
+    return check_one
+
+
+def _verify_fast(
+    path: Path,
+    marks: Sequence[Checkpoint],
+    run_id: str | None,
+    final: Checkpoint | None,
+    check_macs: BatchMacCheck | None,
+) -> tuple[VerifyResult, list[KeyEvent]] | None:
+    """The verdict on a log that verifies, from one pass; None when it needs a closer look.
+
+    Accepts exactly when :func:`_verify_lines` would: every link (the pass), every
+    head kept elsewhere, nothing after a finished run's head but its ``run_stopped``.
+    """
+    from outloop_cli.store.chain_scan import scan_chain
+
+    if final is not None and final.head.seq < 1:
+        return None
+    every = [*marks, *([final] if final is not None else [])]
+    closing = (final.head.seq, final.head.seq + 1) if final is not None else ()
+    scan = scan_chain(
+        path,
+        genesis=GENESIS,
+        run_id=run_id,
+        hashes_of={m.head.seq for m in every},
+        events_of=closing,
+        check_macs=check_macs,
+    )
+    if scan is None:
+        return None
+    for mark in every:
+        seq = mark.head.seq
+        if seq >= 1 and (seq > scan.lines or scan.hashes.get(seq) != mark.head.hash):
+            return None
+    if final is not None and scan.lines > final.head.seq:
+        seq = final.head.seq
+        stop_follows = scan.events.get(seq + 1) == "run_stopped"
+        if scan.lines > seq + 1 or not stop_follows or scan.events.get(seq) == "run_stopped":
+            return None
+    head = ChainHead(seq=scan.lines, hash=scan.last_hash) if scan.last_hash else None
+    return VerifyResult(True, scan.lines, head), scan.key_events
+
+
+def _verify_lines(
+    lines: Sequence[AuditLine],
+    marks: list[Checkpoint],
+    run_id: str | None,
+    final: Checkpoint | None,
+    check_mac: MacCheck | None,
+) -> VerifyResult:
     failure = _check_links(lines, run_id)
     if failure is not None:
         bad_line, reason = failure
@@ -488,6 +597,30 @@ def verify(
         bad_line, reason = failure
         return VerifyResult(False, len(lines), head, bad_line, reason)
     return VerifyResult(True, len(lines), head)
+
+
+def _key_events(lines: Sequence[AuditLine]) -> list[KeyEvent]:
+    from outloop_cli.store.chain_scan import KEY_EVENTS, KeyEvent
+
+    found = []
+    for line in lines:
+        entry = line.entry or {}
+        event = entry.get("event")
+        if isinstance(event, str) and event in KEY_EVENTS:
+            found.append(
+                KeyEvent(
+                    seq=line.number,
+                    time=str(entry.get("time")),
+                    run=str(entry.get("run")),
+                    event=event,
+                    prev=str(entry.get("prev")),
+                    iteration=entry.get("iteration"),
+                    met=entry.get("met"),
+                    commit=entry.get("commit"),
+                    reason=entry.get("reason"),
+                )
+            )
+    return found
 
 
 def _check_macs(lines: Sequence[AuditLine], check: MacCheck) -> tuple[int, str] | None:
@@ -633,14 +766,16 @@ def _check_marks(lines: Sequence[AuditLine], marks: Sequence[Checkpoint]) -> tup
 
 def _check_closed(lines: Sequence[AuditLine], final: Checkpoint | None) -> tuple[int, str] | None:
     """Nothing may be appended to the log of a run that is over."""
-    if final is None or len(lines) <= final.head.seq:
+    # a head below 1 (an edited run.json) closes the log before its first line
+    end = max(final.head.seq, 0) if final is not None else 0
+    if final is None or len(lines) <= end:
         return None
-    extra = lines[final.head.seq :]
+    extra = lines[end:]
 
     def event(line: AuditLine) -> object:
         return line.entry.get("event") if line.entry else None
 
-    at_head = event(lines[final.head.seq - 1]) if final.head.seq >= 1 else None
+    at_head = event(lines[end - 1]) if end >= 1 else None
     allowed = 1 if event(extra[0]) == "run_stopped" and at_head != "run_stopped" else 0
     if len(extra) <= allowed:
         return None

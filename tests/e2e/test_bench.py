@@ -42,32 +42,6 @@ def test_startup_benchmark_times_every_command_and_writes_a_report(tmp_path: Pat
     assert "summed by top-level package" in text
 
 
-def test_sandbox_benchmark_compares_both_sides_and_writes_a_report(tmp_path: Path) -> None:
-    report = tmp_path / "sandbox.md"
-
-    done = bench(
-        "sandbox_overhead.py",
-        "--repeat",
-        "2",
-        "--run-repeat",
-        "1",
-        "--iterations",
-        "1",
-        "--write",
-        str(report),
-        cwd=ROOT,
-    )
-
-    assert done.returncode == 0, done.stderr
-    text = report.read_text()
-    for command in ("true", "python -c pass"):
-        assert re.search(rf"^\| `{re.escape(command)}` \| [\d.]+ \(", text, re.MULTILINE), text
-    for loop in ("sandbox: none", "sandbox: auto"):
-        assert f"| `{loop}` |" in text
-    assert re.search(r"\*\*-?[\d.]+ ms more\*\* in the sandbox", text)
-    assert "## Machine" in text
-
-
 @pytest.mark.slow
 def test_runner_benchmark_runs_both_variants_and_leaves_the_repo_clean(tmp_path: Path) -> None:
     report = tmp_path / "runner.md"
