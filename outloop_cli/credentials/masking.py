@@ -252,10 +252,16 @@ class StreamMasker:
         regex = self._masker._bytes_re
         if regex is None:
             return chunk
-        data = self._pending + chunk
+        # no copy of a chunk when nothing is held back, and none of the output when
+        # nothing needs holding: the common case of a large body is one lower() and
+        # one substring search per probe, all in C
+        data = self._pending + chunk if self._pending else chunk
         low = data.lower()
         hold = self._undecided(low, 0)
         if not self._masker.may_contain(data, low):
+            if hold == len(data):
+                self._pending = b""
+                return data
             self._pending = data[hold:]
             return data[:hold]
         out = bytearray()

@@ -59,6 +59,8 @@ SENTINEL_KEY = "outloop-proxy"
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 # the most response bytes handled (scrubbed and written) in one piece
 _BATCH = 1024 * 1024
+# what may wait unread from one upstream before reading from it pauses
+_READ_BUFFER = 4 * _BATCH
 # how much of what the agent sent (a route name, a path) an audit event keeps
 _FIELD_MAX = 100
 _PATH_MAX = 300
@@ -171,6 +173,9 @@ class AccessProxy:
                     total=None, sock_connect=30, sock_read=self._read_timeout
                 ),
                 skip_auto_headers=("User-Agent", "Content-Type"),
+                # reading from the upstream pauses when this much waits unread: large
+                # enough that a fast download is not paused and resumed every few reads
+                read_bufsize=_READ_BUFFER,
             )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -437,12 +442,18 @@ async def _next_chunk(content: aiohttp.StreamReader) -> bytes:
     it arrives, while a fast bulk download is handled in large pieces.
     """
     chunk = await content.readany()
-    while chunk and len(chunk) < _BATCH:
-        more = content.read_nowait(_BATCH - len(chunk))
+    if not chunk or len(chunk) >= _BATCH:
+        return chunk
+    # one join, not a copy per buffered piece
+    pieces = [chunk]
+    size = len(chunk)
+    while size < _BATCH:
+        more = content.read_nowait(_BATCH - size)
         if not more:
             break
-        chunk += more
-    return chunk
+        pieces.append(more)
+        size += len(more)
+    return chunk if len(pieces) == 1 else b"".join(pieces)
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
