@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.credentials import prefilter
+
 MASK = "***"
 MIN_FORM = 4
 
@@ -153,6 +155,7 @@ class Masker:
         # a form that holds another one is found by looking for the shorter: the quick
         # "any secret here?" test needs only the (lower-case) forms that contain no other
         self._probes = tuple(f for f in ordered if not any(g != f and g in f for g in ordered))
+        self._prefilter = prefilter.build(self._probes)
         self._lowered = tuple(ordered)
         self._prefixes: frozenset[bytes] | None = None
 
@@ -166,13 +169,9 @@ class Masker:
         """
         return sorted(self._owner, key=lambda f: (-len(f), f))
 
-    def may_contain(self, data: bytes, lowered: bytes | None = None) -> bool:
-        """False when no form is in ``data``: a few substring searches, far faster than the regex.
-
-        ``lowered`` is ``data.lower()`` when the caller has it already.
-        """
-        low = data.lower() if lowered is None else lowered
-        return any(probe in low for probe in self._probes)
+    def may_contain(self, data: bytes) -> bool:
+        """False when no form is in ``data`` (``prefilter``): far faster than the regex."""
+        return self._prefilter.may_contain(data)
 
     def mask_bytes(self, data: bytes) -> bytes:
         if self._bytes_re is None or not self.may_contain(data):
@@ -253,17 +252,19 @@ class StreamMasker:
         if regex is None:
             return chunk
         # no copy of a chunk when nothing is held back, and none of the output when
-        # nothing needs holding: the common case of a large body is one lower() and
-        # one substring search per probe, all in C
+        # nothing needs holding: the common case of a large body is one prefilter
+        # pass, and only its last few bytes are looked at again
         data = self._pending + chunk if self._pending else chunk
-        low = data.lower()
-        hold = self._undecided(low, 0)
-        if not self._masker.may_contain(data, low):
+        if not self._masker.may_contain(data):
+            tail = max(0, len(data) - self._masker.longest + 1)
+            hold = tail + self._undecided(data[tail:].lower(), 0)
             if hold == len(data):
                 self._pending = b""
                 return data
             self._pending = data[hold:]
             return data[:hold]
+        low = data.lower()
+        hold = self._undecided(low, 0)
         out = bytearray()
         pos = 0
         for match in regex.finditer(data):

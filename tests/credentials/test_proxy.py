@@ -160,6 +160,34 @@ def test_chunked_bodies_arrive_whole(upstream: UpstreamServer) -> None:
     assert reply.body == b"x" * 1_500_000
 
 
+def test_a_large_stream_is_scrubbed_where_the_key_straddles_every_read(
+    upstream: UpstreamServer,
+) -> None:
+    """Megabytes in reads of every size: the proxy's large batches change nothing."""
+    key = canary()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    chunks = 40
+    with started_broker({"openai": key}, [cred], Events()) as broker:
+        reply = request(
+            broker.agent_env()["OPENAI_BASE_URL"],
+            path=f"/bulkleak?n={chunks}&size=200000",
+            timeout=30,
+        )
+    assert reply.status == 200
+    assert_no_leak(key, reply.body, reply.body.swapcase())
+    assert key.swapcase().encode() not in reply.body
+    assert reply.body.count(REPLACEMENT) >= chunks - 1
+    # byte for byte what masking the whole body at once gives: nothing else touched
+    sent = request(
+        upstream.url,
+        path=f"/bulkleak?n={chunks}&size=200000",
+        headers={"Authorization": upstream.requests[-1].headers["Authorization"]},
+        timeout=30,
+    )
+    assert reply.body == Redactor([key]).redact_bytes(sent.body)
+    assert len(sent.body) == 200_000 * chunks
+
+
 def test_gzip_responses_are_decoded_so_they_can_be_scrubbed(upstream: UpstreamServer) -> None:
     key = canary()
     cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")

@@ -10,6 +10,9 @@ Endpoints (any method):
 - ``/leak``            500 whose body and headers repeat the Authorization it got,
                        in plain, base64, hex, URL and JSON encodings
 - ``/gzip``            a gzip-encoded echo of the Authorization it got
+- ``/bulkleak?n=N&size=S`` N chunks of S bytes of SSE-like text, with the key it got
+                       (as is, in swapped letter case, in a base64 Basic blob, in
+                       upper-case hex) cut across the end of every chunk but the last
 """
 
 from __future__ import annotations
@@ -147,6 +150,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             500, body, headers={"X-Echo-Key": key, "WWW-Authenticate": f'Bearer error="{key}"'}
         )
+
+    def _do_bulkleak(self, received: Received, query: dict[str, str]) -> None:
+        auth = received.headers.get("Authorization") or ""
+        raw = auth.split(" ", 1)[-1].encode()
+        forms = [raw, raw.swapcase(), base64.b64encode(b"user:" + raw), raw.hex().upper().encode()]
+        size, count = int(query.get("size", "65536")), int(query.get("n", "8"))
+        event = b'data: {"choices":[{"delta":{"content":"lorem ipsum dolor sit"}}]}\n\n'
+        body = bytearray((event * (size * count // len(event) + 1))[: size * count])
+        for index in range(count - 1):
+            form = b" " + forms[index % len(forms)] + b" "
+            start = (index + 1) * size - len(form) // 2 - index % 3
+            body[start : start + len(form)] = form
+        self._start_chunked("text/event-stream")
+        for index in range(count):
+            self._chunk(bytes(body[index * size : (index + 1) * size]))
+        self.wfile.write(b"0\r\n\r\n")
 
     def _do_gzip(self, received: Received, query: dict[str, str]) -> None:
         auth = received.headers.get("Authorization") or ""
