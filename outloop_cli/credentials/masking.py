@@ -236,14 +236,16 @@ class StreamMasker:
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
         self._prefixes = masker.prefixes() if masker else frozenset()
+        self._firsts = frozenset(prefix[0] for prefix in self._prefixes if len(prefix) == 1)
         self._pending = b""
 
     def _undecided(self, low: bytes, start: int) -> int:
         """The first position ≥ ``start`` where ``low`` (lower-cased) ends inside a possible form."""
         size = len(low)
-        prefixes = self._prefixes
+        prefixes, firsts = self._prefixes, self._firsts
         for p in range(max(start, size - self._masker.longest + 1), size):
-            if low[p:] in prefixes:
+            # most positions cannot begin a form at all: no slice for those
+            if low[p] in firsts and low[p:] in prefixes:
                 return p
         return size
 

@@ -314,7 +314,7 @@ class AccessProxy:
         sent = 0
         try:
             # the standard phrase for the status: the upstream's own may carry anything
-            response = web.StreamResponse(status=upstream.status)
+            response = _Response(status=upstream.status)
             skip = _HOP_BY_HOP | _RESPONSE_DROP | _connection_tokens(upstream.headers)
             for key, value in upstream.headers.items():
                 if key.lower() in skip:
@@ -326,20 +326,35 @@ class AccessProxy:
                 response.headers.add(
                     self._redactor.redact_name(key), self._redactor.redact_header_value(value)
                 )
-            await response.prepare(request)
+            # the headers wait in aiohttp's buffer for the first body bytes, so a small
+            # answer leaves in one write (one wake-up of the agent), not three
+            writer = await response.prepare(request)
+            content = upstream.content
             stream = self._redactor.stream()
-            while chunk := await _next_chunk(upstream.content):
-                for piece in decoder.feed(chunk):
-                    out = stream.feed(piece)
-                    if out:
-                        await response.write(out)
-                        sent += len(out)
+            chunk = content.read_nowait(_BATCH)
+            if not chunk and not content.at_eof():
+                # nothing of the body yet (a stream that starts later): the agent gets
+                # the status and headers now, as the upstream sent them
+                _send_headers(writer)
+                chunk = await _next_chunk(content)
+            last = b""
+            while chunk:
+                out = b"".join(stream.feed(piece) for piece in decoder.feed(chunk))
+                if content.at_eof():
+                    # the whole rest is here: it goes out with the end of the body
+                    last = out
+                    break
+                if out:
+                    await response.write(out)
+                    sent += len(out)
+                else:
+                    # all of it held back (it may begin a key): the headers go anyway
+                    _send_headers(writer)
+                chunk = await _next_chunk(content)
             decoder.finish()
-            tail = stream.flush()
-            if tail:
-                await response.write(tail)
-                sent += len(tail)
-            await response.write_eof()
+            last += stream.flush()
+            sent += len(last)
+            await response.write_eof(last)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             fields["error"] = f"upstream stream broken ({type(exc).__name__})"
             _abort(request)
@@ -413,6 +428,19 @@ class AccessProxy:
         fields.update(status=status, bytes=0, duration_ms=_ms(started), error=text)
         self._on_event("proxy_request", fields)
         return web.Response(status=status, text=f"outloop proxy: {text}\n")
+
+
+class _Response(web.StreamResponse):
+    """A streamed response whose headers go out with its first body bytes (see _forward)."""
+
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: Any) -> None:
+    # aiohttp before 3.12 sends headers at once and has no such method: nothing to do
+    send = getattr(writer, "send_headers", None)
+    if send is not None:
+        send()
 
 
 class _TooLarge(Exception):
