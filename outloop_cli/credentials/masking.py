@@ -155,7 +155,8 @@ class Masker:
         # a form that holds another one is found by looking for the shorter: the quick
         # "any secret here?" test needs only the (lower-case) forms that contain no other
         self._probes = tuple(f for f in ordered if not any(g != f and g in f for g in ordered))
-        self._prefilter = prefilter.build(self._probes)
+        # built on first use: most maskers (a CLI verb's, a plan's) never scan a byte
+        self._prefilter: prefilter.Prefilter | None = None
         self._lowered = tuple(ordered)
         self._prefixes: frozenset[bytes] | None = None
 
@@ -171,6 +172,9 @@ class Masker:
 
     def may_contain(self, data: bytes) -> bool:
         """False when no form is in ``data`` (``prefilter``): far faster than the regex."""
+        if self._prefilter is None:
+            # two threads racing here build two equal prefilters; either one serves
+            self._prefilter = prefilter.build(self._probes)
         return self._prefilter.may_contain(data)
 
     def mask_bytes(self, data: bytes) -> bytes:

@@ -310,6 +310,8 @@ def test_json_that_escapes_html_characters_is_masked() -> None:
 
 def test_the_prefilter_in_use_is_the_one_asked_for(prefilter_kind: str) -> None:
     masker = Masker([canary()])
+    assert masker._prefilter is None  # nothing built before the first scan
+    assert not masker.may_contain(b"clean")
     expected = {
         "hyperscan": prefilter.HyperscanPrefilter,
         "substring": prefilter.SubstringPrefilter,
