@@ -325,6 +325,26 @@ def test_first_event_passes_while_the_upstream_still_holds_the_rest(
     assert rest.count(b"data: ") + first.count(b"data: ") == 2
 
 
+def test_status_and_headers_pass_before_the_stream_has_a_first_event(
+    upstream: UpstreamServer,
+) -> None:
+    """The headers wait for body bytes only when those are already there, never for the upstream."""
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    with started_broker({"openai": canary()}, [cred], Events()) as broker:
+        parts = urllib.parse.urlsplit(broker.agent_env()["OPENAI_BASE_URL"])
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=60)
+        conn.request("GET", parts.path + "/sse?n=2&hold=0")
+        response = conn.getresponse()
+        events_when_headers_arrived = upstream.state.sse_events
+        upstream.state.release.set()
+        body = response.read()
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert events_when_headers_arrived == 0
+    assert body.count(b"data: ") == 2
+
+
 def test_loop_only_credentials_the_policy_granted_get_a_route(upstream: UpstreamServer) -> None:
     asked = [
         proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL"),

@@ -3,7 +3,7 @@
 Endpoints (any method):
 
 - ``/echo``            JSON of the method, path, headers and body it received
-- ``/sse?n=N``         N server-sent events; after the first it waits for ``release``
+- ``/sse?n=N[&hold=H]`` N server-sent events; before event H (default 1) it waits for ``release``
 - ``/chunked?n=N&size=S[&fill=sse]`` N chunks of S bytes (x, or SSE-like text), chunked
 - ``/bytes?n=N``       N bytes with a Content-Length
 - ``/redirect?to=URL`` 302 to URL
@@ -42,6 +42,8 @@ class UpstreamState:
     # /sse holds its later events until the test sets this
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # events /sse has sent so far (all requests)
+    sse_events: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -108,10 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_sse(self, received: Received, query: dict[str, str]) -> None:
         self._start_chunked("text/event-stream")
+        # hold=0: even the first event waits for release (headers go out alone first)
+        held = int(query.get("hold", "1"))
         for index in range(int(query.get("n", "3"))):
-            if index == 1:
+            if index == held:
                 self.server.state.release.wait(10)
             self._chunk(f'event: message\ndata: {{"n": {index}}}\n\n'.encode())
+            with self.server.state.lock:
+                self.server.state.sse_events += 1
         self.wfile.write(b"0\r\n\r\n")
 
     def _do_chunked(self, received: Received, query: dict[str, str]) -> None:
