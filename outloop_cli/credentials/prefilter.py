@@ -73,10 +73,27 @@ class HyperscanPrefilter:
         return bool(found)
 
 
+# Hyperscan compiles long literals slowly or not at all (a PEM key's forms run to
+# kilobytes); those few are searched for the plain way
+HYPERSCAN_MAX_LITERAL = 512
+
+
+class EitherPrefilter:
+    """Short probes through one prefilter, long ones through another."""
+
+    def __init__(self, short: Prefilter, long: Prefilter) -> None:
+        self._short = short
+        self._long = long
+
+    def may_contain(self, data: bytes) -> bool:
+        return self._short.may_contain(data) or self._long.may_contain(data)
+
+
 def _hyperscan() -> Any:
     try:
         import hyperscan  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    except (ImportError, OSError):
+        # not installed, or its library cannot load here
         return None
     return hyperscan
 
@@ -84,13 +101,16 @@ def _hyperscan() -> Any:
 def build(probes: Sequence[bytes]) -> Prefilter:
     """The fastest prefilter available here for ``probes`` (non-empty byte strings)."""
     hyperscan = _hyperscan()
-    if hyperscan is not None and probes:
-        try:
-            return HyperscanPrefilter(probes, hyperscan)
-        except hyperscan.error:
-            # a CPU without the instructions the library needs, or a pattern it refuses
-            pass
-    return SubstringPrefilter(probes)
+    short = [p for p in probes if len(p) <= HYPERSCAN_MAX_LITERAL]
+    if hyperscan is None or not short:
+        return SubstringPrefilter(probes)
+    try:
+        fast = HyperscanPrefilter(short, hyperscan)
+    except hyperscan.error:
+        # a CPU without the instructions the library needs, or a pattern it refuses
+        return SubstringPrefilter(probes)
+    long = [p for p in probes if len(p) > HYPERSCAN_MAX_LITERAL]
+    return EitherPrefilter(fast, SubstringPrefilter(long)) if long else fast
 
 
-__all__ = ["HyperscanPrefilter", "Prefilter", "SubstringPrefilter", "build"]
+__all__ = ["EitherPrefilter", "HyperscanPrefilter", "Prefilter", "SubstringPrefilter", "build"]

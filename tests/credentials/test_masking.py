@@ -346,3 +346,17 @@ def test_a_value_with_nul_and_non_ascii_bytes_is_found() -> None:
     stream = masker.stream()
     out = b"".join(stream.feed(data[i : i + 3]) for i in range(0, len(data), 3)) + stream.flush()
     assert out == b"noise *** more"
+
+
+def test_a_long_value_is_found_next_to_a_short_one() -> None:
+    """A PEM-sized value's forms are too long for Hyperscan: they are searched the plain way."""
+    pem = "-----BEGIN KEY-----\n" + base64.encodebytes(secrets.token_bytes(3000)).decode()
+    short = canary()
+    masker = Masker([pem, short])
+    for value in (pem, short):
+        data = b"<" + value.encode().swapcase() + b">"
+        assert masker.may_contain(data)
+        stream = masker.stream()
+        out = b"".join(stream.feed(data[i : i + 999]) for i in range(0, len(data), 999))
+        assert out + stream.flush() == b"<***>"
+    assert not masker.may_contain(b"clean " * 1000)
