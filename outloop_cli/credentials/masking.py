@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from outloop_cli.credentials import prefilter
+
 MASK = "***"
 MIN_FORM = 4
 
@@ -153,6 +155,8 @@ class Masker:
         # a form that holds another one is found by looking for the shorter: the quick
         # "any secret here?" test needs only the (lower-case) forms that contain no other
         self._probes = tuple(f for f in ordered if not any(g != f and g in f for g in ordered))
+        # built on first use: most maskers (a CLI verb's, a plan's) never scan a byte
+        self._prefilter: prefilter.Prefilter | None = None
         self._lowered = tuple(ordered)
         self._prefixes: frozenset[bytes] | None = None
 
@@ -166,13 +170,12 @@ class Masker:
         """
         return sorted(self._owner, key=lambda f: (-len(f), f))
 
-    def may_contain(self, data: bytes, lowered: bytes | None = None) -> bool:
-        """False when no form is in ``data``: a few substring searches, far faster than the regex.
-
-        ``lowered`` is ``data.lower()`` when the caller has it already.
-        """
-        low = data.lower() if lowered is None else lowered
-        return any(probe in low for probe in self._probes)
+    def may_contain(self, data: bytes) -> bool:
+        """False when no form is in ``data`` (``prefilter``): far faster than the regex."""
+        if self._prefilter is None:
+            # two threads racing here build two equal prefilters; either one serves
+            self._prefilter = prefilter.build(self._probes)
+        return self._prefilter.may_contain(data)
 
     def mask_bytes(self, data: bytes) -> bytes:
         if self._bytes_re is None or not self.may_contain(data):
@@ -237,14 +240,16 @@ class StreamMasker:
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
         self._prefixes = masker.prefixes() if masker else frozenset()
+        self._firsts = frozenset(prefix[0] for prefix in self._prefixes if len(prefix) == 1)
         self._pending = b""
 
     def _undecided(self, low: bytes, start: int) -> int:
         """The first position ≥ ``start`` where ``low`` (lower-cased) ends inside a possible form."""
         size = len(low)
-        prefixes = self._prefixes
+        prefixes, firsts = self._prefixes, self._firsts
         for p in range(max(start, size - self._masker.longest + 1), size):
-            if low[p:] in prefixes:
+            # most positions cannot begin a form at all: no slice for those
+            if low[p] in firsts and low[p:] in prefixes:
                 return p
         return size
 
@@ -252,12 +257,20 @@ class StreamMasker:
         regex = self._masker._bytes_re
         if regex is None:
             return chunk
-        data = self._pending + chunk
-        low = data.lower()
-        hold = self._undecided(low, 0)
-        if not self._masker.may_contain(data, low):
+        # no copy of a chunk when nothing is held back, and none of the output when
+        # nothing needs holding: the common case of a large body is one prefilter
+        # pass, and only its last few bytes are looked at again
+        data = self._pending + chunk if self._pending else chunk
+        if not self._masker.may_contain(data):
+            tail = max(0, len(data) - self._masker.longest + 1)
+            hold = tail + self._undecided(data[tail:].lower(), 0)
+            if hold == len(data):
+                self._pending = b""
+                return data
             self._pending = data[hold:]
             return data[:hold]
+        low = data.lower()
+        hold = self._undecided(low, 0)
         out = bytearray()
         pos = 0
         for match in regex.finditer(data):

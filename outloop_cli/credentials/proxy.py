@@ -59,6 +59,8 @@ SENTINEL_KEY = "outloop-proxy"
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 # the most response bytes handled (scrubbed and written) in one piece
 _BATCH = 1024 * 1024
+# what may wait unread from one upstream before reading from it pauses
+_READ_BUFFER = 4 * _BATCH
 # how much of what the agent sent (a route name, a path) an audit event keeps
 _FIELD_MAX = 100
 _PATH_MAX = 300
@@ -171,6 +173,9 @@ class AccessProxy:
                     total=None, sock_connect=30, sock_read=self._read_timeout
                 ),
                 skip_auto_headers=("User-Agent", "Content-Type"),
+                # reading from the upstream pauses when this much waits unread: large
+                # enough that a fast download is not paused and resumed every few reads
+                read_bufsize=_READ_BUFFER,
             )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -309,7 +314,7 @@ class AccessProxy:
         sent = 0
         try:
             # the standard phrase for the status: the upstream's own may carry anything
-            response = web.StreamResponse(status=upstream.status)
+            response = _Response(status=upstream.status)
             skip = _HOP_BY_HOP | _RESPONSE_DROP | _connection_tokens(upstream.headers)
             for key, value in upstream.headers.items():
                 if key.lower() in skip:
@@ -321,20 +326,35 @@ class AccessProxy:
                 response.headers.add(
                     self._redactor.redact_name(key), self._redactor.redact_header_value(value)
                 )
-            await response.prepare(request)
+            # the headers wait in aiohttp's buffer for the first body bytes, so a small
+            # answer leaves in one write (one wake-up of the agent), not three
+            writer = await response.prepare(request)
+            content = upstream.content
             stream = self._redactor.stream()
-            while chunk := await _next_chunk(upstream.content):
-                for piece in decoder.feed(chunk):
-                    out = stream.feed(piece)
-                    if out:
-                        await response.write(out)
-                        sent += len(out)
+            chunk = content.read_nowait(_BATCH)
+            if not chunk and not content.at_eof():
+                # nothing of the body yet (a stream that starts later): the agent gets
+                # the status and headers now, as the upstream sent them
+                _send_headers(writer)
+                chunk = await _next_chunk(content)
+            last = b""
+            while chunk:
+                out = b"".join(stream.feed(piece) for piece in decoder.feed(chunk))
+                if content.at_eof():
+                    # the whole rest is here: it goes out with the end of the body
+                    last = out
+                    break
+                if out:
+                    await response.write(out)
+                    sent += len(out)
+                else:
+                    # all of it held back (it may begin a key): the headers go anyway
+                    _send_headers(writer)
+                chunk = await _next_chunk(content)
             decoder.finish()
-            tail = stream.flush()
-            if tail:
-                await response.write(tail)
-                sent += len(tail)
-            await response.write_eof()
+            last += stream.flush()
+            sent += len(last)
+            await response.write_eof(last)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             fields["error"] = f"upstream stream broken ({type(exc).__name__})"
             _abort(request)
@@ -410,6 +430,19 @@ class AccessProxy:
         return web.Response(status=status, text=f"outloop proxy: {text}\n")
 
 
+class _Response(web.StreamResponse):
+    """A streamed response whose headers go out with its first body bytes (see _forward)."""
+
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: Any) -> None:
+    # aiohttp before 3.12 sends headers at once and has no such method: nothing to do
+    send = getattr(writer, "send_headers", None)
+    if send is not None:
+        send()
+
+
 class _TooLarge(Exception):
     pass
 
@@ -437,12 +470,18 @@ async def _next_chunk(content: aiohttp.StreamReader) -> bytes:
     it arrives, while a fast bulk download is handled in large pieces.
     """
     chunk = await content.readany()
-    while chunk and len(chunk) < _BATCH:
-        more = content.read_nowait(_BATCH - len(chunk))
+    if not chunk or len(chunk) >= _BATCH:
+        return chunk
+    # one join, not a copy per buffered piece
+    pieces = [chunk]
+    size = len(chunk)
+    while size < _BATCH:
+        more = content.read_nowait(_BATCH - size)
         if not more:
             break
-        chunk += more
-    return chunk
+        pieces.append(more)
+        size += len(more)
+    return chunk if len(pieces) == 1 else b"".join(pieces)
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import platform
 import random
 import re
 import secrets
+import sys
 import urllib.parse
+from collections.abc import Iterator
 
 import pytest
 
+from outloop_cli.credentials import prefilter
 from outloop_cli.credentials.masking import (
     MASK,
     Masker,
@@ -20,6 +24,22 @@ from outloop_cli.credentials.masking import (
     secret_forms,
 )
 from tests.conftest import RepoFactory, git
+
+# a dependency where wheels exist: there the fast prefilter must be the one in use
+HYPERSCAN_EXPECTED = sys.platform == "linux" and platform.machine() == "x86_64"
+
+
+@pytest.fixture(autouse=True, params=["hyperscan", "substring"])
+def prefilter_kind(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Every masking test runs with each prefilter: they must mask exactly alike."""
+    if request.param == "substring":
+        monkeypatch.setattr(prefilter, "_hyperscan", lambda: None)
+    elif prefilter._hyperscan() is None:
+        assert not HYPERSCAN_EXPECTED, "hyperscan is a dependency on Linux x86-64"
+        pytest.skip("no hyperscan wheel for this platform")
+    yield request.param
 
 
 def canary() -> str:
@@ -286,3 +306,57 @@ def test_json_that_escapes_html_characters_is_masked() -> None:
         json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     )
     assert Masker([value]).mask_text(f'{{"key": {go_style}}}') == '{"key": "***"}'
+
+
+def test_the_prefilter_in_use_is_the_one_asked_for(prefilter_kind: str) -> None:
+    masker = Masker([canary()])
+    assert masker._prefilter is None  # nothing built before the first scan
+    assert not masker.may_contain(b"clean")
+    expected = {
+        "hyperscan": prefilter.HyperscanPrefilter,
+        "substring": prefilter.SubstringPrefilter,
+    }
+    assert isinstance(masker._prefilter, expected[prefilter_kind])
+
+
+def test_the_prefilter_sees_every_form_in_any_case_anywhere_in_a_large_chunk() -> None:
+    rng = random.Random(secrets.randbits(32))
+    value = canary()
+    masker = Masker([value])
+    filler = bytes(rng.randrange(256) for _ in range(4096)) * 64
+    assert not masker.may_contain(filler)
+    for form in secret_forms(value).values():
+        for variant in (form, form.upper(), form.swapcase()):
+            at = rng.randrange(len(filler))
+            data = filler[:at] + variant + filler[at:]
+            assert masker.may_contain(data), form
+            assert masker.may_contain(data[at:])
+            assert masker.may_contain(data[: at + len(variant)])
+            # one byte short of the whole form: not this one (a shorter form may still be there)
+            short = data[at + 1 : at + len(variant)]
+            assert masker.may_contain(short) == masker.contains_secret(short)
+
+
+def test_a_value_with_nul_and_non_ascii_bytes_is_found() -> None:
+    value = "k\x00é-" + secrets.token_hex(8)
+    masker = Masker([value])
+    data = b"noise " + value.encode() + b" more"
+    assert masker.may_contain(data)
+    assert masker.mask_bytes(data) == b"noise *** more"
+    stream = masker.stream()
+    out = b"".join(stream.feed(data[i : i + 3]) for i in range(0, len(data), 3)) + stream.flush()
+    assert out == b"noise *** more"
+
+
+def test_a_long_value_is_found_next_to_a_short_one() -> None:
+    """A PEM-sized value's forms are too long for Hyperscan: they are searched the plain way."""
+    pem = "-----BEGIN KEY-----\n" + base64.encodebytes(secrets.token_bytes(3000)).decode()
+    short = canary()
+    masker = Masker([pem, short])
+    for value in (pem, short):
+        data = b"<" + value.encode().swapcase() + b">"
+        assert masker.may_contain(data)
+        stream = masker.stream()
+        out = b"".join(stream.feed(data[i : i + 999]) for i in range(0, len(data), 999))
+        assert out + stream.flush() == b"<***>"
+    assert not masker.may_contain(b"clean " * 1000)

@@ -160,6 +160,34 @@ def test_chunked_bodies_arrive_whole(upstream: UpstreamServer) -> None:
     assert reply.body == b"x" * 1_500_000
 
 
+def test_a_large_stream_is_scrubbed_where_the_key_straddles_every_read(
+    upstream: UpstreamServer,
+) -> None:
+    """Megabytes in reads of every size: the proxy's large batches change nothing."""
+    key = canary()
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    chunks = 40
+    with started_broker({"openai": key}, [cred], Events()) as broker:
+        reply = request(
+            broker.agent_env()["OPENAI_BASE_URL"],
+            path=f"/bulkleak?n={chunks}&size=200000",
+            timeout=30,
+        )
+    assert reply.status == 200
+    assert_no_leak(key, reply.body, reply.body.swapcase())
+    assert key.swapcase().encode() not in reply.body
+    assert reply.body.count(REPLACEMENT) >= chunks - 1
+    # byte for byte what masking the whole body at once gives: nothing else touched
+    sent = request(
+        upstream.url,
+        path=f"/bulkleak?n={chunks}&size=200000",
+        headers={"Authorization": upstream.requests[-1].headers["Authorization"]},
+        timeout=30,
+    )
+    assert reply.body == Redactor([key]).redact_bytes(sent.body)
+    assert len(sent.body) == 200_000 * chunks
+
+
 def test_gzip_responses_are_decoded_so_they_can_be_scrubbed(upstream: UpstreamServer) -> None:
     key = canary()
     cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
@@ -295,6 +323,26 @@ def test_first_event_passes_while_the_upstream_still_holds_the_rest(
     assert first.startswith(b"event: message\ndata: ")
     assert held_when_first_arrived
     assert rest.count(b"data: ") + first.count(b"data: ") == 2
+
+
+def test_status_and_headers_pass_before_the_stream_has_a_first_event(
+    upstream: UpstreamServer,
+) -> None:
+    """The headers wait for body bytes only when those are already there, never for the upstream."""
+    cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL")
+    with started_broker({"openai": canary()}, [cred], Events()) as broker:
+        parts = urllib.parse.urlsplit(broker.agent_env()["OPENAI_BASE_URL"])
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=60)
+        conn.request("GET", parts.path + "/sse?n=2&hold=0")
+        response = conn.getresponse()
+        events_when_headers_arrived = upstream.state.sse_events
+        upstream.state.release.set()
+        body = response.read()
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert events_when_headers_arrived == 0
+    assert body.count(b"data: ") == 2
 
 
 def test_loop_only_credentials_the_policy_granted_get_a_route(upstream: UpstreamServer) -> None:

@@ -3,13 +3,16 @@
 Endpoints (any method):
 
 - ``/echo``            JSON of the method, path, headers and body it received
-- ``/sse?n=N``         N server-sent events; after the first it waits for ``release``
+- ``/sse?n=N[&hold=H]`` N server-sent events; before event H (default 1) it waits for ``release``
 - ``/chunked?n=N&size=S[&fill=sse]`` N chunks of S bytes (x, or SSE-like text), chunked
 - ``/bytes?n=N``       N bytes with a Content-Length
 - ``/redirect?to=URL`` 302 to URL
 - ``/leak``            500 whose body and headers repeat the Authorization it got,
                        in plain, base64, hex, URL and JSON encodings
 - ``/gzip``            a gzip-encoded echo of the Authorization it got
+- ``/bulkleak?n=N&size=S`` N chunks of S bytes of SSE-like text, with the key it got
+                       (as is, in swapped letter case, in a base64 Basic blob, in
+                       upper-case hex) cut across the end of every chunk but the last
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class UpstreamState:
     # /sse holds its later events until the test sets this
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # events /sse has sent so far (all requests)
+    sse_events: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,10 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_sse(self, received: Received, query: dict[str, str]) -> None:
         self._start_chunked("text/event-stream")
+        # hold=0: even the first event waits for release (headers go out alone first)
+        held = int(query.get("hold", "1"))
         for index in range(int(query.get("n", "3"))):
-            if index == 1:
+            if index == held:
                 self.server.state.release.wait(10)
             self._chunk(f'event: message\ndata: {{"n": {index}}}\n\n'.encode())
+            with self.server.state.lock:
+                self.server.state.sse_events += 1
         self.wfile.write(b"0\r\n\r\n")
 
     def _do_chunked(self, received: Received, query: dict[str, str]) -> None:
@@ -147,6 +156,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             500, body, headers={"X-Echo-Key": key, "WWW-Authenticate": f'Bearer error="{key}"'}
         )
+
+    def _do_bulkleak(self, received: Received, query: dict[str, str]) -> None:
+        auth = received.headers.get("Authorization") or ""
+        raw = auth.split(" ", 1)[-1].encode()
+        forms = [raw, raw.swapcase(), base64.b64encode(b"user:" + raw), raw.hex().upper().encode()]
+        size, count = int(query.get("size", "65536")), int(query.get("n", "8"))
+        event = b'data: {"choices":[{"delta":{"content":"lorem ipsum dolor sit"}}]}\n\n'
+        body = bytearray((event * (size * count // len(event) + 1))[: size * count])
+        for index in range(count - 1):
+            form = b" " + forms[index % len(forms)] + b" "
+            start = (index + 1) * size - len(form) // 2 - index % 3
+            body[start : start + len(form)] = form
+        self._start_chunked("text/event-stream")
+        for index in range(count):
+            self._chunk(bytes(body[index * size : (index + 1) * size]))
+        self.wfile.write(b"0\r\n\r\n")
 
     def _do_gzip(self, received: Received, query: dict[str, str]) -> None:
         auth = received.headers.get("Authorization") or ""
