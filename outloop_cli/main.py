@@ -24,16 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _credential_helper(operation: str) -> int:
     """git calls the helper for every request: answer without building the CLI."""
-    import os
+    from outloop_cli.credentials.helper_main import main as helper_main
 
-    from outloop_cli.commands.credential import helper
-
-    answer = helper(operation, sys.stdin.buffer.read(), os.environ)
-    if answer.message:
-        sys.stderr.write(answer.message + "\n")
-    sys.stdout.buffer.write(answer.stdout)
-    sys.stdout.flush()
-    return 0
+    return helper_main([operation])
 
 
 def _dispatch(args: list[str]) -> int:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+
+# `typing` alone is a tenth of the helper's start-up; type checkers still see it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # set in the environment of git (and tools) that may ask the broker, never elsewhere
 ENV_SOCKET = "OUTLOOP_BROKER_SOCKET"
