@@ -8,8 +8,6 @@ never sees half of it. Whether a run is alive is ``store/locks.py``'s answer.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,12 +15,14 @@ from typing import Any
 
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.paths import runs_root
-from outloop_cli.store.atomic import atomic_write_json
 from outloop_cli.store.records import RunRecord
 
 
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination: ``20261122-081500-3fa9c2``."""
+    # imported where they are used: readers (`outloop status`) need none of them
+    import secrets
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
 
@@ -98,6 +98,8 @@ class RunStore:
 
     def save(self, record: RunRecord, *, durable: bool = True) -> None:
         """Replace run.json atomically; ``durable=False`` skips the fsyncs (progress only)."""
+        from outloop_cli.store.atomic import atomic_write_json
+
         atomic_write_json(self.paths(record.run_id).run_json, record.to_dict(), durable=durable)
 
     def load(self, run_id: str) -> RunRecord:
@@ -138,6 +140,8 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         """Drop a run's record directory; the caller holds the run's lock (see ``run_lock``)."""
+        import shutil
+
         shutil.rmtree(self.paths(run_id).root)
 
     def run_ids(self) -> list[str]:
