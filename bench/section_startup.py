@@ -97,13 +97,13 @@ CASES: tuple[tuple[str, tuple[str, ...], str, float | None], ...] = (
     ("outloop --version", ("--version",), "small", None),
 )
 
-# Measured with this section before the start-up work of issue 16 (commit faae4e2),
-# 15 interleaved repeats, same machine: the figures the work started from.
+# Measured with this section on the code before the start-up work of issue 16 (commit
+# faae4e2), 25 interleaved repeats, on the shared 2-core machine; floor 13.8 ms.
 BEFORE = {
-    "outloop --help": "196 ms (7.8×)",
-    "outloop validate": "410 ms (16.4×)",
-    "outloop status": "274 ms (10.9×)",
-    "outloop --version": "34 ms (1.4×)",
+    "outloop --help": "143.9 ms (10.4×)",
+    "outloop validate": "328.0 ms (23.8×)",
+    "outloop status": "328.1 ms (23.8×)",
+    "outloop --version": "24.0 ms (1.7×)",
 }
 
 

@@ -2,8 +2,9 @@
 
 git starts the helper for every request that needs a credential (each fetch
 and push, sometimes twice), so this module and everything it imports stay
-light: git's protocol (``git_protocol``) and the broker's wire (``json`` and
-``socket``), nothing of the CLI, typer, yaml or dataclasses. Every grant and
+light: git's protocol (``git_protocol``) and the broker's wire (``broker_wire``,
+over the C parts of ``json`` and ``socket``), nothing of the CLI, typer, yaml or
+dataclasses. Every grant and
 refusal is decided and audited by the broker; the helper holds no policy and
 passes on only what the broker gave.
 """

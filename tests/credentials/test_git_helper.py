@@ -231,6 +231,7 @@ def test_the_helper_process_imports_neither_the_cli_nor_heavy_libraries() -> Non
     }
     assert "outloop_cli.credentials.git_answer" in imported
     heavy = {"typer", "click", "yaml", "pydantic", "dataclasses", "inspect", "urllib.parse"}
+    heavy |= {"json", "socket", "re", "typing"}
     assert imported & heavy == set()
     assert not {m for m in imported if m.startswith(("outloop_cli.cli", "outloop_cli.config"))}
 
