@@ -37,6 +37,7 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 # the answering half lives in git_answer.py, light enough for git to start per request
 from outloop_cli.credentials.git_answer import DEFAULT_USERNAME as DEFAULT_USERNAME
@@ -77,8 +78,27 @@ def _hostname(host: str) -> str:
 
 
 HELPER_MODULE = "outloop_cli.credentials.helper_main"
-# `-c` rather than `-m`: runpy and what it imports would be a sixth of the helper's start
-HELPER_CODE = f"import sys; from {HELPER_MODULE} import main; sys.exit(main(sys.argv[1:]))"
+# where this outloop_cli package is installed (site-packages, or the checkout of an
+# editable install): the helper imports it from there and nowhere else
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def helper_argv(python: str | None = None) -> list[str]:
+    """The Python process of ``get``: isolated (``-I``), without ``site`` (``-S``).
+
+    ``-I`` keeps the working directory (the agent's worktree) and ``PYTHON*``
+    variables out of ``sys.path``, so a repo that ships its own
+    ``outloop_cli`` package cannot stand in for the helper. ``-S`` skips
+    ``site`` (a quarter of an empty interpreter's start, and every ``.pth``
+    file's code); the helper needs only the standard library and this package,
+    whose directory it appends to ``sys.path`` itself. ``-c`` rather than
+    ``-m``: runpy and what it imports would be a sixth of the helper's start.
+    """
+    code = (
+        f"import sys; sys.path.append({_PACKAGE_PARENT!r}); "
+        f"from {HELPER_MODULE} import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [python or sys.executable, "-I", "-S", "-c", code]
 
 
 def helper_command(python: str | None = None) -> str:
@@ -90,12 +110,10 @@ def helper_command(python: str | None = None) -> str:
     answer nothing whoever answers them: the shell drains git's request and
     exits, and a push starts one Python process instead of two.
 
-    ``get`` runs this Python isolated (``-I``) on the helper's own module (not
-    the CLI): ``-I`` keeps the working directory (the agent's worktree) and
-    ``PYTHON*`` variables out of ``sys.path``, so a repo that ships its own
-    ``outloop_cli`` package cannot stand in for the helper.
+    ``get`` runs this Python on the helper's own module, not the CLI
+    (``helper_argv``).
     """
-    get = shlex.join([python or sys.executable, "-I", "-c", HELPER_CODE, "get"])
+    get = shlex.join([*helper_argv(python), "get"])
     return f'!f() {{ if [ "$1" = get ]; then exec {get}; fi; while read -r _; do :; done; }}; f'
 
 

@@ -47,7 +47,7 @@ def helper(env: dict[str, str], operation: str, stdin: bytes) -> subprocess.Comp
 
 def helper_argv() -> list[str]:
     """The Python process the helper starts for ``get``."""
-    return [sys.executable, "-I", "-c", git_helper.HELPER_CODE]
+    return git_helper.helper_argv()
 
 
 @pytest.fixture
