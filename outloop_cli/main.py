@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _credential_helper(operation: str) -> int:
-    """git calls the helper for every request: answer without building the CLI."""
+    """``outloop credential get|store|erase`` (a person trying the helper, or a git config
+    written before the helper had its own entry point): answered as git's helper answers."""
     from outloop_cli.credentials.helper_main import main as helper_main
 
     return helper_main([operation])
