@@ -1,11 +1,13 @@
 """Entry point: turns every outloop error into its exit code, in one place.
 
-``outloop --version`` is answered before typer (and everything else) is
-imported, so scripts that probe the version pay ~nothing.
+``outloop --version`` and ``outloop --help`` are answered before typer (and
+everything else) is imported, so scripts that probe the version, and people
+looking for the verbs, pay little more than Python's own start.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,23 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(f"outloop {__version__}\n")
         return 0
+    # typer's shell completion reads this variable; let typer answer when it is set
+    if args == ["--help"] and "_OUTLOOP_COMPLETE" not in os.environ:
+        from outloop_cli.cli.root_help import render
+
+        sys.stdout.write(render())
+        return 0
     if len(args) == 2 and args[0] == "credential" and args[1] != "token" and args[1] != "--help":
         return _credential_helper(args[1])
     return _dispatch(args)
 
 
 def _credential_helper(operation: str) -> int:
-    """git calls the helper for every request: answer without building the CLI."""
-    import os
+    """``outloop credential get|store|erase`` (a person trying the helper, or a git config
+    written before the helper had its own entry point): answered as git's helper answers."""
+    from outloop_cli.credentials.helper_main import main as helper_main
 
-    from outloop_cli.commands.credential import helper
-
-    answer = helper(operation, sys.stdin.buffer.read(), os.environ)
-    if answer.message:
-        sys.stderr.write(answer.message + "\n")
-    sys.stdout.buffer.write(answer.stdout)
-    sys.stdout.flush()
-    return 0
+    return helper_main([operation])
 
 
 def _dispatch(args: list[str]) -> int:
@@ -68,8 +70,6 @@ def _dispatch(args: list[str]) -> int:
 
 def entry() -> None:
     """The process entry point: CI secrets leave the environment before anything else runs."""
-    import os
-
     if any(
         key.startswith("OUTLOOP_SECRET_") or key == "OUTLOOP_CI_SECRETS_FD" for key in os.environ
     ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -34,6 +33,9 @@ def cache_home() -> Path:
 
 def repo_key(repo_root: Path, common_dir: Path) -> str:
     """A stable, readable folder name for one repository: ``<name>-<hash of its git dir>``."""
+    # imported here: loading OpenSSL's hashes costs `outloop status` a tenth of its start
+    import hashlib
+
     digest = hashlib.sha256(str(common_dir.resolve()).encode()).hexdigest()[:10]
     return f"{repo_root.name}-{digest}"
 

@@ -208,8 +208,13 @@ _SPAWN_CALLS = {
 # environment before anything runs; it starts no child
 _SPAWN_EXCEPTIONS = {("outloop_cli.credentials.ci_env", "execve")}
 # programs of their own, not part of the runner: the sandbox's relay runs inside the
-# sandbox as the agent's parent; the demo agent stands in for an LLM agent
-_SEPARATE_PROGRAMS = ("outloop_cli.sandbox.relay", "outloop_cli.demo_agent")
+# sandbox as the agent's parent; the demo agent stands in for an LLM agent; git runs the
+# credential helper for each credential request
+_SEPARATE_PROGRAMS = (
+    "outloop_cli.sandbox.relay",
+    "outloop_cli.demo_agent",
+    "outloop_cli.credentials.helper_main",
+)
 
 
 def _spawning(module: Module) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""The typer app, built from one module per verb (the ``VERBS`` table).
+"""The typer app, built from one module per verb (the ``VERBS`` table of ``cli/verbs.py``).
 
 Each verb pairs ``cli/<module>.py`` (options in, one call, results printed)
 with ``commands/<module>.py`` (plain functions that return values and never
@@ -6,83 +6,28 @@ print). Tables and JSON go to stdout, as the command's output; notes and
 hints go to stderr; errors are raised, and ``outloop_cli.main`` turns them
 into exit codes in one place.
 
-Modules keep heavy imports inside command functions so that building the app
-(needed for every invocation) stays cheap.
+The root group (``cli/lazy_group.py``) imports a verb's module only when
+that verb runs; modules keep heavy imports inside command functions so that
+building even that one command stays cheap.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import typer
 
 from outloop_cli import __version__
-from outloop_cli.cli import (
-    action_report,
-    approve,
-    audit,
-    clean,
-    credential,
-    demo,
-    deny,
-    init,
-    list_loops,
-    matrix,
-    pr,
-    report,
-    resume,
-    run,
-    say,
-    schedule,
-    schema,
-    secrets,
-    show,
-    status,
-    stop,
-    ui,
-    validate,
-    workflow,
-)
+from outloop_cli.cli.lazy_group import VerbGroup, typer_settings
 from outloop_cli.cli.terminal import out
+from outloop_cli.cli.verbs import ROOT_HELP, VERBS, VERSION_HELP
 
-# verb (or command group) → the module that registers it; its twin in commands/ has
-# the same name. Where the verb is no good as a module name, the module says what it is:
-# `list` would shadow the builtin wherever it is imported, `action-report` is no identifier.
-# This order is the order of `outloop --help` (typer lists groups after commands).
-VERBS: dict[str, ModuleType] = {
-    "init": init,
-    "validate": validate,
-    "list": list_loops,
-    "schema": schema,
-    "run": run,
-    "demo": demo,
-    "status": status,
-    "show": show,
-    "clean": clean,
-    "stop": stop,
-    "resume": resume,
-    "approve": approve,
-    "deny": deny,
-    "say": say,
-    "audit": audit,
-    "report": report,
-    "ui": ui,
-    "secrets": secrets,
-    "credential": credential,
-    "pr": pr,
-    "matrix": matrix,
-    "workflow": workflow,
-    "schedule": schedule,
-    "action-report": action_report,
-}
+__all__ = ["VERBS", "app"]
 
 app = typer.Typer(
     name="outloop",
-    help="Run coding agents in loops until an outside check passes, in their own git worktree.",
+    help=ROOT_HELP,
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    cls=VerbGroup,
+    **typer_settings(),
 )
 
 
@@ -98,13 +43,9 @@ def _root(
         False,
         "--version",
         "-V",
-        help="Show the version and exit.",
+        help=VERSION_HELP,
         callback=_version,
         is_eager=True,
     ),
 ) -> None:
     """Run coding agents in loops until an outside check passes, in their own git worktree."""
-
-
-for _module in VERBS.values():
-    _module.register(app)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from outloop_cli.errors import OutloopError
 from outloop_cli.git.repo import discover
 from outloop_cli.store.locks import effective_state
 from outloop_cli.store.records import GoalResult, RunRecord, RunState, StopReason
+from outloop_cli.store.run_listing import load_listing
 from outloop_cli.store.runs import RunPaths, RunStore
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
@@ -76,7 +78,14 @@ def display_state(record: RunRecord, paths: RunPaths) -> str:
     return FINISHED
 
 
-def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None) -> RunSummary:
+def summarize(
+    record: RunRecord,
+    paths: RunPaths,
+    *,
+    now: datetime | None = None,
+    cost_usd: float | EllipsisType | None = ...,
+) -> RunSummary:
+    """One run's summary; ``cost_usd`` given when ``record`` holds only some iterations."""
     state = display_state(record, paths)
     now = now or datetime.now(timezone.utc)
     started = _parse(record.started_at)
@@ -104,7 +113,7 @@ def summarize(record: RunRecord, paths: RunPaths, *, now: datetime | None = None
         goal=None if goal is None else ("pass" if goal.met else "fail"),
         failing=failing_count(goal) if goal is not None else None,
         goal_summary=goal.summary if goal is not None else None,
-        cost_usd=record.cost_usd,
+        cost_usd=record.cost_usd if isinstance(cost_usd, EllipsisType) else cost_usd,
         started_at=record.started_at,
         age=age,
         duration=duration,
@@ -139,13 +148,13 @@ def list_runs(cwd: Path, *, loop: str | None = None) -> list[RunSummary]:
     for run_id in store.run_ids():
         paths = store.paths(run_id)
         try:
-            record = store.load(run_id)
+            listing = load_listing(store, run_id)
         except OutloopError as exc:
             summaries.append(_unreadable(run_id, exc.message))
             continue
-        if loop is not None and record.loop != loop:
+        if loop is not None and listing.record.loop != loop:
             continue
-        summaries.append(summarize(record, paths))
+        summaries.append(summarize(listing.record, paths, cost_usd=listing.cost_usd))
     return summaries
 
 
@@ -184,12 +193,13 @@ def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
             rows.append(MachineRun(repo, entry.workspace, replace(summary, age=age)))
             continue
         try:
-            record = entry.store.load(entry.run_id)
+            listing = load_listing(entry.store, entry.run_id)
         except OutloopError as exc:
             summary = _unreadable(entry.run_id, exc.message, loop=entry.loop)
             rows.append(MachineRun(repo, entry.workspace, summary))
             continue
-        rows.append(MachineRun(repo, entry.workspace, summarize(record, entry.paths, now=now)))
+        summary = summarize(listing.record, entry.paths, now=now, cost_usd=listing.cost_usd)
+        rows.append(MachineRun(repo, entry.workspace, summary))
     return rows
 
 

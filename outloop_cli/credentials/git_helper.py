@@ -20,6 +20,10 @@ too (a remote rewritten by ``url.<base>.insteadOf``, an ``lfs.url`` from a
 committed ``.lfsconfig``), and we refuse with ``quit=1`` and an audit event,
 where a host-scoped helper would have let the attempt pass unrecorded.
 
+git starts the helper (``credentials/helper_main.py``) for every request, so
+what it imports is kept to git's protocol and the broker's wire
+(``git_answer.py``).
+
 The helper finds the broker's socket and its capability in the environment
 git passes down. The agent's environment holds a capability only when the loop
 asked for ``via: git`` or ``via: helper``; the capability of outloop's own
@@ -31,13 +35,15 @@ from __future__ import annotations
 import shlex
 import sys
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from outloop_cli.credentials import broker_wire, git_protocol
+# the answering half lives in git_answer.py, light enough for git to start per request
+from outloop_cli.credentials.git_answer import DEFAULT_USERNAME as DEFAULT_USERNAME
+from outloop_cli.credentials.git_answer import HelperAnswer as HelperAnswer
+from outloop_cli.credentials.git_answer import answer as answer
 from outloop_cli.credentials.hosts import is_loopback
-
-DEFAULT_USERNAME = "x-access-token"
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,44 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def helper_command(python: str | None = None) -> str:
-    """The helper as git runs it: this Python, isolated (``-I``).
+HELPER_MODULE = "outloop_cli.credentials.helper_main"
+# where this outloop_cli package is installed (site-packages, or the checkout of an
+# editable install): the helper imports it from there and nowhere else
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def helper_argv(python: str | None = None) -> list[str]:
+    """The Python process of ``get``: isolated (``-I``), without ``site`` (``-S``).
 
     ``-I`` keeps the working directory (the agent's worktree) and ``PYTHON*``
     variables out of ``sys.path``, so a repo that ships its own
-    ``outloop_cli`` package cannot stand in for the helper.
+    ``outloop_cli`` package cannot stand in for the helper. ``-S`` skips
+    ``site`` (a quarter of an empty interpreter's start, and every ``.pth``
+    file's code); the helper needs only the standard library and this package,
+    whose directory it appends to ``sys.path`` itself. ``-c`` rather than
+    ``-m``: runpy and what it imports would be a sixth of the helper's start.
     """
-    return f"!{shlex.quote(python or sys.executable)} -I -m outloop_cli credential"
+    code = (
+        f"import sys; sys.path.append({_PACKAGE_PARENT!r}); "
+        f"from {HELPER_MODULE} import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [python or sys.executable, "-I", "-S", "-c", code]
+
+
+def helper_command(python: str | None = None) -> str:
+    """The helper as git runs it: a shell function that starts the helper only for ``get``.
+
+    git runs ``!`` helpers through the shell with the operation appended, and
+    asks every helper to ``store`` (and, on a rejected password, to ``erase``)
+    as well as to ``get``. The broker keeps nothing git could update, so those
+    answer nothing whoever answers them: the shell drains git's request and
+    exits, and a push starts one Python process instead of two.
+
+    ``get`` runs this Python on the helper's own module, not the CLI
+    (``helper_argv``).
+    """
+    get = shlex.join([*helper_argv(python), "get"])
+    return f'!f() {{ if [ "$1" = get ]; then exec {get}; fi; while read -r _; do :; done; }}; f'
 
 
 def config_env(entries: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -109,77 +145,6 @@ PUSH_HARDENING: tuple[tuple[str, str], ...] = (
     ("credential.interactive", "false"),
     ("core.askPass", ""),
 )
-
-
-@dataclass(frozen=True)
-class HelperAnswer:
-    stdout: bytes
-    # a line for git's stderr (git shows it to whoever runs git), or None
-    message: str | None = None
-
-
-def answer(operation: str, stdin: bytes, env: Mapping[str, str]) -> HelperAnswer:
-    """What ``outloop credential <operation>`` replies to git.
-
-    Only ``get`` answers; ``store`` and ``erase`` are accepted and ignored (the
-    broker keeps nothing git could update), as is any operation git may add
-    later. A ``get`` that cannot be answered declines with ``quit=1`` so git
-    neither asks another helper nor prompts.
-    """
-    if operation != "get":
-        return HelperAnswer(b"")
-    try:
-        request = git_protocol.parse(stdin)
-    except git_protocol.BadCredentialInput as exc:
-        _report_bad_input(env, str(exc))
-        return HelperAnswer(git_protocol.DECLINE, f"outloop: refused: {exc}")
-    socket_path = env.get(broker_wire.ENV_SOCKET)
-    capability = env.get(broker_wire.ENV_CAPABILITY)
-    if not socket_path or not capability:
-        return HelperAnswer(
-            git_protocol.DECLINE, "outloop: no credentials here (not started by an outloop run)"
-        )
-    query = {
-        "op": "git",
-        "capability": capability,
-        "protocol": request.protocol,
-        "host": request.host,
-        "path": request.path,
-    }
-    try:
-        reply = broker_wire.ask(socket_path, query)
-    except broker_wire.BrokerUnavailable as exc:
-        return HelperAnswer(git_protocol.DECLINE, f"outloop: no credentials: {exc}")
-    if not reply.get("ok"):
-        return HelperAnswer(
-            git_protocol.DECLINE, f"outloop: refused: {reply.get('reason', 'refused')}"
-        )
-    attributes: dict[str, str | int] = {
-        "username": request.username or str(reply.get("username") or DEFAULT_USERNAME),
-        "password": str(reply["password"]),
-        "password_expiry_utc": int(reply["expires"]),
-    }
-    try:
-        return HelperAnswer(git_protocol.format_reply(attributes))
-    except git_protocol.BadCredentialInput:
-        return HelperAnswer(
-            git_protocol.DECLINE,
-            "outloop: refused: the stored secret contains a line break; store it again",
-        )
-
-
-def _report_bad_input(env: Mapping[str, str], why: str) -> None:
-    """Tell the broker (for the audit log) that someone fed the helper a malformed request."""
-    socket_path = env.get(broker_wire.ENV_SOCKET)
-    capability = env.get(broker_wire.ENV_CAPABILITY)
-    if not socket_path or not capability:
-        return
-    try:
-        broker_wire.ask(
-            socket_path, {"op": "bad_input", "capability": capability, "reason": why[:200]}
-        )
-    except broker_wire.BrokerUnavailable:
-        pass
 
 
 def remote_scope(remote_url: str, credential: str) -> GitScope | None:

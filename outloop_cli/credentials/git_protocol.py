@@ -7,12 +7,15 @@ ignored. We are stricter than git on input, because the input may come from an
 agent rather than from git: a CR or NUL anywhere, or a scalar key given twice
 (git would silently keep the last), makes the whole request void. On output a
 value that would break a line is never written.
+
+git starts the credential helper for every request, so this module imports
+nothing (a dataclass alone would pull in ``inspect`` and double the helper's
+start-up).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 MAX_INPUT = 64 * 1024
 
@@ -21,10 +24,35 @@ class BadCredentialInput(ValueError):
     """The request is malformed in a way that could smuggle attributes; refuse it whole."""
 
 
-@dataclass(frozen=True)
 class CredentialRequest:
-    attributes: Mapping[str, str]
-    lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """One request's attributes (the last word for each key) and lists (``key[]`` lines)."""
+
+    __slots__ = ("_attributes", "_lists")
+
+    def __init__(
+        self, attributes: Mapping[str, str], lists: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
+        self._attributes = dict(attributes)
+        self._lists = dict(lists or {})
+
+    @property
+    def attributes(self) -> Mapping[str, str]:
+        return self._attributes
+
+    @property
+    def lists(self) -> Mapping[str, tuple[str, ...]]:
+        return self._lists
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CredentialRequest):
+            return NotImplemented
+        return (self._attributes, self._lists) == (other._attributes, other._lists)
+
+    def __hash__(self) -> int:
+        return hash((tuple(self._attributes.items()), tuple(self._lists.items())))
+
+    def __repr__(self) -> str:
+        return f"CredentialRequest({self._attributes!r}, {self._lists!r})"
 
     def get(self, key: str) -> str | None:
         return self.attributes.get(key)

@@ -14,10 +14,9 @@ The call is prepared in the parent, so that the child, between ``fork`` and
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
-import platform
+import os
 from collections.abc import Callable
 
 from outloop_cli.errors import CouldNotRun
@@ -44,10 +43,14 @@ _KEYCTL_JOIN_SESSION_KEYRING = 1
 @functools.cache
 def joiner() -> Callable[[], None]:
     """A function for ``preexec_fn``: joins a new anonymous session keyring, or raises."""
-    number = _SYS_KEYCTL.get(platform.machine())
+    # imported here: every command imports the process seam, few start a sandbox
+    import ctypes
+
+    machine = os.uname().machine
+    number = _SYS_KEYCTL.get(machine)
     if number is None:
         raise CouldNotRun(
-            f"cannot give the sandbox a keyring of its own on this machine ({platform.machine()})",
+            f"cannot give the sandbox a keyring of its own on this machine ({machine})",
             hint="run with `sandbox: none` to go on without it (the kernel keyring stays visible)",
         )
     syscall = ctypes.CDLL(None, use_errno=True).syscall

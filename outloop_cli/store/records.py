@@ -8,6 +8,7 @@ Plain data only: no I/O here (see ``runstore`` for that).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, TypeVar, cast
@@ -292,7 +293,7 @@ class RunRecord:
         raw["state"] = RunState(raw["state"])
         raw["stop_reason"] = StopReason(raw["stop_reason"]) if raw.get("stop_reason") else None
         raw["iterations"] = [_iteration_from_dict(it) for it in raw.get("iterations", [])]
-        known = {f.name for f in dataclasses.fields(cast(Any, cls))}
+        known = _field_names(cast(Any, cls))
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
@@ -318,5 +319,11 @@ _T = TypeVar("_T")
 
 def _build(cls: type[_T], data: dict[str, Any]) -> _T:
     """Build a dataclass from a dict, ignoring keys a newer version added."""
-    known = {f.name for f in dataclasses.fields(cast(Any, cls))}
+    known = _field_names(cast(Any, cls))
     return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@functools.cache
+def _field_names(cls: type[Any]) -> frozenset[str]:
+    # asked once per record and per iteration's parts: `status` reads every run's record
+    return frozenset(f.name for f in dataclasses.fields(cast(Any, cls)))

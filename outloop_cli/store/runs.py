@@ -8,20 +8,21 @@ never sees half of it. Whether a run is alive is ``store/locks.py``'s answer.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.paths import runs_root
-from outloop_cli.store.atomic import atomic_write_json
 from outloop_cli.store.records import RunRecord
 
 
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination: ``20261122-081500-3fa9c2``."""
+    # imported where they are used: readers (`outloop status`) need none of them
+    import secrets
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
 
@@ -97,9 +98,15 @@ class RunStore:
 
     def save(self, record: RunRecord, *, durable: bool = True) -> None:
         """Replace run.json atomically; ``durable=False`` skips the fsyncs (progress only)."""
+        from outloop_cli.store.atomic import atomic_write_json
+
         atomic_write_json(self.paths(record.run_id).run_json, record.to_dict(), durable=durable)
 
     def load(self, run_id: str) -> RunRecord:
+        return self._record(run_id, self.read(run_id))
+
+    def read(self, run_id: str) -> Any:
+        """run.json as it is on disk (parsed JSON), for readers that need less than a record."""
         path = self.paths(run_id).run_json
         try:
             data = json.loads(path.read_text())
@@ -112,16 +119,29 @@ class RunStore:
                 f"{path} is not valid JSON: {exc}",
                 hint="the run record was edited or damaged; its branch still holds the commits",
             ) from None
+        return data
+
+    def _record(self, run_id: str, data: Any) -> RunRecord:
         try:
             return RunRecord.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise CouldNotRun(
-                f"{path} is not a run record outloop can read ({type(exc).__name__}: {exc})",
-                hint="the run record was edited or damaged; its branch still holds the commits",
-            ) from None
+            raise self._unreadable(run_id, exc) from None
+
+    def record_from(self, run_id: str, data: dict[str, Any]) -> RunRecord:
+        """The record of ``data`` (what ``read`` gave, or part of it), or why it is unreadable."""
+        return self._record(run_id, data)
+
+    def _unreadable(self, run_id: str, exc: Exception) -> CouldNotRun:
+        path = self.paths(run_id).run_json
+        return CouldNotRun(
+            f"{path} is not a run record outloop can read ({type(exc).__name__}: {exc})",
+            hint="the run record was edited or damaged; its branch still holds the commits",
+        )
 
     def delete(self, run_id: str) -> None:
         """Drop a run's record directory; the caller holds the run's lock (see ``run_lock``)."""
+        import shutil
+
         shutil.rmtree(self.paths(run_id).root)
 
     def run_ids(self) -> list[str]:

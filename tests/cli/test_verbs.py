@@ -2,13 +2,19 @@
 
 The command tree is walked from the app itself (hidden commands and the
 subcommands of groups included), so a verb added anywhere else, or a module
-that goes out of step with ``VERBS`` in ``cli/app.py``, fails here by name.
+that goes out of step with ``VERBS`` in ``cli/verbs.py``, fails here by name. Each
+row's summary, ``group`` and ``hidden`` must be what its module registers: the
+root ``--help`` is written from the table without importing the modules.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import importlib
+import inspect
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +30,23 @@ CLI_DIR = PACKAGE / "cli"
 COMMANDS_DIR = PACKAGE / "commands"
 # cli/ modules that are no verb: the app, the command registry, the live progress view
 # and the formatting the verbs share; anything else belongs to a verb
-HELPERS = {"app", "registry", "terminal", "progress", "formatting"}
+# and the verbs table, the lazily built root group, typer's plain coercion and the
+# typer-free root help
+HELPERS = {
+    "app",
+    "registry",
+    "terminal",
+    "progress",
+    "formatting",
+    "verbs",
+    "lazy_group",
+    "plain_params",
+    "root_help",
+}
 
 
 def _module_name(verb: str) -> str:
-    return VERBS[verb].__name__.rpartition(".")[2]
+    return VERBS[verb].module
 
 
 VERB_MODULES = {_module_name(verb) for verb in VERBS}
@@ -143,3 +161,58 @@ COMMAND_HELPERS = {"run_ref", "run_repos"}
 def test_every_commands_module_is_the_twin_of_a_verb() -> None:
     modules = {path.stem for path in COMMANDS_DIR.glob("*.py")} - {"__init__"}
     assert modules - COMMAND_HELPERS == VERB_MODULES
+
+
+def _eager_app() -> Any:
+    """The app as it was built before verbs were loaded lazily: every module registered."""
+    from outloop_cli.cli.lazy_group import typer_settings
+    from outloop_cli.cli.verbs import ROOT_HELP
+
+    eager = typer.Typer(name="outloop", help=ROOT_HELP, no_args_is_help=True, **typer_settings())
+    eager.callback()(app.registered_callback.callback)  # type: ignore[union-attr]
+    for verb in VERBS.values():
+        importlib.import_module(f"outloop_cli.cli.{verb.module}").register(eager)
+    return typer.main.get_command(eager)
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_each_row_says_what_its_module_registers(verb: str) -> None:
+    eager = _eager_app()
+    ctx = typer.Context(eager, info_name="outloop")
+    command = eager.get_command(ctx, verb)
+    assert command is not None, f"cli/{VERBS[verb].module}.py registers no `{verb}`"
+    first_paragraph = inspect.cleandoc(command.help or "").split("\n\n")[0]
+    assert VERBS[verb].summary == " ".join(first_paragraph.split())
+    assert command.short_help is None, "the listing is made from the summary"
+    assert VERBS[verb].group == _is_group(command)
+    assert VERBS[verb].hidden == bool(command.hidden)
+    lazy = TOP_LEVEL[verb]
+    assert lazy.get_help(typer.Context(lazy, info_name=verb)) == command.get_help(
+        typer.Context(command, info_name=verb)
+    )
+
+
+def test_the_lazy_root_lists_what_the_eager_app_listed() -> None:
+    eager = _eager_app()
+    lazy = typer.main.get_command(app)
+    for columns in (50, 60, 80, 120):
+        width = columns - 2
+        assert lazy.get_help(typer.Context(lazy, info_name="outloop", max_content_width=width)) == (
+            eager.get_help(typer.Context(eager, info_name="outloop", max_content_width=width))
+        )
+    assert list(_subcommands(lazy, "outloop")) == list(_subcommands(eager, "outloop"))
+
+
+def test_a_verb_imports_only_its_own_module() -> None:
+    code = (
+        "import sys\n"
+        "from outloop_cli.main import main\n"
+        "main(['status', '--help'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('outloop_cli.cli.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    verb_modules = {f"outloop_cli.cli.{verb.module}" for verb in VERBS.values()}
+    assert set(loaded) & verb_modules == {"outloop_cli.cli.status"}

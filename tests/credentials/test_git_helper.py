@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.config.model import CredentialConfig
-from outloop_cli.credentials import git_protocol
+from outloop_cli.credentials import git_helper, git_protocol
 from outloop_cli.credentials.broker import Broker
 from tests.fakes.git_http_server import GitHttpServer
 from tests.support.credentials import Events, assert_no_leak, canary, started_broker
@@ -32,14 +32,22 @@ def run_git(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 
 def helper(env: dict[str, str], operation: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    """The helper exactly as git runs it (see git_helper.helper_command)."""
+    """The helper exactly as git runs it (git_helper.helper_command): through the shell,
+    with the operation appended."""
+    command = git_helper.helper_command()
+    assert command.startswith("!")
     return subprocess.run(
-        [sys.executable, "-I", "-m", "outloop_cli", "credential", operation],
+        ["/bin/sh", "-c", command[1:] + ' "$@"', command[1:], operation],
         input=stdin,
         env=env,
         capture_output=True,
         timeout=30,
     )
+
+
+def helper_argv() -> list[str]:
+    """The Python process the helper starts for ``get``."""
+    return git_helper.helper_argv()
 
 
 @pytest.fixture
@@ -162,6 +170,70 @@ def test_declines_with_quit_for_another_host_or_plain_http_off_this_machine(
 def test_outside_a_run_the_helper_declines_quietly() -> None:
     done = helper(git_env(), "get", b"protocol=https\nhost=github.com\n\n")
     assert (done.returncode, done.stdout) == (0, b"quit=1\n")
+
+
+def test_only_get_starts_the_python_helper(tmp_path: Path) -> None:
+    # store and erase answer nothing (the broker keeps nothing git could update), so
+    # the shell answers them: proven with a helper whose Python does not exist
+    command = git_helper.helper_command(python=str(tmp_path / "no-python"))[1:]
+    stdin = b"protocol=https\nhost=github.com\nusername=u\npassword=p\n\n"
+
+    def run(operation: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["/bin/sh", "-c", command + ' "$@"', command, operation],
+            input=stdin,
+            capture_output=True,
+            timeout=30,
+        )
+
+    for operation in ("store", "erase", "capability", "some-future-op"):
+        assert (run(operation).returncode, run(operation).stdout) == (0, b"")
+    assert run("get").returncode != 0
+
+
+def test_outloop_credential_answers_as_the_helper_git_runs(host: GitHttpServer, token: str) -> None:
+    events = Events()
+    stdin = f"protocol=http\nhost={host.host}\n\n".encode()
+    with started_broker({"forge": token}, [git_cred(host)], events, ttl=120) as broker:
+        env = git_env(**broker.agent_env())
+        by_git = helper(env, "get", stdin)
+        by_hand = subprocess.run(
+            [sys.executable, "-I", "-m", "outloop_cli", "credential", "get"],
+            input=stdin,
+            env=env,
+            capture_output=True,
+            timeout=30,
+        )
+        refused = helper(env, "get", b"protocol=https\nhost=evil.example\n\n")
+    for done in (by_git, by_hand):
+        assert done.returncode == 0, done.stderr
+        lines = dict(line.split("=", 1) for line in done.stdout.decode().splitlines())
+        assert (lines["username"], lines["password"]) == ("x-access-token", token)
+    assert refused.stdout == b"quit=1\n"
+    assert [e["name"] for e in events.named("credential_granted")] == ["forge", "forge"]
+    assert events.reasons() == ["host_not_allowed"]
+
+
+def test_the_helper_process_imports_neither_the_cli_nor_heavy_libraries() -> None:
+    # git starts the helper for every credential request: what it imports is what it costs
+    done = subprocess.run(
+        [*helper_argv()[:1], "-X", "importtime", *helper_argv()[1:], "get"],
+        input=b"protocol=https\nhost=github.com\n\n",
+        env=git_env(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.stdout == b"quit=1\n", done.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "outloop_cli.credentials.git_answer" in imported
+    heavy = {"typer", "click", "yaml", "pydantic", "dataclasses", "inspect", "urllib.parse"}
+    heavy |= {"json", "socket", "re", "typing"}
+    assert imported & heavy == set()
+    assert not {m for m in imported if m.startswith(("outloop_cli.cli", "outloop_cli.config"))}
 
 
 # --- real git, real host --------------------------------------------------------------

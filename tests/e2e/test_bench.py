@@ -26,20 +26,6 @@ def bench(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def test_startup_benchmark_times_every_command_and_writes_a_report(tmp_path: Path) -> None:
-    report = tmp_path / "startup.md"
-
-    done = bench("startup.py", "--repeat", "2", "--warmup", "1", "--write", str(report), cwd=ROOT)
-
-    assert done.returncode == 0, done.stderr
-    text = report.read_text()
-    for command in ("python -c pass", "outloop --version", "outloop --help", "outloop validate"):
-        assert re.search(rf"^\| `{re.escape(command)}` \| [\d.]+ \|", text, re.MULTILINE), command
-    assert re.search(r"`outloop --version` takes [\d.]+× as long as `python -c pass`", text)
-    assert "## Machine" in text
-    # the reproduce command is the one that was run, minus the output option
-    assert ".venv/bin/python bench/startup.py --repeat 2 --warmup 1\n" in text
-    assert "summed by top-level package" in text
 
 
 @pytest.mark.slow

@@ -1,0 +1,75 @@
+"""bench/section_startup.py and bench/section_credential_helper.py run end to end (quick).
+
+No timing is asserted: each section must measure every figure against its
+floor with the real console script, and say what it measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+def section(name: str) -> ModuleType:
+    """A bench module, imported as bench/run.py imports it (bench/ on sys.path)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def context(tmp_path: Path) -> object:
+    common = section("_common")
+    outloop = common.find_outloop(None)
+    (tmp_path / "work").mkdir()
+    return common.BenchContext(
+        outloop=outloop,
+        python=common.interpreter_of(outloop),
+        work=tmp_path / "work",
+        cache=tmp_path / "cache",
+        quick=True,
+        seed=1,
+    )
+
+
+def test_the_startup_section_times_help_validate_and_status(tmp_path: Path) -> None:
+    result = section("section_startup").collect(context(tmp_path))
+    names = [figure.name for figure in result.figures]
+    assert names == [
+        "outloop --help",
+        "outloop validate",
+        "outloop status",
+        "outloop --version",
+        "python -c 'import typer'",
+    ]
+    for figure in result.figures:
+        assert figure.floor_name == "`python -c pass`"
+        assert figure.measured.n == figure.floor.n == 3
+        assert figure.measured.median > 0 and figure.floor.median > 0
+    assert [f.target_ratio for f in result.figures] == [4.0, 5.0, 6.0, None, None]
+    assert "summed by top-level package" in result.details
+    # the status repository holds real runs, as `outloop run` wrote them
+    runs = list((tmp_path / "cache").glob("status-runs-*/repo/.git/outloop/runs/*/run.json"))
+    assert len(runs) == 3
+
+
+@pytest.mark.parametrize("quick", [True])
+def test_the_credential_helper_section_pushes_through_the_broker(
+    tmp_path: Path, quick: bool
+) -> None:
+    result = section("section_credential_helper").collect(context(tmp_path))
+    push, alone, old = result.figures
+    assert push.target_ratio == 1.5
+    assert "trivial shell credential helper" in push.floor_name
+    assert push.measured.n == push.floor.n == 3
+    assert alone.floor_name == old.floor_name == "`python -c pass`"
+    # every push and every helper-alone run asked the broker, which granted and audited it
+    assert "The broker granted" in result.details
+    granted = int(result.details.split("The broker granted ")[1].split()[0])
+    assert granted >= 3 * 3 + 2
