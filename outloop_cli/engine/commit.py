@@ -97,7 +97,7 @@ class Commits:
         ctx.record.pending_tree = None
         ctx.save()
         ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
-        import_into_repository(ctx)
+        import_into_repository(ctx, sha)
         what = (
             f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
         )
@@ -129,14 +129,14 @@ def _trigger_line(ctx: RunContext, n: int) -> str | None:
     return f"Triggered by: {ctx.plan.event.kind} — {ctx.plan.event.summary}"
 
 
-def import_into_repository(ctx: RunContext) -> None:
+def import_into_repository(ctx: RunContext, expected: str | None = None) -> None:
     """The run's branch, from outloop's git dir into the user's repository (a fast-forward).
 
     Everything on outloop's branch has passed the guards: its own commits'
     trees were scanned as the turn's changes, the agent's own commits one by
     one before the iteration commit was put on top of them.
     """
-    head = ctx.plan.repo.import_branch(ctx.worktree.git_dir(), ctx.worktree.branch)
+    head = ctx.plan.repo.import_branch(ctx.worktree.git_dir(), ctx.worktree.branch, expected)
     ctx.audit("imported", commit=head, branch=ctx.worktree.branch)
 
 

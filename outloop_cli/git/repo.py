@@ -107,13 +107,15 @@ class Repository:
             "update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", commit, ""
         )
 
-    def import_branch(self, own_git_dir: Path, branch: str) -> str:
+    def import_branch(self, own_git_dir: Path, branch: str, expected: str | None = None) -> str:
         """Bring the run's branch from outloop's git dir into this repository; its new head.
 
         Only ever a fast-forward of the user's ref (someone else moving it is
         not overwritten), objects checked as they come in, no tags, no
         submodules, nothing written to FETCH_HEAD. The source is outloop's own
-        git dir, never the agent's.
+        git dir, never the agent's. ``expected`` is the commit outloop just put
+        on the branch there: a fetch that succeeded left the user's ref on it,
+        so git need not be asked again.
         """
         ref = f"refs/heads/{branch}"
         self._git.run(
@@ -134,6 +136,8 @@ class Repository:
             str(own_git_dir),
             f"{ref}:{ref}",
         )
+        if expected is not None:
+            return expected
         return self._git.run("rev-parse", "--verify", ref)
 
     def remove_worktree(self, path: Path) -> None:

@@ -63,10 +63,26 @@ class Worktree:
         self.path = dirs.work_tree
         self.branch = branch
         self._git = dirs.git()
+        # outloop's last commit on the branch and its tree, once read: only this
+        # object moves the branch (commit()), so it is not asked again every step,
+        # and an agent that moved the ref behind outloop's back is caught by the
+        # old value commit() hands to update-ref instead of being built upon
+        self._head: tuple[str, str] | None = None
 
     def head(self) -> str:
         """outloop's last commit on the run's branch."""
-        return self._git.run("rev-parse", "--verify", f"refs/heads/{self.branch}^{{commit}}")
+        return self._head_and_tree()[0]
+
+    def _head_and_tree(self) -> tuple[str, str]:
+        if self._head is None:
+            ref = f"refs/heads/{self.branch}"
+            # one process for both (--verify takes a single revision; a missing ref fails
+            # alike; the name is outloop's own refs/heads/..., never an option)
+            found = self._git.run("rev-parse", f"{ref}^{{commit}}", f"{ref}^{{tree}}").split()
+            if len(found) != 2:
+                raise GitError(("rev-parse", ref), f"unexpected answer: {found!r}")
+            self._head = (found[0], found[1])
+        return self._head
 
     def agent_commits(self) -> list[str]:
         """The commits the agent made itself on top of outloop's last one, oldest first.
@@ -226,7 +242,7 @@ class Worktree:
         ``parent`` is the agent's own last commit when it made some (already
         scanned); what changed is always counted against outloop's last commit.
         """
-        head = self.head()
+        head, head_tree = self._head_and_tree()
         skipped: dict[str, int] = {}
         to_stage: list[str] = []
         for change in changes:
@@ -249,16 +265,38 @@ class Worktree:
                 stdin="\0".join(to_stage) + "\0",
             )
         tree = self._git.run("write-tree")
-        # git may have staged nothing new (e.g. only mode noise); ask it what really changed
-        changed = self._git.run(
-            "diff", "--cached", "--name-only", "-z", "--no-renames", head, strip=False
-        )
         return Snapshot(
             tree=tree,
             parent=parent or head,
-            changed=tuple(p for p in changed.split("\0") if p),
+            changed=self._staged_paths(changes, to_stage, head, head_tree, tree),
             skipped=skipped,
         )
+
+    def _staged_paths(
+        self,
+        changes: Sequence[Change],
+        to_stage: Sequence[str],
+        head: str,
+        head_tree: str,
+        tree: str,
+    ) -> tuple[str, ...]:
+        """The paths whose content in ``tree`` differs from outloop's last commit.
+
+        When every change was made in the work tree only (the index still held
+        HEAD's entry: nothing staged, ``X`` blank, or untracked), staging it
+        cannot give back HEAD's entry, so the staged paths are exactly what
+        changed, and an unchanged tree means nothing did. Anything staged
+        already (by the agent's git, or an index changed behind outloop's back)
+        could cancel out: then git is asked.
+        """
+        if tree == head_tree:
+            return ()
+        if all(c.status == "??" or c.status[0] == " " for c in changes):
+            return tuple(to_stage)
+        changed = self._git.run(
+            "diff", "--cached", "--name-only", "-z", "--no-renames", head, strip=False
+        )
+        return tuple(p for p in changed.split("\0") if p)
 
     def snapshot_of_tree(self, tree: str) -> Snapshot:
         """A snapshot of a tree written earlier (before a crash), against the current HEAD."""
@@ -299,9 +337,11 @@ class Worktree:
             "commit-tree", snapshot.tree, "-p", snapshot.parent, "-F", "-", stdin=message, env=env
         )
         # the old value guards against anything else having moved our branch meanwhile
+        self._head = None
         self._git.run(
             "update-ref", "-m", "outloop: iteration", f"refs/heads/{self.branch}", sha, head
         )
+        self._head = (sha, snapshot.tree)
         # HEAD is the branch (symbolic), so the index already matches the new commit;
         # the agent's git goes on from it
         rundirs.sync_agent(self.dirs, self.branch, sha)
