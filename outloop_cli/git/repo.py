@@ -140,6 +140,25 @@ class Repository:
             return expected
         return self._git.run("rev-parse", "--verify", ref)
 
+    def import_commit(self, branch: str, commit: str, previous: str) -> bool:
+        """Move the run's branch here from ``previous`` to ``commit``; False if it cannot be so.
+
+        The run writes its objects into this repository's object store, so an
+        iteration commit on top of one already imported needs no fetch: only
+        when git finds every object ``commit`` brings (``--missing=print``
+        lists any it lacks) is the ref moved, and only from ``previous``
+        (compare and swap: someone else moving it is not overwritten). False
+        (nothing changed) sends the caller to :meth:`import_branch`.
+        """
+        listed = self._git.run(
+            "rev-list", "--objects", "--missing=print", commit, "--not", previous, "--"
+        )
+        if any(line.startswith("?") for line in listed.splitlines()):
+            return False
+        ref = f"refs/heads/{branch}"
+        self._git.run("update-ref", "-m", "outloop: iteration", ref, commit, previous)
+        return True
+
     def remove_worktree(self, path: Path) -> None:
         """Remove a worktree of the older layout (``git worktree add``, before private git dirs)."""
         if path.exists():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from outloop_cli.errors import GitError
 from outloop_cli.git import rundirs, trailers
+from outloop_cli.git.cli import Git
 from outloop_cli.git.rundirs import RunGitDirs
 
 # reading the agent's objects: a store made to be slow must not stall the run
@@ -63,6 +64,17 @@ class Worktree:
         self.path = dirs.work_tree
         self.branch = branch
         self._git = dirs.git()
+        # the user's object store, which outloop's git dir borrows from: where the run's
+        # own objects (staged files, trees, commits) are written, so that importing an
+        # iteration commit is one ref update instead of a fetch (see Repository.import_commit)
+        user_objects = _first_alternate(dirs.own)
+        if user_objects is not None:
+            self._git = Git(
+                dirs.work_tree,
+                git_dir=dirs.own,
+                work_tree=dirs.work_tree,
+                objects=(user_objects, dirs.own / "objects"),
+            )
         # outloop's last commit on the branch and its tree, once read: only this
         # object moves the branch (commit()), so it is not asked again every step,
         # and an agent that moved the ref behind outloop's back is caught by the
@@ -374,6 +386,16 @@ class Worktree:
                 target.unlink()
             _remove_empty_parents(target.parent, self.path)
         return [c.path for c in changes]
+
+
+def _first_alternate(own: Path) -> Path | None:
+    """The object store outloop's git dir borrows first (the user's), if it is a directory."""
+    try:
+        listed = (own / "objects" / "info" / "alternates").read_text().splitlines()
+    except OSError:
+        return None
+    first = Path(listed[0].strip()) if listed and listed[0].strip() else None
+    return first if first is not None and first.is_absolute() and first.is_dir() else None
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:
