@@ -106,7 +106,12 @@ class Commits:
         if (
             previous is not None
             and snapshot.parent == previous
-            and ctx.plan.repo.import_commit(ctx.worktree.branch, sha, previous)
+            and ctx.plan.repo.import_commit(
+                ctx.worktree.branch,
+                sha,
+                previous,
+                complete=ctx.worktree.writes_only_to_user_store(),
+            )
         ):
             ctx.audit("imported", commit=sha, branch=ctx.worktree.branch)
         else:

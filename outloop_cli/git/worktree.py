@@ -7,6 +7,7 @@ tree's ``.git`` file is the agent's and is never followed.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,26 @@ class Worktree:
     ) -> list[trailers.CommitTrailers]:
         """The trailers of commits in outloop's git dir (all of the run's, imported or not)."""
         return trailers.read(self._git, revisions, keys, reverse=reverse, first_parent=True)
+
+    def writes_only_to_user_store(self) -> bool:
+        """Whether outloop's git dir holds no object of its own (only what it borrows).
+
+        Then every object its git found, it found in the user's store (where it
+        writes them): a commit made here is complete in the user's repository.
+        Objects land here only when the agent's own commits are copied in, or
+        from someone writing into this git dir behind outloop's back.
+        """
+        objects = self.dirs.own / "objects"
+        try:
+            with os.scandir(objects) as entries:
+                names = {entry.name for entry in entries}
+            with os.scandir(objects / "pack") as entries:
+                packs = [entry.name for entry in entries]
+            with os.scandir(objects / "info") as entries:
+                info = {entry.name for entry in entries}
+        except OSError:
+            return False
+        return names <= {"info", "pack"} and not packs and info <= {"alternates"}
 
     def git_dir(self) -> Path:
         """outloop's own git dir for the run."""
