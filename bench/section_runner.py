@@ -81,12 +81,41 @@ limits:
   stall: 100000
 """
 
-# Measured while fixing issue 16 (10k files, realistic repository, default sandbox;
-# single runs on the shared 2-core machine, so ±15%).
+# Measured while fixing issue 16 on the shared 2-core machine (load 4-6 from other work,
+# so single numbers swing ±30%; the interleaved medians are the ones to compare).
 BEFORE_AFTER = """\
-| step | outloop ms / iteration | raw loop (bwrap) ms | ratio |
-|---|---|---|---|
-| before (commit faae4e2) | 257.6 | 85.5 | 3.0× |
+Interleaved A/B, 4 rounds of 11 iterations each, the same fresh clones (ms per
+iteration, median; outloop run at faae4e2 = before, at f5db8fd = after):
+
+| files | before | after | raw loop (bwrap) | ratio before | ratio after |
+|---|---|---|---|---|---|
+| 1,000 | 353 | 242 | 91 | 3.9× | 2.7× |
+| 10,000 | 450 | 231 | 113 | 4.0× | 2.0× |
+
+The whole section at f5db8fd (4 rounds at 1k and 10k, 2 at 100k, load ~5): 192 vs
+75 ms (2.55×) at 1k, 231 vs 128 ms (1.80×) at 10k, 522 vs 631 ms (0.83×) at 100k,
+where two `git status` (495 ms) stand against the raw loop's `add --all` and
+`commit` (507 ms) and the rest is noise.
+
+What changed, each found in a profile (py-spy `--idle` of the runner, GIT_TRACE2_EVENT):
+
+| cause (profile) | fix | effect |
+|---|---|---|
+| a scan of all of `/proc` after every child, git included (`_Orphanage._reap`: 15% of the runner's samples) | reap from our own children list (`/proc/self/task/*/children`); the verdict on daemons after an agent or goal still reads the full table | O(our children) instead of O(processes on the machine) per child |
+| 4 `rev-parse HEAD` per iteration | the Worktree keeps its head and tree; a ref moved behind its back now fails `update-ref` | −4 processes |
+| `diff --cached` after `write-tree` | the staged paths are exact when nothing was staged before; git asked otherwise | −1 process |
+| import by `git fetch` (fetch + upload-pack + index-pack + rev-list: 27 ms at 10k, a new pack per iteration in the user's repo) | the run writes its objects into the user's store; the import is one `update-ref` (compare and swap) when outloop's git dir holds none of its own, `rev-list --missing` + `update-ref` when it does, a fetch on top of the agent's own commits | −3 processes, no pack per iteration |
+| one bind per allowed `/etc` entry: bwrap rereads the mount table per read-only bind (the /etc binds were half of a sandboxed process's start) | the files copied once per run, bound as `/etc` with one mount | `sh -c false` in the run's view: 12.7 → 8.0 ms (quiet), 30.3 → 17.2 ms (loaded) |
+| 6 `run.json` writes per iteration | none after the agent (the goal's phase saves a moment later), none for the commit phase (the commit's durable save follows) | 4 writes |
+
+Per iteration at 10k files, git processes started by the runner: 12 before (plus
+the fetch's 3 children), 7 after (status ×2, add, write-tree, commit-tree,
+update-ref, update-ref of the import) against the raw loop's 2 (add, commit).
+What is left between outloop and the floor: those 5 processes (3–5 ms each from
+Python under load, more on a busy machine), the second `git status` (the check
+that the goal left nothing behind; the raw loop does not check), a pump thread
+and a supervised wait per process, and bubblewrap's view being larger than the
+floor's (the /proc knobs, the agent's git dir).
 """
 
 
