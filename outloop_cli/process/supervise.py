@@ -130,7 +130,8 @@ class Child:
         """Pump the pipes, watch, kill if needed, reap; return why we killed, if we did."""
         say = note or _ignore
         pipes = {os.fstat(fd).st_ino for fd in outputs}
-        pump = Pump(outputs, self._stdin)
+        # with a pidfd this thread waits for the exit and the pipes in one select
+        pump = Pump(outputs, self._stdin, inline=self._pidfd is not None)
         try:
             pump.start()
             stopped = self._watch(pump, timeout, idle_timeout, last_output, cancel)
@@ -169,7 +170,9 @@ class Child:
     ) -> Stop | None:
         start = time.monotonic()
         next_snapshot = start + _SNAPSHOT_EVERY
-        while not self._wait_exit(_POLL):
+        pidfd = self._pidfd
+        wait = self._wait_exit if pidfd is None else (lambda t: pump.serve(t, pidfd))
+        while not wait(_POLL):
             now = time.monotonic()
             if now >= next_snapshot:
                 # learn who escaped the group while their parents still
