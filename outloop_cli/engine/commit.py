@@ -39,6 +39,8 @@ class Commits:
         # the agent is the author; the user who runs the loop commits, as git would
         self._committer: Identity = ctx.plan.repo.committer()
         self._pending: Snapshot | None = None
+        # the last commit this process imported into the user's repository
+        self._imported: str | None = None
 
     def snapshot(
         self, it: IterationRecord, changes: Sequence[Change], *, agent_head: str | None = None
@@ -73,7 +75,8 @@ class Commits:
         awaiting_ci: bool = False,
     ) -> None:
         ctx = self._ctx
-        ctx.emit("phase", it.n, "committing", phase="commit")
+        # the durable save after the commit says it; the phase alone is not worth a write
+        ctx.emit("phase", it.n, "committing", phase="commit", save=False)
         message = commit_message(
             loop=ctx.config.name,
             run_id=ctx.run_id,
@@ -97,7 +100,23 @@ class Commits:
         ctx.record.pending_tree = None
         ctx.save()
         ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
-        import_into_repository(ctx)
+        # on top of the last import, with its objects in the user's store: a ref update;
+        # otherwise (the first import, the agent's own commits under it) a fetch
+        previous = self._imported
+        if (
+            previous is not None
+            and snapshot.parent == previous
+            and ctx.plan.repo.import_commit(
+                ctx.worktree.branch,
+                sha,
+                previous,
+                complete=ctx.worktree.writes_only_to_user_store(),
+            )
+        ):
+            ctx.audit("imported", commit=sha, branch=ctx.worktree.branch)
+        else:
+            import_into_repository(ctx, sha)
+        self._imported = sha
         what = (
             f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
         )
@@ -129,14 +148,14 @@ def _trigger_line(ctx: RunContext, n: int) -> str | None:
     return f"Triggered by: {ctx.plan.event.kind} — {ctx.plan.event.summary}"
 
 
-def import_into_repository(ctx: RunContext) -> None:
+def import_into_repository(ctx: RunContext, expected: str | None = None) -> None:
     """The run's branch, from outloop's git dir into the user's repository (a fast-forward).
 
     Everything on outloop's branch has passed the guards: its own commits'
     trees were scanned as the turn's changes, the agent's own commits one by
     one before the iteration commit was put on top of them.
     """
-    head = ctx.plan.repo.import_branch(ctx.worktree.git_dir(), ctx.worktree.branch)
+    head = ctx.plan.repo.import_branch(ctx.worktree.git_dir(), ctx.worktree.branch, expected)
     ctx.audit("imported", commit=head, branch=ctx.worktree.branch)
 
 

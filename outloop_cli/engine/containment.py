@@ -70,7 +70,24 @@ def contained(
         ],
         shell_command=shell_command,
         relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
+        etc=etc_view(ctx),
     )
+
+
+# the run's copy of /etc for its sandboxes, made once per run (per process: a resumed
+# run makes it anew)
+_ETC_VIEWS: dict[Path, Path] = {}
+
+
+def etc_view(ctx: RunContext) -> Path:
+    """The allowed ``/etc`` entries, copied once into the run's directory (see ``etc_view``)."""
+    dest = ctx.paths.root / "sandbox-etc"
+    view = _ETC_VIEWS.get(dest)
+    if view is None:
+        from outloop_cli.sandbox import bwrap as sandbox
+
+        view = _ETC_VIEWS[dest] = sandbox.etc_view(dest)
+    return view
 
 
 def git_mounts(ctx: RunContext) -> GitMounts:
@@ -133,4 +150,5 @@ def contained_view(
             ctx.worktree.path,
         ],
         relays=[proxy] if proxy is not None else [],
+        etc=etc_view(ctx),
     )

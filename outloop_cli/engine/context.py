@@ -132,13 +132,17 @@ class RunContext:
         *,
         phase: str | None = None,
         goal: GoalResult | None = None,
+        save: bool = True,
     ) -> None:
+        """Tell the observer; a new ``phase`` is saved for ``outloop status`` unless ``save``
+        is False (the caller saves the record itself a moment later)."""
         if phase is not None and self._record is not None:
             self._record.phase = phase
             self._record.current_iteration = n
             self._record.duration = self.elapsed()
             # progress for `outloop status`; losing it to a crash costs nothing
-            self.save(durable=False)
+            if save:
+                self.save(durable=False)
         self.observer(
             Event(
                 kind=kind,

@@ -206,7 +206,7 @@ class LoopRun:
         ctx.audit("iteration_started", iteration=n)
         turn = take_turn(ctx, n, counters.last_goal)
         it.agent = turn.agent
-        ctx.save(durable=False)
+        # no save here: the goal's phase (or the stop) saves the record a moment later
         # before any git command runs again: did the agent plant config or hooks?
         _stop_if(self.guards.git_config(n))
         changes = ctx.worktree.changes()

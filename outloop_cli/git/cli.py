@@ -127,7 +127,12 @@ class Git:
     """
 
     def __init__(
-        self, cwd: Path, *, git_dir: Path | None = None, work_tree: Path | None = None
+        self,
+        cwd: Path,
+        *,
+        git_dir: Path | None = None,
+        work_tree: Path | None = None,
+        objects: tuple[Path, Path] | None = None,
     ) -> None:
         """``git_dir`` (and ``work_tree``): address them explicitly, with isolated config.
 
@@ -135,10 +140,20 @@ class Git:
         checkout). With them it never looks for a ``.git`` in ``cwd``: a run's
         git dirs are named on every command from outloop's own records, so a
         gitfile an agent rewrote cannot redirect it.
+
+        ``objects`` (primary, borrowed) writes new objects into ``primary`` and
+        reads ``borrowed`` too: a run writes its objects straight into the
+        user's object store, so importing a commit is an update of a ref.
         """
         self.cwd = cwd
         self.git_dir = git_dir
         self.work_tree = work_tree
+        self._objects_env: dict[str, str] = {}
+        if objects is not None:
+            self._objects_env = {
+                "GIT_OBJECT_DIRECTORY": str(objects[0]),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects[1]),
+            }
 
     def run(
         self,
@@ -150,7 +165,14 @@ class Git:
         timeout: float | None = None,
     ) -> str:
         isolated = self.git_dir is not None
-        full_env = git_env(env, isolated=isolated)
+        extra = dict(env or {})
+        for name, value in self._objects_env.items():
+            if name in extra and name == "GIT_ALTERNATE_OBJECT_DIRECTORIES":
+                # a caller's borrowed store (the agent's objects) comes on top of ours
+                extra[name] = f"{value}{os.pathsep}{extra[name]}"
+            else:
+                extra.setdefault(name, value)
+        full_env = git_env(extra, isolated=isolated)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         where: list[str] = []
         if self.git_dir is not None:

@@ -124,13 +124,15 @@ class Repository:
             "update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", commit, ""
         )
 
-    def import_branch(self, own_git_dir: Path, branch: str) -> str:
+    def import_branch(self, own_git_dir: Path, branch: str, expected: str | None = None) -> str:
         """Bring the run's branch from outloop's git dir into this repository; its new head.
 
         Only ever a fast-forward of the user's ref (someone else moving it is
         not overwritten), objects checked as they come in, no tags, no
         submodules, nothing written to FETCH_HEAD. The source is outloop's own
-        git dir, never the agent's.
+        git dir, never the agent's. ``expected`` is the commit outloop just put
+        on the branch there: a fetch that succeeded left the user's ref on it,
+        so git need not be asked again.
         """
         ref = f"refs/heads/{branch}"
         self._git.run(
@@ -151,7 +153,33 @@ class Repository:
             str(own_git_dir),
             f"{ref}:{ref}",
         )
+        if expected is not None:
+            return expected
         return self._git.run("rev-parse", "--verify", ref)
+
+    def import_commit(
+        self, branch: str, commit: str, previous: str, *, complete: bool = False
+    ) -> bool:
+        """Move the run's branch here from ``previous`` to ``commit``; False if it cannot be so.
+
+        The run writes its objects into this repository's object store, so an
+        iteration commit on top of one already imported needs no fetch: only
+        when git finds every object ``commit`` brings (``--missing=print``
+        lists any it lacks) is the ref moved, and only from ``previous``
+        (compare and swap: someone else moving it is not overwritten). False
+        (nothing changed) sends the caller to :meth:`import_branch`.
+        ``complete``: the caller knows every object is here (its git dir holds
+        none of its own), so git need not list them.
+        """
+        if not complete:
+            listed = self._git.run(
+                "rev-list", "--objects", "--missing=print", commit, "--not", previous, "--"
+            )
+            if any(line.startswith("?") for line in listed.splitlines()):
+                return False
+        ref = f"refs/heads/{branch}"
+        self._git.run("update-ref", "-m", "outloop: iteration", ref, commit, previous)
+        return True
 
     def remove_worktree(self, path: Path) -> None:
         """Remove a worktree of the older layout (``git worktree add``, before private git dirs)."""

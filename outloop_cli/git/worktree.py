@@ -7,6 +7,7 @@ tree's ``.git`` file is the agent's and is never followed.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from outloop_cli.errors import GitError
 from outloop_cli.git import rundirs, trailers
+from outloop_cli.git.cli import Git
 from outloop_cli.git.rundirs import RunGitDirs
 
 # reading the agent's objects: a store made to be slow must not stall the run
@@ -63,10 +65,37 @@ class Worktree:
         self.path = dirs.work_tree
         self.branch = branch
         self._git = dirs.git()
+        # the user's object store, which outloop's git dir borrows from: where the run's
+        # own objects (staged files, trees, commits) are written, so that importing an
+        # iteration commit is one ref update instead of a fetch (see Repository.import_commit)
+        user_objects = _first_alternate(dirs.own)
+        if user_objects is not None:
+            self._git = Git(
+                dirs.work_tree,
+                git_dir=dirs.own,
+                work_tree=dirs.work_tree,
+                objects=(user_objects, dirs.own / "objects"),
+            )
+        # outloop's last commit on the branch and its tree, once read: only this
+        # object moves the branch (commit()), so it is not asked again every step,
+        # and an agent that moved the ref behind outloop's back is caught by the
+        # old value commit() hands to update-ref instead of being built upon
+        self._head: tuple[str, str] | None = None
 
     def head(self) -> str:
         """outloop's last commit on the run's branch."""
-        return self._git.run("rev-parse", "--verify", f"refs/heads/{self.branch}^{{commit}}")
+        return self._head_and_tree()[0]
+
+    def _head_and_tree(self) -> tuple[str, str]:
+        if self._head is None:
+            ref = f"refs/heads/{self.branch}"
+            # one process for both (--verify takes a single revision; a missing ref fails
+            # alike; the name is outloop's own refs/heads/..., never an option)
+            found = self._git.run("rev-parse", f"{ref}^{{commit}}", f"{ref}^{{tree}}").split()
+            if len(found) != 2:
+                raise GitError(("rev-parse", ref), f"unexpected answer: {found!r}")
+            self._head = (found[0], found[1])
+        return self._head
 
     def agent_commits(self) -> list[str]:
         """The commits the agent made itself on top of outloop's last one, oldest first.
@@ -145,6 +174,26 @@ class Worktree:
     ) -> list[trailers.CommitTrailers]:
         """The trailers of commits in outloop's git dir (all of the run's, imported or not)."""
         return trailers.read(self._git, revisions, keys, reverse=reverse, first_parent=True)
+
+    def writes_only_to_user_store(self) -> bool:
+        """Whether outloop's git dir holds no object of its own (only what it borrows).
+
+        Then every object its git found, it found in the user's store (where it
+        writes them): a commit made here is complete in the user's repository.
+        Objects land here only when the agent's own commits are copied in, or
+        from someone writing into this git dir behind outloop's back.
+        """
+        objects = self.dirs.own / "objects"
+        try:
+            with os.scandir(objects) as entries:
+                names = {entry.name for entry in entries}
+            with os.scandir(objects / "pack") as entries:
+                packs = [entry.name for entry in entries]
+            with os.scandir(objects / "info") as entries:
+                info = {entry.name for entry in entries}
+        except OSError:
+            return False
+        return names <= {"info", "pack"} and not packs and info <= {"alternates"}
 
     def git_dir(self) -> Path:
         """outloop's own git dir for the run."""
@@ -226,7 +275,7 @@ class Worktree:
         ``parent`` is the agent's own last commit when it made some (already
         scanned); what changed is always counted against outloop's last commit.
         """
-        head = self.head()
+        head, head_tree = self._head_and_tree()
         skipped: dict[str, int] = {}
         to_stage: list[str] = []
         for change in changes:
@@ -249,16 +298,38 @@ class Worktree:
                 stdin="\0".join(to_stage) + "\0",
             )
         tree = self._git.run("write-tree")
-        # git may have staged nothing new (e.g. only mode noise); ask it what really changed
-        changed = self._git.run(
-            "diff", "--cached", "--name-only", "-z", "--no-renames", head, strip=False
-        )
         return Snapshot(
             tree=tree,
             parent=parent or head,
-            changed=tuple(p for p in changed.split("\0") if p),
+            changed=self._staged_paths(changes, to_stage, head, head_tree, tree),
             skipped=skipped,
         )
+
+    def _staged_paths(
+        self,
+        changes: Sequence[Change],
+        to_stage: Sequence[str],
+        head: str,
+        head_tree: str,
+        tree: str,
+    ) -> tuple[str, ...]:
+        """The paths whose content in ``tree`` differs from outloop's last commit.
+
+        When every change was made in the work tree only (the index still held
+        HEAD's entry: nothing staged, ``X`` blank, or untracked), staging it
+        cannot give back HEAD's entry, so the staged paths are exactly what
+        changed, and an unchanged tree means nothing did. Anything staged
+        already (by the agent's git, or an index changed behind outloop's back)
+        could cancel out: then git is asked.
+        """
+        if tree == head_tree:
+            return ()
+        if all(c.status == "??" or c.status[0] == " " for c in changes):
+            return tuple(to_stage)
+        changed = self._git.run(
+            "diff", "--cached", "--name-only", "-z", "--no-renames", head, strip=False
+        )
+        return tuple(p for p in changed.split("\0") if p)
 
     def snapshot_of_tree(self, tree: str) -> Snapshot:
         """A snapshot of a tree written earlier (before a crash), against the current HEAD."""
@@ -299,9 +370,11 @@ class Worktree:
             "commit-tree", snapshot.tree, "-p", snapshot.parent, "-F", "-", stdin=message, env=env
         )
         # the old value guards against anything else having moved our branch meanwhile
+        self._head = None
         self._git.run(
             "update-ref", "-m", "outloop: iteration", f"refs/heads/{self.branch}", sha, head
         )
+        self._head = (sha, snapshot.tree)
         # HEAD is the branch (symbolic), so the index already matches the new commit;
         # the agent's git goes on from it
         rundirs.sync_agent(self.dirs, self.branch, sha)
@@ -334,6 +407,16 @@ class Worktree:
                 target.unlink()
             _remove_empty_parents(target.parent, self.path)
         return [c.path for c in changes]
+
+
+def _first_alternate(own: Path) -> Path | None:
+    """The object store outloop's git dir borrows first (the user's), if it is a directory."""
+    try:
+        listed = (own / "objects" / "info" / "alternates").read_text().splitlines()
+    except OSError:
+        return None
+    first = Path(listed[0].strip()) if listed and listed[0].strip() else None
+    return first if first is not None and first.is_absolute() and first.is_dir() else None
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:

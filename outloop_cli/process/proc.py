@@ -114,6 +114,47 @@ def process_table() -> dict[int, ProcInfo] | None:
     return table
 
 
+def own_children() -> dict[int, ProcInfo] | None:
+    """This process's children (its threads' ``task/*/children``), or None where unlisted.
+
+    A few reads instead of one per process on the machine, so it can run
+    after every child. The kernel warns the list may miss a child that is
+    being reparented during the read: fine for reaping zombies (a missed one
+    is reaped next time), never the last word on whether a daemon is left.
+    """
+    if not have_proc():
+        return None
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")  # noqa: PTH208  # hot path
+    except OSError:
+        return None
+    listed = False
+    for tid in tasks:
+        try:
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # the thread ended, or a kernel without CONFIG_PROC_CHILDREN
+        except OSError:
+            return None
+        listed = True
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        pids.update(int(word) for word in b"".join(chunks).split())
+    if not listed:
+        return None
+    table: dict[int, ProcInfo] = {}
+    for pid in pids:
+        info = read_stat(pid)
+        if info is not None:
+            table[pid] = info
+    return table
+
+
 def descendants(table: Mapping[int, ProcInfo], roots: Iterable[int]) -> list[int]:
     """Every process below ``roots`` in ``table`` (the roots themselves left out)."""
     children: dict[int, list[int]] = {}

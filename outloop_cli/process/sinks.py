@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import selectors
 import threading
 import time
@@ -32,16 +33,41 @@ class Pump(threading.Thread):
     Owns the parent's ends of the pipes and closes them. A failure here (a
     sink or transform raising, a full disk) is kept in ``error`` for the
     caller's thread to act on and re-raise.
+
+    ``inline``: no thread of its own; the caller's thread pumps while it waits
+    for the child (:meth:`serve`). Starting and joining a thread per child
+    costs more than a short child (git) takes where the machine is busy.
     """
 
     def __init__(
-        self, outputs: Mapping[int, Callable[[bytes], object]], stdin: tuple[int, bytes] | None
+        self,
+        outputs: Mapping[int, Callable[[bytes], object]],
+        stdin: tuple[int, bytes] | None,
+        *,
+        inline: bool = False,
     ) -> None:
         super().__init__(name="outloop-pump", daemon=True)
         self._outputs = dict(outputs)
         self._stdin = stdin
         self._stopping = threading.Event()
         self.error: BaseException | None = None
+        self._inline: _Inline | None = _Inline(self._outputs, stdin) if inline else None
+
+    def start(self) -> None:
+        if self._inline is None:
+            super().start()
+
+    def serve(self, timeout: float, pidfd: int) -> bool:
+        """Inline: pump for up to ``timeout`` seconds or until ``pidfd`` is readable (True)."""
+        assert self._inline is not None
+        if self.error is not None or not self._inline.fds:
+            return _readable(pidfd, timeout)
+        try:
+            return self._inline.serve(timeout, pidfd)
+        except Exception as exc:  # handed to the caller, as from the thread
+            self.error = exc
+            self._inline.close()
+            return _readable(pidfd, 0)
 
     def run(self) -> None:
         fds = set(self._outputs)
@@ -99,14 +125,112 @@ class Pump(threading.Thread):
 
     def drained(self) -> bool:
         """Wait briefly for EOF; False when something still holds a pipe open."""
+        if self._inline is not None:
+            return self._pump_inline(_DRAIN)
         self.join(_DRAIN)
         return not self.is_alive()
 
     def finish(self) -> None:
         """Wait briefly for EOF, then stop reading whatever still holds the pipes."""
+        if self._inline is not None:
+            if not self._pump_inline(_DRAIN):
+                # as the thread does once told to stop: read what is there, up to a cap
+                cap = time.monotonic() + _DRAIN_CAP
+                while self._inline.fds and time.monotonic() < cap:
+                    if not self._inline.serve(0, None):
+                        break
+            self._inline.close()
+            return
         self.join(_DRAIN)
         self._stopping.set()
         self.join()
+
+    def _pump_inline(self, seconds: float) -> bool:
+        """Inline: pump until EOF on every pipe (True) or ``seconds`` pass."""
+        assert self._inline is not None
+        deadline = time.monotonic() + seconds
+        try:
+            while self._inline.fds and self.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._inline.serve(left, None)
+        except Exception as exc:
+            self.error = exc
+            self._inline.close()
+        return not self._inline.fds
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+class _Inline:
+    """The pump's pipes served from the caller's thread, one ``select`` at a time."""
+
+    def __init__(
+        self, outputs: Mapping[int, Callable[[bytes], object]], stdin: tuple[int, bytes] | None
+    ) -> None:
+        self._outputs = outputs
+        self._sel = selectors.DefaultSelector()
+        self.fds: set[int] = set()
+        for fd in outputs:
+            self._sel.register(fd, selectors.EVENT_READ)
+            self.fds.add(fd)
+        self._pending = memoryview(b"")
+        if stdin is not None:
+            stdin_fd, data = stdin
+            self._pending = memoryview(data)
+            if self._pending:
+                os.set_blocking(stdin_fd, False)
+                self._sel.register(stdin_fd, selectors.EVENT_WRITE)
+                self.fds.add(stdin_fd)
+            else:
+                os.close(stdin_fd)
+
+    def serve(self, timeout: float, pidfd: int | None) -> bool:
+        """One round: move what is ready; True when ``pidfd`` is readable (the child exited)."""
+        if pidfd is not None:
+            self._sel.register(pidfd, selectors.EVENT_READ)
+        try:
+            events = self._sel.select(timeout)
+        finally:
+            if pidfd is not None:
+                self._sel.unregister(pidfd)
+        exited = False
+        for key, _ in events:
+            fd = key.fd
+            if fd == pidfd:
+                exited = True
+                continue
+            if fd in self._outputs:
+                chunk = os.read(fd, _CHUNK)
+                if chunk:
+                    self._outputs[fd](chunk)
+                    continue
+            else:
+                try:
+                    written = os.write(fd, self._pending[:_CHUNK])
+                except BlockingIOError:
+                    continue
+                except BrokenPipeError:
+                    written = len(self._pending)  # the child won't read the rest
+                self._pending = self._pending[written:]
+                if self._pending:
+                    continue
+            self._sel.unregister(fd)
+            self.fds.discard(fd)
+            os.close(fd)
+        return exited
+
+    def close(self) -> None:
+        for fd in self.fds:
+            self._sel.unregister(fd)
+            os.close(fd)
+        self.fds.clear()
+        self._sel.close()
 
 
 class LogSink:

@@ -29,6 +29,7 @@ from outloop_cli.process.proc import (
     ProcInfo,
     descendants,
     have_proc,
+    own_children,
     pipe_holders,
     process_table,
     read_stat,
@@ -129,7 +130,8 @@ class Child:
         """Pump the pipes, watch, kill if needed, reap; return why we killed, if we did."""
         say = note or _ignore
         pipes = {os.fstat(fd).st_ino for fd in outputs}
-        pump = Pump(outputs, self._stdin)
+        # with a pidfd this thread waits for the exit and the pipes in one select
+        pump = Pump(outputs, self._stdin, inline=self._pidfd is not None)
         try:
             pump.start()
             stopped = self._watch(pump, timeout, idle_timeout, last_output, cancel)
@@ -168,7 +170,9 @@ class Child:
     ) -> Stop | None:
         start = time.monotonic()
         next_snapshot = start + _SNAPSHOT_EVERY
-        while not self._wait_exit(_POLL):
+        pidfd = self._pidfd
+        wait = self._wait_exit if pidfd is None else (lambda t: pump.serve(t, pidfd))
+        while not wait(_POLL):
             now = time.monotonic()
             if now >= next_snapshot:
                 # learn who escaped the group while their parents still
@@ -449,10 +453,14 @@ class _Orphanage:
             return killed
 
     def _kill_orphans(self, since: int) -> int:
-        orphans, table = self._orphans(since)
         # a sandbox's init outlives bubblewrap's exit by a moment, on its way out:
-        # only what is still there after that moment is a daemon to kill
+        # only what is still there after that moment is a daemon to kill. The wait
+        # polls our own children list (a few reads); the verdict is the full table's.
         deadline = time.monotonic() + _EXITING_GRACE
+        while self._orphans_among(own_children(), since) and time.monotonic() < deadline:
+            time.sleep(0.002)
+            self._reap()
+        orphans, table = self._orphans(since)
         while orphans and time.monotonic() < deadline:
             time.sleep(0.002)
             self._reap()
@@ -482,20 +490,25 @@ class _Orphanage:
     def _orphans(self, since: int) -> tuple[list[int], Mapping[int, ProcInfo]]:
         """Adopted processes started since ``since`` that still run, and the table read."""
         table = process_table() or {}
+        return self._orphans_among(table, since), table
+
+    def _orphans_among(self, table: Mapping[int, ProcInfo] | None, since: int) -> list[int]:
         me = os.getpid()
-        orphans = [
+        return [
             pid
-            for pid, info in table.items()
+            for pid, info in (table or {}).items()
             if info.ppid == me
             and pid not in self._children
             and info.alive
             and info.start_ticks >= since
         ]
-        return orphans, table
 
     def _reap(self) -> None:
         """Collect the exit status of adopted orphans that died, so no zombie stays."""
-        table = process_table()
+        # runs after every child (git included): our children, not the whole machine
+        table = own_children()
+        if table is None:
+            table = process_table()
         if table is None:
             return
         me = os.getpid()

@@ -46,6 +46,7 @@ What else the sandbox takes away, and why:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import sys
@@ -137,6 +138,7 @@ def wrap(
     shell_command: str | None = None,
     relays: Sequence[tuple[int, Path]] = (),
     read_only_worktree: bool = False,
+    etc: Path | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -148,6 +150,8 @@ def wrap(
     Each of ``relays`` (port, Unix socket outside) is bound in and relayed on
     127.0.0.1:port inside: the access proxy, the egress proxy.
     ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
+    ``etc`` is a copy of the allowed ``/etc`` entries made by :func:`etc_view`,
+    shown as ``/etc`` with one mount instead of one per entry.
     """
     worktree = worktree.resolve()
     home = (home or Path.home()).absolute()
@@ -170,7 +174,7 @@ def wrap(
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        *system_mounts(),
+        *(system_mounts() if etc is None else [*_system_dirs(), *_etc_args(etc)]),
         "--dev",
         "/dev",
         "--proc",
@@ -264,8 +268,7 @@ def system_mounts() -> list[str]:
 
 
 @functools.cache
-def _system_mounts() -> tuple[str, ...]:
-    # looked at once per process: a run starts two sandboxes per iteration
+def _system_dirs() -> tuple[str, ...]:
     args: list[str] = []
     for name in SYSTEM_DIRS:
         path = Path(name)
@@ -273,7 +276,13 @@ def _system_mounts() -> tuple[str, ...]:
             args += ["--symlink", str(path.readlink()), name]
         elif path.is_dir():
             args += ["--ro-bind", name, name]
-    args += ["--dir", "/etc"]
+    return tuple(args)
+
+
+@functools.cache
+def _system_mounts() -> tuple[str, ...]:
+    # looked at once per process: a run starts two sandboxes per iteration
+    args = [*_system_dirs(), "--dir", "/etc"]
     for entry in ETC_ENTRIES:
         path = Path("/etc", entry)
         if path.is_symlink():
@@ -281,6 +290,66 @@ def _system_mounts() -> tuple[str, ...]:
         elif path.exists():
             args += ["--ro-bind", str(path), str(path)]
     return tuple(args)
+
+
+def etc_view(dest: Path) -> Path:
+    """``dest`` made into the sandbox's ``/etc``: the ``ETC_ENTRIES`` that are files, copied.
+
+    bubblewrap pays for every mount, and more for each one the more there
+    are (it rereads the mount table for each read-only bind): one bind per
+    entry cost a sandboxed process more than everything else in its view.
+    Files and links are copied once per run into ``dest`` (links as links,
+    never followed: a link to ``/etc/shadow`` stays a link to a file that is
+    not in view), and ``dest`` is bound read-only as ``/etc``; the entries that
+    are directories (their files are many) are bound on top, as before, onto
+    empty mount points made here. So the sandbox shows exactly the same
+    entries. A file this user cannot read is left out: it could not be read
+    inside either. Made anew each time (``dest`` is the run's own, outside
+    any view).
+    """
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.is_dir():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, mode=0o755)
+    for entry in ETC_ENTRIES:
+        source = Path("/etc", entry)
+        target = dest / entry
+        if not source.is_symlink() and not source.exists():
+            continue
+        for parent in reversed(Path(entry).parents[:-1]):
+            # a parent keeps its mode (/etc/ssl may be 0700)
+            made = dest / parent
+            if not made.exists():
+                made.mkdir(mode=0o755)
+                with contextlib.suppress(OSError):
+                    shutil.copymode(Path("/etc", parent), made)
+        try:
+            if source.is_symlink():
+                target.symlink_to(source.readlink())
+            elif source.is_dir():
+                target.mkdir(mode=0o755)
+            elif source.is_file():
+                shutil.copy2(source, target)
+        except PermissionError:
+            continue  # unreadable here: unreadable inside the sandbox too
+    return dest
+
+
+def _etc_args(etc: Path) -> list[str]:
+    """``etc`` (from :func:`etc_view`) as ``/etc``, its directory entries bound on top."""
+    args = ["--ro-bind", str(etc), "/etc"]
+    for entry in _etc_dirs():
+        if (etc / entry).is_dir():
+            args += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
+    return args
+
+
+@functools.cache
+def _etc_dirs() -> tuple[str, ...]:
+    return tuple(
+        e for e in ETC_ENTRIES if Path("/etc", e).is_dir() and not Path("/etc", e).is_symlink()
+    )
 
 
 def _existing(paths: Sequence[Path]) -> list[Path]:

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import git
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,43 +24,38 @@ def bench(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
+def test_runner_section_measures_outloop_against_the_raw_loop_on_a_cloned_repo(
+    tmp_path: Path,
+) -> None:
+    sys.path.insert(0, str(BENCH))
+    from _common import BenchContext, find_outloop, interpreter_of
+    from section_runner import collect
 
+    outloop = find_outloop(None)
+    work = tmp_path / "work"
+    work.mkdir()
 
-@pytest.mark.slow
-def test_runner_benchmark_runs_both_variants_and_leaves_the_repo_clean(tmp_path: Path) -> None:
-    report = tmp_path / "runner.md"
-    cache = tmp_path / "cache"
-
-    done = bench(
-        "runner_overhead.py",
-        "--sizes",
-        "50",
-        "--iterations",
-        "2",
-        "--repeat",
-        "1",
-        "--cache-dir",
-        str(cache),
-        "--breakdown",
-        "--profile",
-        "--write",
-        str(report),
-        cwd=ROOT,
+    section = collect(
+        BenchContext(
+            outloop=outloop,
+            python=interpreter_of(outloop),
+            work=work,
+            cache=tmp_path / "cache",
+            quick=True,
+            seed=1,
+        )
     )
 
-    assert done.returncode == 0, done.stderr
-    text = report.read_text()
-    assert re.search(r"^\| 50 \| [\d.]+ \(", text, re.MULTILINE), text
-    assert re.search(r"\*\*[\d.]+×\*\* \((meets|misses) ≤ 1.5×\)", text)
-    # the breakdown saw outloop's git commands and the raw script's commit
-    assert "`git commit` | – | – | 1 |" in text
-    assert re.search(r"`git status` \| \d", text)
-    assert "`engine/" in text  # the profile reached the engine
-    # the generated repository: 50 files and the loop file, all committed and checked out
-    repo = cache / "repo-50"
-    assert len(git(repo, "ls-files").split()) == 51
-    assert git(repo, "status", "--porcelain") == ""
-    # every run's worktree, branch and record was removed again
-    assert git(repo, "worktree", "list").count("\n") == 1
-    assert git(repo, "for-each-ref", "refs/heads/outloop/", "refs/heads/raw/") == ""
-    assert not (repo / ".git" / "outloop").exists()
+    names = [f.name for f in section.figures]
+    assert names == ["cost per iteration, 50 files", "sandbox cost per iteration, 50 files (info)"]
+    cost = section.figures[0]
+    assert cost.target_ratio == 1.2 and cost.measured.median > 0 and cost.floor.median > 0
+    assert "bwrap" in cost.floor_name
+    assert "sandbox included" in section.how
+    # the breakdown saw outloop's git and the raw loop's commit
+    assert re.search(r"`git commit` \| – \| – \| 1 \|", section.details), section.details
+    assert re.search(r"`git status` \| 2 \|", section.details)
+    # a pristine repository with its history stays cached; the clones are gone
+    pristine = tmp_path / "cache" / "realistic-50-h5"
+    assert int(git(pristine, "rev-list", "--count", "HEAD").strip()) == 6
+    assert not (work / "clone-50").exists()

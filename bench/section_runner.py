@@ -1,0 +1,479 @@
+"""Section "Runner": outloop's own cost per iteration, against the same steps done by hand.
+
+A loop whose agent writes one file per turn and whose goal never holds (so a
+run lasts exactly ``--max-iterations``) runs, with the loop file's defaults
+(the sandbox included: bubblewrap), as the real ``outloop run`` console
+script, and as ``bench/raw_git_loop.sh``: the essential steps by hand (a
+``git worktree add``, then per iteration the agent, ``git add --all``,
+``git commit``, the goal), the agent and the goal under a minimal bubblewrap
+line of the same kinds of isolation. So the ratio is outloop's own cost, not
+the sandbox's; the sandbox's cost is a figure of its own (the same shell loop
+with and without bubblewrap), for information.
+
+The repositories are made as users make theirs (``bench/repos.py``): files
+written by a script and committed, a history of ordinary commits, used
+through a fresh ``git clone``; the loop file is committed on top.
+
+    collect(ctx) -> Section       # for bench/run.py
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BenchContext,
+    Figure,
+    Section,
+    Stats,
+    interleaved_order,
+    isolated_env,
+    markdown_table,
+    ms,
+    timed_run,
+)
+from repos import fresh_clone, git, realistic_repo
+
+TARGET_RATIO = 1.2
+SIZES = (1_000, 10_000, 100_000)
+HISTORY = 200
+# K: the measured iterations after the first; repeats: interleaved rounds per size
+ITERATIONS = 10
+REPEAT = {1_000: 5, 10_000: 5, 100_000: 3}
+QUICK_SIZE, QUICK_HISTORY, QUICK_ITERATIONS = 50, 5, 1
+RAW_SCRIPT = Path(__file__).resolve().parent / "raw_git_loop.sh"
+LOOP_NAME = "bench"
+# in the worktree, ignored by the repository's .gitignore (*.log): never committed, and
+# writable inside the sandbox without a `sandbox.write` entry (the loop keeps the defaults)
+STAMPS = "bench-stamps.log"
+# bash for $EPOCHREALTIME: a clock read without starting another process
+AGENT_SCRIPT = f"echo $EPOCHREALTIME >> {STAMPS}; echo {{iteration}} > bench-touched.txt"
+AGENT = ["/bin/bash", "-c", AGENT_SCRIPT]
+GOAL = "false"
+VARIANTS = ("outloop", "raw", "raw-bare")
+
+# Every default kept, the sandbox first of all (no `sandbox:` key: bubblewrap where it
+# works). The goal never holds (`false` costs what `true` costs) and the stall limit is
+# out of reach, so a run lasts exactly --max-iterations.
+LOOP_FILE = f"""\
+description: runner cost benchmark (bench/section_runner.py)
+agent:
+  preset: command
+  command: {json.dumps(AGENT)}
+  prompt: Benchmark turn; the agent writes one file.
+  timeout: 10m
+goal:
+  run: "{GOAL}"
+  timeout: 10m
+limits:
+  max_iterations: 1000
+  max_time: 2h
+  stall: 100000
+"""
+
+# Measured while fixing issue 16 on the shared 2-core machine (load 4-6 from other work,
+# so single numbers swing ±30%; the interleaved medians are the ones to compare).
+BEFORE_AFTER = """\
+Interleaved A/B, 4 rounds of 11 iterations each, the same fresh clones (ms per
+iteration, median; outloop run at faae4e2 = before, at f5db8fd = after):
+
+| files | before | after | raw loop (bwrap) | ratio before | ratio after |
+|---|---|---|---|---|---|
+| 1,000 | 353 | 242 | 91 | 3.9× | 2.7× |
+| 10,000 | 450 | 231 | 113 | 4.0× | 2.0× |
+
+The whole section at f5db8fd (4 rounds at 1k and 10k, 2 at 100k, load ~5): 192 vs
+75 ms (2.55×) at 1k, 231 vs 128 ms (1.80×) at 10k, 522 vs 631 ms (0.83×) at 100k,
+where two `git status` (495 ms) stand against the raw loop's `add --all` and
+`commit` (507 ms) and the rest is noise.
+
+What changed, each found in a profile (py-spy `--idle` of the runner, GIT_TRACE2_EVENT):
+
+| cause (profile) | fix | effect |
+|---|---|---|
+| a scan of all of `/proc` after every child, git included (`_Orphanage._reap`: 15% of the runner's samples) | reap from our own children list (`/proc/self/task/*/children`); the verdict on daemons after an agent or goal still reads the full table | O(our children) instead of O(processes on the machine) per child |
+| 4 `rev-parse HEAD` per iteration | the Worktree keeps its head and tree; a ref moved behind its back now fails `update-ref` | −4 processes |
+| `diff --cached` after `write-tree` | the staged paths are exact when nothing was staged before; git asked otherwise | −1 process |
+| import by `git fetch` (fetch + upload-pack + index-pack + rev-list: 27 ms at 10k, a new pack per iteration in the user's repo) | the run writes its objects into the user's store; the import is one `update-ref` (compare and swap) when outloop's git dir holds none of its own, `rev-list --missing` + `update-ref` when it does, a fetch on top of the agent's own commits | −3 processes, no pack per iteration |
+| one bind per allowed `/etc` entry: bwrap rereads the mount table per read-only bind (the /etc binds were half of a sandboxed process's start) | the files copied once per run, bound as `/etc` with one mount | `sh -c false` in the run's view: 12.7 → 8.0 ms (quiet), 30.3 → 17.2 ms (loaded) |
+| 6 `run.json` writes per iteration | none after the agent (the goal's phase saves a moment later), none for the commit phase (the commit's durable save follows) | 4 writes |
+
+Per iteration at 10k files, git processes started by the runner: 12 before (plus
+the fetch's 3 children), 7 after (status ×2, add, write-tree, commit-tree,
+update-ref, update-ref of the import) against the raw loop's 2 (add, commit).
+What is left between outloop and the floor: those 5 processes (3–5 ms each from
+Python under load, more on a busy machine), the second `git status` (the check
+that the goal left nothing behind; the raw loop does not check), a pump thread
+and a supervised wait per process, and bubblewrap's view being larger than the
+floor's (the /proc knobs, the agent's git dir).
+"""
+
+
+# -- the repositories ---------------------------------------------------------
+
+
+def prepare_clone(pristine: Path, dest: Path, env: Mapping[str, str]) -> Path:
+    """A fresh clone of ``pristine`` with the benchmark's loop file committed, as a user adds one."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    fresh_clone(pristine, dest, env)
+    loop = dest / ".outloop" / f"{LOOP_NAME}.yml"
+    loop.parent.mkdir(parents=True, exist_ok=True)
+    loop.write_text(LOOP_FILE)
+    git(dest, env, "add", "--", str(loop.relative_to(dest)))
+    git(dest, env, "commit", "--quiet", "--message", "Add the benchmark loop")
+    # a first status settles the index's stat cache, as in any checkout a user works in
+    git(dest, env, "status", "--porcelain")
+    return dest
+
+
+def clean_repo(repo: Path, env: Mapping[str, str]) -> None:
+    """Remove every worktree, branch and run record a measured run left (outside the timing)."""
+    runs = repo / ".git" / "outloop" / "runs"
+    for record in runs.glob("*/run.json"):
+        worktree = json.loads(record.read_text()).get("worktree")
+        if worktree and Path(worktree).is_dir():
+            shutil.rmtree(worktree)
+    shutil.rmtree(repo / ".git" / "outloop", ignore_errors=True)
+    for line in git(repo, env, "worktree", "list", "--porcelain").splitlines():
+        if line.startswith("worktree "):
+            path = Path(line[len("worktree ") :])
+            if path != repo and path.exists():
+                shutil.rmtree(path)
+    git(repo, env, "worktree", "prune")
+    refs = git(
+        repo, env, "for-each-ref", "--format=%(refname)", "refs/heads/outloop/", "refs/heads/raw/"
+    ).split()
+    if refs:
+        git(
+            repo,
+            env,
+            "update-ref",
+            "--stdin",
+            stdin="".join(f"delete {r}\n" for r in refs).encode(),
+        )
+
+
+# -- one run --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    wall: float
+    # epoch seconds at which each agent turn started
+    stamps: tuple[float, ...]
+
+    @property
+    def per_iteration(self) -> float:
+        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+
+
+@dataclass(frozen=True)
+class Runner:
+    outloop: Path
+    work: Path
+    env: dict[str, str]
+
+    def run(
+        self,
+        variant: str,
+        repo: Path,
+        iterations: int,
+        tag: str,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> RunTiming:
+        env = {**self.env, **(extra_env or {})}
+        if variant == "outloop":
+            argv = [str(self.outloop), "run", LOOP_NAME, "--max-iterations", str(iterations)]
+            # exit 1: stopped at max_iterations without meeting the goal, as designed
+            wall = timed_run(argv, cwd=repo, env=env, ok_codes=(1,))
+            worktree = _outloop_worktree(repo)
+        else:
+            worktree = self.work / "raw-worktrees" / tag
+            sandbox = "bwrap" if variant == "raw" else "none"
+            argv = ["/bin/bash", str(RAW_SCRIPT), str(repo), str(worktree), f"raw/{tag}"]
+            wall = timed_run([*argv, str(iterations), sandbox], cwd=repo, env=env)
+        check_commits(repo, self.env, variant, iterations)
+        turns = tuple(float(line) for line in (worktree / STAMPS).read_text().split())
+        if len(turns) != iterations:
+            raise SystemExit(f"error: {variant} ran the agent {len(turns)} times, not {iterations}")
+        return RunTiming(wall=wall, stamps=turns)
+
+
+def _outloop_worktree(repo: Path) -> Path:
+    records = list((repo / ".git" / "outloop" / "runs").glob("*/run.json"))
+    if len(records) != 1:
+        raise SystemExit(f"error: expected one run record in {repo}, found {len(records)}")
+    return Path(json.loads(records[0].read_text())["worktree"])
+
+
+def check_commits(repo: Path, env: Mapping[str, str], variant: str, iterations: int) -> None:
+    """Every variant must have done the same work: one commit per iteration on one new branch."""
+    prefix = "refs/heads/outloop/" if variant == "outloop" else "refs/heads/raw/"
+    refs = git(repo, env, "for-each-ref", "--format=%(refname)", prefix).split()
+    if len(refs) != 1:
+        raise SystemExit(f"error: expected one {prefix}* branch after a run, found {refs}")
+    count = int(git(repo, env, "rev-list", "--count", f"HEAD..{refs[0]}").strip())
+    if count != iterations:
+        raise SystemExit(f"error: {variant} made {count} commits, expected {iterations}")
+
+
+# -- where the time goes ----------------------------------------------------------
+
+
+def _subcommand(argv: Sequence[str]) -> str:
+    """``git --git-dir=x -c a=b status --porcelain`` → ``status``."""
+    words = list(argv[1:])
+    while words and words[0].startswith("-"):
+        flag = words.pop(0)
+        if flag in ("-C", "-c") and words:
+            words.pop(0)
+    return words[0] if words else "?"
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def git_time_by_command(trace: Path, start: float, end: float) -> dict[str, tuple[int, float]]:
+    """Calls and seconds per git subcommand started in [start, end), from GIT_TRACE2_EVENT.
+
+    Only processes the runner started count: a git that git started
+    (``upload-pack`` under ``fetch``) is inside its parent's time.
+    """
+    argv_of: dict[str, list[str]] = {}
+    totals: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        sid = event.get("sid", "")
+        if "/" in sid:
+            continue
+        if event["event"] == "start" and start <= _epoch(event["time"]) < end:
+            argv_of[sid] = event["argv"]
+        elif event["event"] == "exit" and sid in argv_of:
+            entry = totals[_subcommand(argv_of[sid])]
+            entry[0] += 1
+            entry[1] += float(event["t_abs"])
+    return {k: (int(v[0]), v[1]) for k, v in totals.items()}
+
+
+def breakdown(runner: Runner, repo: Path, iterations: int) -> str:
+    """Per-iteration git time by subcommand for outloop and the raw loop, one traced run each."""
+    per_variant: dict[str, dict[str, tuple[float, float]]] = {}
+    totals: dict[str, float] = {}
+    k = iterations - 1
+    for variant in ("outloop", "raw"):
+        trace = runner.work / f"trace-{variant}.json"
+        trace.unlink(missing_ok=True)
+        timing = runner.run(
+            variant, repo, iterations, "trace", extra_env={"GIT_TRACE2_EVENT": str(trace)}
+        )
+        clean_repo(repo, runner.env)
+        counts = git_time_by_command(trace, timing.stamps[0], timing.stamps[-1])
+        per_variant[variant] = {
+            name: (calls / k, seconds / k) for name, (calls, seconds) in counts.items()
+        }
+        totals[variant] = timing.per_iteration
+    names = sorted(
+        {n for v in per_variant.values() for n in v},
+        key=lambda n: -max(per_variant[v].get(n, (0, 0.0))[1] for v in per_variant),
+    )
+    rows = []
+    for name in names:
+        row = [f"`git {name}`"]
+        for variant in ("outloop", "raw"):
+            calls, seconds = per_variant[variant].get(name, (0.0, 0.0))
+            row += [f"{calls:g}", ms(seconds)] if calls else ["–", "–"]
+        rows.append(row)
+    git_sum = {v: sum(s for _, s in per_variant[v].values()) for v in per_variant}
+    rows.append(["all git", "", ms(git_sum["outloop"]), "", ms(git_sum["raw"])])
+    rows.append(
+        [
+            "outside git (outloop itself or the shell; the sandboxed agent and goal)",
+            "",
+            ms(totals["outloop"] - git_sum["outloop"]),
+            "",
+            ms(totals["raw"] - git_sum["raw"]),
+        ]
+    )
+    rows.append(["one iteration, wall clock", "", ms(totals["outloop"]), "", ms(totals["raw"])])
+    return markdown_table(
+        ["per iteration", "outloop calls", "outloop ms", "raw calls", "raw ms"], rows
+    )
+
+
+# -- the section --------------------------------------------------------------------
+
+
+def _label(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def _stats_ms(samples: Sequence[float]) -> Stats:
+    return Stats.of([s * 1000 for s in samples])
+
+
+def collect(ctx: BenchContext) -> Section:
+    sizes = (QUICK_SIZE,) if ctx.quick else SIZES
+    history = QUICK_HISTORY if ctx.quick else HISTORY
+    k = QUICK_ITERATIONS if ctx.quick else ITERATIONS
+    env = isolated_env(ctx.work / "home")
+    runner = Runner(outloop=ctx.outloop, work=ctx.work, env=env)
+    figures: list[Figure] = []
+    sandbox_figures: list[Figure] = []
+    whole_rows: list[list[str]] = []
+    breakdown_table = ""
+    started = time.perf_counter()
+    for n in sizes:
+        pristine = realistic_repo(ctx.cache, n, env, history=history)
+        repo = prepare_clone(pristine, ctx.work / f"clone-{n}", env)
+        repeat = 1 if ctx.quick else REPEAT.get(n, 3)
+        # one unmeasured run of each variant warms the page cache and git's object store
+        for variant in VARIANTS:
+            runner.run(variant, repo, 2, "warmup")
+            clean_repo(repo, env)
+        runs: dict[str, list[RunTiming]] = {v: [] for v in VARIANTS}
+        for i, variant in enumerate(interleaved_order(VARIANTS, repeat, ctx.seed + n)):
+            runs[variant].append(runner.run(variant, repo, 1 + k, f"r{i}"))
+            clean_repo(repo, env)
+        per = {v: _stats_ms([r.per_iteration for r in runs[v]]) for v in VARIANTS}
+        figures.append(
+            Figure(
+                name=f"cost per iteration, {_label(n)} files",
+                measured=per["outloop"],
+                floor_name="bench/raw_git_loop.sh, agent and goal under bwrap",
+                floor=per["raw"],
+                unit="ms",
+                target_ratio=TARGET_RATIO,
+                note=f"`outloop run` with the default config (sandbox on), {1 + k} iterations, "
+                f"fresh clone of {n:,} files + {history} commits",
+            )
+        )
+        sandbox_figures.append(
+            Figure(
+                name=f"sandbox cost per iteration, {_label(n)} files (info)",
+                measured=per["raw"],
+                floor_name="bench/raw_git_loop.sh without bwrap",
+                floor=per["raw-bare"],
+                unit="ms",
+                target_ratio=None,
+                note="the agent and the goal under a minimal bwrap line, against bare",
+            )
+        )
+        walls = {v: Stats.of([r.wall for r in runs[v]]) for v in VARIANTS}
+        whole_rows.append(
+            [
+                f"{n:,}",
+                f"{walls['outloop'].median:.2f}",
+                f"{walls['raw'].median:.2f}",
+                f"{walls['raw-bare'].median:.2f}",
+            ]
+        )
+        if n == max(sizes):
+            breakdown_table = breakdown(runner, repo, 1 + k)
+        shutil.rmtree(repo)
+    how = f"""\
+A loop whose agent is `{" ".join(AGENT[:2])} '{AGENT_SCRIPT}'` (it changes one file per
+turn and notes when its turn started, in a file the repository ignores) and whose goal
+is `{GOAL}` (never met, so every run lasts exactly its `--max-iterations`) runs
+{1 + k} iterations three ways, interleaved in a shuffled order, per repository size:
+
+- `outloop run {LOOP_NAME} --max-iterations {1 + k}`: the installed console script,
+  the loop file's **defaults kept, the sandbox included** (bubblewrap);
+- `bench/raw_git_loop.sh` (the floor): the essential steps by hand, `git worktree
+  add -b`, the baseline goal, then per iteration the same agent command, `git add
+  --all`, `git commit --allow-empty`, the goal; **the agent and the goal each under a
+  minimal bwrap line** with the same kinds of isolation as outloop's sandbox (own user
+  namespace without capabilities, PID, network, IPC and UTS namespaces, new session,
+  the system read-only, fresh `/proc`, `/dev`, `/tmp`, the worktree and git dir
+  writable). Both sides pay for a sandbox, so the ratio is outloop's own cost; what
+  the sandbox costs is its own figure below, for information (the same shell loop
+  with and without bwrap);
+- the same shell loop without bwrap (for the sandbox figure only).
+
+Cost per iteration = (start of the agent's last turn − start of its first) / {k}:
+everything between two turns (status, snapshot, guards, goal, commit, import into the
+user's repository, run records) plus one turn of the agent. Repositories
+(`bench/repos.py`): {", ".join(f"{s:,}" for s in sizes)} files written by a script and
+committed, then {history} ordinary commits (a few files each), served through a fresh
+`git clone --no-local` with the loop file committed on top; cached in the bench cache,
+cloned anew for each size. Each run is checked to have made exactly one commit per
+iteration on a new branch; worktrees, branches and run records are removed after each
+run, outside the timing. {"Quick mode: one round." if ctx.quick else ""}
+Repeats: {", ".join(f"{REPEAT.get(s, 3) if not ctx.quick else 1} at {s:,}" for s in sizes)}
+(after one unmeasured warm-up run of each variant).
+"""
+    details = f"""\
+### Whole runs (seconds, median wall clock of {1 + k} iterations, start-up and worktree included)
+
+{markdown_table(["files", "outloop run", "raw loop (bwrap)", "raw loop (bare)"], whole_rows)}
+### Where an iteration's time goes ({max(sizes):,} files, one traced run each, `GIT_TRACE2_EVENT`)
+
+{breakdown_table}
+### Before and after the fixes of issue 16
+
+{BEFORE_AFTER}
+Measured in {time.perf_counter() - started:.0f} s.
+"""
+    return Section(
+        title="Runner: cost per iteration",
+        how=how,
+        figures=(*figures, *sandbox_figures),
+        details=details,
+    )
+
+
+def main() -> int:
+    """``python bench/section_runner.py [--quick]``: the section as markdown on stdout."""
+    import argparse
+    import tempfile
+
+    from _common import find_outloop, interpreter_of
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/outloop-bench-cache"))
+    parser.add_argument("--outloop")
+    args = parser.parse_args()
+    outloop = find_outloop(args.outloop)
+    with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
+        section = collect(
+            BenchContext(
+                outloop=outloop,
+                python=interpreter_of(outloop),
+                work=Path(tmp),
+                cache=args.cache,
+                quick=args.quick,
+                seed=1,
+            )
+        )
+    print(f"## {section.title}\n\n{section.how}")
+    rows = [
+        [
+            f.name,
+            f"{f.measured.median:.1f} ({f.measured.q1:.1f}–{f.measured.q3:.1f})",
+            f"{f.floor.median:.1f} ({f.floor.q1:.1f}–{f.floor.q3:.1f})",
+            f"{f.ratio:.2f}×",
+            "–"
+            if f.target_ratio is None
+            else f"≤ {f.target_ratio:g}× {'met' if f.met else 'missed'}",
+        ]
+        for f in section.figures
+    ]
+    print(markdown_table(["figure", "measured ms", "floor ms", "ratio", "target"], rows))
+    print(section.details)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
