@@ -41,7 +41,9 @@ VERBS: dict[str, Verb] = {
         "validate", "Check loop files; print file:line:col: message for every problem."
     ),
     "list": Verb("list_loops", "List the loops in this repository."),
-    "schema": Verb("schema", "Print the JSON Schema of loop files."),
+    "schema": Verb(
+        "schema", "Print the JSON Schema of loop files (or, with --repos, of repos.yml)."
+    ),
     "run": Verb("run", "Run loops, each in its own worktree on a scratch branch."),
     "demo": Verb("demo", "Run a real loop on a bundled project with a scripted stand-in agent."),
     "status": Verb(
