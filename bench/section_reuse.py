@@ -1,0 +1,350 @@
+"""Run start with a finished run's worktree to take over, and many loops at once.
+
+Two figures, each timed on the real ``outloop`` console script with the
+default config (the sandbox included; the loop only declares the directory
+its agent writes its time stamps to):
+
+* **run start on a big repository with a finished run's worktree**: the
+  time from starting ``outloop run`` until its agent's first turn starts
+  (the agent writes ``$EPOCHREALTIME`` first thing), when an earlier run's
+  worktree is there to take over, against a fresh ``git worktree add`` of
+  the same tree. Before each outloop run the user's ``main`` moves on by a
+  commit that edits a few files, so each run starts from a new base. Target
+  0.1x: the checkout must touch only the files that differ.
+* **N loops at once** (``outloop run LOOP --repo R1 … --repo RN --jobs N``,
+  N repositories, K iterations each) against N times the single-loop git
+  floor (``bench/raw_git_loop.sh`` on one of the repositories: worktree add,
+  then per iteration the agent, ``git add --all``, ``git commit``, the goal).
+  Target 1.3x, and no waiting on any lock of outloop's.
+
+Repositories are the realistic ones of ``bench/repos.py`` (a script writes
+the files, ``git add``/``commit``, a history, a fresh clone) when that module
+is there; until then a local builder makes them the same way, without the
+long history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BenchContext,
+    Figure,
+    Section,
+    Stats,
+    interleaved_order,
+    isolated_env,
+    ms,
+    timed_run,
+)
+
+RAW_SCRIPT = Path(__file__).resolve().parent / "raw_git_loop.sh"
+LOOP = "bench"
+STAMPS_VAR = "BENCH_STAMPS"
+AGENT_SCRIPT = f'echo $EPOCHREALTIME >> "${STAMPS_VAR}"; echo {{iteration}} > bench-touched.txt'
+
+
+def _loop_file(stamps_dir: Path) -> str:
+    agent = json.dumps(["/bin/bash", "-c", AGENT_SCRIPT])
+    return f"""\
+description: worktree reuse and concurrency benchmark (bench/section_reuse.py)
+agent:
+  preset: command
+  command: {agent}
+  prompt: Benchmark turn; the agent writes one file.
+  pass_env: [{STAMPS_VAR}]
+  timeout: 10m
+goal:
+  run: "false"
+  timeout: 10m
+limits:
+  max_iterations: 1000
+  max_time: 2h
+  stall: 100000
+sandbox:
+  write: [{json.dumps(str(stamps_dir))}]
+"""
+
+
+def _git(repo: Path, env: Mapping[str, str], *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, env=dict(env), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"error: git {' '.join(args)} in {repo}: {done.stderr.decode()[-2000:]}")
+    return done.stdout.decode()
+
+
+def _local_repo(cache: Path, n_files: int, env: Mapping[str, str]) -> Path:
+    """A repository whose files a script wrote and ``git add``/``commit`` committed."""
+    repo = cache / f"reuse-local-{n_files}"
+    if (repo / ".git" / "bench-ready").is_file():
+        return repo
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    _git(repo, env, "init", "-q", "-b", "main")
+    _git(repo, env, "config", "gc.auto", "0")
+    for i in range(n_files):
+        path = repo / f"src/m{i // 1000:04d}/p{(i // 100) % 10}/f{i:06d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'"""Module {i}."""\n\nVALUE_{i} = {i * 7919 % 104729}\n')
+    _git(repo, env, "add", "--all")
+    _git(repo, env, "commit", "-q", "-m", "the tree")
+    for n in range(5):
+        (repo / "README.md").write_text(f"revision {n}\n")
+        _git(repo, env, "add", "README.md")
+        _git(repo, env, "commit", "-q", "-m", f"revision {n}")
+    (repo / ".git" / "bench-ready").write_text("1")
+    return repo
+
+
+def _clone(cache: Path, n_files: int, dest: Path, env: Mapping[str, str]) -> Path:
+    """A fresh clone of a realistic repository of ``n_files`` files, to work in."""
+    try:
+        from repos import fresh_clone, realistic_repo  # type: ignore[import-not-found]
+    except ImportError:
+        pristine = _local_repo(cache, n_files, env)
+        shutil.rmtree(dest, ignore_errors=True)
+        _git(dest.parent, env, "clone", "-q", "--no-local", str(pristine), str(dest))
+        _git(dest, env, "config", "gc.auto", "0")
+        return dest
+    history = 20 if n_files <= 1000 else 200
+    pristine = realistic_repo(cache, n_files, env, history=history)
+    shutil.rmtree(dest, ignore_errors=True)
+    return Path(fresh_clone(pristine, dest, env))
+
+
+def _add_loop(repo: Path, env: Mapping[str, str], stamps_dir: Path) -> None:
+    (repo / ".outloop").mkdir(exist_ok=True)
+    (repo / ".outloop" / f"{LOOP}.yml").write_text(_loop_file(stamps_dir))
+    _git(repo, env, "add", ".outloop")
+    _git(repo, env, "commit", "-q", "-m", "the benchmark loop")
+    # a first status settles the index's stat cache, as in a checkout a user works in
+    _git(repo, env, "status", "--porcelain")
+
+
+def _move_main_on(repo: Path, env: Mapping[str, str], n: int) -> None:
+    """The user's next commit: a few files edited, as a pull or a day's work brings."""
+    for k in range(3):
+        target = repo / f"bench-edits/e{k}.txt"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(f"edit {n}\n")
+    _git(repo, env, "add", "bench-edits")
+    _git(repo, env, "commit", "-q", "-m", f"moved on {n}")
+
+
+def _run_id_of(stdout: str) -> str:
+    return str(json.loads(stdout.strip().splitlines()[-1])["run_id"])
+
+
+def _outloop_start(
+    ctx: BenchContext, repo: Path, env: dict[str, str], stamps: Path
+) -> tuple[float, dict]:
+    """Seconds from starting ``outloop run`` to its agent's first turn; and its run record."""
+    stamps.unlink(missing_ok=True)
+    started = time.time()
+    done = subprocess.run(
+        [str(ctx.outloop), "run", LOOP, "--max-iterations", "1", "--json"],
+        cwd=repo,
+        env={**env, STAMPS_VAR: str(stamps)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 1:
+        raise SystemExit(
+            f"error: outloop run in {repo} exited {done.returncode}\n{done.stderr.decode()[-3000:]}"
+        )
+    first = float(stamps.read_text().split()[0])
+    run_id = _run_id_of(done.stdout.decode())
+    record = json.loads((repo / ".git" / "outloop" / "runs" / run_id / "run.json").read_text())
+    return first - started, record
+
+
+def _worktree_add(repo: Path, env: Mapping[str, str], dest: Path) -> float:
+    started = time.perf_counter()
+    _git(repo, env, "worktree", "add", "--quiet", "--detach", str(dest), "HEAD")
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(dest)
+    _git(repo, env, "worktree", "prune")
+    return elapsed
+
+
+def _start_figure(ctx: BenchContext, env: dict[str, str]) -> tuple[Figure, str]:
+    n_files = 200 if ctx.quick else 100_000
+    repeat = 1 if ctx.quick else 5
+    work = ctx.work / "start"
+    work.mkdir(parents=True, exist_ok=True)
+    stamps_dir = work / "stamps"
+    stamps_dir.mkdir(exist_ok=True)
+    repo = _clone(ctx.cache, n_files, work / "repo", env)
+    _add_loop(repo, env, stamps_dir)
+    stamps = stamps_dir / "stamps.txt"
+    # the first run checks out afresh (what every start paid before): its worktree is the
+    # one the measured runs take over, each from the one before
+    fresh_start, record = _outloop_start(ctx, repo, env, stamps)
+    if record["worktree_origin"]["reused_from"] is not None:
+        raise SystemExit("error: the first run of a fresh clone took a worktree over")
+    starts: list[float] = []
+    adds: list[float] = []
+    changed: list[int] = []
+    for i, name in enumerate(interleaved_order(["outloop", "floor"], repeat, ctx.seed)):
+        if name == "floor":
+            adds.append(_worktree_add(repo, env, work / f"floor-{i}"))
+            continue
+        _move_main_on(repo, env, i)
+        seconds, record = _outloop_start(ctx, repo, env, stamps)
+        origin = record["worktree_origin"]
+        if origin["reused_from"] is None:
+            raise SystemExit(f"error: the run did not take a worktree over: {origin['skipped']}")
+        starts.append(seconds)
+        changed.append(origin["files_checked_out"])
+    figure = Figure(
+        name=f"run start on a {n_files // 1000 or n_files}{'k' if n_files >= 1000 else ''}-file "
+        "repo with a finished run's worktree",
+        measured=Stats.of(starts),
+        floor_name="fresh `git worktree add` of the same tree",
+        floor=Stats.of(adds),
+        unit="s",
+        target_ratio=0.1,
+        note="until the first agent turn starts (sandbox, baseline goal check included)",
+    )
+    details = (
+        f"- run start on {n_files} files: a fresh checkout (the first run, as every start "
+        f"was before) took {ms(fresh_start)} ms to the first turn; taking the previous run's "
+        f"worktree over took {ms(Stats.of(starts).median)} ms (median of {len(starts)}), "
+        f"checking out {sorted(set(changed))} path(s); `git worktree add`: "
+        f"{ms(Stats.of(adds).median)} ms\n"
+    )
+    return figure, details
+
+
+def _concurrency_figure(ctx: BenchContext, env: dict[str, str]) -> tuple[Figure, str]:
+    loops = 2 if ctx.quick else 8
+    n_files = 50 if ctx.quick else 1000
+    iterations = 1 if ctx.quick else 5
+    repeat = 1 if ctx.quick else 3
+    work = ctx.work / "jobs"
+    work.mkdir(parents=True, exist_ok=True)
+    stamps_dir = work / "stamps"
+    stamps_dir.mkdir(exist_ok=True)
+    repos = [_clone(ctx.cache, n_files, work / f"repo{k}", env) for k in range(loops)]
+    for repo in repos:
+        _add_loop(repo, env, stamps_dir)
+    run_env = {**env, STAMPS_VAR: str(stamps_dir / "jobs.txt")}
+    argv = [
+        str(ctx.outloop),
+        "run",
+        LOOP,
+        "--jobs",
+        str(loops),
+        "--max-iterations",
+        str(iterations),
+    ]
+    for repo in repos:
+        argv += ["--repo", str(repo)]
+    # a first round leaves each repository a finished run, as a user's second day has
+    timed_run(argv, cwd=work, env=run_env, ok_codes=(1,))
+    together: list[float] = []
+    single: list[float] = []
+    for i, name in enumerate(interleaved_order(["outloop", "floor"], repeat, ctx.seed)):
+        if name == "outloop":
+            together.append(timed_run(argv, cwd=work, env=run_env, ok_codes=(1,)))
+            continue
+        worktree = work / f"raw-{i}"
+        single.append(
+            timed_run(
+                [
+                    "/bin/sh",
+                    str(RAW_SCRIPT),
+                    str(repos[0]),
+                    str(worktree),
+                    f"raw/b{i}",
+                    str(iterations),
+                ],
+                cwd=work,
+                env=run_env,
+            )
+        )
+        shutil.rmtree(worktree)
+        _git(repos[0], env, "worktree", "prune")
+    floor = Stats.of([loops * s for s in single])
+    figure = Figure(
+        name=f"{loops} loops --jobs {loops} on {os.cpu_count()} cores",
+        measured=Stats.of(together),
+        floor_name=f"{loops} x single-loop git floor (bench/raw_git_loop.sh)",
+        floor=floor,
+        unit="s",
+        target_ratio=1.3,
+        note=f"{loops} repositories of {n_files} files, {iterations} iterations each",
+    )
+    details = (
+        f"- {loops} loops at once: {ms(Stats.of(together).median)} ms for all of them; one raw git "
+        f"loop {ms(Stats.of(single).median)} ms\n"
+    )
+    return figure, details
+
+
+def collect(ctx: BenchContext) -> Section:
+    env = isolated_env(ctx.work / "home")
+    start, start_details = _start_figure(ctx, env)
+    jobs, jobs_details = _concurrency_figure(ctx, env)
+    how = (
+        "The real `outloop` console script, default config (sandbox included). Run start: "
+        "the time from starting `outloop run` until its agent's first turn starts, when the "
+        "previous run's worktree is there to take over and `main` moved on by one commit, "
+        "interleaved with a fresh `git worktree add` of the same tree. Many loops: "
+        "`outloop run LOOP --repo … --jobs N` over N repositories against N times one "
+        "`bench/raw_git_loop.sh` run, interleaved; medians."
+    )
+    return Section(
+        title="Worktree reuse and many loops at once",
+        how=how,
+        figures=(start, jobs),
+        details=start_details + jobs_details + BEFORE_AFTER,
+    )
+
+
+# measured on this machine by the author of the change; the section's own numbers above
+# come from the run that wrote the report
+BEFORE_AFTER = ""
+
+
+def _main(argv: Sequence[str]) -> None:
+    import argparse
+    import tempfile
+
+    from _common import find_outloop, interpreter_of
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "outloop-bench"))
+    args = parser.parse_args(argv)
+    outloop = find_outloop(None)
+    with tempfile.TemporaryDirectory() as scratch:
+        ctx = BenchContext(
+            outloop=outloop,
+            python=interpreter_of(outloop),
+            work=Path(scratch),
+            cache=Path(args.cache_dir),
+            quick=args.quick,
+            seed=1,
+        )
+        section = collect(ctx)
+    for figure in section.figures:
+        print(
+            f"{figure.name}: {ms(figure.measured.median)} vs {figure.floor_name} "
+            f"{ms(figure.floor.median)} ms = {figure.ratio:.2f}x (target {figure.target_ratio})"
+        )
+    print(section.details)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
