@@ -322,3 +322,37 @@ def _snapshot(root: Path) -> dict[str, str]:
         if path.is_file() and not path.is_symlink():
             found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def test_eight_loops_at_once_all_run_their_turns_together_and_finish(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # each agent waits until all eight have started: if anything in outloop made one
+    # run wait for another (a lock around starting processes, a shared file), some
+    # agent would run alone and say so
+    from tests.support.e2e import agent_cmd, counter_goal, loop_yaml
+
+    shared, sandbox = shared_dir(tmp_path, "rendezvous")
+    names = [f"r{k}" for k in range(8)]
+    repos = [
+        make_repo(
+            {
+                ".outloop/fix.yml": loop_yaml(
+                    agent_cmd("rendezvous_agent.py", str(shared), name, "8"),
+                    counter_goal(1),
+                    sandbox=sandbox,
+                )
+            },
+            name=name,
+        )
+        for name in names
+    ]
+    args = [arg for repo in repos for arg in ("--repo", str(repo))]
+
+    done = run_cli(tmp_path, "run", "fix", *args, "--jobs", "8", "--json", timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["stop_reason"] for row in rows] == ["goal_met"] * 8
+    for name in names:
+        assert (shared / f"{name}.end").read_text().split()[1] == "met", name
