@@ -77,6 +77,11 @@ def take_over(ctx: RunContext, new: RunGitDirs, base: str) -> WorktreeOrigin:
             # the worktree was moved and then failed its checks: it is gone, start afresh
             origin.skipped[run_id] = "moving it failed: " + exc.message.strip()[:300]
             return origin
+        except OSError as exc:
+            if new.work_tree.exists():
+                raise
+            origin.skipped[run_id] = f"moving it failed: {exc.strerror or exc}"
+            continue
         if reason is None:
             return origin
         origin.skipped[run_id] = reason

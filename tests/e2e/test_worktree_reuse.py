@@ -182,6 +182,9 @@ def test_second_run_takes_the_finished_worktree_and_sees_exactly_the_new_base(
     shown = run_cli(repo, "show", first["run_id"])
     assert shown.returncode == 0, shown.stderr
     assert first["run_id"] in shown.stdout
+    assert "(removed)" in shown.stdout
+    shown = run_cli(repo, "show", second["run_id"])
+    assert f"(taken over from run {first['run_id']})" in shown.stdout
     assert git(repo, "show", f"{first['branch']}:counter.txt") == "1\n"
 
 
