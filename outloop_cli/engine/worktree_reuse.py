@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,9 +113,12 @@ def _try_one(
             return "whether a process works in it cannot be told here"
         if users:
             return f"process {users[0]} works in it"
+        finished_at = _timestamp(record.finished_at)
+        if finished_at is None:
+            return "its record has no finish time"
         old = RunGitDirs(paths.own_git_dir, paths.agent_git_dir, old_path)
         user_head = ctx.plan.repo.branch_head(record.branch)
-        reason = reuse.unsafe_reason(old, record.branch, user_head, new.own, base)
+        reason = reuse.unsafe_reason(old, record.branch, user_head, new.own, base, finished_at)
         if reason is not None:
             return reason
         moved = reuse.move_work_tree(old, new, record.branch, base)
@@ -122,4 +126,13 @@ def _try_one(
             return "another process moved it first"
         origin.reused_from = run_id
         origin.files_checked_out = moved.changed
+        return None
+
+
+def _timestamp(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
         return None

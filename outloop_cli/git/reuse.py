@@ -64,12 +64,20 @@ class Moved:
 
 
 def unsafe_reason(
-    old: RunGitDirs, old_branch: str, user_head: str | None, fresh_own: Path, base: str
+    old: RunGitDirs,
+    old_branch: str,
+    user_head: str | None,
+    fresh_own: Path,
+    base: str,
+    finished_at: float,
 ) -> str | None:
     """Why the old run's work tree must not be taken over for ``base``; None when it may be.
 
     ``user_head`` is where the user's repository has the old run's branch;
-    ``fresh_own`` is the new run's git dir, just made, to compare with.
+    ``fresh_own`` is the new run's git dir, just made, to compare with;
+    ``finished_at`` is when the old run ended: an ignored file changed after
+    that is someone else's (a ``.env`` the user copied in), never the run's
+    leftover, and is not deleted.
     """
     tree = old.work_tree
     try:
@@ -122,6 +130,33 @@ def unsafe_reason(
     if status:
         count = sum(1 for entry in status.split("\0") if entry)
         return f"its worktree has {count} uncommitted or untracked path(s)"
+    return _ignored_since(git, tree, finished_at)
+
+
+def _ignored_since(git: Git, tree: Path, finished_at: float) -> str | None:
+    """An ignored path (a wholly ignored directory counts as one) changed after the run ended."""
+    try:
+        listing = git.run(
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--ignored=traditional",
+            "--untracked-files=normal",
+            "--no-renames",
+            strip=False,
+        )
+    except GitError:
+        return "git status failed in its worktree"
+    for entry in listing.split("\0"):
+        if not entry.startswith("!! "):
+            continue
+        try:
+            changed = (tree / entry[3:]).lstat().st_mtime
+        except OSError:
+            continue
+        # run records keep whole seconds
+        if changed > finished_at + 1:
+            return f"{entry[3:]} (ignored) changed after the run finished"
     return None
 
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +262,25 @@ def _info_exclude(worktree: Path, own: Path) -> str:
     return "info"
 
 
+def _ignored_after_finish(worktree: Path, _own: Path) -> str:
+    # ignored, but the user's, put there after the run ended: git clean would delete it
+    (worktree / "local.log").write_text("the user's own log\n")
+    later = time.time() + 5
+    os.utime(worktree / "local.log", (later, later))
+    return "changed after the run finished"
+
+
 @pytest.mark.parametrize(
     "spoil",
-    [_dirty_untracked, _dirty_tracked, _index_flag, _index_locked, _hard_link, _info_exclude],
+    [
+        _dirty_untracked,
+        _dirty_tracked,
+        _index_flag,
+        _index_locked,
+        _hard_link,
+        _info_exclude,
+        _ignored_after_finish,
+    ],
 )
 def test_an_unsafe_worktree_is_not_taken_and_the_new_run_checks_out_afresh(
     make_repo: RepoFactory, tmp_path: Path, spoil: Any
