@@ -248,7 +248,7 @@ def _start_figures(ctx: BenchContext, env: dict[str, str]) -> tuple[list[Figure]
     return figures, details
 
 
-def _concurrency_figure(ctx: BenchContext, env: dict[str, str]) -> tuple[Figure, str]:
+def _concurrency_figures(ctx: BenchContext, env: dict[str, str]) -> tuple[list[Figure], str]:
     loops = 2 if ctx.quick else 8
     n_files = 50 if ctx.quick else 1000
     iterations = 1 if ctx.quick else 5
@@ -276,9 +276,32 @@ def _concurrency_figure(ctx: BenchContext, env: dict[str, str]) -> tuple[Figure,
     timed_run(argv, cwd=work, env=run_env, ok_codes=(1,))
     together: list[float] = []
     single: list[float] = []
-    for i, name in enumerate(interleaved_order(["outloop", "floor"], repeat, ctx.seed)):
+    one_outloop: list[float] = []
+    first_turns: list[float] = []
+    per_iteration: list[float] = []
+    order = interleaved_order(["outloop", "outloop-one", "floor"], repeat, ctx.seed)
+    for i, name in enumerate(order):
         if name == "outloop":
             together.append(timed_run(argv, cwd=work, env=run_env, ok_codes=(1,)))
+            continue
+        if name == "outloop-one":
+            # the same loop alone: what the N runs at once would cost one after another
+            stamps = stamps_dir / "one.txt"
+            stamps.unlink(missing_ok=True)
+            began = time.time()
+            one = [str(ctx.outloop), "run", LOOP, "--max-iterations", str(iterations)]
+            one_outloop.append(
+                timed_run(
+                    [*one, "--repo", str(repos[-1])],
+                    cwd=work,
+                    env={**env, STAMPS_VAR: str(stamps)},
+                    ok_codes=(1,),
+                )
+            )
+            turns = [float(t) for t in stamps.read_text().split()]
+            first_turns.append(turns[0] - began)
+            if len(turns) > 1:
+                per_iteration.append((turns[-1] - turns[0]) / (len(turns) - 1))
             continue
         worktree = work / f"raw-{i}"
         single.append(
@@ -307,17 +330,29 @@ def _concurrency_figure(ctx: BenchContext, env: dict[str, str]) -> tuple[Figure,
         target_ratio=1.3,
         note=f"{loops} repositories of {n_files} files, {iterations} iterations each",
     )
-    details = (
-        f"- {loops} loops at once: {ms(Stats.of(together).median)} ms for all of them; one raw git "
-        f"loop {ms(Stats.of(single).median)} ms\n"
+    scaling = Figure(
+        name=f"{loops} loops --jobs {loops}, against the same loops one after another",
+        measured=Stats.of(together),
+        floor_name=f"{loops} x one `outloop run` of the same loop",
+        floor=Stats.of([loops * s for s in one_outloop]),
+        unit="s",
+        target_ratio=None,
+        note="how well the runs overlap, whatever one run costs (2 cores: 0.5 is perfect)",
     )
-    return figure, details
+    per_turn = f", {ms(Stats.of(per_iteration).median)} ms per iteration" if per_iteration else ""
+    details = (
+        f"- {loops} loops at once: {ms(Stats.of(together).median)} ms for all of them; one raw "
+        f"git loop {ms(Stats.of(single).median)} ms; one `outloop run` of the loop alone "
+        f"{ms(Stats.of(one_outloop).median)} ms ({ms(Stats.of(first_turns).median)} ms to its "
+        f"first turn{per_turn})\n"
+    )
+    return [figure, scaling], details
 
 
 def collect(ctx: BenchContext) -> Section:
     env = isolated_env(ctx.work / "home")
     starts, start_details = _start_figures(ctx, env)
-    jobs, jobs_details = _concurrency_figure(ctx, env)
+    jobs, jobs_details = _concurrency_figures(ctx, env)
     how = (
         "The real `outloop` console script, default config (sandbox included). Run start: "
         "the time from starting `outloop run` until its agent's first turn starts, when the "
@@ -331,7 +366,7 @@ def collect(ctx: BenchContext) -> Section:
     return Section(
         title="Worktree reuse and many loops at once",
         how=how,
-        figures=(*starts, jobs),
+        figures=(*starts, *jobs),
         details=start_details + jobs_details + BEFORE_AFTER,
     )
 

@@ -31,13 +31,14 @@ def test_the_reuse_section_measures_both_figures_against_their_floors(tmp_path: 
 
     section = section_reuse.collect(ctx)
 
-    start, fresh, jobs = section.figures
+    start, fresh, jobs, scaling = section.figures
     assert "with a finished run's worktree" in start.name
     assert start.floor_name.startswith("fresh `git worktree add`")
     assert start.target_ratio == 0.1
     assert "fresh checkout" in fresh.name and fresh.target_ratio is None
     assert jobs.target_ratio == 1.3
     assert "--jobs" in jobs.name
+    assert "one after another" in scaling.name and scaling.target_ratio is None
     for figure in section.figures:
         assert figure.measured.n >= 1 and figure.floor.n >= 1
         assert figure.measured.median > 0 and figure.floor.median > 0
