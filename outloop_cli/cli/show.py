@@ -51,6 +51,9 @@ def _render_details(details: RunDetails) -> str:
     elif record.stop_reason is not None:
         state += f" — {record.stop_reason.value}"
     worktree = record.worktree + ("" if details.worktree_exists else "  (removed)")
+    taken_from = (record.worktree_origin or {}).get("reused_from")
+    if isinstance(taken_from, str):
+        worktree += f"  (taken over from run {one_line(taken_from)})"
     facts = [
         ("run", record.run_id),
         ("repo", record.repo_root),

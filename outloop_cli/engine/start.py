@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from outloop_cli import __version__
 from outloop_cli.engine.index import register_in_index
 from outloop_cli.engine.trigger_checks import with_failed_checks
+from outloop_cli.engine.worktree_reuse import WorktreeOrigin, take_over
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.git import rundirs
 from outloop_cli.git.rundirs import RunGitDirs
@@ -49,9 +50,10 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
             ctx.held.enter_context(loop_lock(repo.info.common_dir, config.name, run_id=ctx.run_id))
         ctx.store.create(ctx.run_id)
         ctx.held.enter_context(run_lock(ctx.paths))
-        ctx.worktree = create_worktree(ctx, worktree_path, branch)
+        ctx.worktree, origin = reuse_or_create_worktree(ctx, worktree_path, branch)
         guards.capture_git_config()
         ctx.record = _first_record(ctx, branch, worktree_path)
+        ctx.record.worktree_origin = origin.record()
         ctx.save()
         register_in_index(ctx)
         write_event_file(ctx.paths.root / EVENT_FILE, ctx.plan.event)
@@ -64,6 +66,7 @@ def start_run(ctx: RunContext, guards: Guards) -> RunRecord:
             agent=ctx.plan.agent.label,
             goal=ctx.plan.verifier.label,
         )
+        ctx.audit("worktree", **origin.record())
         ctx.audit("triggered", **ctx.plan.event.audit_fields())
         ctx.emit("run_started", 0, f"worktree {worktree_path} on branch {branch}")
         announce_sandbox(ctx)
@@ -92,18 +95,33 @@ def run_git_dirs(ctx: RunContext, worktree_path: Path) -> RunGitDirs:
 
 def create_worktree(ctx: RunContext, worktree_path: Path, branch: str) -> Worktree:
     """The user's branch at the base, the run's own git dirs, the work tree checked out."""
+    return reuse_or_create_worktree(ctx, worktree_path, branch, reuse=False)[0]
+
+
+def reuse_or_create_worktree(
+    ctx: RunContext, worktree_path: Path, branch: str, *, reuse: bool = True
+) -> tuple[Worktree, WorktreeOrigin]:
+    """The user's branch at the base, the run's own git dirs, and the work tree: a finished
+    run's moved to the base when one is safe to take (``engine/worktree_reuse.py``), else
+    checked out afresh."""
     repo = ctx.plan.repo
     dirs = run_git_dirs(ctx, worktree_path)
-    repo.create_branch(branch, ctx.plan.base_commit)
-    rundirs.create(
+    base = ctx.plan.base_commit
+    repo.create_branch(branch, base)
+    rundirs.prepare(
         dirs,
         user_objects=repo.info.common_dir / "objects",
         branch=branch,
-        base=ctx.plan.base_commit,
+        base=base,
         identity=agent_git_identity(ctx),
         remotes=repo.remotes(),
     )
-    return Worktree(dirs, branch)
+    origin = take_over(ctx, dirs, base) if reuse else WorktreeOrigin()
+    if origin.reused_from is None:
+        rundirs.check_out(dirs, branch, base)
+    else:
+        rundirs.sync_agent(dirs, branch, base)
+    return Worktree(dirs, branch), origin
 
 
 def agent_git_identity(ctx: RunContext) -> tuple[str, str]:

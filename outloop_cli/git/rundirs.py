@@ -74,7 +74,41 @@ def create(
     ``remotes`` (name → URL) are the user's, so ``git fetch origin`` works for
     the agent too: a URL with a user name or password in it is left out.
     """
+    prepare(
+        dirs,
+        user_objects=user_objects,
+        branch=branch,
+        base=base,
+        identity=identity,
+        remotes=remotes,
+    )
+    check_out(dirs, branch, base)
+
+
+def check_out(dirs: RunGitDirs, branch: str, base: str) -> None:
+    """Write every file of ``base`` into a new work tree (the git dirs made by :func:`prepare`)."""
     dirs.work_tree.mkdir(parents=True, exist_ok=False)
+    git = dirs.git()
+    # no filters can run here: the only config is the one written by prepare()
+    git.run("read-tree", "--reset", "-u", "HEAD")
+    git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
+    sync_agent(dirs, branch, base)
+
+
+def prepare(
+    dirs: RunGitDirs,
+    *,
+    user_objects: Path,
+    branch: str,
+    base: str,
+    identity: tuple[str, str] | None = None,
+    remotes: Mapping[str, str] | None = None,
+) -> None:
+    """Both git dirs, the run's branch at ``base`` in outloop's: everything but the checkout.
+
+    A fresh checkout (:func:`create`) or a finished run's work tree moved to
+    ``base`` (:mod:`outloop_cli.git.reuse`) follows.
+    """
     _init(dirs.own, [user_objects], branch)
     _init(dirs.agent, [user_objects, dirs.own / "objects"], branch)
     if identity is not None:
@@ -85,12 +119,9 @@ def create(
             continue
         agent_config.run("config", f"remote.{name}.url", url)
         agent_config.run("config", f"remote.{name}.fetch", f"+refs/heads/*:refs/remotes/{name}/*")
-    git = dirs.git()
-    git.run("update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", base, "")
-    # no filters can run here: the only config is the one written above
-    git.run("read-tree", "--reset", "-u", "HEAD")
-    git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
-    sync_agent(dirs, branch, base)
+    # the work tree may not exist yet: the branch is outloop's git dir's alone
+    own = Git(dirs.own, git_dir=dirs.own)
+    own.run("update-ref", "-m", "outloop: run started", f"refs/heads/{branch}", base, "")
 
 
 def recreate_work_tree(

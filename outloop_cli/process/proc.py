@@ -215,6 +215,43 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return sorted(found)
 
 
+def processes_in(directory: Path) -> list[int] | None:
+    """Processes other than us whose working directory is ``directory`` or below it, sorted.
+
+    A shell a user left in a finished run's worktree, say. None where there is
+    no /proc to tell; only processes of our own user can be read.
+    """
+    if not have_proc():
+        return None
+    inside = str(directory.resolve())
+    found: list[int] = []
+    for entry in _other_processes():
+        try:
+            cwd = str((entry / "cwd").readlink())
+        except OSError:
+            continue  # exited, or not ours to look at
+        if cwd == inside or cwd.startswith(inside.rstrip("/") + "/"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def umask() -> int | None:
+    """This process's umask, read without changing it (``os.umask`` would, for every thread)."""
+    if not have_proc():
+        return None
+    try:
+        lines = (_PROC / "self" / "status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("Umask:"):
+            try:
+                return int(line.split()[1], 8)
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
 def _other_processes() -> Iterator[Path]:
     me = os.getpid()
     for entry in _PROC.iterdir():

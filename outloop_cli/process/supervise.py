@@ -16,13 +16,14 @@ blind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 
 from outloop_cli.process.proc import (
@@ -90,9 +91,11 @@ class Child:
     ) -> Child:
         """Start the child with ``popen``, given the child's stdin.
 
-        ``popen`` runs under the orphanage's lock: a sweep must not see the
-        new child between fork and registration. ``untrusted`` children's
-        orphans are swept (see ``adopt_orphans``).
+        ``popen`` runs inside the orphanage's gate: a sweep must not see the
+        new child between fork and registration. Other starts may run beside
+        it (``--jobs`` runs start children from many threads at once); only a
+        sweep waits for them. ``untrusted`` children's orphans are swept (see
+        ``adopt_orphans``).
         """
         if stdin_data is None:
             stdin_r = os.open(os.devnull, os.O_RDONLY)
@@ -100,7 +103,7 @@ class Child:
         else:
             stdin_r, stdin_w = os.pipe()
         try:
-            with _orphanage.lock:
+            with _orphanage.gate.starting():
                 proc = popen(stdin_r)
                 _orphanage.register(proc.pid, untrusted=untrusted)
         except BaseException:
@@ -416,7 +419,9 @@ class _Orphanage:
     """Our live children, and the sweeping of orphans that were adopted by us."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.gate = _SpawnGate()
+        # the sets below change from many threads: starts register beside each other
+        self._book = threading.Lock()
         self.adopting = False
         # children started here and not yet released; everything else whose
         # parent is us was adopted
@@ -427,23 +432,26 @@ class _Orphanage:
         self._pending_since: int | None = None
 
     def register(self, pid: int, *, untrusted: bool) -> None:
-        """Called with ``lock`` held, right after the fork."""
-        self._children.add(pid)
-        if untrusted and self.adopting:
-            start = start_ticks(pid)
+        """Called inside ``gate.starting()``, right after the fork."""
+        start = start_ticks(pid) if untrusted and self.adopting else None
+        with self._book:
+            self._children.add(pid)
             if start is not None:
                 self._untrusted[pid] = start
 
     def release(self, pid: int) -> int:
         """A tree ended (its leader reaped); returns how many orphans were killed."""
-        with self.lock:
+        with self._book:
             self._children.discard(pid)
             start = self._untrusted.pop(pid, None)
-            if not self.adopting:
-                return 0
-            if start is not None:
-                since = self._pending_since
-                self._pending_since = start if since is None else min(since, start)
+        if not self.adopting or start is None:
+            # a trusted child (git, outloop's own helpers) has nothing swept after it, so
+            # no start elsewhere waits for it; should it have left an orphan, the next
+            # agent or goal to end reaps it
+            return 0
+        with self.gate.sweeping(), self._book:
+            since = self._pending_since
+            self._pending_since = start if since is None else min(since, start)
             killed = 0
             # while another agent or goal runs, a new orphan may be its own
             if not self._untrusted and self._pending_since is not None:
@@ -518,6 +526,54 @@ class _Orphanage:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
+
+
+class _SpawnGate:
+    """Many starts at once, or one sweep alone: a shared/exclusive lock, sweeps first.
+
+    A start holds it shared from fork to registration, a sweep (reaping and
+    killing adopted orphans) exclusively, so a sweep never mistakes a child
+    that is not registered yet for an orphan. Starts never wait for each
+    other; ``waits`` counts the starts that waited for a sweep.
+    """
+
+    def __init__(self) -> None:
+        self._state = threading.Condition(threading.Lock())
+        self._starting = 0
+        self._sweeping = False
+        self._sweeps_waiting = 0
+        self.waits = 0
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        with self._state:
+            if self._sweeping or self._sweeps_waiting:
+                self.waits += 1
+            while self._sweeping or self._sweeps_waiting:
+                self._state.wait()
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._starting -= 1
+                if not self._starting:
+                    self._state.notify_all()
+
+    @contextlib.contextmanager
+    def sweeping(self) -> Iterator[None]:
+        with self._state:
+            self._sweeps_waiting += 1
+            while self._sweeping or self._starting:
+                self._state.wait()
+            self._sweeps_waiting -= 1
+            self._sweeping = True
+        try:
+            yield
+        finally:
+            with self._state:
+                self._sweeping = False
+                self._state.notify_all()
 
 
 _orphanage = _Orphanage()

@@ -78,12 +78,12 @@ def read_lock_owner(path: Path) -> LockOwner | None:
     )
 
 
-def _try_acquire(path: Path, owner: LockOwner) -> int | None:
+def _try_acquire(path: Path, owner: LockOwner, grace: float = _ACQUIRE_GRACE) -> int | None:
     """Take an exclusive flock on ``path`` and write ``owner`` into it; None if it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_CLOEXEC: an agent must never inherit the lock, or a dead runner would look alive
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + _ACQUIRE_GRACE
+    deadline = time.monotonic() + grace
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -125,14 +125,16 @@ def _lock_held(path: Path) -> bool | None:
 
 
 @contextmanager
-def run_lock(paths: RunPaths) -> Iterator[LockOwner]:
+def run_lock(paths: RunPaths, *, grace: float = _ACQUIRE_GRACE) -> Iterator[LockOwner]:
     """Hold the run's lock for the ``with`` block: the run is "running" exactly while it is held.
 
     Raises ``CouldNotRun`` naming the holder when another process holds it.
-    ``outloop clean`` takes it too, so a worktree is never removed under a live run.
+    ``outloop clean`` takes it too, so a worktree is never removed under a live run,
+    and so does a new run taking a finished run's worktree over (``grace=0``: a
+    held lock there means "take another one", not "wait").
     """
     owner = _owner_now(paths.run_id)
-    fd = _try_acquire(paths.lock, owner)
+    fd = _try_acquire(paths.lock, owner, grace)
     if fd is None:
         holder = read_lock_owner(paths.lock)
         described = holder.describe() if holder else "pid unknown"

@@ -231,6 +231,9 @@ class RunRecord:
     approved: list[str] = field(default_factory=list)
     # what started the run: {"kind": "issues", "summary": …, "data": {…}} (triggers/event.py)
     trigger: dict[str, Any] | None = None
+    # how the worktree was made: {"reused_from": run id or None, "files_checked_out": n or
+    # None, "skipped": {run id: why its worktree was not taken}} (engine/worktree_reuse.py)
+    worktree_origin: dict[str, Any] | None = None
     version: int = RECORD_VERSION
 
     # -- derived facts --------------------------------------------------------

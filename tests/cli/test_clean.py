@@ -107,14 +107,16 @@ def test_clean_removes_finished_worktrees_and_never_touches_a_running_run(
     repo = _two_loop_repo(make_repo, marker)
     for _ in range(2):
         assert run_cli(repo, "run", "fix").returncode == 0
+        # uncommitted leftovers in a finished run's worktree: no later run takes it over
+        # (engine/worktree_reuse.py), and clean removes it with them, counted
+        newest = _records(repo)[max(_records(repo))]
+        (Path(newest["worktree"]) / "leftover.txt").write_text("not committed\n")
     finished = _records(repo)
     runner = _start_slow(repo, marker)
     try:
         running_id = next(k for k in _records(repo) if k not in finished)
         running = _records(repo)[running_id]
-        # uncommitted leftovers in a finished run's worktree go with it, and are counted
         first_id, first = next(iter(finished.items()))
-        (Path(first["worktree"]) / "leftover.txt").write_text("not committed\n")
         branches_before = _branches(repo)
 
         done = _cli(repo, "clean")
@@ -166,6 +168,9 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
     )
     for _ in range(2):
         assert run_cli(repo, "run", "fix").returncode == 0
+        # kept dirty, so the next run checks out afresh and each run has a worktree to remove
+        newest = _records(repo)[max(_records(repo))]
+        (Path(newest["worktree"]) / "leftover.txt").write_text("not committed\n")
     records = _records(repo)
     branches = _branches(repo)
 
