@@ -36,7 +36,7 @@ def _quote(raw: bytes) -> bytes:
 
 
 def _unquote(line: bytes) -> bytes | None:
-    """The path of a C-quoted line, or None when it is not well formed (git skips it too)."""
+    """The path of a C-quoted line, or None when it is not well formed."""
     out = bytearray()
     i = 1
     while i < len(line):
@@ -79,7 +79,9 @@ def parse_alternates(content: bytes, objects_dir: Path) -> list[Path]:
     for line in content.split(b"\n"):
         if not line or line.startswith(b"#"):
             continue
-        raw = _unquote(line) if line.startswith(b'"') else line
+        # broken quoting is read as a plain path, as git's parse_alt_odb_entry reads it
+        unquoted = _unquote(line) if line.startswith(b'"') else None
+        raw = line if unquoted is None else unquoted
         if raw:
             stores.append((objects_dir / os.fsdecode(raw)).resolve())
     return stores

@@ -29,18 +29,15 @@ def discover(start: Path) -> RepoInfo:
     """Find the repository containing ``start`` (the user's checkout)."""
     if not start.exists():
         raise UsageError(f"{start} does not exist")
+    git = Git(start)
     try:
-        out = (
-            Git(start)
-            .run(
-                "rev-parse",
-                "--show-toplevel",
-                "--path-format=absolute",
-                "--git-common-dir",
-                strip=False,
-            )
-            .removesuffix("\n")
-        )
+        out = git.run(
+            "rev-parse",
+            "--show-toplevel",
+            "--path-format=absolute",
+            "--git-common-dir",
+            strip=False,
+        ).removesuffix("\n")
     except GitError as exc:
         raise UsageError(
             f"{start} is not inside a git repository",
@@ -49,7 +46,6 @@ def discover(start: Path) -> RepoInfo:
     lines = out.split("\n")
     if len(lines) > 2:
         # a path holding a line break: one answer per call, so nothing is cut at it
-        git = Git(start)
         lines = [
             git.run("rev-parse", "--show-toplevel", strip=False).removesuffix("\n"),
             git.run(

@@ -14,7 +14,8 @@ import atexit
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
@@ -79,22 +80,15 @@ class _RunTraceIds(IdGenerator):
         wanted: int | None = getattr(self._pending, "trace_id", None)
         return wanted if wanted is not None else self._random.generate_trace_id()
 
-    def root_trace_id(self, trace_id: int) -> _PendingTraceId:
-        return _PendingTraceId(self._pending, trace_id)
-
-
-class _PendingTraceId:
-    # the SDK asks for a root span's trace id inside start_span, on the calling
-    # thread: runs of --jobs on other threads keep their own
-    def __init__(self, pending: threading.local, trace_id: int) -> None:
-        self._pending = pending
-        self._trace_id = trace_id
-
-    def __enter__(self) -> None:
-        self._pending.trace_id = self._trace_id
-
-    def __exit__(self, *_: object) -> None:
-        self._pending.trace_id = None
+    @contextmanager
+    def root_trace_id(self, trace_id: int) -> Iterator[None]:
+        # the SDK asks for a root span's trace id inside start_span, on the calling
+        # thread: runs of --jobs on other threads keep their own
+        self._pending.trace_id = trace_id
+        try:
+            yield
+        finally:
+            self._pending.trace_id = None
 
 
 def _resource() -> Resource:

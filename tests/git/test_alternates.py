@@ -35,6 +35,8 @@ def test_relative_stores_and_comments_read_as_git_reads_them(tmp_path: Path) -> 
     assert parse_alternates(content, objects) == [
         (tmp_path / "other" / "objects").resolve(),
         Path("/quoted/name\n"),
+        # an unfinished quote is a plain (relative) path to git
+        (objects / '"broken').resolve(),
     ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,16 @@ def _events(repo: Path, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _attack(make_repo: RepoFactory, sandbox: str) -> tuple[Path, dict[str, Any], str]:
-    """Start `gated`, run `forger` while it waits; the waiting record and the forger's report."""
+@dataclass
+class Attack:
+    repo: Path
+    runner: subprocess.Popen[str]  # `outloop run gated`, waiting for approval
+    waiting: dict[str, Any]  # its record while it waits
+    report: str  # what the forger's agent says it did
+
+
+def _attack(make_repo: RepoFactory, sandbox: str) -> Attack:
+    """Start `gated`, run `forger` while it waits."""
     gated = loop_yaml(
         agent_cmd("counter_agent.py"),
         counter_goal(2),
@@ -60,13 +69,12 @@ def _attack(make_repo: RepoFactory, sandbox: str) -> tuple[Path, dict[str, Any],
     assert attacked.returncode == 0, attacked.stderr
     forger_record = _record(repo, "forger")
     report = git(repo, "show", f"{forger_record['branch']}:forger_report.txt")
-    waiting["_runner"] = runner
-    return repo, waiting, report
+    return Attack(repo, runner, waiting, report)
 
 
 def test_a_sandboxed_agent_cannot_approve_a_waiting_run(make_repo: RepoFactory) -> None:
-    repo, waiting, report = _attack(make_repo, "bwrap")
-    runner: subprocess.Popen[str] = waiting.pop("_runner")
+    attack = _attack(make_repo, "bwrap")
+    repo, runner, waiting, report = attack.repo, attack.runner, attack.waiting, attack.report
     request = waiting["approval"]["id"]
     assert not [line for line in report.splitlines() if line.startswith("approved ")], report
     assert not (runs_dir(repo) / waiting["run_id"] / "approvals" / f"{request}.json").exists()
@@ -86,8 +94,8 @@ def test_a_sandboxed_agent_cannot_approve_a_waiting_run(make_repo: RepoFactory) 
 def test_control_unsandboxed_the_forged_decision_would_approve_the_run(
     make_repo: RepoFactory,
 ) -> None:
-    repo, waiting, report = _attack(make_repo, "none")
-    runner: subprocess.Popen[str] = waiting.pop("_runner")
+    attack = _attack(make_repo, "none")
+    repo, runner, waiting, report = attack.repo, attack.runner, attack.waiting, attack.report
     assert f"approved {waiting['approval']['id']}" in report, report
     code, err = finish(runner)
     assert code == 0, err
