@@ -307,7 +307,7 @@ def _concurrency_figures(ctx: BenchContext, env: dict[str, str]) -> tuple[list[F
         single.append(
             timed_run(
                 [
-                    "/bin/sh",
+                    "/bin/bash",
                     str(RAW_SCRIPT),
                     str(repos[0]),
                     str(worktree),

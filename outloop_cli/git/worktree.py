@@ -15,6 +15,7 @@ from pathlib import Path
 
 from outloop_cli.errors import GitError
 from outloop_cli.git import rundirs, trailers
+from outloop_cli.git.alternates import parse_alternates
 from outloop_cli.git.cli import Git
 from outloop_cli.git.rundirs import RunGitDirs
 
@@ -411,12 +412,14 @@ class Worktree:
 
 def _first_alternate(own: Path) -> Path | None:
     """The object store outloop's git dir borrows first (the user's), if it is a directory."""
+    objects = own / "objects"
     try:
-        listed = (own / "objects" / "info" / "alternates").read_text().splitlines()
+        listed = parse_alternates((objects / "info" / "alternates").read_bytes(), objects)
     except OSError:
         return None
-    first = Path(listed[0].strip()) if listed and listed[0].strip() else None
-    return first if first is not None and first.is_absolute() and first.is_dir() else None
+    # C-quoted as git reads it: the user's path may hold a line break
+    first = listed[0] if listed else None
+    return first if first is not None and first.is_dir() else None
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:
