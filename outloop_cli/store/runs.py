@@ -98,9 +98,9 @@ class RunStore:
 
     def save(self, record: RunRecord, *, durable: bool = True) -> None:
         """Replace run.json atomically; ``durable=False`` skips the fsyncs (progress only)."""
-        from outloop_cli.store.atomic import atomic_write_json
+        from outloop_cli.store.atomic import atomic_write_bytes
 
-        atomic_write_json(self.paths(record.run_id).run_json, record.to_dict(), durable=durable)
+        atomic_write_bytes(self.paths(record.run_id).run_json, record.to_json(), durable=durable)
 
     def load(self, run_id: str) -> RunRecord:
         return self._record(run_id, self.read(run_id))
