@@ -159,23 +159,18 @@ def run_streamed(
             # an empty log should say why it is empty
             sink.note(f"could not start: {exc.message}")
             raise
-        preexec = session_keyring.joiner() if fresh_keyring else None
         out_r, out_w = os.pipe()
+
+        def popen(stdin: int) -> subprocess.Popen[bytes]:
+            def start() -> subprocess.Popen[bytes]:
+                return _popen(
+                    argv, executable, cwd=cwd, env=env, stdin=stdin, stdout=out_w, stderr=out_w
+                )
+
+            return session_keyring.popen_in_fresh_keyring(start) if fresh_keyring else start()
+
         try:
-            child = Child.start(
-                lambda stdin: _popen(
-                    argv,
-                    executable,
-                    cwd=cwd,
-                    env=env,
-                    stdin=stdin,
-                    stdout=out_w,
-                    stderr=out_w,
-                    preexec=preexec,
-                ),
-                stdin_data=stdin_data,
-                untrusted=True,
-            )
+            child = Child.start(popen, stdin_data=stdin_data, untrusted=True)
         except CouldNotRun as exc:
             os.close(out_r)
             sink.note(f"could not start: {exc.message}")
@@ -296,7 +291,6 @@ def _popen(
     stdin: int,
     stdout: int,
     stderr: int,
-    preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     program = argv[0]
     try:
@@ -310,14 +304,7 @@ def _popen(
             stderr=stderr,
             close_fds=True,
             start_new_session=True,
-            preexec_fn=preexec,
         )
-    except subprocess.SubprocessError as exc:
-        # only the preexec step raises this: the child never ran
-        raise CouldNotRun(
-            f"cannot run `{program}` with a session keyring of its own",
-            hint="the kernel refused KEYCTL_JOIN_SESSION_KEYRING; `sandbox: none` goes on without",
-        ) from exc
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename) == cwd:
             raise CouldNotRun(f"cannot run `{program}` in {cwd}: {exc.strerror}") from exc
