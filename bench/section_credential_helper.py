@@ -38,7 +38,6 @@ from _common import (
     interpreter_of,
     isolated_env,
     markdown_table,
-    ms,
     timed_run,
 )
 
@@ -150,7 +149,8 @@ def collect(ctx: BenchContext) -> Section:
             for name in interleaved_order(list(cases), repeat, ctx.seed):
                 samples[name].append(cases[name]())
     granted = events.count("credential_granted")
-    stats = {name: Stats.of(values) for name, values in samples.items()}
+    # timed in seconds, reported in ms
+    stats = {name: Stats.of([v * 1000 for v in values]) for name, values in samples.items()}
     figures = (
         Figure(
             name="git push through outloop's credential helper",
@@ -180,7 +180,9 @@ def collect(ctx: BenchContext) -> Section:
             note="for comparison: what git ran before the helper had its own entry point",
         ),
     )
-    rows = [[name, ms(stat.median), f"{ms(stat.q1)}–{ms(stat.q3)}"] for name, stat in stats.items()]
+    rows = [
+        [name, f"{stat.median:.1f}", f"{stat.q1:.1f}–{stat.q3:.1f}"] for name, stat in stats.items()
+    ]
     details = (
         "Every case, median and interquartile range (ms):\n\n"
         + markdown_table(["case", "median", "q1–q3"], rows)
@@ -235,8 +237,8 @@ def _print(section: Section) -> None:
     rows = [
         [
             fig.name,
-            ms(fig.measured.median),
-            ms(fig.floor.median),
+            f"{fig.measured.median:.1f}",
+            f"{fig.floor.median:.1f}",
             f"{fig.ratio:.2f}×",
             "-" if fig.target_ratio is None else f"≤ {fig.target_ratio:g}×",
             {True: "met", False: "MISSED", None: "-"}[fig.met],

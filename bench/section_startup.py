@@ -40,7 +40,6 @@ from _common import (
     interpreter_of,
     isolated_env,
     markdown_table,
-    ms,
     timed_run,
 )
 
@@ -257,7 +256,8 @@ def collect(ctx: BenchContext) -> Section:
     cases = build_cases(ctx, small, runs)
     envs = {case.name: runs_env if case.cwd == runs else small_env for case in cases}
     samples = measure(cases, envs, repeat, warmup, ctx.seed)
-    floor = Stats.of(samples[FLOOR])
+    # timed in seconds, reported in ms
+    floor = Stats.of([t * 1000 for t in samples[FLOOR]])
     figures = []
     for case in cases[1:]:
         what = {
@@ -270,7 +270,7 @@ def collect(ctx: BenchContext) -> Section:
         figures.append(
             Figure(
                 name=case.name,
-                measured=Stats.of(samples[case.name]),
+                measured=Stats.of([t * 1000 for t in samples[case.name]]),
                 floor_name=f"`{FLOOR}`",
                 floor=floor,
                 unit="ms",
@@ -285,7 +285,7 @@ def collect(ctx: BenchContext) -> Section:
         if case.name != TYPER
     )
     before_rows = [
-        [f"`{fig.name}`", BEFORE[fig.name], f"{ms(fig.measured.median)} ms ({fig.ratio:.1f}×)"]
+        [f"`{fig.name}`", BEFORE[fig.name], f"{f'{fig.measured.median:.1f}'} ms ({fig.ratio:.1f}×)"]
         for fig in figures
         if fig.name in BEFORE
     ]
@@ -327,8 +327,8 @@ def _print(section: Section) -> None:
     rows = [
         [
             f"`{fig.name}`",
-            ms(fig.measured.median),
-            ms(fig.floor.median),
+            f"{fig.measured.median:.1f}",
+            f"{fig.floor.median:.1f}",
             f"{fig.ratio:.2f}×",
             "-" if fig.target_ratio is None else f"≤ {fig.target_ratio:g}×",
             {True: "met", False: "MISSED", None: "-"}[fig.met],
