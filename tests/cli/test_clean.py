@@ -73,6 +73,18 @@ def _two_loop_repo(make_repo: RepoFactory, marker: Path) -> Path:
     )
 
 
+def _run_and_leave_dirty(repo: Path) -> None:
+    """Run `fix` and leave an uncommitted file in the worktree of the run it made.
+
+    The new run is the record that was not there before: ids of runs started within one
+    second differ only in their random suffix, so the largest id need not be the newest.
+    """
+    before = set(_records(repo))
+    assert run_cli(repo, "run", "fix").returncode == 0
+    (newest,) = (record for run_id, record in _records(repo).items() if run_id not in before)
+    (Path(newest["worktree"]) / "leftover.txt").write_text("not committed\n")
+
+
 def _start_slow(repo: Path, marker: Path) -> subprocess.Popen[str]:
     runner = subprocess.Popen(
         [sys.executable, "-m", "outloop_cli", "run", "slow"],
@@ -106,11 +118,9 @@ def test_clean_removes_finished_worktrees_and_never_touches_a_running_run(
     marker = shared_dir(tmp_path)[0] / "slow-agent-started"
     repo = _two_loop_repo(make_repo, marker)
     for _ in range(2):
-        assert run_cli(repo, "run", "fix").returncode == 0
         # uncommitted leftovers in a finished run's worktree: no later run takes it over
         # (engine/worktree_reuse.py), and clean removes it with them, counted
-        newest = _records(repo)[max(_records(repo))]
-        (Path(newest["worktree"]) / "leftover.txt").write_text("not committed\n")
+        _run_and_leave_dirty(repo)
     finished = _records(repo)
     runner = _start_slow(repo, marker)
     try:
@@ -167,10 +177,8 @@ def test_clean_all_asks_before_deleting_records(make_repo: RepoFactory) -> None:
         {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(1))}
     )
     for _ in range(2):
-        assert run_cli(repo, "run", "fix").returncode == 0
         # kept dirty, so the next run checks out afresh and each run has a worktree to remove
-        newest = _records(repo)[max(_records(repo))]
-        (Path(newest["worktree"]) / "leftover.txt").write_text("not committed\n")
+        _run_and_leave_dirty(repo)
     records = _records(repo)
     branches = _branches(repo)
 
