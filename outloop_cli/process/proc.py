@@ -18,10 +18,12 @@ import functools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 _PROC = Path("/proc")
+# include/linux/sched.h
+_PF_EXITING = 0x00000004
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,23 @@ class ProcInfo:
 
     ppid: int
     pgrp: int
+    # the main thread's state
     state: str
     # when the process started, in clock ticks after boot
     start_ticks: int
+    # the main thread has begun to exit (PF_EXITING in the stat line's flags)
+    exiting: bool = False
+    # the main thread is a zombie but others still run: it called pthread_exit, and the
+    # process lives on in its other threads, which stat's state does not show
+    threads_running: bool = False
 
     @property
     def alive(self) -> bool:
         """Still running: a zombie has exited, only its parent's bookkeeping is left."""
-        return self.state not in ("Z", "X", "x")
+        return self.threads_running or self.state not in _DEAD
+
+
+_DEAD = ("Z", "X", "x")
 
 
 @functools.cache
@@ -48,9 +59,16 @@ def have_proc() -> bool:
 
 def read_stat(pid: int | str) -> ProcInfo | None:
     """``pid``'s stat line, or None when it has exited (or there is no /proc)."""
+    info = _stat_at(f"/proc/{pid}/stat")
+    if info is not None and info.state in _DEAD and _other_threads_run(pid):
+        return replace(info, threads_running=True)
+    return info
+
+
+def _stat_at(path: str) -> ProcInfo | None:
     # os.open/os.read: half the cost of pathlib, and whole-system scans add up
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None  # exited while we looked
     try:
@@ -67,7 +85,61 @@ def read_stat(pid: int | str) -> ProcInfo | None:
         state=fields[0].decode(),
         # field 22 of stat; fields[0] is field 3
         start_ticks=int(fields[19]),
+        # field 9, the kernel's task flags
+        exiting=bool(int(fields[6]) & _PF_EXITING),
     )
+
+
+def _other_threads_run(pid: int | str) -> bool:
+    """Whether a thread of ``pid`` other than its main thread is still running."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")  # noqa: PTH208  # hot path
+    except OSError:
+        return False
+    for tid in threads:
+        if tid != str(pid):
+            thread = _stat_at(f"/proc/{pid}/task/{tid}/stat")
+            if thread is not None and thread.state not in _DEAD:
+                return True
+    return False
+
+
+def leaving_for_good(pid: int) -> bool:
+    """Whether ``pid`` can never run code of its own again and leaves nothing behind.
+
+    True when every one of its threads has begun to exit (PF_EXITING: the kernel
+    sets it in ``do_exit`` after cancelling the process's io_uring work, and a task
+    never returns to user space from there) and none of them has a child. Such a
+    process only waits for the kernel to finish tearing it down, which for a
+    sandbox's init (the mounts and namespaces it held) goes on for milliseconds
+    after bubblewrap itself has exited. False when it cannot be told.
+    """
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")  # noqa: PTH208  # hot path
+    except OSError:
+        return False
+    if not threads:
+        return False
+    for tid in threads:
+        thread = _stat_at(f"/proc/{pid}/task/{tid}/stat")
+        if thread is None:
+            continue  # this thread is gone already
+        if thread.state not in _DEAD and not thread.exiting:
+            return False
+        try:
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # this thread is gone already
+        except OSError:
+            return False
+        try:
+            if os.read(fd, 64).strip():
+                return False
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def start_ticks(pid: int) -> int | None:

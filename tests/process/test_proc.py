@@ -18,6 +18,7 @@ from outloop_cli.process.proc import (
     ProcInfo,
     descendants,
     have_proc,
+    leaving_for_good,
     pipe_holders,
     process_table,
     processes_with_env,
@@ -125,6 +126,74 @@ def test_an_exited_process_is_a_zombie_until_reaped_then_gone() -> None:
     assert read_stat(child.pid) is None
     assert start_ticks(child.pid) is None
     assert started_at(child.pid) is None
+
+
+# the main thread ends (pthread_exit) while a second thread runs on
+HEADLESS = textwrap.dedent(
+    """
+    import ctypes, sys, threading, time
+    threading.Thread(target=time.sleep, args=(60,)).start()
+    time.sleep(0.05)
+    print("ready", flush=True)
+    ctypes.CDLL(None).pthread_exit(None)
+    """
+)
+
+
+def test_a_process_whose_main_thread_exited_lives_on_in_its_other_threads(
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    child = subprocess.Popen(
+        [PY, "-c", HEADLESS], env=ENV, start_new_session=True, stdout=subprocess.PIPE
+    )
+    started.append(child)
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+
+    def main_thread_ended() -> bool:
+        stat = Path(f"/proc/{child.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+    wait_for(main_thread_ended)
+    info = read_stat(child.pid)
+    assert info is not None
+    # the stat line says zombie; the process is not one
+    assert info.state == "Z" and info.exiting
+    assert info.alive
+    table = process_table()
+    assert table is not None and table[child.pid].alive
+    assert not leaving_for_good(child.pid)
+
+
+def test_only_a_process_past_its_exit_with_nothing_below_it_is_leaving_for_good(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    running = sleeper(started)
+    wait_for(lambda: read_stat(running.pid) is not None)
+    assert not leaving_for_good(running.pid)
+
+    pids = tmp_path / "pids"
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    parent = subprocess.Popen([PY, str(script), str(pids), "1"], env=ENV, start_new_session=True)
+    started.append(parent)
+    wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False)
+    assert not leaving_for_good(parent.pid)
+
+    ended = subprocess.Popen([PY, "-c", "pass"], env=ENV, start_new_session=True)
+    started.append(ended)
+
+    def is_zombie() -> bool:
+        info = read_stat(ended.pid)
+        return info is not None and not info.alive
+
+    wait_for(is_zombie)
+    # a zombie has run its exit through, and its children went to a reaper
+    info = read_stat(ended.pid)
+    assert info is not None and info.exiting
+    assert leaving_for_good(ended.pid)
+    ended.wait()
+    # gone: nothing to tell
+    assert not leaving_for_good(ended.pid)
 
 
 def test_descendants_of_a_real_tree(tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
