@@ -94,7 +94,7 @@ def evaluate_goal(
         time_left=ctx.time_left(),
         transform=ctx.masker.mask_bytes if ctx.masker else None,
         contain=lambda argv, script: contained(ctx, argv, shell_command=script),
-        fresh_keyring=sandboxed(ctx),
+        sandboxed=sandboxed(ctx),
         **forge_fields,
     )
     goal = ctx.plan.verifier.evaluate(goal_ctx)

@@ -110,7 +110,7 @@ def review_work(ctx: RunContext, n: int, inner: GoalResult, tree: str) -> GoalRe
         cancel=ctx.cancel,
         transform=ctx.masker.mask_bytes if ctx.masker else None,
         time_left=ctx.time_left(),
-        fresh_keyring=sandboxed(ctx),
+        sandboxed=sandboxed(ctx),
     )
     try:
         verdict = judge(config, review, judge_ctx)

@@ -243,7 +243,8 @@ class LoopRun:
         restore_after_goal(ctx)
         it.finished_at = now_iso()
         it.duration = time.monotonic() - started
-        ctx.save(durable=False)
+        # no save here: what follows saves the record within milliseconds, the next
+        # turn's phase, an approval gate's wait, or the stop's final record
         counters, stop = limits.after_turn(
             counters,
             ctx.config.limits,

@@ -37,8 +37,9 @@ class GoalContext:
     # wraps a command (argv, and the script when it is ``sh -c SCRIPT``) in the run's
     # sandbox: the goal runs code the agent wrote, so it is contained like the agent
     contain: Callable[[Sequence[str], str | None], list[str]] | None = None
-    # a contained goal starts in a session keyring of its own (process/session_keyring.py)
-    fresh_keyring: bool = False
+    # the goal runs in the run's sandbox: a session keyring of its own
+    # (process/session_keyring.py) and a PID namespace that ends with it
+    sandboxed: bool = False
 
 
 class Verifier(Protocol):

@@ -56,7 +56,8 @@ class CommandVerifier:
             timeout=timeout,
             cancel=ctx.cancel,
             transform=ctx.transform,
-            fresh_keyring=ctx.fresh_keyring,
+            fresh_keyring=ctx.sandboxed,
+            contained=ctx.sandboxed,
         )
         counts: TestCounts | None = None
         cases: list[TestCase] = []

@@ -35,7 +35,7 @@ from pathlib import Path
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process import session_keyring
 from outloop_cli.process.sinks import LogSink
-from outloop_cli.process.supervise import Child, Stop
+from outloop_cli.process.supervise import Child, Orphans, Stop
 
 __all__ = [
     "CommandTimedOut",
@@ -125,6 +125,7 @@ def run_streamed(
     on_output: Callable[[bytes], None] | None = None,
     append: bool = False,
     fresh_keyring: bool = False,
+    contained: bool = False,
 ) -> ProcessResult:
     """Run ``argv`` with stdout and stderr merged into ``log_path``.
 
@@ -135,7 +136,10 @@ def run_streamed(
     it must handle secrets split across chunk boundaries itself. ``on_output``
     runs on the reader thread and must be quick. An exception from either
     kills the process and is re-raised here. ``fresh_keyring`` starts the child
-    in a new session keyring of its own (``session_keyring.py``).
+    in a new session keyring of its own (``session_keyring.py``). ``contained``
+    says the child is a sandbox whose PID namespace ends with it (bubblewrap's
+    ``--unshare-pid`` with ``--die-with-parent``): nothing it starts can outlive
+    it, so no sweep for orphans follows it (``Orphans.REAP``).
 
     Raises ``ProgramNotFound`` or ``CouldNotRun`` when the program cannot start.
     """
@@ -170,7 +174,11 @@ def run_streamed(
             return session_keyring.popen_in_fresh_keyring(start) if fresh_keyring else start()
 
         try:
-            child = Child.start(popen, stdin_data=stdin_data, untrusted=True)
+            child = Child.start(
+                popen,
+                stdin_data=stdin_data,
+                orphans=Orphans.REAP if contained else Orphans.SWEEP,
+            )
         except CouldNotRun as exc:
             os.close(out_r)
             sink.note(f"could not start: {exc.message}")
@@ -216,7 +224,7 @@ def run_captured(
             ),
             stdin_data=stdin_data,
             # small trusted tools (git): a daemon they start on purpose (auto gc) may live
-            untrusted=False,
+            orphans=Orphans.LEAVE,
         )
     except CouldNotRun:
         os.close(out_r)

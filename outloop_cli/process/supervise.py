@@ -39,7 +39,7 @@ from outloop_cli.process.proc import (
 )
 from outloop_cli.process.sinks import Pump
 
-__all__ = ["Child", "Stop", "adopt_orphans"]
+__all__ = ["Child", "Orphans", "Stop", "adopt_orphans"]
 
 # How often the waiting thread looks at the clock, the cancel event and the
 # idle timer. Exit itself is noticed at once where pidfds exist.
@@ -51,6 +51,18 @@ _SETTLE = 2.0
 # process group (setsid), so they can be killed with it later. Scanning
 # /proc costs a few milliseconds; children quicker than this cost nothing.
 _SNAPSHOT_EVERY = 0.5
+
+
+class Orphans(Enum):
+    """What becomes of the orphans a child's tree may leave once its leader has exited."""
+
+    # an agent's or a goal's tree outside a sandbox: kill what is left and reap it
+    SWEEP = "sweep"
+    # a sandbox whose PID namespace ends with it: nothing can be left running, only
+    # its init's exit to collect
+    REAP = "reap"
+    # a trusted tool (git): a daemon it starts on purpose (auto gc) may finish its work
+    LEAVE = "leave"
 
 
 class Stop(Enum):
@@ -70,16 +82,13 @@ class Child:
     ``killpg`` cannot hit a stranger.
     """
 
-    def __init__(
-        self, proc: subprocess.Popen[bytes], stdin: tuple[int, bytes] | None, *, untrusted: bool
-    ) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], stdin: tuple[int, bytes] | None) -> None:
         self.proc = proc
         self.pid = proc.pid
         self._stdin = stdin
         self._pidfd = _open_pidfd(proc.pid)
         # descendants outside the group, as (pid, start time) against pid reuse
         self._escaped: set[tuple[int, int]] = set()
-        self._untrusted = untrusted
         self._released = False
 
     @classmethod
@@ -88,15 +97,15 @@ class Child:
         popen: Callable[[int], subprocess.Popen[bytes]],
         *,
         stdin_data: bytes | None,
-        untrusted: bool,
+        orphans: Orphans,
     ) -> Child:
         """Start the child with ``popen``, given the child's stdin.
 
         ``popen`` runs inside the orphanage's gate: a sweep must not see the
         new child between fork and registration. Other starts may run beside
         it (``--jobs`` runs start children from many threads at once); only a
-        sweep waits for them. ``untrusted`` children's orphans are swept (see
-        ``adopt_orphans``).
+        sweep waits for them. ``orphans`` says what becomes of the orphans the
+        tree may leave (see ``adopt_orphans``).
         """
         if stdin_data is None:
             stdin_r = os.open(os.devnull, os.O_RDONLY)
@@ -106,7 +115,7 @@ class Child:
         try:
             with _orphanage.gate.starting():
                 proc = popen(stdin_r)
-                _orphanage.register(proc.pid, untrusted=untrusted)
+                _orphanage.register(proc.pid, orphans)
         except BaseException:
             if stdin_w is not None:
                 os.close(stdin_w)
@@ -114,7 +123,7 @@ class Child:
         finally:
             os.close(stdin_r)
         stdin = None if stdin_w is None else (stdin_w, stdin_data or b"")
-        return cls(proc, stdin, untrusted=untrusted)
+        return cls(proc, stdin)
 
     @property
     def returncode(self) -> int | None:
@@ -427,25 +436,38 @@ class _Orphanage:
         # children started here and not yet released; everything else whose
         # parent is us was adopted
         self._children: set[int] = set()
-        # untrusted trees running now: leader pid -> its start time (clock ticks)
-        self._untrusted: dict[int, int] = {}
-        # earliest start of the untrusted trees that ended since the last sweep
+        # trees running now whose orphans are swept: leader pid -> its start (clock ticks)
+        self._swept: dict[int, int] = {}
+        # sandboxes running now (Orphans.REAP)
+        self._reaped: set[int] = set()
+        # earliest start of the swept trees that ended since the last sweep
         self._pending_since: int | None = None
 
-    def register(self, pid: int, *, untrusted: bool) -> None:
+    def register(self, pid: int, orphans: Orphans) -> None:
         """Called inside ``gate.starting()``, right after the fork."""
-        start = start_ticks(pid) if untrusted and self.adopting else None
+        start = start_ticks(pid) if orphans is Orphans.SWEEP and self.adopting else None
         with self._book:
             self._children.add(pid)
             if start is not None:
-                self._untrusted[pid] = start
+                self._swept[pid] = start
+            if orphans is Orphans.REAP:
+                self._reaped.add(pid)
 
     def release(self, pid: int) -> int:
         """A tree ended (its leader reaped); returns how many orphans were killed."""
         with self._book:
             self._children.discard(pid)
-            start = self._untrusted.pop(pid, None)
-        if not self.adopting or start is None:
+            start = self._swept.pop(pid, None)
+            sandbox = pid in self._reaped
+            self._reaped.discard(pid)
+        if not self.adopting:
+            return 0
+        if start is None:
+            if sandbox:
+                # its init, killed with bubblewrap, comes to us to be collected; anything
+                # else in its PID namespace died with it, so no table of the machine is read
+                with self.gate.sweeping(), self._book:
+                    self._reap()
             # a trusted child (git, outloop's own helpers) has nothing swept after it, so
             # no start elsewhere waits for it; should it have left an orphan, the next
             # agent or goal to end reaps it
@@ -455,7 +477,7 @@ class _Orphanage:
             self._pending_since = start if since is None else min(since, start)
             killed = 0
             # while another agent or goal runs, a new orphan may be its own
-            if not self._untrusted and self._pending_since is not None:
+            if not self._swept and self._pending_since is not None:
                 killed = self._kill_orphans(self._pending_since)
                 self._pending_since = None
             self._reap()

@@ -367,9 +367,14 @@ def _existing_files(paths: Sequence[Path]) -> list[Path]:
 
 def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:
     """outloop's Python running relay.py's source: listens on each 127.0.0.1:port inside."""
-    source = (Path(__file__).parent / "relay.py").read_text()
+    source = _relay_source()
     flat = [part for port, inside in pairs for part in (str(port), inside)]
     return [sys.executable, "-I", "-S", "-c", source, *flat, "--"]
+
+
+@functools.cache
+def _relay_source() -> str:
+    return (Path(__file__).parent / "relay.py").read_text()
 
 
 @functools.lru_cache(maxsize=8)
@@ -385,7 +390,16 @@ def _supports(bwrap: str, option: str) -> bool:
 
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+    """Whether ``path`` is one of ``roots`` or below one (lexically, as ``Path.parents``)."""
+    return any(_contains(root, path) for root in roots)
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    """``inner == outer or outer in inner.parents``, on the strings: a run builds two
+    sandbox lines an iteration and asks this hundreds of times for each, where pathlib's
+    ``parents`` costs microseconds a time. Both are absolute, as every caller's are."""
+    a, b = str(outer), str(inner)
+    return a == b or b.startswith(a if a.endswith("/") else a + "/")
 
 
 def _install_root(path: Path) -> Path:
@@ -471,7 +485,7 @@ def _view_of(root: Path, path: Path, keep_out: Sequence[Path], *, inside_ok: boo
 
 def _covers(path: Path, keep_out: Sequence[Path]) -> bool:
     """Whether binding ``path`` would show a whole directory that must stay out of view."""
-    return any(path == root or path in root.parents for root in keep_out)
+    return any(_contains(path, root) for root in keep_out)
 
 
 def _interpreter(program: Path, path_env: str | None) -> list[Path]:

@@ -14,7 +14,7 @@ import subprocess
 import threading
 
 from outloop_cli.process import supervise
-from outloop_cli.process.supervise import Child, _SpawnGate
+from outloop_cli.process.supervise import Child, Orphans, _SpawnGate
 
 DEADLINE = 20.0
 
@@ -36,11 +36,11 @@ def test_a_start_goes_on_while_another_thread_is_in_the_middle_of_one() -> None:
 
     children: list[Child] = []
     first = threading.Thread(
-        target=lambda: children.append(Child.start(slow, stdin_data=None, untrusted=False))
+        target=lambda: children.append(Child.start(slow, stdin_data=None, orphans=Orphans.LEAVE))
     )
     first.start()
     assert inside.wait(DEADLINE)
-    children.append(Child.start(_true, stdin_data=None, untrusted=False))
+    children.append(Child.start(_true, stdin_data=None, orphans=Orphans.LEAVE))
     second_done.set()
     first.join(DEADLINE)
     assert result == {"second finished meanwhile": True}
@@ -91,7 +91,7 @@ def test_a_sweep_waits_for_starts_and_starts_wait_for_a_sweep() -> None:
 
 def test_the_end_of_a_trusted_child_sweeps_nothing_and_blocks_no_start() -> None:
     orphanage = supervise._orphanage
-    child = Child.start(_true, stdin_data=None, untrusted=False)
+    child = Child.start(_true, stdin_data=None, orphans=Orphans.LEAVE)
     child.proc.wait()
     # a sweep elsewhere is in progress (the gate held exclusively): a git command's end
     # must not queue behind it, nor take the gate itself

@@ -113,3 +113,33 @@ def test_a_wrapper_script_brings_the_program_it_execs(tmp_path: Path) -> None:
         protected=[home],
     )
     assert str(home / "tools" / "codex") in _bound(args)
+
+
+def test_the_string_containment_check_agrees_with_pathlib() -> None:
+    from itertools import product
+
+    from outloop_cli.sandbox.bwrap import _contains
+
+    # absolute paths as callers give them (POSIX's implementation-defined "//" root aside)
+    paths = [
+        Path(p)
+        for p in (
+            "/",
+            "/home",
+            "/home/",
+            "/home/user",
+            "/home/user2",
+            "/home/user/.local/state",
+            "/home/username",
+            "/usr",
+            "/usr/lib",
+            "/a/../b",
+            "/a/..",
+            "/a",
+        )
+    ]
+    for outer, inner in product(paths, repeat=2):
+        assert _contains(outer, inner) == (inner == outer or outer in inner.parents), (
+            outer,
+            inner,
+        )

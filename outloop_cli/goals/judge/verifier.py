@@ -64,7 +64,8 @@ class JudgeContext:
     cancel: threading.Event | None = None
     transform: Callable[[bytes], bytes] | None = None
     time_left: float | None = None
-    fresh_keyring: bool = False
+    # the judge runs in the run's sandbox (a session keyring of its own, a PID namespace)
+    sandboxed: bool = False
 
 
 def judge(config: JudgeConfig, review: Review, ctx: JudgeContext) -> JudgeResult:
@@ -135,7 +136,8 @@ def _one_vote(
             cancel=ctx.cancel,
             stdin_data=prompt.encode(),
             transform=ctx.transform,
-            fresh_keyring=ctx.fresh_keyring,
+            fresh_keyring=ctx.sandboxed,
+            contained=ctx.sandboxed,
         )
     except ProgramNotFound as exc:
         return f"{JUDGE_ERROR}: {exc.message}", Report()
