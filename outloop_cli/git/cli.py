@@ -79,7 +79,10 @@ _HARDENING = (
 # On a run's own git dirs, also: no system or global config (the only config is the
 # git dir's own, which outloop wrote), no attributes file, no automatic gc, no
 # submodule recursion (a `.git` planted in a submodule directory of the work tree
-# would otherwise be asked for its status with its own config)
+# would otherwise be asked for its status with its own config), and the untracked
+# cache kept for `--untracked-files=all`, the mode outloop asks for: git keeps it
+# for that mode only when status.showUntrackedFiles says all, and without it every
+# status reads every directory of the work tree again (10k files: 4.7 of 14 ms)
 _ISOLATION = (
     "-c",
     "core.attributesFile=/dev/null",
@@ -95,6 +98,8 @@ _ISOLATION = (
     "status.submoduleSummary=false",
     "-c",
     "core.untrackedCache=true",
+    "-c",
+    "status.showUntrackedFiles=all",
 )
 _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 

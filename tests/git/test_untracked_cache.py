@@ -1,0 +1,84 @@
+"""The status outloop asks for twice an iteration reads no directory again when none changed.
+
+outloop asks for every untracked file (``--untracked-files=all``). git keeps
+its untracked cache for that mode only when ``status.showUntrackedFiles`` is
+``all``; otherwise every status opens every directory of the work tree again.
+git's own trace (``GIT_TRACE2_EVENT``, which outloop's git environment lets
+through) counts the directories a status opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from outloop_cli.git import cli, rundirs
+from outloop_cli.git.repo import Repository, discover
+from outloop_cli.git.rundirs import RunGitDirs
+from outloop_cli.git.worktree import Worktree
+from tests.conftest import RepoFactory, git
+
+BRANCH = "outloop/fix/run-1"
+
+
+def _directory_stats(trace: Path) -> list[dict[str, int]]:
+    """Per status, git's read_directory statistics (``opendir`` only when a cache is in use)."""
+    stats: list[dict[str, int]] = []
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") != "data" or event.get("category") != "read_directory":
+            continue
+        if event["key"] == "path":
+            stats.append({})
+        else:
+            stats[-1][event["key"]] = int(event["value"])
+    return stats
+
+
+def _statuses(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, int]]:
+    files = {f"pkg{d}/mod{f}.py": f"x = {f}\n" for d in range(10) for f in range(5)}
+    repo = make_repo(files)
+    base = git(repo, "rev-parse", "HEAD").strip()
+    Repository(discover(repo)).create_branch(BRANCH, base)
+    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
+    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    tree = Worktree(dirs, BRANCH)
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    # the directory statistics sit three regions deep
+    monkeypatch.setenv("GIT_TRACE2_EVENT_NESTING", "10")
+    (tree.path / "pkg3" / "new.py").write_text("y = 1\n")
+    # a directory changed within the index's own second is "racy": git reads it again
+    # whatever its cache says, as for a file. A checkout older than a second is not.
+    for directory in [tree.path, *(p for p in tree.path.rglob("*") if p.is_dir())]:
+        os.utime(directory, (1_700_000_000, 1_700_000_000))
+    for _ in range(3):
+        assert [c.path for c in tree.changes()] == ["pkg3/new.py"]
+    return _directory_stats(trace)
+
+
+def test_a_second_status_opens_no_directory(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = _statuses(make_repo, tmp_path, monkeypatch)
+    # the first fills the cache: the root and its ten packages; the others read none
+    assert [s["opendir"] >= 11 for s in stats] == [True, False, False]
+    assert [s["opendir"] for s in stats[1:]] == [0, 0]
+
+
+def test_control_without_show_untracked_all_every_status_reads_every_directory(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolation = list(cli._ISOLATION)
+    at = isolation.index("status.showUntrackedFiles=all")
+    del isolation[at - 1 : at + 1]
+    monkeypatch.setattr(cli, "_ISOLATION", tuple(isolation))
+    stats = _statuses(make_repo, tmp_path, monkeypatch)
+    assert len(stats) == 3
+    # no cache in use (git counts opendir only for one), every directory visited each time
+    assert all("opendir" not in s and s["directories-visited"] >= 11 for s in stats)
