@@ -18,7 +18,7 @@ import pytest
 from outloop_cli.git import cli, rundirs
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.git.rundirs import RunGitDirs
-from outloop_cli.git.worktree import Worktree
+from outloop_cli.git.worktree import Identity, Worktree
 from tests.conftest import RepoFactory, git
 
 BRANCH = "outloop/fix/run-1"
@@ -82,3 +82,32 @@ def test_control_without_show_untracked_all_every_status_reads_every_directory(
     assert len(stats) == 3
     # no cache in use (git counts opendir only for one), every directory visited each time
     assert all("opendir" not in s and s["directories-visited"] >= 11 for s in stats)
+
+
+def test_an_iteration_commit_leaves_the_top_directory_as_it_was(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # outloop puts the agent's git on the new commit after each iteration; rewriting the
+    # work tree's .git file then would change the top directory and cost the next status
+    # a read of it (and a rewrite of the whole index)
+    repo = make_repo({f"pkg{d}/mod.py": "x = 1\n" for d in range(10)})
+    base = git(repo, "rev-parse", "HEAD").strip()
+    Repository(discover(repo)).create_branch(BRANCH, base)
+    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
+    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    tree = Worktree(dirs, BRANCH)
+    (tree.path / "pkg3" / "mod.py").write_text("x = 2\n")
+    for directory in [tree.path, *(p for p in tree.path.rglob("*") if p.is_dir())]:
+        os.utime(directory, (1_700_000_000, 1_700_000_000))
+    gitfile = (tree.path / ".git").stat()
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    monkeypatch.setenv("GIT_TRACE2_EVENT_NESTING", "10")
+    who = Identity("agent via outloop", "agent@outloop.invalid")
+    snapshot = tree.snapshot(tree.changes(), max_file_size=1 << 20)
+    tree.commit(snapshot, "iteration\n", author=who, committer=who)
+    assert tree.changes() == []
+    assert (tree.path / ".git").stat().st_ino == gitfile.st_ino
+    assert (tree.path / ".git").read_text() == dirs.gitfile_text
+    after_commit = _directory_stats(trace)[-1]
+    assert after_commit["opendir"] == 0
