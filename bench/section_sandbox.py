@@ -59,13 +59,13 @@ sandbox: {sandbox}
 
 READING = (
     "A sandboxed process pays for bubblewrap's namespaces (user, PID, IPC, UTS, network: a "
-    "new network namespace is the dearest), some fifty bind mounts, a fresh `/proc`, and one "
-    "`keyctl` call before `exec`. In a run, each sandboxed process also costs outloop a little "
-    "supervision: bubblewrap's init in the PID namespace outlives bubblewrap by a few "
-    "milliseconds and is adopted and swept as an orphan (waited for, not counted as a daemon), "
-    "and `wrap()` looks up the programs' install roots. Against a real agent's turn (seconds "
-    "to minutes of model calls) and a real test suite, the added milliseconds per iteration "
-    "do not show."
+    "new network namespace is the dearest), some thirty mounts (it rereads the mount table "
+    "for each read-only one), a fresh `/proc`, and one `keyctl` call before `exec`. In a run, each sandboxed process costs outloop little more: "
+    "bubblewrap's init comes to it to be collected once bubblewrap exits (its PID namespace "
+    "dies with it, so no sweep of the machine's processes follows), and the line is built "
+    "from what the run found once (`/etc` copied, the programs' install roots). Against a "
+    "real agent's turn (seconds to minutes of model calls) and a real test suite, the added "
+    "milliseconds per iteration do not show."
 )
 
 

@@ -20,7 +20,7 @@ from outloop_cli.process.environment import build_env
 
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
-    from outloop_cli.sandbox.bwrap import GitMounts
+    from outloop_cli.sandbox.bwrap import GitMounts, ProgramRoots
 
 
 def contained(
@@ -71,6 +71,7 @@ def contained(
         shell_command=shell_command,
         relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
         etc=etc_view(ctx),
+        roots=program_roots(ctx),
     )
 
 
@@ -88,6 +89,20 @@ def etc_view(ctx: RunContext) -> Path:
 
         view = _ETC_VIEWS[dest] = sandbox.etc_view(dest)
     return view
+
+
+# what the run's commands need in view, per run (per process, as the /etc copy)
+_PROGRAM_ROOTS: dict[Path, ProgramRoots] = {}
+
+
+def program_roots(ctx: RunContext) -> ProgramRoots:
+    """The run's memo of its commands' program roots (see ``ProgramRoots``)."""
+    roots = _PROGRAM_ROOTS.get(ctx.paths.root)
+    if roots is None:
+        from outloop_cli.sandbox.bwrap import ProgramRoots
+
+        roots = _PROGRAM_ROOTS[ctx.paths.root] = ProgramRoots()
+    return roots
 
 
 def git_mounts(ctx: RunContext) -> GitMounts:
@@ -151,4 +166,5 @@ def contained_view(
         ],
         relays=[proxy] if proxy is not None else [],
         etc=etc_view(ctx),
+        roots=program_roots(ctx),
     )

@@ -139,6 +139,7 @@ def wrap(
     relays: Sequence[tuple[int, Path]] = (),
     read_only_worktree: bool = False,
     etc: Path | None = None,
+    roots: ProgramRoots | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -151,7 +152,8 @@ def wrap(
     127.0.0.1:port inside: the access proxy, the egress proxy.
     ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
     ``etc`` is a copy of the allowed ``/etc`` entries made by :func:`etc_view`,
-    shown as ``/etc`` with one mount instead of one per entry.
+    shown as ``/etc`` with one mount instead of one per entry. ``roots`` keeps
+    what each command's programs need in view across the calls of one run.
     """
     worktree = worktree.resolve()
     home = (home or Path.home()).absolute()
@@ -201,7 +203,8 @@ def wrap(
         command = [*_relay_argv(pairs), *command]
         programs.append(sys.executable)
     keep_out = [p.resolve() for p in (home, *protected) if p.exists()]
-    for root in _program_roots(programs, argv[1:], path_env, keep_out):
+    find = _program_roots if roots is None else roots.find
+    for root in find(programs, argv[1:], path_env, keep_out):
         args += ["--ro-bind", str(root), str(root)]
     for file in _existing_files(readable):
         args += ["--ro-bind", str(file), str(file)]
@@ -420,6 +423,33 @@ def _shell_programs(argv: Sequence[str]) -> list[str]:
 def _programs_in(script: str | None) -> list[str]:
     """The words of a shell script that may name a program (best effort: never fails)."""
     return [w for w in script_words(script) if w and not w.startswith("-") and "=" not in w]
+
+
+class ProgramRoots:
+    """What a run's commands need in view (``_program_roots``), found once per command.
+
+    The answer follows from the loop's commands, PATH and files outside the
+    sandbox's writable view, none of which a turn can change: a run asks it
+    once for each command, before the agent's first turn, instead of for every
+    sandbox it starts (two an iteration, ~0.5 ms each). So no file an agent
+    writes (a ``#!`` line, say) widens the view of a later turn or goal.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[object, ...], list[Path]] = {}
+
+    def find(
+        self,
+        programs: Sequence[str],
+        args: Sequence[str],
+        path_env: str | None,
+        keep_out: Sequence[Path],
+    ) -> list[Path]:
+        key = (tuple(programs), tuple(args), path_env, tuple(keep_out))
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = _program_roots(programs, args, path_env, keep_out)
+        return list(found)
 
 
 def _program_roots(

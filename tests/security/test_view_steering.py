@@ -1,0 +1,91 @@
+"""An agent cannot widen a later sandbox's view by planting a ``#!`` line.
+
+The sandbox shows each command's programs their install roots, found from the
+loop's commands and PATH (``bwrap._program_roots``), and a script's ``#!``
+brings its interpreter's root. Here the goal runs ``probe-tool``, found on PATH
+in a directory the loop lets the agent write (``sandbox.write``, as a user
+would a tool cache on PATH). The agent of a real `outloop run` plants
+``probe-tool`` there with a ``#!`` naming a program inside a directory of the
+host that no sandbox shows, next to a secret. Were the view found anew for
+each sandbox, the next goal would run with that directory in view and print
+the secret. outloop finds it once per command and run (``ProgramRoots``),
+before the agent's first turn: the goal cannot reach it. The control finds
+the view anew for every sandbox, and the secret comes out in the goal's log.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+from tests.conftest import RepoFactory
+from tests.support.e2e import PY, loop_yaml, runs_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_FIND_ANEW = (
+    "from outloop_cli.sandbox import bwrap\n"
+    "bwrap.ProgramRoots.find = lambda self, *args: bwrap._program_roots(*args)\n"
+)
+
+
+def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[str, str]:
+    secret = f"SECRET-{secrets.token_hex(12)}"
+    hidden = tmp_path / "opt" / "vault"
+    (hidden / "bin").mkdir(parents=True)
+    (hidden / "secret.txt").write_text(secret + "\n")
+    reveal = hidden / "bin" / "reveal"
+    reveal.write_text(f"#!/bin/sh\ncat {hidden / 'secret.txt'}\n")
+    reveal.chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    plant = (
+        "import os, pathlib; "
+        f"p = pathlib.Path({str(tools / 'probe-tool')!r}); "
+        f"p.write_text('#!{reveal}\\n'); os.chmod(p, 0o755); "
+        "pathlib.Path('planted.txt').write_text('1')"
+    )
+    loop = loop_yaml(
+        [PY, "-c", plant],
+        "probe-tool",
+        sandbox={"write": [str(tools)]},
+        limits={"max_iterations": 1},
+    )
+    repo = make_repo({".outloop/fix.yml": loop})
+    code = (_FIND_ANEW if control else "") + (
+        "import sys\nfrom outloop_cli.main import main\nsys.exit(main(['run', 'fix']))\n"
+    )
+    done = subprocess.run(
+        [PY, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}",
+        },
+    )
+    assert done.returncode in (0, 1), done.stderr
+    (run,) = runs_dir(repo).iterdir()
+    goal_log = (run / "logs" / "iter-001-goal.log").read_text()
+    return secret, goal_log + done.stdout + done.stderr
+
+
+def test_a_planted_interpreter_line_does_not_widen_the_goals_view(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    secret, seen = _attack(make_repo, tmp_path, control=False)
+    assert secret not in seen
+    # the goal did run the planted tool; its interpreter was not in view
+    assert "probe-tool: not found" in seen
+
+
+def test_control_found_anew_for_each_sandbox_the_view_widens(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    secret, seen = _attack(make_repo, tmp_path, control=True)
+    assert secret in seen
