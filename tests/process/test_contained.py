@@ -10,12 +10,9 @@ zombie piles up across many children.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.e2e import run_python
 
 RUNNER = """
 import json, os, sys
@@ -60,14 +57,7 @@ print(json.dumps({"tables": contained_tables, "zombies": len(left),
 
 
 def test_sandboxed_children_read_no_process_table_and_leave_no_zombies(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+    done = run_python(RUNNER, tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["tables"] == 0

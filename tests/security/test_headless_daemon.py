@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 from tests.conftest import RepoFactory
-from tests.support.e2e import PY, agent_cmd, counter_goal, loop_yaml
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.e2e import agent_cmd, counter_goal, loop_yaml, run_cli_patched
 
 # the control: a process counts as alive by its main thread's state only
 _JUDGE_BY_MAIN_THREAD = (
@@ -40,17 +37,7 @@ def _run(
         sandbox="none",
     )
     repo = make_repo({".outloop/fix.yml": loop})
-    code = (
-        _JUDGE_BY_MAIN_THREAD if control else ""
-    ) + "import sys\nfrom outloop_cli.main import main\nsys.exit(main(['run', 'fix', '--json']))\n"
-    done = subprocess.run(
-        [PY, "-c", code],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+    done = run_cli_patched(repo, _JUDGE_BY_MAIN_THREAD if control else "", "run", "fix", "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1]), ticks
 

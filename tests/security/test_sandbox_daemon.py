@@ -24,14 +24,11 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from tests.conftest import RepoFactory
-from tests.support.e2e import PY, agent_cmd, loop_yaml, runs_dir
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.e2e import PY, agent_cmd, loop_yaml, run_cli_patched, runs_dir
 
 STILL_GOAL = (
     f"{PY} -c \"import pathlib,sys,time; p=pathlib.Path('heartbeat.txt'); "
@@ -60,24 +57,13 @@ def _run(
     make_repo: RepoFactory, marker: str, patches: str = ""
 ) -> tuple[int, dict[str, object], Path]:
     loop = loop_yaml(
-        agent_cmd("lingering_daemon_agent.py"),
+        agent_cmd("survivor_agent.py", "--exit"),
         STILL_GOAL,
         agent__env={"DAEMON_MARK": marker},
         limits={"max_iterations": 1},
     )
     repo = make_repo({".outloop/fix.yml": loop})
-    code = (
-        patches
-        + "import sys\nfrom outloop_cli.main import main\nsys.exit(main(['run', 'fix', '--json']))\n"
-    )
-    done = subprocess.run(
-        [PY, "-c", code],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+    done = run_cli_patched(repo, patches, "run", "fix", "--json")
     assert done.returncode in (0, 1), done.stderr
     record = json.loads(done.stdout.strip().splitlines()[-1])
     (run_json,) = runs_dir(repo).glob("*/run.json")

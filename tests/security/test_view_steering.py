@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 from pathlib import Path
 
 from tests.conftest import RepoFactory
-from tests.support.e2e import PY, loop_yaml, runs_dir
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.e2e import PY, loop_yaml, run_cli_patched, runs_dir
 
 _FIND_ANEW = (
     "from outloop_cli.sandbox import bwrap\n"
@@ -54,20 +51,12 @@ def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[s
         limits={"max_iterations": 1},
     )
     repo = make_repo({".outloop/fix.yml": loop})
-    code = (_FIND_ANEW if control else "") + (
-        "import sys\nfrom outloop_cli.main import main\nsys.exit(main(['run', 'fix']))\n"
-    )
-    done = subprocess.run(
-        [PY, "-c", code],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}",
-        },
+    done = run_cli_patched(
+        repo,
+        _FIND_ANEW if control else "",
+        "run",
+        "fix",
+        env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
     )
     assert done.returncode in (0, 1), done.stderr
     (run,) = runs_dir(repo).iterdir()

@@ -16,6 +16,7 @@ from tests.conftest import git
 
 AGENTS = Path(__file__).parent / "agents"
 PY = sys.executable
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_cmd(script: str, *args: str) -> list[str]:
@@ -80,6 +81,32 @@ def run_cli(
             f"outloop {args} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
         )
     return done
+
+
+def run_python(
+    code: str, cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter that imports outloop from this checkout, in ``cwd``."""
+    return subprocess.run(
+        [PY, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def run_cli_patched(
+    repo: Path, patch: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`outloop ARGS` in ``repo``, in a fresh interpreter after ``patch`` (Python source) ran.
+
+    For the controls of attack tests: the patch takes one protection out of a
+    real run, and the same attack then shows what that protection stops.
+    """
+    main = f"import sys\nfrom outloop_cli.main import main\nsys.exit(main({list(args)!r}))\n"
+    return run_python(patch + main, repo, env=env)
 
 
 def runs_dir(repo: Path) -> Path:

@@ -1,9 +1,12 @@
-"""Attacker agent: leaves a daemon behind that outlives the runner, then waits to be killed.
+"""Attacker agent: leaves a daemon behind that keeps changing the worktree.
 
 The daemon (double fork, new session, stdio closed) writes an ever-growing
-count to ``heartbeat.txt`` in the worktree and its pid to ``daemon.pid``, for
-as long as it lives: with its own copy of the worktree and whatever the
-agent could reach, it would keep working after a crashed runner.
+count to ``heartbeat.txt`` in the worktree every 20 ms, and its pid to
+``daemon.pid``, for as long as it lives: with its own copy of the worktree
+and whatever the agent could reach, it would keep working after the turn, or
+after a crashed runner. Then the agent waits to be killed (the default), or,
+given ``--exit``, writes counter.txt and exits 0 at once, as a well-behaved
+agent would.
 """
 
 import os
@@ -24,7 +27,13 @@ if os.fork() == 0:
             tmp = here / ".heartbeat.tmp"
             tmp.write_text(str(count))
             tmp.replace(here / "heartbeat.txt")
-            time.sleep(0.05)
+            time.sleep(0.02)
     os._exit(0)
-time.sleep(600)
-sys.exit(0)
+if "--exit" not in sys.argv[1:]:
+    time.sleep(600)
+    sys.exit(0)
+os.wait()
+while not (here / "heartbeat.txt").exists():
+    time.sleep(0.01)
+(here / "counter.txt").write_text("1\n")
+print("fixed the counter (and left a daemon behind)")
