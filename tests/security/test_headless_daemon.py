@@ -11,8 +11,10 @@ outloop did before, and the daemon goes on ticking after the run has ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -49,19 +51,12 @@ def _ticking(ticks: Path, within: float = 0.6) -> bool:
 
 
 def _kill_tickers(tmp_path: Path) -> None:
-    # whatever still holds the ticks file open is the control's daemon
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"TICKS={tmp_path / 'ticks'}".encode() in environ.split(b"\0"):
-            try:
-                os.kill(int(entry.name), 9)
-            except OSError:
-                pass
+    # the daemon of the control run, found by the pid it wrote (its main thread is gone,
+    # and with it what /proc shows of its environment)
+    pid_file = tmp_path / "ticks.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_the_sweep_kills_a_daemon_whose_main_thread_has_exited(

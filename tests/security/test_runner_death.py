@@ -10,6 +10,7 @@ the sandbox the daemon goes on writing after the runner is gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,6 +78,9 @@ def test_control_without_the_sandbox_the_daemon_outlives_the_runner(
     try:
         assert _still_beating(worktree, 10.0)
     finally:
+        # the agent itself outlives the killed runner too (it waits to be killed)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int((worktree / "agent.pid").read_text()), signal.SIGKILL)
         pid = int((worktree / "daemon.pid").read_text())
         try:
             os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,7 @@
 
 The daemon (double fork, new session, stdio closed) writes an ever-growing
 count to ``heartbeat.txt`` in the worktree every 20 ms, and its pid to
-``daemon.pid``, for as long as it lives: with its own copy of the worktree
+``daemon.pid`` (the agent's own in ``agent.pid``), for as long as it lives: with its own copy of the worktree
 and whatever the agent could reach, it would keep working after the turn, or
 after a crashed runner. Then the agent waits to be killed (the default), or,
 given ``--exit``, writes counter.txt and exits 0 at once, as a well-behaved
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 here = Path.cwd()
+(here / "agent.pid").write_text(str(os.getpid()))
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
