@@ -251,16 +251,13 @@ def pipe_holders(inodes: set[int]) -> list[int]:
     wanted = {f"pipe:[{inode}]" for inode in inodes}
     holders: list[int] = []
     for entry in _other_processes():
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue  # exited, or not ours to look at
-        for fd in fds:
+        # every thread: one may hold a file table of its own (unshare(CLONE_FILES))
+        for view in _views(entry):
             try:
-                target = str(fd.readlink())
+                fds = list((view / "fd").iterdir())
             except OSError:
-                continue
-            if target in wanted:
+                continue  # exited, or not ours to look at
+            if any(_link(fd) in wanted for fd in fds):
                 holders.append(int(entry.name))
                 break
     return holders
@@ -278,12 +275,15 @@ def processes_with_env(name: str, value: str) -> list[int]:
     entry_wanted = f"{name}={value}".encode()
     found: list[int] = []
     for entry in _other_processes():
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue  # exited, or not ours to look at
-        if entry_wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
+        for view in _views(entry):
+            try:
+                environ = (view / "environ").read_bytes()
+            except OSError:
+                continue  # exited, or not ours to look at
+            if environ:
+                if entry_wanted in environ.split(b"\0"):
+                    found.append(int(entry.name))
+                break
     return sorted(found)
 
 
@@ -298,12 +298,12 @@ def processes_in(directory: Path) -> list[int] | None:
     inside = str(directory.resolve())
     found: list[int] = []
     for entry in _other_processes():
-        try:
-            cwd = str((entry / "cwd").readlink())
-        except OSError:
-            continue  # exited, or not ours to look at
-        if cwd == inside or cwd.startswith(inside.rstrip("/") + "/"):
-            found.append(int(entry.name))
+        # every thread: one may have a working directory of its own (unshare(CLONE_FS))
+        for view in _views(entry):
+            cwd = _link(view / "cwd")
+            if cwd is not None and (cwd == inside or cwd.startswith(inside.rstrip("/") + "/")):
+                found.append(int(entry.name))
+                break
     return sorted(found)
 
 
@@ -329,3 +329,28 @@ def _other_processes() -> Iterator[Path]:
     for entry in _PROC.iterdir():
         if entry.name.isdigit() and int(entry.name) != me:
             yield entry
+
+
+def _views(entry: Path) -> Iterator[Path]:
+    """Where to read a process's environment, open files and working directory.
+
+    ``/proc/<pid>`` shows them through the main thread, which shows nothing
+    once it has exited (``pthread_exit``) while other threads run on, and a
+    thread may hold files or a working directory of its own: so each of the
+    others too (``task/<tid>``).
+    """
+    yield entry
+    try:
+        tids = os.listdir(entry / "task")  # noqa: PTH208  # hot path
+    except OSError:
+        return
+    for tid in tids:
+        if tid != entry.name:
+            yield entry / "task" / tid
+
+
+def _link(path: Path) -> str | None:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return None

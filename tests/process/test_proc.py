@@ -21,6 +21,7 @@ from outloop_cli.process.proc import (
     leaving_for_good,
     pipe_holders,
     process_table,
+    processes_in,
     processes_with_env,
     read_stat,
     start_ticks,
@@ -140,6 +141,10 @@ HEADLESS = textwrap.dedent(
 )
 
 
+def _main_thread_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def test_a_process_whose_main_thread_exited_lives_on_in_its_other_threads(
     started: list[subprocess.Popen[bytes]],
 ) -> None:
@@ -149,11 +154,7 @@ def test_a_process_whose_main_thread_exited_lives_on_in_its_other_threads(
     started.append(child)
     assert child.stdout is not None and child.stdout.readline() == b"ready\n"
 
-    def main_thread_ended() -> bool:
-        stat = Path(f"/proc/{child.pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-    wait_for(main_thread_ended)
+    wait_for(lambda: _main_thread_state(child.pid) == "Z")
     info = read_stat(child.pid)
     assert info is not None
     # the stat line says zombie; the process is not one
@@ -270,6 +271,38 @@ def test_processes_are_found_by_their_environment_marker(
     for stranger in (other_run, in_value, unmarked):
         assert stranger.pid not in found
     assert processes_with_env("OUTLOOP_TEST_RUN", secrets.token_hex(4)) == []
+
+
+def test_a_process_whose_main_thread_exited_is_still_found_by_its_marker_cwd_and_pipe(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    # the main thread's /proc entry shows no environment, working directory or open
+    # files once it has exited; the threads that still run show them
+    run_id = secrets.token_hex(4)
+    workdir = tmp_path / "worktree"
+    workdir.mkdir()
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen(
+            [PY, "-c", HEADLESS],
+            env={**ENV, "OUTLOOP_TEST_RUN": run_id},
+            cwd=workdir,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            pass_fds=(write_end,),
+        )
+        started.append(child)
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        wait_for(lambda: _main_thread_state(child.pid) == "Z")
+        with pytest.raises(OSError):
+            Path(f"/proc/{child.pid}/environ").read_bytes()
+
+        assert processes_with_env("OUTLOOP_TEST_RUN", run_id) == [child.pid]
+        assert processes_in(workdir) == [child.pid]
+        assert child.pid in pipe_holders({os.fstat(read_end).st_ino})
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_the_process_asking_is_never_among_those_found() -> None:
