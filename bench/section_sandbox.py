@@ -60,7 +60,8 @@ sandbox: {sandbox}
 READING = (
     "A sandboxed process pays for bubblewrap's namespaces (user, PID, IPC, UTS, network: a "
     "new network namespace is the dearest), some thirty mounts (it rereads the mount table "
-    "for each read-only one), a fresh `/proc`, and one `keyctl` call before `exec`. In a run, each sandboxed process costs outloop little more: "
+    "for each read-only one), a fresh `/proc`, and one `keyctl` call before `exec`. In a "
+    "run, each sandboxed process costs outloop little more: "
     "bubblewrap's init comes to it to be collected once bubblewrap exits (its PID namespace "
     "dies with it, so no sweep of the machine's processes follows), and the line is built "
     "from what the run found once (`/etc` copied, the programs' install roots). Against a "

@@ -109,8 +109,7 @@ def take_turn(ctx: RunContext, n: int, last_goal: GoalResult | None) -> TurnOutc
             cancel=ctx.cancel,
             stdin_data=invocation.stdin,
             transform=masking,
-            fresh_keyring=sandboxed(ctx),
-            contained=sandboxed(ctx),
+            sandboxed=sandboxed(ctx),
         )
     except ProgramNotFound as exc:
         result = AgentResult(exit_code=None, duration=0.0, error="not_found", log=log_name)

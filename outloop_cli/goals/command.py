@@ -56,8 +56,7 @@ class CommandVerifier:
             timeout=timeout,
             cancel=ctx.cancel,
             transform=ctx.transform,
-            fresh_keyring=ctx.sandboxed,
-            contained=ctx.sandboxed,
+            sandboxed=ctx.sandboxed,
         )
         counts: TestCounts | None = None
         cases: list[TestCase] = []

@@ -124,8 +124,7 @@ def run_streamed(
     transform: Callable[[bytes], bytes] | None = None,
     on_output: Callable[[bytes], None] | None = None,
     append: bool = False,
-    fresh_keyring: bool = False,
-    contained: bool = False,
+    sandboxed: bool = False,
 ) -> ProcessResult:
     """Run ``argv`` with stdout and stderr merged into ``log_path``.
 
@@ -135,11 +134,12 @@ def run_streamed(
     sees every chunk before it is logged, tailed or passed to ``on_output``;
     it must handle secrets split across chunk boundaries itself. ``on_output``
     runs on the reader thread and must be quick. An exception from either
-    kills the process and is re-raised here. ``fresh_keyring`` starts the child
-    in a new session keyring of its own (``session_keyring.py``). ``contained``
-    says the child is a sandbox whose PID namespace ends with it (bubblewrap's
-    ``--unshare-pid`` with ``--die-with-parent``): nothing it starts can outlive
-    it, so no sweep for orphans follows it (``Orphans.REAP``).
+    kills the process and is re-raised here. ``sandboxed`` says ``argv`` is a
+    line of the run's sandbox (``sandbox/bwrap.py``): the child starts in a new
+    session keyring of its own (``session_keyring.py``), and since its PID
+    namespace ends with it (``--unshare-pid`` with ``--die-with-parent``),
+    nothing it starts can outlive it and no sweep for orphans follows it
+    (``Orphans.REAP``).
 
     Raises ``ProgramNotFound`` or ``CouldNotRun`` when the program cannot start.
     """
@@ -171,13 +171,13 @@ def run_streamed(
                     argv, executable, cwd=cwd, env=env, stdin=stdin, stdout=out_w, stderr=out_w
                 )
 
-            return session_keyring.popen_in_fresh_keyring(start) if fresh_keyring else start()
+            return session_keyring.popen_in_fresh_keyring(start) if sandboxed else start()
 
         try:
             child = Child.start(
                 popen,
                 stdin_data=stdin_data,
-                orphans=Orphans.REAP if contained else Orphans.SWEEP,
+                orphans=Orphans.REAP if sandboxed else Orphans.SWEEP,
             )
         except CouldNotRun as exc:
             os.close(out_r)

@@ -484,11 +484,11 @@ class _Orphanage:
             return killed
 
     def _kill_orphans(self, since: int) -> int:
-        # a sandbox's init outlives bubblewrap's exit by a moment, on its way out (the
-        # kernel still unmounting its view): once it is past the point of no return with
-        # nothing below it, it is not counted (``leaving_for_good``), and an orphan still
-        # there after a short grace is a daemon to kill. The wait polls our own children
-        # list (a few reads); the verdict is the full table's.
+        # an orphan may still be on its way out (a sandbox's init of a run beside this
+        # one, the kernel still unmounting its view): once past the point of no return
+        # with nothing below it, it is not counted (``leaving_for_good``), and an orphan
+        # still there after a short grace is a daemon to kill. The wait polls our own
+        # children list (a few reads); the verdict is the full table's.
         deadline = time.monotonic() + _EXITING_GRACE
         while self._orphans_among(own_children(), since) and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -534,9 +534,8 @@ class _Orphanage:
             and pid not in self._children
             and info.alive
             and info.start_ticks >= since
-            # on its way out with nothing below it (a sandbox's init, killed with
-            # bubblewrap, while the kernel unmounts its view): no daemon, and no reason
-            # to wait for it; it is reaped as a zombie after a later child
+            # on its way out with nothing below it: no daemon, and no reason to wait
+            # for it; it is reaped as a zombie after a later child
             and not (info.exiting and leaving_for_good(pid))
         ]
 

@@ -428,11 +428,12 @@ def _programs_in(script: str | None) -> list[str]:
 class ProgramRoots:
     """What a run's commands need in view (``_program_roots``), found once per command.
 
-    The answer follows from the loop's commands, PATH and files outside the
-    sandbox's writable view, none of which a turn can change: a run asks it
-    once for each command, before the agent's first turn, instead of for every
-    sandbox it starts (two an iteration, ~0.5 ms each). So no file an agent
-    writes (a ``#!`` line, say) widens the view of a later turn or goal.
+    Asked the first time each command starts (the goal's at the baseline, the
+    agent's at its first turn) instead of for every sandbox (two an iteration,
+    ~0.5 ms each). The search reads files a turn can change, a ``#!`` line of
+    a tool in a writable directory on PATH among them; found once, the view no
+    longer follows what an agent writes there. A command first started after a
+    turn (the judge's) is found then, as it would be without this memo.
     """
 
     def __init__(self) -> None:

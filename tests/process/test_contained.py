@@ -1,4 +1,4 @@
-"""A sandboxed child (``contained``) is followed by no sweep of the machine, and leaves no zombie.
+"""A sandboxed child (``run_streamed(sandboxed=True)``) is followed by no sweep of the machine, and leaves no zombie.
 
 Runs in a fresh interpreter that adopts orphans, as the CLI does: bubblewrap
 sandboxes start one after another, each with a PID namespace of its own whose
@@ -46,7 +46,7 @@ line = ["bwrap", "--die-with-parent", "--unshare-user", "--unshare-pid", "--new-
         "--ro-bind", "/", "/", "--dev", "/dev", "--", "/bin/sh", "-c", "exit 0"]
 env = {"PATH": os.environ["PATH"]}
 for i in range(20):
-    done = run_streamed(line, cwd=Path.cwd(), env=env, log_path=Path(f"c{i}.log"), contained=True)
+    done = run_streamed(line, cwd=Path.cwd(), env=env, log_path=Path(f"c{i}.log"), sandboxed=True)
     assert done.ok, Path(f"c{i}.log").read_text()
 contained_tables = len(tables)
 left = zombies()

@@ -136,8 +136,7 @@ def _one_vote(
             cancel=ctx.cancel,
             stdin_data=prompt.encode(),
             transform=ctx.transform,
-            fresh_keyring=ctx.sandboxed,
-            contained=ctx.sandboxed,
+            sandboxed=ctx.sandboxed,
         )
     except ProgramNotFound as exc:
         return f"{JUDGE_ERROR}: {exc.message}", Report()
