@@ -2,14 +2,16 @@
 
 ``outloop --version`` and ``outloop --help`` are answered before typer (and
 everything else) is imported, so scripts that probe the version, and people
-looking for the verbs, pay little more than Python's own start.
+looking for the verbs, pay little more than Python's own start. The common
+command lines of a verb with plain options (``status``, ``validate``: see
+``cli/plain_argv.py``) run without typer too; everything else goes to typer.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +41,33 @@ def _credential_helper(operation: str) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
+    # typer's shell completion reads this variable; let typer answer when it is set
+    if args and "_OUTLOOP_COMPLETE" not in os.environ:
+        from outloop_cli.cli.plain_argv import plain_call
+
+        call = plain_call(args[0], args[1:])
+        if call is not None:
+            return _plain_dispatch(call)
+    return _typer_dispatch(args)
+
+
+def _plain_dispatch(call: Callable[[], object]) -> int:
+    from outloop_cli.errors import EXIT_INTERRUPTED, OutloopError
+
+    try:
+        result = call()
+    except OutloopError as exc:
+        from outloop_cli.safe_text import for_terminal
+
+        sys.stderr.write(for_terminal(exc.render()) + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+def _typer_dispatch(args: list[str]) -> int:
     import typer
     import typer.main
 

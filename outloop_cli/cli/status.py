@@ -1,13 +1,16 @@
-"""``outloop status``: a table of this repository's runs, or one JSON object per run."""
+"""``outloop status``: a table of this repository's runs, or one JSON object per run.
+
+Its options are plain (``cli/plain_options.py``): prompts and watch loops call
+it again and again, and the common command lines run without typer.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import typer
-
 from outloop_cli.cli.formatting import ago, duration, money, table
+from outloop_cli.cli.plain_options import PlainOption
 from outloop_cli.cli.registry import CommandSet
 from outloop_cli.cli.terminal import err, out, out_json
 from outloop_cli.safe_text import one_line
@@ -23,18 +26,18 @@ register = _commands.register
 def status_command(
     loop: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--loop", help="Only runs of this loop."),
+        PlainOption("--loop", help="Only runs of this loop."),
     ] = None,
     every_repo: Annotated[
         bool,
-        typer.Option(
+        PlainOption(
             "--all",
             help="Every run on this machine, from any directory: the run index under "
             "$XDG_STATE_HOME/outloop/index (a run whose repository was deleted shows as gone).",
         ),
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per run on stdout.")
+        bool, PlainOption("--json", help="One JSON object per run on stdout.")
     ] = False,
 ) -> int:
     """List this repository's runs (running, waiting for approval, stopped, crashed, finished) with iteration,

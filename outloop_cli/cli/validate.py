@@ -1,12 +1,15 @@
-"""``outloop validate``: one ``file:line:col: message`` line per problem, then a verdict."""
+"""``outloop validate``: one ``file:line:col: message`` line per problem, then a verdict.
+
+Its options are plain (``cli/plain_options.py``): editors and pre-commit hooks
+call it on every save, and the common command lines run without typer.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
+from outloop_cli.cli.plain_options import PlainArgument, PlainOption
 from outloop_cli.cli.registry import CommandSet
 from outloop_cli.cli.terminal import err
 
@@ -17,11 +20,11 @@ register = _commands.register
 @_commands.command("validate")
 def validate_command(
     files: Annotated[
-        list[Path] | None, typer.Argument(help="Loop files (default: every .outloop/*.yml).")
+        list[Path] | None, PlainArgument(help="Loop files (default: every .outloop/*.yml).")
     ] = None,
     start: Annotated[
         str,
-        typer.Option(
+        PlainOption(
             "--from",
             help="The commit a run would start from: files a loop names "
             "(prompt_file, ca_bundle) must be in it.",

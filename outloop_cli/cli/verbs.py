@@ -13,9 +13,17 @@ from __future__ import annotations
 class Verb:
     """One row of the table (a plain class: ``typing`` alone would cost ``--help`` a tenth)."""
 
-    __slots__ = ("group", "hidden", "module", "summary")
+    __slots__ = ("group", "hidden", "module", "plain", "summary")
 
-    def __init__(self, module: str, summary: str, *, group: bool = False, hidden: bool = False):
+    def __init__(
+        self,
+        module: str,
+        summary: str,
+        *,
+        group: bool = False,
+        hidden: bool = False,
+        plain: bool = False,
+    ):
         # cli/<module>.py registers the verb; commands/<module>.py is its twin
         self.module = module
         # the first paragraph of the verb's help, whitespace collapsed: what `--help` lists
@@ -23,9 +31,14 @@ class Verb:
         # a command group (`audit verify`, ...): typer lists groups after commands
         self.group = group
         self.hidden = hidden
+        # the module imports no typer and declares plain options only
+        # (`cli/plain_options.py`): `cli/plain_argv.py` reads its common command lines
+        self.plain = plain
 
     def __repr__(self) -> str:
-        return f"Verb({self.module!r}, group={self.group}, hidden={self.hidden})"
+        return (
+            f"Verb({self.module!r}, group={self.group}, hidden={self.hidden}, plain={self.plain})"
+        )
 
 
 ROOT_HELP = "Run coding agents in loops until an outside check passes, in their own git worktree."
@@ -38,7 +51,9 @@ VERSION_HELP = "Show the version and exit."
 VERBS: dict[str, Verb] = {
     "init": Verb("init", "Write a commented starter loop file to .outloop/."),
     "validate": Verb(
-        "validate", "Check loop files; print file:line:col: message for every problem."
+        "validate",
+        "Check loop files; print file:line:col: message for every problem.",
+        plain=True,
     ),
     "list": Verb("list_loops", "List the loops in this repository."),
     "schema": Verb(
@@ -50,6 +65,7 @@ VERBS: dict[str, Verb] = {
         "status",
         "List this repository's runs (running, waiting for approval, stopped, crashed, "
         "finished) with iteration, phase, last goal result, cost and age.",
+        plain=True,
     ),
     "show": Verb(
         "show",

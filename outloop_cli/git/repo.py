@@ -6,11 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outloop_cli.errors import GitError, UsageError
-from outloop_cli.git import trailers
 from outloop_cli.git.cli import Git
-from outloop_cli.git.worktree import Identity
+
+if TYPE_CHECKING:
+    # imported where used: `outloop status` needs only `discover`, and these two (with the
+    # worktree's run git dirs) cost it a twentieth of its start
+    from outloop_cli.git import trailers
+    from outloop_cli.git.worktree import Identity
 
 FALLBACK_COMMITTER = ("outloop", "outloop@localhost")
 
@@ -187,6 +192,8 @@ class Repository:
         """The user's identity as git would use it, or a fallback when none is set."""
         name = os.environ.get("GIT_COMMITTER_NAME") or self._config("user.name")
         email = os.environ.get("GIT_COMMITTER_EMAIL") or self._config("user.email")
+        from outloop_cli.git.worktree import Identity
+
         return Identity(name or FALLBACK_COMMITTER[0], email or FALLBACK_COMMITTER[1])
 
     def _config(self, key: str) -> str | None:
@@ -236,6 +243,8 @@ class Repository:
         reverse: bool = False,
         first_parent: bool = False,
     ) -> list[trailers.CommitTrailers]:
+        from outloop_cli.git import trailers
+
         return trailers.read(
             self.info.root, revisions, keys, reverse=reverse, first_parent=first_parent
         )

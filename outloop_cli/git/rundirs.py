@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,11 +170,17 @@ def owns_work_tree(dirs: RunGitDirs) -> bool:
     return data is not None and data.decode(errors="replace") == dirs.gitfile_text
 
 
+def _remove_tree(path: Path) -> None:
+    import shutil  # with bz2, lzma and zlib: not on the start-up path of `status`
+
+    shutil.rmtree(path)
+
+
 def remove_work_tree(dirs: RunGitDirs) -> None:
     """Delete the work tree and the agent's git dir; outloop's git dir keeps the run's commits."""
     for path in (dirs.work_tree, dirs.agent):
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            _remove_tree(path)
 
 
 def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
@@ -200,7 +205,7 @@ def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
     if _read_regular(gitfile) == expected:
         return
     if gitfile.is_dir() and not gitfile.is_symlink():
-        shutil.rmtree(gitfile)
+        _remove_tree(gitfile)
     gitfile.unlink(missing_ok=True)
     _create(gitfile, expected)
 
@@ -284,7 +289,7 @@ def _write_new(root: Path, rel: str, data: bytes = b"", *, source: Path | None =
             raise UnsafeGitDir(("write", rel), f"{here} in the agent's git dir is not a directory")
     target = here / parts[-1]
     if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
+        _remove_tree(target)
     target.unlink(missing_ok=True)
     _create(target, data, source=source)
 

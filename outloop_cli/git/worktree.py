@@ -8,7 +8,6 @@ tree's ``.git`` file is the agent's and is never followed.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,6 +445,8 @@ def repair_git_link(dirs: RunGitDirs) -> bool:
         except (OSError, UnicodeDecodeError):
             pass
     if gitfile.is_dir() and not gitfile.is_symlink():
+        import shutil  # with bz2, lzma and zlib: not on the start-up path of `status`
+
         shutil.rmtree(gitfile)
     gitfile.unlink(missing_ok=True)
     gitfile.write_text(dirs.gitfile_text)

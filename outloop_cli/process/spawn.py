@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -278,7 +277,7 @@ def _resolve(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
         return program
     # as execvp does when PATH is unset: never fall back to outloop's own PATH
     search_path = env.get("PATH", os.defpath)
-    found = shutil.which(program, path=search_path)
+    found = _which(program, search_path)
     if found is not None:
         return found
     for directory in search_path.split(os.pathsep):
@@ -288,6 +287,27 @@ def _resolve(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
                 f"`{candidate}` is not executable", hint=f"make it executable: chmod +x {candidate}"
             )
     raise ProgramNotFound(program, search_path=search_path, cwd=cwd)
+
+
+def _which(program: str, search_path: str) -> str | None:
+    """``shutil.which(program, path=search_path)`` on POSIX, without importing shutil.
+
+    shutil brings bz2, lzma and zlib along: 3 ms of every ``outloop status``,
+    which starts one git. ``tests/process/test_which.py`` holds both to one answer.
+    """
+    if not search_path:
+        return None
+    seen: set[str] = set()
+    for directory in search_path.split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        # shutil's spelling of the answer (Path would fold `a//b` and drop a trailing `/.`)
+        candidate = os.path.join(directory, program)  # noqa: PTH118
+        found = Path(candidate)
+        if found.exists() and os.access(found, os.F_OK | os.X_OK) and not found.is_dir():
+            return candidate
+    return None
 
 
 def _popen(

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,15 +46,20 @@ class LockOwner:
     def describe(self) -> str:
         if self.pid is None:
             return "pid unknown"
-        if self.host and self.host != socket.gethostname():
+        if self.host and self.host != _hostname():
             return f"pid {self.pid} on {self.host}"
         return f"pid {self.pid}"
+
+
+def _hostname() -> str:
+    # what socket.gethostname() answers, without importing socket on status's start-up path
+    return os.uname().nodename
 
 
 def _owner_now(run_id: str | None) -> LockOwner:
     return LockOwner(
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=_hostname(),
         run_id=run_id,
         since=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -227,7 +231,7 @@ def _legacy_alive(paths: RunPaths) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     host = data.get("host")
-    if isinstance(host, str) and host != socket.gethostname():
+    if isinstance(host, str) and host != _hostname():
         # another machine's process: we cannot look, so we do not call it dead
         return True
     if not _pid_alive(pid):

@@ -109,7 +109,8 @@ class RunStore:
         """run.json as it is on disk (parsed JSON), for readers that need less than a record."""
         path = self.paths(run_id).run_json
         try:
-            data = json.loads(path.read_text())
+            # bytes: json finds the UTF-8 the record is written in, whatever the locale says
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise UsageError(
                 f"no run `{run_id}` in this repository", hint="`outloop status` lists the runs"

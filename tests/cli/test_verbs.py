@@ -30,8 +30,8 @@ CLI_DIR = PACKAGE / "cli"
 COMMANDS_DIR = PACKAGE / "commands"
 # cli/ modules that are no verb: the app, the command registry, the live progress view
 # and the formatting the verbs share; anything else belongs to a verb
-# and the verbs table, the lazily built root group, typer's plain coercion and the
-# typer-free root help
+# and the verbs table, the lazily built root group, typer's plain coercion, the
+# typer-free root help, and the typer-free options and their command-line reader
 HELPERS = {
     "app",
     "registry",
@@ -42,6 +42,8 @@ HELPERS = {
     "lazy_group",
     "plain_params",
     "root_help",
+    "plain_options",
+    "plain_argv",
 }
 
 
