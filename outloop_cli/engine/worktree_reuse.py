@@ -64,14 +64,8 @@ def take_over(ctx: RunContext, new: RunGitDirs, base: str) -> WorktreeOrigin:
     """
     origin = WorktreeOrigin()
     root = new.work_tree.parent
-    looked = 0
-    for run_id in reversed(ctx.store.run_ids()):
-        if looked >= MAX_CANDIDATES:
-            break
+    for run_id in _newest_finished_first(ctx, root)[:MAX_CANDIDATES]:
         old_path = root / run_id
-        if run_id == ctx.run_id or not old_path.is_dir():
-            continue
-        looked += 1
         try:
             reason = _try_one(ctx, run_id, old_path, new, base, origin)
         except GitError as exc:
@@ -87,6 +81,25 @@ def take_over(ctx: RunContext, new: RunGitDirs, base: str) -> WorktreeOrigin:
             return origin
         origin.skipped[run_id] = reason
     return origin
+
+
+def _newest_finished_first(ctx: RunContext, root: Path) -> list[str]:
+    """Runs that left a worktree under ``root``, the last to write its record first.
+
+    Run ids sort by the second a run started, and runs that start within one
+    second sort by their random suffix; a run's record is written last as it
+    ends, so its time says which finished most recently.
+    """
+    stamped: list[tuple[int, str]] = []
+    for run_id in ctx.store.run_ids():
+        if run_id == ctx.run_id or not (root / run_id).is_dir():
+            continue
+        try:
+            written = ctx.store.paths(run_id).run_json.stat().st_mtime_ns
+        except OSError:
+            continue
+        stamped.append((written, run_id))
+    return [run_id for _written, run_id in sorted(stamped, reverse=True)]
 
 
 def _try_one(

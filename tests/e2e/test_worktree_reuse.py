@@ -336,6 +336,30 @@ def test_a_worktree_someone_works_in_or_whose_run_is_held_is_not_taken(
     assert fourth["worktree_origin"]["reused_from"] == second["run_id"]
 
 
+def test_the_run_that_finished_last_is_asked_first_whatever_its_id(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # Run ids sort by the second a run started, then by a random suffix: two runs
+    # started within one second sort either way. Which worktree is asked first must
+    # follow when each run finished, told here by its record's time.
+    repo, _shared = _repo(make_repo, tmp_path)
+    first = _run(repo)
+    shell = subprocess.Popen(["sleep", "300"], cwd=first["worktree"])
+    try:
+        second = _run(repo)
+    finally:
+        shell.kill()
+        shell.wait()
+    assert second["worktree_origin"]["reused_from"] is None
+    # both worktrees are free now; the first run's record says it ended last
+    first_record = runs_dir(repo) / first["run_id"] / "run.json"
+    later = (runs_dir(repo) / second["run_id"] / "run.json").stat().st_mtime_ns + 10**9
+    os.utime(first_record, ns=(later, later))
+    third = _run(repo)
+    assert third["worktree_origin"]["reused_from"] == first["run_id"]
+    assert second["run_id"] not in third["worktree_origin"]["skipped"]
+
+
 def _snapshot(root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(root.rglob("*")):
