@@ -190,46 +190,50 @@ def _contradiction(
     and a claim the log has no event for yet (a crash between the two writes) is not
     a contradiction.
     """
-    starts = [i for i, e in enumerate(events) if e.event in _SESSION_STARTS]
-    session = events[starts[-1] :] if starts else events
-    stopped = [e for e in session if e.event == "run_stopped"]
+    # a long run's log holds hundreds of thousands of these: C-level searches, not a loop
+    kinds = [e.event for e in events]
+    session_start = max(_last_index(kinds, kind) for kind in _SESSION_STARTS)
+    last_stop = _last_index(kinds, "run_stopped")
+    stopped = events[last_stop] if last_stop > session_start else None
     reason = record.get("stop_reason")
     # an intact log's every line is an event, so a session is empty only in an empty log
-    if record.get("state") == "finished" and lines and not stopped:
+    if record.get("state") == "finished" and lines and stopped is None:
         # the runner logs run_stopped as it finishes; only a cut can take it away
         return lines + 1, (
             "the run is finished but its log has no `run_stopped` event after line "
             f"{lines}: lines were removed from the end"
         )
-    if record.get("state") == "finished" and stopped and reason:
-        last = stopped[-1]
-        number = last.number
-        if last.reason != reason:
+    if record.get("state") == "finished" and stopped is not None and reason:
+        number = stopped.number
+        if stopped.reason != reason:
             return number, (
                 f"run.json says the run stopped with `{reason}`, but the audit log "
-                f"(line {number}) says `{last.reason}`: run.json was edited"
+                f"(line {number}) says `{stopped.reason}`: run.json was edited"
             )
-    goals: dict[int, tuple[int, object]] = {}
-    commits: dict[int, tuple[int, object]] = {}
-    for event in events:
-        n = event.iteration
-        if not isinstance(n, int):
-            continue
-        if event.event == "goal_evaluated":
-            goals[n] = (event.number, event.met)
-        elif event.event == "committed":
-            commits[n] = (event.number, event.commit)
-    for it in record.get("iterations") or []:
+    claimed = record.get("iterations") or []
+    if not claimed:
+        return None
+    goals = {
+        e.iteration: (e.seq, e.met)
+        for e in events
+        if e.event == "goal_evaluated" and isinstance(e.iteration, int)
+    }
+    commits = {
+        e.iteration: (e.seq, e.commit)
+        for e in events
+        if e.event == "committed" and isinstance(e.iteration, int)
+    }
+    for it in claimed:
         if not isinstance(it, dict) or not isinstance(it.get("n"), int):
             continue
         n = it["n"]
         goal = it.get("goal")
         if isinstance(goal, dict) and n in goals and goals[n][1] != goal.get("met"):
             number, met = goals[n]
-            claimed = "met" if goal.get("met") else "not met"
+            said = "met" if goal.get("met") else "not met"
             logged = "met" if met else "not met"
             return number, (
-                f"run.json says iteration {n}'s goal was {claimed}, but the audit log "
+                f"run.json says iteration {n}'s goal was {said}, but the audit log "
                 f"(line {number}) says {logged}: run.json was edited"
             )
         sha = it.get("commit")
@@ -243,6 +247,14 @@ def _contradiction(
 
 
 _SESSION_STARTS = ("run_started", "run_resumed")
+
+
+def _last_index(kinds: list[str], kind: str) -> int:
+    """Where ``kind`` last occurs in ``kinds``; -1 when it does not."""
+    try:
+        return len(kinds) - 1 - kinds[::-1].index(kind)
+    except ValueError:
+        return -1
 
 
 def _commits_not_on_branch(events: list[KeyEvent], on_branch: set[str], branch: str) -> list[str]:

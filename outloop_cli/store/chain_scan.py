@@ -81,6 +81,10 @@ class KeyEvent(msgspec.Struct, gc=False, frozen=True):
 
 
 _DECODE = msgspec.json.Decoder(KeyEvent).decode
+# a forked part hands its key events back as msgpack: a pickle of a long run's
+# few hundred thousand structs took longer than the part's own checks left to wait
+_PACK = msgspec.msgpack.Encoder().encode
+_UNPACK = msgspec.msgpack.Decoder(list[KeyEvent]).decode
 
 
 # the events run.json's claims are checked against (start, stop, goal, commit)
@@ -127,8 +131,38 @@ def scan_chain(
         partial(_scan_part, path, start, end, run_id, hashes_of, events_of, check_macs)
         for start, end in pairwise(bounds)
     ]
-    parts = run_forked(jobs) if len(jobs) > 1 else [job() for job in jobs]
-    return _join(parts, genesis)
+    if len(jobs) == 1:
+        return _join([jobs[0]()], genesis)
+    # the first part is checked in this process, the others in forked children
+    parts = run_forked([partial(_part, job, pack=k > 0) for k, job in enumerate(jobs)])
+    return _join([_unpacked(part) for part in parts], genesis)
+
+
+@dataclass
+class _Part:
+    """A part's scan; from a forked child with its key events packed apart."""
+
+    scan: Scan
+    packed_key_events: bytes | None = None
+
+
+def _part(job: Callable[[], Scan | None], *, pack: bool) -> _Part | None:
+    scan = job()
+    if scan is None:
+        return None
+    if not pack:
+        return _Part(scan)
+    packed = _PACK(scan.key_events)
+    scan.key_events = []
+    return _Part(scan, packed)
+
+
+def _unpacked(part: _Part | None) -> Scan | None:
+    if part is None:
+        return None
+    if part.packed_key_events is not None:
+        part.scan.key_events = _UNPACK(part.packed_key_events)
+    return part.scan
 
 
 def _boundaries(path: Path, size: int, count: int) -> list[int]:

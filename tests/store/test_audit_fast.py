@@ -25,6 +25,7 @@ from outloop_cli.store.audit import (
     ChainHead,
     Checkpoint,
     VerifyResult,
+    _key_events,
     _verify_fast,
     _verify_lines,
     line_hash,
@@ -346,3 +347,17 @@ def test_a_line_nested_deeper_than_json_follows_is_named_not_a_crash(tmp_path: P
     path.write_bytes(b"".join([*lines[:2], deep, *lines[2:]]))
     result = verify(path, run_id=RUN)
     assert (result.ok, result.bad_line, result.reason) == (False, 3, "line 3 is not valid JSON")
+
+
+def test_the_fast_pass_hands_back_the_key_events_the_line_checker_reads(
+    tmp_path: Path, parts: int
+) -> None:
+    # run.json is checked against these: from forked parts they come back packed
+    path = tmp_path / "audit.jsonl"
+    _write(path, events=40)
+    fast = _verify_fast(path, [], RUN, None, KEY.verify_all)
+    assert fast is not None and fast[0].ok
+    events = fast[1]
+    expected = _key_events(read_lines(path))
+    assert {e.event for e in expected} == set(chain_scan.KEY_EVENTS) - {"run_resumed"}
+    assert events == expected
