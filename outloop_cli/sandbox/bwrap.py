@@ -426,18 +426,23 @@ def _programs_in(script: str | None) -> list[str]:
 
 
 class ProgramRoots:
-    """What a run's commands need in view (``_program_roots``), found once per command.
+    """What a run's commands need in view (``_program_roots``), found once per program.
 
-    Asked the first time each command starts (the goal's at the baseline, the
-    agent's at its first turn) instead of for every sandbox (two an iteration,
-    ~0.5 ms each). The search reads files a turn can change, a ``#!`` line of
-    a tool in a writable directory on PATH among them; found once, the view no
-    longer follows what an agent writes there. A command first started after a
-    turn (the judge's) is found then, as it would be without this memo.
+    Each program a command names (and each script it is given by absolute
+    path) is looked up the first time a sandbox of the run needs it, instead
+    of for every sandbox (two an iteration, ~0.5 ms each). The search reads
+    files a turn can change, a ``#!`` line of a tool in a writable directory
+    on PATH among them; found once, the view no longer follows what an agent
+    writes there. Memoized per program, not per command line: an agent's
+    command line changes every turn (its prompt, ``{iteration}``), and a view
+    found anew for it would follow what the last turn planted. A program first
+    named after a turn (by the judge's command) is found then, as it would be
+    without this memo.
     """
 
     def __init__(self) -> None:
-        self._found: dict[tuple[object, ...], list[Path]] = {}
+        self._programs: dict[tuple[object, ...], list[Path]] = {}
+        self._scripts: dict[tuple[object, ...], list[Path]] = {}
 
     def find(
         self,
@@ -446,11 +451,21 @@ class ProgramRoots:
         path_env: str | None,
         keep_out: Sequence[Path],
     ) -> list[Path]:
-        key = (tuple(programs), tuple(args), path_env, tuple(keep_out))
-        found = self._found.get(key)
-        if found is None:
-            found = self._found[key] = _program_roots(programs, args, path_env, keep_out)
-        return list(found)
+        keep = tuple(keep_out)
+        found: list[Path] = []
+        for name in _named(programs):
+            program = (name, path_env, keep)
+            roots = self._programs.get(program)
+            if roots is None:
+                roots = self._programs[program] = _roots_of_program(name, path_env, keep)
+            found += roots
+        for arg in _scripts(args):
+            script = (arg, keep)
+            roots = self._scripts.get(script)
+            if roots is None:
+                roots = self._scripts[script] = _roots_of_script(arg, keep)
+            found += roots
+        return _in_view(found)
 
 
 def _program_roots(
@@ -465,10 +480,27 @@ def _program_roots(
     modules sit beside it). A root that would show a ``keep_out`` directory
     shrinks to the program's own directory, and then to the file alone.
     """
-    found: list[Path] = []
+    found = [
+        root for name in _named(programs) for root in _roots_of_program(name, path_env, keep_out)
+    ]
+    found += [root for arg in _scripts(args) for root in _roots_of_script(arg, keep_out)]
+    return _in_view(found)
+
+
+def _named(programs: Sequence[str]) -> list[str]:
     # a relative path names a program in the worktree, which is in view already
-    named = [n for n in programs if "/" not in n or n.startswith("/")]
-    queue = [Path(p) for p in (shutil.which(n, path=path_env) for n in named) if p]
+    return list(dict.fromkeys(n for n in programs if "/" not in n or n.startswith("/")))
+
+
+def _scripts(args: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(a for a in args if a.startswith("/")))
+
+
+def _roots_of_program(name: str, path_env: str | None, keep_out: Sequence[Path]) -> list[Path]:
+    """The roots one program brings, its interpreters' (``#!``, a venv's base) included."""
+    found: list[Path] = []
+    first = shutil.which(name, path=path_env)
+    queue = [Path(first)] if first else []
     seen: set[Path] = set()
     while queue:
         program = queue.pop(0)
@@ -485,11 +517,20 @@ def _program_roots(
                     for root in _view_of(base, base, keep_out, inside_ok=True)
                 ]
         queue += _interpreter(program, path_env)
-    for arg in args:
-        if not arg.startswith("/") or not Path(arg).is_file():
-            continue
-        for path in dict.fromkeys([Path(arg).absolute(), Path(arg).resolve()]):
-            found += _view_of(path.parent, path, keep_out, inside_ok=False)
+    return found
+
+
+def _roots_of_script(arg: str, keep_out: Sequence[Path]) -> list[Path]:
+    """A script given by absolute path: its directory (or less, beside a kept-out one)."""
+    if not Path(arg).is_file():
+        return []
+    found: list[Path] = []
+    for path in dict.fromkeys([Path(arg).absolute(), Path(arg).resolve()]):
+        found += _view_of(path.parent, path, keep_out, inside_ok=False)
+    return found
+
+
+def _in_view(found: Sequence[Path]) -> list[Path]:
     system = [Path(d) for d in SYSTEM_DIRS]
     return [
         p for p in dict.fromkeys(found) if p.exists() and p != Path("/") and not _under(p, system)

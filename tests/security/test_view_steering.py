@@ -11,6 +11,12 @@ each sandbox, the next goal would run with that directory in view and print
 the secret. outloop finds it once per command and run (``ProgramRoots``),
 before the agent's first turn: the goal cannot reach it. The control finds
 the view anew for every sandbox, and the secret comes out in the goal's log.
+
+The agent's own command line changes every turn (``{iteration}``, a prompt):
+the view is found once per program it names, not per command line, so the
+agent's next turn cannot follow a ``#!`` line its last turn planted either.
+The control keeps one memo per whole command line, and the second turn runs
+with the vault in view.
 """
 
 from __future__ import annotations
@@ -28,7 +34,21 @@ _FIND_ANEW = (
 )
 
 
-def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[str, str]:
+# the memo as it was kept before: one entry per whole command line
+_MEMO_PER_COMMAND_LINE = (
+    "from outloop_cli.sandbox import bwrap\n"
+    "_seen = {}\n"
+    "def find(self, programs, args, path_env, keep_out):\n"
+    "    key = (tuple(programs), tuple(args), path_env, tuple(keep_out))\n"
+    "    if key not in _seen:\n"
+    "        _seen[key] = bwrap._program_roots(programs, args, path_env, keep_out)\n"
+    "    return list(_seen[key])\n"
+    "bwrap.ProgramRoots.find = find\n"
+)
+
+
+def _vault(tmp_path: Path) -> tuple[str, Path, Path]:
+    """(secret, a script beside it that prints it, the tools directory on PATH)."""
     secret = f"SECRET-{secrets.token_hex(12)}"
     hidden = tmp_path / "opt" / "vault"
     (hidden / "bin").mkdir(parents=True)
@@ -38,14 +58,22 @@ def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[s
     reveal.chmod(0o755)
     tools = tmp_path / "tools"
     tools.mkdir()
-    plant = (
+    return secret, reveal, tools
+
+
+def _plant(tools: Path, reveal: Path) -> str:
+    return (
         "import os, pathlib; "
         f"p = pathlib.Path({str(tools / 'probe-tool')!r}); "
         f"p.write_text('#!{reveal}\\n'); os.chmod(p, 0o755); "
         "pathlib.Path('planted.txt').write_text('1')"
     )
+
+
+def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[str, str]:
+    secret, reveal, tools = _vault(tmp_path)
     loop = loop_yaml(
-        [PY, "-c", plant],
+        [PY, "-c", _plant(tools, reveal)],
         "probe-tool",
         sandbox={"write": [str(tools)]},
         limits={"max_iterations": 1},
@@ -77,4 +105,44 @@ def test_control_found_anew_for_each_sandbox_the_view_widens(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     secret, seen = _attack(make_repo, tmp_path, control=True)
+    assert secret in seen
+
+
+def _agent_attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[str, str]:
+    """Turn 1 runs ``probe-tool`` (not there yet) and plants it; turn 2 runs it again."""
+    secret, reveal, tools = _vault(tmp_path)
+    script = f"echo turn {{iteration}}\nprobe-tool\n{PY} plant.py"
+    loop = loop_yaml(
+        ["/bin/sh", "-c", script],
+        "false",
+        sandbox={"write": [str(tools)]},
+        limits={"max_iterations": 2, "stall": 5},
+    )
+    repo = make_repo({".outloop/fix.yml": loop, "plant.py": _plant(tools, reveal) + "\n"})
+    done = run_cli_patched(
+        repo,
+        _MEMO_PER_COMMAND_LINE if control else "",
+        "run",
+        "fix",
+        env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert done.returncode in (0, 1), done.stderr
+    (run,) = runs_dir(repo).iterdir()
+    second = (run / "logs" / "iter-002-agent.log").read_text()
+    assert "turn 2" in second
+    return secret, second + done.stdout + done.stderr
+
+
+def test_a_planted_interpreter_line_does_not_widen_the_agents_next_turn(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    secret, seen = _agent_attack(make_repo, tmp_path, control=False)
+    assert secret not in seen
+    assert "probe-tool: not found" in seen
+
+
+def test_control_a_memo_per_command_line_lets_the_next_turn_follow_the_plant(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    secret, seen = _agent_attack(make_repo, tmp_path, control=True)
     assert secret in seen
