@@ -105,9 +105,12 @@ _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 
 
 def git_env(extra: Mapping[str, str] | None = None, *, isolated: bool = False) -> dict[str, str]:
+    # names first, values only of the few kept: os.environ decodes each one it hands out,
+    # and the runner builds this before every git command
+    environ = os.environ
     env = {
-        k: v
-        for k, v in os.environ.items()
+        k: environ[k]
+        for k in environ
         if (k in _GIT_ENV_NAMES or k.startswith(_GIT_ENV_PREFIXES))
         and k not in _GIT_LOCATION_VARS
         # config from the parent environment is the user's; a run's own git takes none

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -304,8 +305,13 @@ def _which(program: str, search_path: str) -> str | None:
         seen.add(directory)
         # shutil's spelling of the answer (Path would fold `a//b` and drop a trailing `/.`)
         candidate = os.path.join(directory, program)  # noqa: PTH118
-        found = Path(candidate)
-        if found.exists() and os.access(found, os.F_OK | os.X_OK) and not found.is_dir():
+        # one stat per directory (exists and is-a-directory from the same answer): the
+        # runner resolves git before every call, past each entry of a long PATH
+        try:
+            mode = os.stat(candidate).st_mode  # noqa: PTH116
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISDIR(mode) and os.access(candidate, os.F_OK | os.X_OK):
             return candidate
     return None
 
