@@ -25,6 +25,8 @@ import os
 import secrets
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RepoFactory
 from tests.support.e2e import PY, loop_yaml, run_cli_patched, runs_dir
 
@@ -79,17 +81,17 @@ def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[s
         limits={"max_iterations": 1},
     )
     repo = make_repo({".outloop/fix.yml": loop})
+    return secret, _run_and_read(repo, tools, _FIND_ANEW if control else "", "iter-001-goal.log")
+
+
+def _run_and_read(repo: Path, tools: Path, patch: str, log: str) -> str:
+    """`outloop run fix` with ``tools`` first on PATH: one log of the run, and what it printed."""
     done = run_cli_patched(
-        repo,
-        _FIND_ANEW if control else "",
-        "run",
-        "fix",
-        env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
+        repo, patch, "run", "fix", env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
     )
     assert done.returncode in (0, 1), done.stderr
     (run,) = runs_dir(repo).iterdir()
-    goal_log = (run / "logs" / "iter-001-goal.log").read_text()
-    return secret, goal_log + done.stdout + done.stderr
+    return (run / "logs" / log).read_text() + done.stdout + done.stderr
 
 
 def test_a_planted_interpreter_line_does_not_widen_the_goals_view(
@@ -119,30 +121,21 @@ def _agent_attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> t
         limits={"max_iterations": 2, "stall": 5},
     )
     repo = make_repo({".outloop/fix.yml": loop, "plant.py": _plant(tools, reveal) + "\n"})
-    done = run_cli_patched(
-        repo,
-        _MEMO_PER_COMMAND_LINE if control else "",
-        "run",
-        "fix",
-        env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
-    )
-    assert done.returncode in (0, 1), done.stderr
-    (run,) = runs_dir(repo).iterdir()
-    second = (run / "logs" / "iter-002-agent.log").read_text()
-    assert "turn 2" in second
-    return secret, second + done.stdout + done.stderr
+    patch = _MEMO_PER_COMMAND_LINE if control else ""
+    second = _run_and_read(repo, tools, patch, "iter-002-agent.log")
+    assert second.startswith("turn 2")
+    return secret, second
 
 
+@pytest.mark.parametrize(
+    "control", [False, True], ids=["memo per program", "control: memo per command line"]
+)
 def test_a_planted_interpreter_line_does_not_widen_the_agents_next_turn(
-    make_repo: RepoFactory, tmp_path: Path
+    make_repo: RepoFactory, tmp_path: Path, control: bool
 ) -> None:
-    secret, seen = _agent_attack(make_repo, tmp_path, control=False)
-    assert secret not in seen
-    assert "probe-tool: not found" in seen
-
-
-def test_control_a_memo_per_command_line_lets_the_next_turn_follow_the_plant(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
-    secret, seen = _agent_attack(make_repo, tmp_path, control=True)
-    assert secret in seen
+    secret, seen = _agent_attack(make_repo, tmp_path, control=control)
+    if control:
+        assert secret in seen
+    else:
+        assert secret not in seen
+        assert "probe-tool: not found" in seen
