@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
 
 # each candidate costs a `git status` of its worktree: the newest few finished runs are
-# the likeliest to be close to the new base, and a long list must not slow a start
+# the likeliest to be close to the new base, and a long list must not slow a start.
+# A run whose lock is held (one still running, as with --jobs) costs nothing to pass
+# over and is not counted, or runs alongside would use every turn up.
 MAX_CANDIDATES = 3
+_HELD = "another process holds its lock"
 
 
 @dataclass
@@ -64,7 +67,10 @@ def take_over(ctx: RunContext, new: RunGitDirs, base: str) -> WorktreeOrigin:
     """
     origin = WorktreeOrigin()
     root = new.work_tree.parent
-    for run_id in _newest_finished_first(ctx, root)[:MAX_CANDIDATES]:
+    looked = 0
+    for run_id in _newest_finished_first(ctx, root):
+        if looked >= MAX_CANDIDATES:
+            break
         old_path = root / run_id
         try:
             reason = _try_one(ctx, run_id, old_path, new, base, origin)
@@ -80,6 +86,8 @@ def take_over(ctx: RunContext, new: RunGitDirs, base: str) -> WorktreeOrigin:
         if reason is None:
             return origin
         origin.skipped[run_id] = reason
+        if reason != _HELD:
+            looked += 1
     return origin
 
 
@@ -111,7 +119,7 @@ def _try_one(
         try:
             held.enter_context(run_lock(paths, grace=0))
         except CouldNotRun:
-            return "another process holds its lock"
+            return _HELD
         # read under the lock: a resume that ran meanwhile has changed it
         try:
             record = ctx.store.load(run_id)

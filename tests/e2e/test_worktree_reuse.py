@@ -16,13 +16,15 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import RepoFactory, git
-from tests.support.e2e import PY, run_cli, runs_dir, shared_dir
+from tests.support.e2e import PY, run_cli, run_cli_patched, runs_dir, shared_dir
 
 # Writes DIR/<n>.json (everything in the worktree but .git: hash and mode), then
 # leaves what an agent leaves: a committed file, an ignored build output, an ignored
@@ -96,8 +98,9 @@ def _repo(make_repo: RepoFactory, tmp_path: Path) -> tuple[Path, Path]:
     return repo, shared
 
 
-def _run(repo: Path, *args: str, code: int = 0) -> dict[str, Any]:
-    done = run_cli(repo, "run", "fix", "--json", *args)
+def _run(repo: Path, *args: str, code: int = 0, patch: str = "") -> dict[str, Any]:
+    argv = ("run", "fix", "--json", *args)
+    done = run_cli_patched(repo, patch, *argv) if patch else run_cli(repo, *argv)
     assert done.returncode == code, done.stdout + done.stderr
     run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
     return _record(repo, run_id)
@@ -312,12 +315,8 @@ def test_a_worktree_someone_works_in_or_whose_run_is_held_is_not_taken(
     second = _run(repo)
     assert second["worktree_origin"]["reused_from"] == first["run_id"]
     # a shell left in the second run's worktree; the first run's worktree is gone (taken)
-    shell = subprocess.Popen(["sleep", "300"], cwd=second["worktree"])
-    try:
+    with _shell_in(second["worktree"]) as shell:
         third = _run(repo)
-    finally:
-        shell.kill()
-        shell.wait()
     assert third["worktree_origin"]["reused_from"] is None
     assert third["worktree_origin"]["skipped"][second["run_id"]] == (
         f"process {shell.pid} works in it"
@@ -327,13 +326,28 @@ def test_a_worktree_someone_works_in_or_whose_run_is_held_is_not_taken(
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        fourth = _run(repo)
+        # one candidate only: a held run (as one running alongside) does not use it up
+        fourth = _run(repo, patch=ONE_CANDIDATE)
     finally:
         os.close(fd)
     skipped = fourth["worktree_origin"]["skipped"]
     assert skipped[third["run_id"]] == "another process holds its lock"
     # the next candidate, the second run's worktree, was free again by then
     assert fourth["worktree_origin"]["reused_from"] == second["run_id"]
+
+
+ONE_CANDIDATE = "from outloop_cli.engine import worktree_reuse\nworktree_reuse.MAX_CANDIDATES = 1\n"
+
+
+@contextmanager
+def _shell_in(worktree: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A process left working in ``worktree`` (a user's shell) while the block runs."""
+    shell = subprocess.Popen(["sleep", "300"], cwd=worktree)
+    try:
+        yield shell
+    finally:
+        shell.kill()
+        shell.wait()
 
 
 def test_the_run_that_finished_last_is_asked_first_whatever_its_id(
@@ -344,12 +358,8 @@ def test_the_run_that_finished_last_is_asked_first_whatever_its_id(
     # follow when each run finished, told here by its record's time.
     repo, _shared = _repo(make_repo, tmp_path)
     first = _run(repo)
-    shell = subprocess.Popen(["sleep", "300"], cwd=first["worktree"])
-    try:
+    with _shell_in(first["worktree"]):
         second = _run(repo)
-    finally:
-        shell.kill()
-        shell.wait()
     assert second["worktree_origin"]["reused_from"] is None
     # both worktrees are free now; the first run's record says it ended last
     first_record = runs_dir(repo) / first["run_id"] / "run.json"
