@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,7 +148,7 @@ def wrap(
     ``writable`` directories (and the worktree) are bound read-write,
     ``readable`` files read-only; ``extra_read``/``extra_write`` are the loop's
     declared paths as (source, where it appears), already checked. ``home``
-    (default: ``$HOME``) is an empty tmpfs. No program's root may show a
+    (default: ``$HOME``) is an empty directory of the sandbox's own. No program's root may show a
     ``protected`` directory (``$HOME``, outloop's state, the repository).
     Each of ``relays`` (port, Unix socket outside) is bound in and relayed on
     127.0.0.1:port inside: the access proxy, the egress proxy.
@@ -188,9 +190,12 @@ def wrap(
         # a bind needs its mount point: only the files this kernel has
         if Path(path).exists():
             args += ["--ro-bind", "/dev/null", path]
-    args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
+    # empty directories of the sandbox's own root, a tmpfs bubblewrap made for this
+    # sandbox alone and that goes with it: as private as a tmpfs each, without a
+    # mount each (bubblewrap pays for every mount, and more the more there are)
+    args += ["--dir", "/tmp", "--dir", "/var/tmp", "--dir", "/run"]
     if not _under(home, [Path(d) for d in SYSTEM_DIRS]) and home != Path("/"):
-        args += ["--tmpfs", str(home)]
+        args += ["--dir", str(home)]
     args += git_dir_args(git)
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command), *_shell_programs(command)]
@@ -303,12 +308,14 @@ def etc_view(dest: Path) -> Path:
     entry cost a sandboxed process more than everything else in its view.
     Files and links are copied once per run into ``dest`` (links as links,
     never followed: a link to ``/etc/shadow`` stays a link to a file that is
-    not in view), and ``dest`` is bound read-only as ``/etc``; the entries that
-    are directories (their files are many) are bound on top, as before, onto
-    empty mount points made here. So the sandbox shows exactly the same
-    entries. A file this user cannot read is left out: it could not be read
-    inside either. Made anew each time (``dest`` is the run's own, outside
-    any view).
+    not in view), and ``dest`` is bound read-only as ``/etc``. A directory
+    entry is copied whole when it is small (``_copied_etc_dirs``: a few
+    readable files and links, as ``ld.so.conf.d`` or ``python3`` are); one
+    whose files are many (``ssl/certs``, ``alternatives``) is bound on top, as
+    before, onto an empty mount point made here. So the sandbox shows exactly
+    the same entries. A file this user cannot read is left out: it could not
+    be read inside either. Made anew each time (``dest`` is the run's own,
+    outside any view).
     """
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
@@ -331,7 +338,10 @@ def etc_view(dest: Path) -> Path:
             if source.is_symlink():
                 target.symlink_to(source.readlink())
             elif source.is_dir():
-                target.mkdir(mode=0o755)
+                if entry in _copied_etc_dirs():
+                    shutil.copytree(source, target, symlinks=True)
+                else:
+                    target.mkdir(mode=0o755)
             elif source.is_file():
                 shutil.copy2(source, target)
         except PermissionError:
@@ -342,8 +352,9 @@ def etc_view(dest: Path) -> Path:
 def _etc_args(etc: Path) -> list[str]:
     """``etc`` (from :func:`etc_view`) as ``/etc``, its directory entries bound on top."""
     args = ["--ro-bind", str(etc), "/etc"]
+    copied = _copied_etc_dirs()
     for entry in _etc_dirs():
-        if (etc / entry).is_dir():
+        if entry not in copied and (etc / entry).is_dir():
             args += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
     return args
 
@@ -353,6 +364,44 @@ def _etc_dirs() -> tuple[str, ...]:
     return tuple(
         e for e in ETC_ENTRIES if Path("/etc", e).is_dir() and not Path("/etc", e).is_symlink()
     )
+
+
+# a directory of /etc up to this many entries (and bytes) is copied, not bound: copying
+# it costs a run less than one mount costs each sandbox start (two an iteration)
+_SMALL_DIR_ENTRIES = 32
+_SMALL_DIR_BYTES = 1 << 20
+
+
+@functools.cache
+def _copied_etc_dirs() -> frozenset[str]:
+    """The directory entries of /etc that :func:`etc_view` copies: decided once per process,
+    so a view and the command lines built on it always agree on what is bound."""
+    return frozenset(e for e in _etc_dirs() if _small_and_readable(Path("/etc", e)))
+
+
+def _small_and_readable(directory: Path) -> bool:
+    """Only directories, regular files and links, every one readable here, and few of them:
+    a copy then shows the sandbox what a bind would (anything else keeps its bind)."""
+    entries = 0
+    size = 0
+    for parent, dirs, files in os.walk(directory):
+        if not os.access(parent, os.R_OK | os.X_OK):
+            return False
+        for name in [*dirs, *files]:
+            entries += 1
+            path = os.path.join(parent, name)  # noqa: PTH118
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            if stat.S_ISREG(mode):
+                if not os.access(path, os.R_OK):
+                    return False
+                size += os.lstat(path).st_size
+            elif not stat.S_ISDIR(mode):
+                return False
+        if entries > _SMALL_DIR_ENTRIES or size > _SMALL_DIR_BYTES:
+            return False
+    return True
 
 
 def _existing(paths: Sequence[Path]) -> list[Path]:
