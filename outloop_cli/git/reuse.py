@@ -41,11 +41,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from outloop_cli.errors import GitError
+from outloop_cli.errors import CouldNotRun, GitError
 from outloop_cli.git import rundirs
 from outloop_cli.git.cli import Git
 from outloop_cli.git.rundirs import RunGitDirs
 from outloop_cli.process.proc import umask
+from outloop_cli.process.spawn import run_captured
 from outloop_cli.store.atomic import move_file
 
 # what a fresh git dir of a run holds at its top (rundirs._init, then git's own work)
@@ -115,26 +116,8 @@ def unsafe_reason(
     flagged = _index_problem(git)
     if flagged is not None:
         return flagged
-    try:
-        status = git.run(
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--no-renames",
-            "--ignore-submodules=none",
-            strip=False,
-        )
-    except GitError:
-        return "git status failed in its worktree"
-    if status:
-        count = sum(1 for entry in status.split("\0") if entry)
-        return f"its worktree has {count} uncommitted or untracked path(s)"
-    return _ignored_since(git, tree, finished_at)
-
-
-def _ignored_since(git: Git, tree: Path, finished_at: float) -> str | None:
-    """An ignored path (a wholly ignored directory counts as one) changed after the run ended."""
+    # one status for both questions (a work tree scan each was a tenth of a second at
+    # 100k files): anything but an ignored path is uncommitted or untracked work
     try:
         listing = git.run(
             "status",
@@ -143,11 +126,21 @@ def _ignored_since(git: Git, tree: Path, finished_at: float) -> str | None:
             "--ignored=traditional",
             "--untracked-files=normal",
             "--no-renames",
+            "--ignore-submodules=none",
             strip=False,
         )
     except GitError:
         return "git status failed in its worktree"
-    for entry in listing.split("\0"):
+    entries = [entry for entry in listing.split("\0") if entry]
+    dirty = sum(1 for entry in entries if not entry.startswith("!! "))
+    if dirty:
+        return f"its worktree has {dirty} uncommitted or untracked path(s)"
+    return _ignored_since(entries, tree, finished_at)
+
+
+def _ignored_since(entries: list[str], tree: Path, finished_at: float) -> str | None:
+    """An ignored path (a wholly ignored directory counts as one) changed after the run ended."""
+    for entry in entries:
         if not entry.startswith("!! "):
             continue
         try:
@@ -194,19 +187,25 @@ def move_work_tree(old: RunGitDirs, new: RunGitDirs, old_branch: str, base: str)
         git.run("read-tree", "-m", "-u", old_head, base)
         # the untracked cache names the work tree's path: this resets it for the new one
         git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
-        left = git.run(
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--ignored=matching",
-            "--no-renames",
-            "--ignore-submodules=none",
-            strip=False,
-        )
+        from concurrent.futures import ThreadPoolExecutor
+
+        # two scans of the whole tree that change nothing: side by side (at 100k files
+        # each is a sixth of a second; the runner is otherwise idle while git works)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            modes = pool.submit(unlike_fresh_checkout, new.work_tree)
+            left = git.run(
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--ignored=matching",
+                "--no-renames",
+                "--ignore-submodules=none",
+                strip=False,
+            )
+            odd = modes.result()
         if left:
             raise GitError(("status",), f"the moved worktree differs from the base: {left[:200]!r}")
-        odd = unlike_fresh_checkout(new.work_tree)
         if odd is not None:
             raise GitError(("checkout",), f"the moved worktree is not like a fresh checkout: {odd}")
     except BaseException:
@@ -223,6 +222,12 @@ def unlike_fresh_checkout(root: Path) -> str | None:
     has every file and directory owned by us with the modes the umask gives,
     and no file linked to another name: a hard link left to a file outside
     the worktree would let the next agent write there through it.
+
+    ``find`` looks at every entry (one ``lstat`` each, in C: 0.17 s for 100k
+    files where the same walk in Python took 0.45 s, most of a reused run's
+    start) and names the first odd one, which the Python judgement then
+    words; wherever ``find`` cannot answer for sure (not installed, an
+    unreadable directory, any error) the Python walk decides.
     """
     mask = umask()
     if mask is None:
@@ -230,6 +235,53 @@ def unlike_fresh_checkout(root: Path) -> str | None:
     me = os.geteuid()
     file_modes = {0o666 & ~mask, 0o777 & ~mask}
     dir_mode = 0o777 & ~mask
+    found = _first_odd_by_find(root, me, file_modes, dir_mode)
+    if found is None:
+        return None
+    if isinstance(found, Path):
+        reason = _odd_entry(found, me, file_modes, dir_mode)
+        if reason is not None:
+            return reason
+    return _first_odd_by_walk(root, me, file_modes, dir_mode)
+
+
+# find could not answer: the walk decides
+_UNSURE = object()
+
+
+def _first_odd_by_find(
+    root: Path, me: int, file_modes: set[int], dir_mode: int
+) -> Path | object | None:
+    """The first entry ``find`` finds odd (as :func:`_odd_entry` judges), None, or ``_UNSURE``."""
+    low, high = sorted(file_modes)
+    file_perms = ["!", "-perm", f"{low:o}"] + (["!", "-perm", f"{high:o}"] if high != low else [])
+    # run in the root ("." everywhere): no path of ours is ever read as a pattern
+    argv = [
+        "find", ".", "-mindepth", "1",
+        "-path", "./.git", "-prune", "-o",
+        "(",
+        "!", "-uid", str(me),
+        "-o", "!", "-type", "f", "!", "-type", "d", "!", "-type", "l",
+        "-o", "-type", "d", "!", "-perm", f"{dir_mode:o}",
+        "-o", "-type", "f", "(", "-links", "+1", "-o", *file_perms, ")",
+        ")",
+        "-print0", "-quit",
+    ]  # fmt: skip
+    try:
+        done = run_captured(argv, cwd=root, env={"PATH": os.defpath, "LC_ALL": "C"})
+    except (CouldNotRun, OSError):
+        return _UNSURE
+    if done.returncode != 0 or done.stderr:
+        return _UNSURE
+    if not done.stdout:
+        return None
+    name = done.stdout.split(b"\0", 1)[0]
+    if not name.startswith(b"./"):
+        return _UNSURE
+    return root / os.fsdecode(name[2:])
+
+
+def _first_odd_by_walk(root: Path, me: int, file_modes: set[int], dir_mode: int) -> str | None:
     stack = [root]
     while stack:
         here = stack.pop()
@@ -241,20 +293,39 @@ def unlike_fresh_checkout(root: Path) -> str | None:
             if here == root and entry.name == ".git":
                 continue
             info = entry.stat(follow_symlinks=False)
-            kind = stat.S_IFMT(info.st_mode)
-            if info.st_uid != me:
-                return f"{entry.path} is not ours"
-            if kind == stat.S_IFDIR:
-                if stat.S_IMODE(info.st_mode) != dir_mode:
-                    return f"{entry.path} has mode {stat.S_IMODE(info.st_mode):o}"
+            reason = _odd(entry.path, info, me, file_modes, dir_mode)
+            if reason is not None:
+                return reason
+            if stat.S_ISDIR(info.st_mode):
                 stack.append(Path(entry.path))
-            elif kind == stat.S_IFREG:
-                if info.st_nlink != 1:
-                    return f"{entry.path} has {info.st_nlink} hard links"
-                if stat.S_IMODE(info.st_mode) not in file_modes:
-                    return f"{entry.path} has mode {stat.S_IMODE(info.st_mode):o}"
-            elif kind != stat.S_IFLNK:
-                return f"{entry.path} is neither a file, a directory nor a link"
+    return None
+
+
+def _odd_entry(path: Path, me: int, file_modes: set[int], dir_mode: int) -> str | None:
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror})"
+    return _odd(str(path), info, me, file_modes, dir_mode)
+
+
+def _odd(
+    path: str, info: os.stat_result, me: int, file_modes: set[int], dir_mode: int
+) -> str | None:
+    """Why one entry is unlike a fresh checkout's, or None."""
+    kind = stat.S_IFMT(info.st_mode)
+    if info.st_uid != me:
+        return f"{path} is not ours"
+    if kind == stat.S_IFDIR:
+        if stat.S_IMODE(info.st_mode) != dir_mode:
+            return f"{path} has mode {stat.S_IMODE(info.st_mode):o}"
+    elif kind == stat.S_IFREG:
+        if info.st_nlink != 1:
+            return f"{path} has {info.st_nlink} hard links"
+        if stat.S_IMODE(info.st_mode) not in file_modes:
+            return f"{path} has mode {stat.S_IMODE(info.st_mode):o}"
+    elif kind != stat.S_IFLNK:
+        return f"{path} is neither a file, a directory nor a link"
     return None
 
 
