@@ -117,9 +117,13 @@ def unsafe_reason(
     if flagged is not None:
         return flagged
     # one status for both questions (a work tree scan each was a tenth of a second at
-    # 100k files): anything but an ignored path is uncommitted or untracked work
+    # 100k files): anything but an ignored path is uncommitted or untracked work. It
+    # must not write the old run's index (--no-optional-locks): a status in this mode
+    # stores an untracked cache that a later `--untracked-files=all` status (`outloop
+    # clean`, the next look at this worktree) trusts, and then misses untracked files
     try:
         listing = git.run(
+            "--no-optional-locks",
             "status",
             "--porcelain=v1",
             "-z",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from outloop_cli.git import cli, rundirs
+from outloop_cli.git import cli, reuse, rundirs
 from outloop_cli.git.repo import Repository, discover
 from outloop_cli.git.rundirs import RunGitDirs
 from outloop_cli.git.worktree import Identity, Worktree
@@ -111,3 +112,60 @@ def test_an_iteration_commit_leaves_the_top_directory_as_it_was(
     assert (tree.path / ".git").read_text() == dirs.gitfile_text
     after_commit = _directory_stats(trace)[-1]
     assert after_commit["opendir"] == 0
+
+
+def _finished_run_with_a_leftover(
+    make_repo: RepoFactory, tmp_path: Path
+) -> tuple[RunGitDirs, Path, str]:
+    """A finished run's worktree whose untracked cache is filled, then an untracked file."""
+    repo = make_repo({f"pkg{d}/mod.py": "x = 1\n" for d in range(3)})
+    base = git(repo, "rev-parse", "HEAD").strip()
+    Repository(discover(repo)).create_branch(BRANCH, base)
+    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
+    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    tree = Worktree(dirs, BRANCH)
+    assert tree.changes() == []
+    (tree.path / "leftover.txt").write_text("not committed\n")
+    # looked at a while later, as by the next run: not within the index's own second,
+    # which git would read again whatever its cache says
+    time.sleep(1.1)
+    # and every entry racily clean to git (an index older than its files), as a checkout
+    # and its first status within one second leave them: the next status that may
+    # writes the index anew
+    os.utime(dirs.own / "index", (1_700_000_000, 1_700_000_000))
+    return dirs, repo, base
+
+
+def test_looking_at_a_worktree_for_reuse_leaves_its_index_and_status_as_they_were(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # `outloop clean` and every later look at the worktree ask for -uall status: a look
+    # that stored its own kind of untracked cache in the index made them miss the file
+    dirs, repo, base = _finished_run_with_a_leftover(make_repo, tmp_path)
+    index = (dirs.own / "index").read_bytes()
+    fresh = tmp_path / "fresh"
+    rundirs.create(
+        RunGitDirs(fresh / "git", fresh / "agent.git", tmp_path / "wt2"),
+        user_objects=repo / ".git" / "objects",
+        branch="outloop/fix/run-2",
+        base=base,
+    )  # fmt: skip
+
+    for _ in range(2):
+        why = reuse.unsafe_reason(dirs, BRANCH, base, fresh / "git", base, finished_at=0.0)
+        assert why == "its worktree has 1 uncommitted or untracked path(s)"
+
+    assert (dirs.own / "index").read_bytes() == index
+    assert [c.path for c in Worktree(dirs, BRANCH).changes()] == ["leftover.txt"]
+
+
+def test_control_the_same_status_allowed_to_write_the_index_hides_the_file(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git 2.39 itself: twice the look without --no-optional-locks, and -uall misses it
+    dirs, _repo, _base = _finished_run_with_a_leftover(make_repo, tmp_path)
+    look = ("status", "--porcelain=v1", "-z", "--ignored=traditional", "--untracked-files=normal")
+    for _ in range(2):
+        assert dirs.git().run(*look, strip=False) == "?? leftover.txt\0"
+
+    assert Worktree(dirs, BRANCH).changes() == []
