@@ -195,7 +195,11 @@ def collect(ctx: BenchContext) -> Section:
         "faae4e2's package on the same machine, against 101.5 ms, 1.26×, for this helper). "
         "Now the shell answers `store`/`erase`, and `get` runs `python -I -S -c` on "
         "`credentials/helper_main.py`, which imports `_json` and `_socket` and nothing of "
-        "the CLI. The `old route` row measures `outloop credential get` as a person types "
+        "the CLI; since f217f05 not `os` (it reads `posix.environ`) nor `collections` "
+        "either (annotations only under `TYPE_CHECKING`), which had been a third of the "
+        "helper's own start: the helper alone 18.0 -> 13.0-13.5 ms, the push 1.60x -> "
+        "1.43-1.46x on the machine of 4664f91's report. "
+        "The `old route` row measures `outloop credential get` as a person types "
         "it (it now goes through the same light module). The issue measured 0.4–0.75 s "
         "per helper process when that route built the CLI.\n"
     )
