@@ -257,8 +257,8 @@ def _first_odd_by_find(
     root: Path, me: int, file_modes: set[int], dir_mode: int
 ) -> Path | object | None:
     """The first entry ``find`` finds odd (as :func:`_odd_entry` judges), None, or ``_UNSURE``."""
-    low, high = sorted(file_modes)
-    file_perms = ["!", "-perm", f"{low:o}"] + (["!", "-perm", f"{high:o}"] if high != low else [])
+    # one mode or two: a umask such as 177 gives 666 and 777 alike as 600
+    file_perms = [arg for mode in sorted(file_modes) for arg in ("!", "-perm", f"{mode:o}")]
     # run in the root ("." everywhere): no path of ours is ever read as a pattern
     argv = [
         "find", ".", "-mindepth", "1",

@@ -160,3 +160,17 @@ def test_an_unreadable_directory_is_named_by_the_walk(tmp_path: Path) -> None:
 
     # as root the directory is still readable, and then its mode is what is wrong
     assert reason in (f"{locked} has mode 0", f"{locked} cannot be read (Permission denied)")
+
+
+def test_a_umask_that_gives_files_one_mode_whatever_their_x_bit(tmp_path: Path) -> None:
+    # umask 177: 666 and 777 both become 600, so a fresh checkout has one file mode
+    root = tmp_path / "wt"
+    (root / "src").mkdir(parents=True)
+    (root / "src").chmod(0o600 | 0o100)
+    (root / "a.txt").write_text("a\n")
+    (root / "a.txt").chmod(0o600)
+    root.chmod(0o700)
+
+    assert reuse._first_odd_by_find(root, os.geteuid(), {0o600}, 0o700) is None
+    (root / "a.txt").chmod(0o640)
+    assert reuse._first_odd_by_find(root, os.geteuid(), {0o600}, 0o700) == root / "a.txt"
