@@ -25,6 +25,15 @@ from tests.conftest import RepoFactory, git
 BRANCH = "outloop/fix/run-1"
 
 
+def _run_worktree(repo: Path, tmp_path: Path) -> tuple[RunGitDirs, str]:
+    """A run's git dirs and work tree at the repository's HEAD, as a run makes them."""
+    base = git(repo, "rev-parse", "HEAD").strip()
+    Repository(discover(repo)).create_branch(BRANCH, base)
+    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
+    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    return dirs, base
+
+
 def _directory_stats(trace: Path) -> list[dict[str, int]]:
     """Per status, git's read_directory statistics (``opendir`` only when a cache is in use)."""
     stats: list[dict[str, int]] = []
@@ -44,10 +53,7 @@ def _statuses(
 ) -> list[dict[str, int]]:
     files = {f"pkg{d}/mod{f}.py": f"x = {f}\n" for d in range(10) for f in range(5)}
     repo = make_repo(files)
-    base = git(repo, "rev-parse", "HEAD").strip()
-    Repository(discover(repo)).create_branch(BRANCH, base)
-    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
-    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    dirs, _base = _run_worktree(repo, tmp_path)
     tree = Worktree(dirs, BRANCH)
     trace = tmp_path / "trace.json"
     monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
@@ -92,10 +98,7 @@ def test_an_iteration_commit_leaves_the_top_directory_as_it_was(
     # work tree's .git file then would change the top directory and cost the next status
     # a read of it (and a rewrite of the whole index)
     repo = make_repo({f"pkg{d}/mod.py": "x = 1\n" for d in range(10)})
-    base = git(repo, "rev-parse", "HEAD").strip()
-    Repository(discover(repo)).create_branch(BRANCH, base)
-    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
-    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    dirs, _base = _run_worktree(repo, tmp_path)
     tree = Worktree(dirs, BRANCH)
     (tree.path / "pkg3" / "mod.py").write_text("x = 2\n")
     for directory in [tree.path, *(p for p in tree.path.rglob("*") if p.is_dir())]:
@@ -119,10 +122,7 @@ def _finished_run_with_a_leftover(
 ) -> tuple[RunGitDirs, Path, str]:
     """A finished run's worktree whose untracked cache is filled, then an untracked file."""
     repo = make_repo({f"pkg{d}/mod.py": "x = 1\n" for d in range(3)})
-    base = git(repo, "rev-parse", "HEAD").strip()
-    Repository(discover(repo)).create_branch(BRANCH, base)
-    dirs = RunGitDirs(tmp_path / "run" / "git", tmp_path / "run" / "agent.git", tmp_path / "wt")
-    rundirs.create(dirs, user_objects=repo / ".git" / "objects", branch=BRANCH, base=base)
+    dirs, base = _run_worktree(repo, tmp_path)
     tree = Worktree(dirs, BRANCH)
     assert tree.changes() == []
     (tree.path / "leftover.txt").write_text("not committed\n")
