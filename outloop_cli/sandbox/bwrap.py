@@ -195,7 +195,10 @@ def wrap(
     # mount each (bubblewrap pays for every mount, and more the more there are)
     args += ["--dir", "/tmp", "--dir", "/var/tmp", "--dir", "/run"]
     if not _under(home, [Path(d) for d in SYSTEM_DIRS]) and home != Path("/"):
-        args += ["--dir", str(home)]
+        # a directory hides nothing: a $HOME where the view has mounted something
+        # already (/etc, /dev, /proc) still needs a tmpfs of its own to be empty
+        mounted = _under(home, [Path("/etc"), Path("/dev"), Path("/proc")])
+        args += ["--tmpfs" if mounted else "--dir", str(home)]
     args += git_dir_args(git)
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command), *_shell_programs(command)]
@@ -381,26 +384,35 @@ def _copied_etc_dirs() -> frozenset[str]:
 
 def _small_and_readable(directory: Path) -> bool:
     """Only directories, regular files and links, every one readable here, and few of them:
-    a copy then shows the sandbox what a bind would (anything else keeps its bind)."""
+    a copy then shows the sandbox what a bind would (anything else keeps its bind).
+
+    Fails closed: a directory that cannot be listed (``os.walk`` would skip it
+    without a word, and the copy would then fail) keeps the bind.
+    """
     entries = 0
     size = 0
-    for parent, dirs, files in os.walk(directory):
-        if not os.access(parent, os.R_OK | os.X_OK):
-            return False
-        for name in [*dirs, *files]:
-            entries += 1
-            path = os.path.join(parent, name)  # noqa: PTH118
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                continue
-            if stat.S_ISREG(mode):
-                if not os.access(path, os.R_OK):
-                    return False
-                size += os.lstat(path).st_size
-            elif not stat.S_ISDIR(mode):
+    stack = [str(directory)]
+    try:
+        while stack:
+            here = stack.pop()
+            if not os.access(here, os.R_OK | os.X_OK):
                 return False
-        if entries > _SMALL_DIR_ENTRIES or size > _SMALL_DIR_BYTES:
-            return False
+            with os.scandir(here) as listing:
+                for entry in listing:
+                    entries += 1
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append(entry.path)
+                    elif stat.S_ISREG(info.st_mode):
+                        if not os.access(entry.path, os.R_OK):
+                            return False
+                        size += info.st_size
+                    elif not stat.S_ISLNK(info.st_mode):
+                        return False
+                    if entries > _SMALL_DIR_ENTRIES or size > _SMALL_DIR_BYTES:
+                        return False
+    except OSError:
+        return False
     return True
 
 

@@ -74,3 +74,48 @@ def test_a_second_view_replaces_the_first(tmp_path: Path) -> None:
 
     assert not (dest / "stale").exists()
     assert (dest / "passwd").read_bytes() == Path("/etc/passwd").read_bytes()
+
+
+def _copies(directory: Path, dest: Path) -> bool:
+    try:
+        shutil.copytree(directory, dest, symlinks=True)
+    except (OSError, shutil.Error):
+        return False
+    return True
+
+
+def test_a_directory_is_judged_copyable_only_when_its_copy_works(tmp_path: Path) -> None:
+    # as a normal user a locked subdirectory cannot be copied (os.walk skipped it without a
+    # word, and the copy of /etc then failed); as root it can: either way the verdict holds
+    from outloop_cli.sandbox.bwrap import _small_and_readable
+
+    for name, locked in (("top", "."), ("inner", "sub")):
+        directory = tmp_path / name
+        (directory / "sub").mkdir(parents=True)
+        (directory / "sub" / "a.conf").write_text("a\n")
+        (directory / "b.conf").write_text("b\n")
+        (directory / locked).chmod(0)
+        try:
+            verdict = _small_and_readable(directory)
+            works = _copies(directory, tmp_path / f"{name}-copy")
+        finally:
+            (directory / locked).chmod(0o755)
+        assert verdict == works, name
+    assert _small_and_readable(tmp_path / "inner")
+
+
+def test_a_home_under_etc_is_still_empty_and_writable(tmp_path: Path) -> None:
+    # a directory of bubblewrap's root hides nothing mounted there already: a $HOME inside
+    # the view's /etc must still get a tmpfs of its own
+    home = next(Path("/etc", e) for e in ETC_ENTRIES if Path("/etc", e).is_dir())
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    etc = etc_view(tmp_path / "sandbox-etc")
+    args = wrap(["true"], bwrap=bwrap, worktree=worktree, git=GitMounts((), None), etc=etc,
+                home=home)  # fmt: skip
+
+    done = _inside(args, f"ls -A {home}; touch {home}/mine && echo wrote")
+
+    assert done.stdout == "wrote\n", done.stderr
