@@ -296,7 +296,10 @@ def _first_odd_by_walk(root: Path, me: int, file_modes: set[int], dir_mode: int)
         for entry in entries:
             if here == root and entry.name == ".git":
                 continue
-            info = entry.stat(follow_symlinks=False)
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                return f"{entry.path} cannot be read ({exc.strerror})"
             reason = _odd(entry.path, info, me, file_modes, dir_mode)
             if reason is not None:
                 return reason
