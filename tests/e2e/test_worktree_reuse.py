@@ -52,6 +52,9 @@ pathlib.Path("build/out.o").write_bytes(b"object code")
 pathlib.Path(".cache/deep/er").mkdir(parents=True, exist_ok=True)
 pathlib.Path(".cache/deep/er/blob").write_text("cached")
 pathlib.Path("src/generated.log").write_text("ignored by *.log")
+if (out / "edit-readme").exists():
+    with open("README.md", "a") as readme:
+        readme.write("written by the next agent\n")
 """
 
 
@@ -410,3 +413,37 @@ def test_eight_loops_at_once_all_run_their_turns_together_and_finish(
     assert [row["stop_reason"] for row in rows] == ["goal_met"] * 8
     for name in names:
         assert (shared / f"{name}.end").read_text().split()[1] == "met", name
+
+
+# the control: the fresh-checkout check (owner, modes, hard links) taken out of the run
+NO_FRESH_CHECK = (
+    "from outloop_cli.git import reuse\nreuse.unlike_fresh_checkout = lambda root: None\n"
+)
+
+
+@pytest.mark.parametrize("patch", ["", NO_FRESH_CHECK], ids=["checked", "control"])
+def test_a_hard_link_left_in_a_worktree_does_not_let_the_next_agent_write_outside(
+    make_repo: RepoFactory, tmp_path: Path, patch: str
+) -> None:
+    # the first run's worktree keeps README.md linked to a file outside it (a clean tree
+    # to git: same content); the next run's agent edits README.md
+    repo, shared = _repo(make_repo, tmp_path)
+    first = _run(repo)
+    old_worktree = Path(first["worktree"])
+    outside = old_worktree.parent.parent / "outside.md"
+    _hard_link(old_worktree, Path())
+    _new_base(repo)
+    (shared / "edit-readme").write_text("")
+
+    second = _run(repo, patch=patch)
+
+    written = "written by the next agent" in outside.read_text()
+    if patch:
+        # without the check the tree is taken over, and the agent wrote through the link
+        assert second["worktree_origin"]["reused_from"] == first["run_id"]
+        assert written
+    else:
+        assert second["worktree_origin"]["reused_from"] is None
+        # refused by the check, after the move: the rest of the look found it clean
+        assert "moving it failed" in second["worktree_origin"]["skipped"][first["run_id"]]
+        assert not written
