@@ -98,7 +98,8 @@ class Commits:
         self._pending = None
         it.commit = sha
         ctx.record.pending_tree = None
-        ctx.save()
+        # the commit is on the branch, which resume reads; the record follows it soon
+        ctx.save_soon()
         ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
         # on top of the last import, with its objects in the user's store: a ref update;
         # otherwise (the first import, the agent's own commits under it) a fetch

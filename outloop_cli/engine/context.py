@@ -18,6 +18,7 @@ from outloop_cli.credentials.run_key import load_run_key, new_run_key
 from outloop_cli.engine.egress import RunEgress
 from outloop_cli.engine.events import Event, Observer
 from outloop_cli.store.audit import AuditLog
+from outloop_cli.store.record_writer import RecordWriter
 from outloop_cli.store.runs import RunPaths, RunStore, new_run_id
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class RunContext:
         # lock keeps a second run of the same loop out (unless --parallel); the broker
         # goes with them, which revokes every capability it handed out
         self.held = contextlib.ExitStack()
+        # progress saves are written off the loop's thread (see release)
+        self._record_writer = RecordWriter(self.paths.run_json)
         # masks granted secrets, CI values and live capabilities in everything the run
         # shows; replaced once the forge adds its own tokens
         self.masker: Masker | None = None
@@ -73,6 +76,18 @@ class RunContext:
         # the broker and the egress proxy report from threads of their own
         self._audit_lock = threading.Lock()
         self.egress = RunEgress()
+
+    def release(self) -> None:
+        """The run is over in this process: its last record on disk, then locks and broker go.
+
+        In that order: once the run lock is free, another process may take the
+        run over (resume, a reused worktree), and no late write of ours may land
+        on its record.
+        """
+        try:
+            self._record_writer.close()
+        finally:
+            self.held.close()
 
     # -- the record and the worktree, once they exist --
 
@@ -142,7 +157,7 @@ class RunContext:
             self._record.duration = self.elapsed()
             # progress for `outloop status`; losing it to a crash costs nothing
             if save:
-                self.save(durable=False)
+                self.save_soon()
         self.observer(
             Event(
                 kind=kind,
@@ -172,4 +187,13 @@ class RunContext:
         self.audit(event, **fields)
 
     def save(self, *, durable: bool = True) -> None:
-        self.store.save(self.record, durable=durable)
+        """Write run.json now (fsynced unless ``durable`` is False)."""
+        self._record_writer.write(self.record.to_json(), durable=durable)
+
+    def save_soon(self) -> None:
+        """Hand run.json to the writer thread: progress, and what the branch already holds.
+
+        The snapshot is taken here, on the caller's thread; only the write is deferred.
+        A crash before it lands loses nothing that resume cannot read from the branch.
+        """
+        self._record_writer.submit(self.record.to_json())

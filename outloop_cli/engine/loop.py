@@ -127,7 +127,7 @@ class LoopRun:
             raise
         finally:
             self._watch_done.set()
-            ctx.held.close()
+            ctx.release()
         return record
 
     def _finish(self, reason: StopReason, detail: str, *, reports: bool = True) -> None:

@@ -194,7 +194,7 @@ def released_on_error(ctx: RunContext) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        ctx.held.close()
+        ctx.release()
         raise
 
 
