@@ -1,7 +1,7 @@
 """The runner's cost per iteration at an earlier commit and now, side by side with the raw loop.
 
     .venv/bin/python bench/compare_runner.py BASE [--sizes 1000,10000] [--repeat 4]
-                                              [--iterations 20] [--cache-dir DIR]
+                                              [--iterations N] [--cache-dir DIR]
 
 How a change to the hot path is measured before it lands: BASE (any revision) is
 checked out into a temporary git worktree, and it and the working tree each run
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Stats, interleaved_order, isolated_env, markdown_table
 from repos import realistic_repo
-from section_runner import HISTORY, Runner, clean_repo, prepare_clone
+from section_runner import HISTORY, ITERATIONS, WARMUP_SECONDS, Runner, clean_repo, prepare_clone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base", help="the revision to compare with (a commit, a tag, HEAD~3)")
     parser.add_argument("--sizes", default="1000,10000", help="tracked files, comma-separated")
     parser.add_argument("--repeat", type=int, default=4, help="interleaved rounds per size")
-    parser.add_argument("--iterations", type=int, default=20, help="iterations of each run")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        help="iterations of each run (default: the runner section's for the size); only "
+        f"turns {WARMUP_SECONDS:g} s after a run's first are measured",
+    )
     parser.add_argument("--cache-dir", type=Path, help="where the repositories are kept")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -90,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             for i, case in enumerate(interleaved_order(cases, args.repeat, n)):
                 runner = runners["now" if case == "raw" else case]
                 variant = "raw" if case == "raw" else "outloop"
-                timing = runner.run(variant, repo, args.iterations, f"c{i}")
+                iterations = args.iterations or 1 + ITERATIONS.get(n, 20)
+                timing = runner.run(variant, repo, iterations, f"c{i}")
                 samples[case].append(timing.per_iteration * 1000)
                 clean_repo(repo, env)
             stats = {c: Stats.of(samples[c]) for c in cases}
@@ -107,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             shutil.rmtree(repo)
         print(
-            f"ms per iteration, median [IQR] of {args.repeat} interleaved rounds of "
-            f"{args.iterations} iterations; base = {args.base}, now = the working tree\n"
+            f"ms per iteration past a {WARMUP_SECONDS:g} s warm-up, median [IQR] of "
+            f"{args.repeat} interleaved rounds; base = {args.base}, now = the working tree\n"
         )
         print(
             markdown_table(["files", "base", "now", "raw loop", "base / raw", "now / raw"], rows),
