@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The escape suite (tests/security, tests/sandbox) run a second time as the user
+# The escape suite (tests/security, tests/sandbox, and the worktree-reuse attacks:
+# a tree an agent left behind for the next run) run a second time as the user
 # the main suite is NOT: the sandbox must hold as root (CI containers) and as a
 # normal user, and each gives an attacker different means.
 #
@@ -11,7 +12,7 @@
 # Idempotent: the user and the venv are made once; the clone is fresh each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-suite=(tests/security tests/sandbox)
+suite=(tests/security tests/sandbox tests/e2e/test_worktree_reuse.py tests/git/test_fresh_checkout.py)
 
 if [ "$(id -u)" -ne 0 ]; then
     if sudo -n true 2>/dev/null; then
