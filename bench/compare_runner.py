@@ -26,7 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Stats, interleaved_order, isolated_env, markdown_table
 from repos import realistic_repo
-from section_runner import HISTORY, ITERATIONS, WARMUP_SECONDS, Runner, clean_repo, prepare_clone
+from section_runner import (
+    HISTORY,
+    WARMUP_SECONDS,
+    Runner,
+    clean_repo,
+    iterations_for,
+    prepare_clone,
+    turn_seconds,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--iterations",
         type=int,
-        help="iterations of each run (default: the runner section's for the size); only "
+        help="iterations of each run (default: calibrated as the runner section does); only "
         f"turns {WARMUP_SECONDS:g} s after a run's first are measured",
     )
     parser.add_argument("--cache-dir", type=Path, help="where the repositories are kept")
@@ -87,15 +95,17 @@ def main(argv: list[str] | None = None) -> int:
                 realistic_repo(cache, n, env, history=HISTORY), work / f"clone-{n}", env
             )
             cases = ("base", "now", "raw")
-            for case in cases:  # one unmeasured run each: page cache, object store
+            warm_turns: list[float] = []
+            for case in cases:  # one unmeasured run each: page cache, object store, a turn
                 runner = runners["now" if case == "raw" else case]
-                runner.run("raw" if case == "raw" else "outloop", repo, 2, "warmup")
+                warm = runner.run("raw" if case == "raw" else "outloop", repo, 3, "warmup")
+                warm_turns.append(turn_seconds(warm))
                 clean_repo(repo, env)
+            iterations = args.iterations or iterations_for(min(warm_turns))
             samples: dict[str, list[float]] = {c: [] for c in cases}
             for i, case in enumerate(interleaved_order(cases, args.repeat, n)):
                 runner = runners["now" if case == "raw" else case]
                 variant = "raw" if case == "raw" else "outloop"
-                iterations = args.iterations or 1 + ITERATIONS.get(n, 20)
                 timing = runner.run(variant, repo, iterations, f"c{i}")
                 samples[case].append(timing.per_iteration * 1000)
                 clean_repo(repo, env)

@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,11 +105,16 @@ class _Client:
         result: dict[str, Any] = json.loads(path.read_text())
         return result
 
-    def ask(self, **command: Any) -> dict[str, Any]:
+    def _send(self, command: Mapping[str, Any]) -> None:
+        # written whole, then renamed: the client polls for the name and must never
+        # read a command half-written (it once did, and died on the JSONDecodeError)
         name = self.control / f"cmd-{self.index}.json"
         partial = name.with_suffix(".part")
         partial.write_text(json.dumps(command))
         partial.replace(name)
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        self._send(command)
         result = self._wait(self.control / f"result-{self.index}.json")
         self.index += 1
         if command["kind"] != "stop" and result.get("status") != 200:
@@ -117,8 +122,7 @@ class _Client:
         return result
 
     def stop(self, timeout: float = 60) -> int:
-        name = self.control / f"cmd-{self.index}.json"
-        name.write_text(json.dumps({"kind": "stop"}))
+        self._send({"kind": "stop"})
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

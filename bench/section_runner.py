@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import shutil
 import sys
 import time
@@ -47,9 +48,12 @@ from repos import fresh_clone, git, realistic_repo
 TARGET_RATIO = 1.2
 SIZES = (1_000, 10_000, 100_000)
 HISTORY = 200
-# Iterations per run, per size, and interleaved rounds per size. Enough iterations that
-# the floor (the fastest variant) still makes MIN_STEADY turns after the warm-up.
-ITERATIONS = {1_000: 130, 10_000: 80, 100_000: 16}
+# Interleaved rounds per size. The iterations per run are not fixed: they are
+# calibrated per size from the fastest variant's warm-up run (see iterations_for), so
+# that every variant still makes STEADY_SECONDS (at least MIN_STEADY turns) of turns
+# after the warm-up, on a fast machine as on a slow one. A fixed count (130 at 1,000
+# files) was too few here: the shell loop without bwrap turns in ~11 ms and had spent
+# all but 7 of its turns inside the warm-up.
 REPEAT = {1_000: 5, 10_000: 5, 100_000: 3}
 # Only turns that start this long after a run's first one are measured. git compares the
 # index's timestamp with each file's to the second (distribution builds leave USE_NSEC
@@ -60,6 +64,10 @@ REPEAT = {1_000: 5, 10_000: 5, 100_000: 3}
 # paid it on every turn, on both sides, and so measured the first second, not the loop.
 WARMUP_SECONDS = 1.5
 MIN_STEADY = 10
+STEADY_SECONDS = 2.0
+SPEEDUP = 2.0
+# a bound on the calibration, should a warm-up turn be absurdly fast or slow
+MAX_ITERATIONS = 2_000
 QUICK_SIZE, QUICK_HISTORY, QUICK_ITERATIONS = 50, 5, 1
 RAW_SCRIPT = Path(__file__).resolve().parent / "raw_git_loop.sh"
 LOOP_NAME = "bench"
@@ -251,6 +259,28 @@ class RunTiming:
         return (self.stamps[last] - self.stamps[first]) / (last - first)
 
 
+def iterations_for(turn_seconds: float, warmup: float = WARMUP_SECONDS) -> int:
+    """Iterations a run needs so that MIN_STEADY turns, and STEADY_SECONDS of them, fall
+    past the warm-up, for a variant whose turn took ``turn_seconds`` in its warm-up run.
+
+    The warm-up run's turn lies in the racily-clean second, the slowest a turn gets. The
+    turns may get up to SPEEDUP times faster inside the warm-up already (the shell loop's
+    halve at 1,000 files), so the real run spends at most ``warmup * SPEEDUP /
+    turn_seconds`` turns there; everything past that is measured.
+    """
+    turn = max(turn_seconds, 1e-4)
+    inside = math.ceil(warmup * SPEEDUP / turn)
+    steady = max(MIN_STEADY, math.ceil(STEADY_SECONDS / turn))
+    return min(inside + steady + 1, MAX_ITERATIONS)
+
+
+def turn_seconds(timing: RunTiming) -> float:
+    """Mean time between a run's turns, every turn counted (a warm-up run's figure)."""
+    if len(timing.stamps) < 2:
+        raise SystemExit("error: a calibration run needs at least two turns")
+    return (timing.stamps[-1] - timing.stamps[0]) / (len(timing.stamps) - 1)
+
+
 @dataclass(frozen=True)
 class Runner:
     outloop: Path
@@ -410,16 +440,21 @@ def collect(ctx: BenchContext) -> Section:
     sandbox_figures: list[Figure] = []
     whole_rows: list[list[str]] = []
     breakdown_table = ""
+    iterations: dict[int, int] = {}
     started = time.perf_counter()
     for n in sizes:
         pristine = realistic_repo(ctx.cache, n, env, history=history)
         repo = prepare_clone(pristine, ctx.work / f"clone-{n}", env)
         repeat = 1 if ctx.quick else REPEAT.get(n, 3)
-        k = QUICK_ITERATIONS if ctx.quick else ITERATIONS.get(n, 20)
-        # one unmeasured run of each variant warms the page cache and git's object store
+        # one unmeasured run of each variant warms the page cache and git's object store,
+        # and times a turn; the fastest variant's turn sets the iterations of every run,
+        # so that all variants run the same loop and its whole-run walls compare
+        warm_turns: list[float] = []
         for variant in VARIANTS:
-            runner.run(variant, repo, 2, "warmup")
+            warm_turns.append(turn_seconds(runner.run(variant, repo, 3, "warmup")))
             clean_repo(repo, env)
+        k = QUICK_ITERATIONS if ctx.quick else iterations_for(min(warm_turns)) - 1
+        iterations[n] = 1 + k
         runs: dict[str, list[RunTiming]] = {v: [] for v in VARIANTS}
         for i, variant in enumerate(interleaved_order(VARIANTS, repeat, ctx.seed + n)):
             runs[variant].append(runner.run(variant, repo, 1 + k, f"r{i}"))
@@ -428,7 +463,8 @@ def collect(ctx: BenchContext) -> Section:
         if not ctx.quick and least < MIN_STEADY:
             raise SystemExit(
                 f"error: at {n:,} files a run measured only {least} iterations past the "
-                f"{WARMUP_SECONDS:g} s warm-up; raise ITERATIONS[{n}]"
+                f"{WARMUP_SECONDS:g} s warm-up: its turns sped up more than the calibration allows "
+                f"for; raise STEADY_SECONDS"
             )
         per = {v: _stats_ms([r.per_iteration for r in runs[v]]) for v in VARIANTS}
         figures.append(
@@ -472,7 +508,9 @@ A loop whose agent is `{" ".join(AGENT[:2])} '{AGENT_SCRIPT}'` (it changes one f
 turn and notes when its turn started, in a file the repository ignores) and whose goal
 is `{GOAL}` (never met, so every run lasts exactly its `--max-iterations`) runs
 three ways, interleaved in a shuffled order, per repository size
-({", ".join(f"{1 + (QUICK_ITERATIONS if ctx.quick else ITERATIONS.get(s, 20))} iterations at {s:,} files" for s in sizes)}):
+({", ".join(f"{iterations[s]} iterations at {s:,} files" for s in sizes)}; the count is
+calibrated on this machine from the fastest variant's warm-up run, so that every variant
+makes at least {MIN_STEADY} turns and {STEADY_SECONDS:g} s past its warm-up):
 
 - `outloop run {LOOP_NAME} --max-iterations N`: the installed console script,
   the loop file's **defaults kept, the sandbox included** (bubblewrap);

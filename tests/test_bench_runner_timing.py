@@ -36,5 +36,29 @@ def test_turns_in_the_warm_up_are_not_measured() -> None:
 def test_a_run_too_short_for_its_warm_up_is_an_error_not_a_figure() -> None:
     runner = section_runner()
     timing = runner.RunTiming(wall=0.3, stamps=tuple(i * 0.03 for i in range(11)), warmup=1.5)
-    with pytest.raises(SystemExit, match="no turn started 1.5 s after the first"):
+    with pytest.raises(SystemExit, match=r"no turn started 1\.5 s after the first"):
         _ = timing.per_iteration
+
+
+@pytest.mark.parametrize("warm_turn", [0.011, 0.030, 0.075, 0.400])
+def test_the_calibrated_count_leaves_enough_turns_past_the_warm_up(warm_turn: float) -> None:
+    """A run as long as iterations_for asks, whose turns are as slow as the warm-up run's
+    for the first second and twice as fast after it, still measures MIN_STEADY turns and
+    STEADY_SECONDS of them."""
+    runner = section_runner()
+    count = runner.iterations_for(warm_turn)
+    stamps, t = [], 0.0
+    for _ in range(count):
+        stamps.append(t)
+        t += warm_turn if t < 1.0 else warm_turn / 2
+    timing = runner.RunTiming(wall=t, stamps=tuple(stamps), warmup=runner.WARMUP_SECONDS)
+    assert timing.measured >= runner.MIN_STEADY
+    assert stamps[-1] - stamps[timing.steady[0]] >= runner.STEADY_SECONDS / 2
+
+
+def test_a_calibration_run_times_its_turns() -> None:
+    runner = section_runner()
+    warm = runner.RunTiming(wall=1.0, stamps=(10.0, 10.05, 10.09), warmup=1.5)
+    assert runner.turn_seconds(warm) == pytest.approx(0.045)
+    with pytest.raises(SystemExit, match="at least two turns"):
+        runner.turn_seconds(runner.RunTiming(wall=1.0, stamps=(10.0,), warmup=1.5))
