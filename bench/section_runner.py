@@ -259,16 +259,16 @@ class RunTiming:
         return (self.stamps[last] - self.stamps[first]) / (last - first)
 
 
-def iterations_for(turn_seconds: float, warmup: float = WARMUP_SECONDS) -> int:
+def iterations_for(warm_turn: float, warmup: float = WARMUP_SECONDS) -> int:
     """Iterations a run needs so that MIN_STEADY turns, and STEADY_SECONDS of them, fall
-    past the warm-up, for a variant whose turn took ``turn_seconds`` in its warm-up run.
+    past the warm-up, for a variant whose turn took ``warm_turn`` seconds in its warm-up run.
 
     The warm-up run's turn lies in the racily-clean second, the slowest a turn gets. The
     turns may get up to SPEEDUP times faster inside the warm-up already (the shell loop's
     halve at 1,000 files), so the real run spends at most ``warmup * SPEEDUP /
-    turn_seconds`` turns there; everything past that is measured.
+    warm_turn`` turns there; everything past that is measured.
     """
-    turn = max(turn_seconds, 1e-4)
+    turn = max(warm_turn, 1e-4)
     inside = math.ceil(warmup * SPEEDUP / turn)
     steady = max(MIN_STEADY, math.ceil(STEADY_SECONDS / turn))
     return min(inside + steady + 1, MAX_ITERATIONS)
