@@ -610,3 +610,16 @@ def test_last_head_after_append_is_what_reading_the_log_gives(tmp_path: Path) ->
     head, ours = log.head(), log.last_head
     assert head is not None and ours is not None
     assert head.seq == ours.seq + 1
+
+
+def test_the_log_makes_its_directory_when_it_is_missing_and_chains_on(tmp_path: Path) -> None:
+    # the directory is made only when opening the file finds it missing (not before every
+    # event): a run's directory removed under it is made again, and the chain goes on
+    path = tmp_path / "runs" / "r1" / "audit.jsonl"
+    log = AuditLog(path, "r1")
+    log.append("run_started")
+    shutil.rmtree(tmp_path / "runs")
+    log.append("iteration_started", iteration=1)
+    assert [_entry(line)["event"] for line in _lines(path)] == ["iteration_started"]
+    log.append("iteration_started", iteration=2)
+    assert verify(path).ok
