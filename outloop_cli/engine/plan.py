@@ -24,6 +24,7 @@ from outloop_cli.git.repo import Repository
 from outloop_cli.goals.base import Verifier
 from outloop_cli.goals.registry import make_verifier
 from outloop_cli.process.environment import build_env
+from outloop_cli.sandbox import extra_paths
 from outloop_cli.sandbox.availability import SandboxChoice, choose
 from outloop_cli.sandbox.extra_paths import ExtraPaths, check_extra_paths
 from outloop_cli.store.records import RunRecord
@@ -149,7 +150,13 @@ def _extra_paths(repo: Repository, config: LoopConfig, options: RunOptions) -> E
                     keep_out.append(
                         (_literal_prefix(pattern), f"workspace {workspace.name}'s repositories")
                     )
-    return check_extra_paths(config.sandbox, file=config.path, home=Path.home(), keep_out=keep_out)
+    return check_extra_paths(
+        config.sandbox,
+        file=config.path,
+        home=Path.home(),
+        keep_out=keep_out,
+        keep_unwritable=extra_paths.outside_program_fences(),
+    )
 
 
 def _literal_prefix(pattern: str) -> Path:

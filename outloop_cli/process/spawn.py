@@ -280,7 +280,9 @@ def _resolve(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
     search_path = env.get("PATH", os.defpath)
     found = _which(program, search_path)
     if found is not None:
-        return found
+        # a relative PATH entry was looked up here, in outloop's own directory; exec would
+        # read it against the child's (the worktree, where the agent writes): pin it here
+        return found if found.startswith("/") else os.path.abspath(found)  # noqa: PTH100
     for directory in search_path.split(os.pathsep):
         candidate = Path(directory or ".") / program
         if candidate.is_file():

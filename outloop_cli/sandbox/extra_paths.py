@@ -18,6 +18,7 @@ Symlinks are followed first, so ``~/link -> /srv/client-b`` is judged as
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ SECRET_STORES = (
     ".local/share/keyrings",
     ".local/share/kwalletd",
 )
+# what outloop itself runs outside every sandbox, found on PATH before each call
+OUTSIDE_PROGRAMS = ("bwrap", "git")
 _SCAN_DEPTH = 3
 _SCAN_LIMIT = 20000
 
@@ -62,14 +65,18 @@ def check_extra_paths(
     file: str,
     home: Path,
     keep_out: Sequence[tuple[Path, str]],
+    keep_unwritable: Sequence[Unwritable] = (),
 ) -> ExtraPaths:
     """Resolve the declared paths; :class:`ConfigError` naming file and line for any refused.
 
     ``keep_out`` is (path, what it is) for outloop's own places, the repository
     and the policy's workspaces; the secret stores under ``home`` are added here.
+    ``keep_unwritable`` may be shown but never written: where the programs outloop
+    runs outside the sandbox come from.
     """
     fences = [*keep_out, *((home / s, "a secret store") for s in SECRET_STORES)]
     fences = [(_resolved(p), what) for p, what in fences]
+    unwritable = [Unwritable(_resolved(u.path), u.what, u.children) for u in keep_unwritable]
     problems: list[Problem] = []
     found: dict[str, list[tuple[Path, Path]]] = {"read": [], "write": []}
     for key, declared in (("read", config.read), ("write", config.write)):
@@ -77,6 +84,8 @@ def check_extra_paths(
             target = _expand(item, home)
             source = _resolved(target)
             problem = _refusal(source, target, fences)
+            if problem is None and key == "write":
+                problem = _unwritable(source, target, unwritable)
             if problem is not None:
                 message, hint = problem
                 problems.append(
@@ -93,6 +102,47 @@ def check_extra_paths(
     if problems:
         raise ConfigError(problems)
     return ExtraPaths(tuple(found["read"]), tuple(found["write"]))
+
+
+@dataclass(frozen=True)
+class Unwritable:
+    """A directory whose files a program outloop runs outside the sandbox may come from."""
+
+    path: Path
+    what: str
+    # a directory right below it is a fence too: on sys.path, `<entry>/shutil/` is a
+    # package that outloop's next `import shutil` would load
+    children: bool = False
+
+
+def outside_program_fences() -> list[Unwritable]:
+    """Where the programs outloop runs outside the sandbox come from: never writable inside.
+
+    outloop looks its git and bubblewrap up on PATH before every call, and its own
+    Python imports from ``sys.path`` as the run goes on. A declared writable path on
+    either would let the agent plant a ``git`` (or a module) that the next call runs
+    as the user, outside every sandbox (tests/security/test_planted_programs.py).
+    """
+    import shutil  # with bz2, lzma and zlib: only when a loop declares paths
+
+    from outloop_cli.process.environment import build_env
+
+    fences: list[Unwritable] = []
+    for path_env in dict.fromkeys([os.environ.get("PATH", ""), build_env().get("PATH", "")]):
+        for entry in path_env.split(os.pathsep):
+            if entry.startswith("/") and entry != "/":
+                fences.append(
+                    Unwritable(Path(entry), "a directory on PATH, where outloop finds git")
+                )
+        for program in OUTSIDE_PROGRAMS:
+            found = shutil.which(program, path=path_env)
+            if found is not None:
+                real = Path(os.path.realpath(found)).parent
+                fences.append(Unwritable(real, f"the directory of the {program} outloop runs"))
+    for entry in sys.path:
+        if entry.startswith("/") and entry != "/" and Path(entry).exists():
+            fences.append(Unwritable(Path(entry), "outloop's Python (sys.path)", children=True))
+    return fences
 
 
 def _expand(item: SandboxPath, home: Path) -> Path:
@@ -124,6 +174,27 @@ def _refusal(
             "an agent never sees another repository; install the tool it needs outside any "
             "git checkout and name that directory",
         )
+    return None
+
+
+def _unwritable(source: Path, target: Path, fences: Sequence[Unwritable]) -> tuple[str, str] | None:
+    """A fence the declared path would let the agent write in: the fence itself, a directory
+    holding it, or (``children``) a directory right below it. Deeper is harmless: a
+    program or module planted there is found by no search of outloop's."""
+    for fence in fences:
+        for path in (source, target):
+            if (
+                path == fence.path
+                or path in fence.path.parents
+                or (fence.children and path.parent == fence.path)
+            ):
+                return (
+                    f"would let the agent change {fence.what} ({fence.path}), which runs "
+                    "outside the sandbox",
+                    "declare a directory that is on neither outloop's PATH nor its Python "
+                    "path (read-only under `sandbox.read` is fine); a tool the agent "
+                    "installs can go into the worktree or a cache directory of its own",
+                )
     return None
 
 

@@ -389,7 +389,10 @@ def test_eight_loops_at_once_all_run_their_turns_together_and_finish(
     # agent would run alone and say so
     from tests.support.e2e import agent_cmd, counter_goal, loop_yaml
 
-    shared, sandbox = shared_dir(tmp_path, "rendezvous")
+    # not right below tmp_path: `python -m` from there puts it first on outloop's sys.path,
+    # and a writable directory right below a sys.path entry is refused
+    (tmp_path / "area").mkdir()
+    shared, sandbox = shared_dir(tmp_path / "area", "rendezvous")
     names = [f"r{k}" for k in range(8)]
     repos = [
         make_repo(

@@ -58,3 +58,21 @@ def test_which_answers_as_shutil_does(
         assert _which(program, search_path) == str(path_dirs["exe"] / "tool")
     if order == ["", "exe"] and program == "cwd-tool":
         assert _which(program, search_path) == "cwd-tool"
+
+
+def test_a_program_found_on_a_relative_path_entry_runs_from_where_it_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PATH=bin:... is looked up in outloop's own directory; exec after the child's chdir
+    # would read the same words in the worktree, where an agent could have put a `tool`
+    from outloop_cli.process.spawn import run_captured
+
+    here, worktree = tmp_path / "here", tmp_path / "worktree"
+    for root, said in ((here, "found"), (worktree, "planted")):
+        tool = _tool(root / "bin" / "tool")
+        tool.write_text(f"#!/bin/sh\necho {said}\n")
+    monkeypatch.chdir(here)
+
+    done = run_captured(["tool"], cwd=worktree, env={"PATH": "bin"})
+
+    assert done.stdout.decode().strip() == "found"

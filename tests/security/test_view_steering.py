@@ -84,10 +84,22 @@ def _attack(make_repo: RepoFactory, tmp_path: Path, *, control: bool) -> tuple[s
     return secret, _run_and_read(repo, tools, _FIND_ANEW if control else "", "iter-001-goal.log")
 
 
+_WITHOUT_THE_PATH_FENCE = (
+    "import outloop_cli.sandbox.extra_paths as paths\npaths.outside_program_fences = lambda: []\n"
+)
+
+
 def _run_and_read(repo: Path, tools: Path, patch: str, log: str) -> str:
     """`outloop run fix` with ``tools`` first on PATH: one log of the run, and what it printed."""
+    # a writable directory on outloop's own PATH is refused before anything runs (see
+    # test_planted_programs.py); this memo is the layer behind that fence, so both the
+    # attack and its control take the fence out, and only the memo differs between them
     done = run_cli_patched(
-        repo, patch, "run", "fix", env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+        repo,
+        _WITHOUT_THE_PATH_FENCE + patch,
+        "run",
+        "fix",
+        env={"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
     )
     assert done.returncode in (0, 1), done.stderr
     (run,) = runs_dir(repo).iterdir()
