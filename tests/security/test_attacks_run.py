@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.credentials.masking import secret_forms
-from tests.conftest import RepoFactory, git
+from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
 from tests.support.credentials import bound
 from tests.support.e2e import AGENTS, counter_goal, loop_yaml, only_run, run_cli, runs_dir
@@ -114,7 +115,10 @@ def test_attack_by_the_agent_of_a_real_run_leaks_nothing(
     sinks: dict[str, bytes] = {
         "the agent's loot": loot.read_bytes() if loot.exists() else b"",
         "outloop's output": (done.stdout + done.stderr).encode(),
-        "the repository's history": git(repo, "log", "-p", "--all", "--format=%B").encode(),
+        # as bytes: a file the agent committed need not be UTF-8 (0xff in what it read)
+        "the repository's history": subprocess.run(
+            ["git", "log", "-p", "--all", "--format=%B"], cwd=repo, check=True, capture_output=True
+        ).stdout,
         "another host": repr([(r.headers, r.body) for r in other_got]).encode(),
     }
     for path in (runs_dir(repo) / str(record["run_id"])).rglob("*"):
