@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, TypeVar, cast
@@ -293,14 +294,31 @@ class RunRecord:
 
         Encoded by msgspec in C: ``asdict`` and json's indenting encoder (pure
         Python) cost every save milliseconds that grow with the iterations, and
-        a run saves its record several times an iteration.
+        a run saves its record several times an iteration. Each iteration but
+        the last is encoded once and kept (see :class:`_IterationCache`), so a
+        save of a long run costs what its newest iteration and the run's own
+        fields cost, not the whole history again.
         """
-        import msgspec
-
         top = {name: getattr(self, name) for name in _ordered_field_names(RunRecord)}
         top["cost_usd"] = self.cost_usd
         top["tokens"] = self.tokens
-        return msgspec.json.format(msgspec.json.encode(top), indent=2) + b"\n"
+        if not self.iterations:
+            return _formatted(top) + b"\n"
+        top["iterations"] = []
+        head, found, tail = _formatted(top).partition(_EMPTY_ITERATIONS)
+        if not found:
+            # cannot happen (a depth-1 key of an indented object); never guess
+            raise AssertionError("run.json's iterations key was not where it belongs")
+        cache = self.__dict__.get("_iteration_cache")
+        if cache is None or not cache.serves(self.iterations):
+            cache = self.__dict__["_iteration_cache"] = _IterationCache(self.iterations)
+        parts = [head, b'\n  "iterations": [\n']
+        for fragment in cache.fragments(self.iterations, _encode_iteration):
+            parts += (fragment, b",\n")
+        # one copy of the bytes: the last item's comma gives way to the list's end
+        parts[-1] = b"\n  ],\n"
+        parts += (tail, b"\n")
+        return b"".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
@@ -312,6 +330,55 @@ class RunRecord:
         raw["iterations"] = [_iteration_from_dict(it) for it in raw.get("iterations", [])]
         known = _field_names(cast(Any, cls))
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+# how run.json's "iterations" key reads, empty, between its neighbours; a string value
+# cannot hold it (its quotes would be escaped, its newline too), nor a deeper key (more indent)
+_EMPTY_ITERATIONS = b'\n  "iterations": [],\n'
+
+
+def _formatted(value: object) -> bytes:
+    import msgspec
+
+    return msgspec.json.format(msgspec.json.encode(value), indent=2)
+
+
+def _encode_iteration(it: IterationRecord) -> bytes:
+    """One iteration as it stands inside run.json's list: formatted, every line 4 deeper."""
+    import msgspec
+
+    lines = msgspec.json.format(msgspec.json.encode(it), indent=2).split(b"\n")
+    return b"\n".join(b"    " + line for line in lines)
+
+
+class _IterationCache:
+    """The encoded iterations of one ``RunRecord.iterations`` list, all but its last.
+
+    The engine appends iterations and changes only the newest one; a resume
+    or a reconcile that edits older ones replaces the list, which empties the
+    cache (the list itself is held, so its identity cannot be reused). An
+    entry is keyed by the iteration object as well as its place.
+    """
+
+    def __init__(self, iterations: list[IterationRecord]) -> None:
+        self._list = iterations
+        self._done: list[tuple[IterationRecord, bytes]] = []
+
+    def serves(self, iterations: list[IterationRecord]) -> bool:
+        return iterations is self._list
+
+    def fragments(
+        self, iterations: list[IterationRecord], encode: Callable[[IterationRecord], bytes]
+    ) -> list[bytes]:
+        done = self._done
+        same = min(len(done), len(iterations) - 1)
+        keep = 0
+        while keep < same and done[keep][0] is iterations[keep]:
+            keep += 1
+        del done[keep:]
+        for it in iterations[keep:-1]:
+            done.append((it, encode(it)))
+        return [fragment for _, fragment in done] + [encode(iterations[-1])]
 
 
 def _iteration_from_dict(data: dict[str, Any]) -> IterationRecord:

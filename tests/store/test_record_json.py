@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
+
 from outloop_cli.store.records import (
     AgentResult,
     CriterionVerdict,
@@ -97,3 +99,61 @@ def test_a_saved_record_loads_back_equal(tmp_path: Path) -> None:
     loaded = store.load(record.run_id)
     assert loaded == record
     assert loaded.cost_usd == record.cost_usd and loaded.tokens == record.tokens
+
+
+def _from_scratch(record: RunRecord) -> bytes:
+    """run.json's bytes with nothing kept from an earlier save: the whole record at once."""
+    top = {**record.to_dict(), "state": record.state, "stop_reason": record.stop_reason}
+    top["iterations"] = record.iterations
+    return msgspec.json.format(msgspec.json.encode(top), indent=2) + b"\n"
+
+
+def test_the_bytes_are_those_of_the_whole_record_encoded_at_once() -> None:
+    record = _record()
+    assert record.to_json() == _from_scratch(record)
+    record.iterations = []
+    assert record.to_json() == _from_scratch(record)
+    # a value that looks like the iterations key, in a string and one level down
+    record = _record()
+    record.description = '\n  "iterations": [],\n'
+    record.limits = {"iterations": [], "nested": {"iterations": []}}
+    assert record.to_json() == _from_scratch(record)
+
+
+def test_a_run_saved_after_every_step_writes_what_it_holds_at_that_moment() -> None:
+    """The engine's pattern: append an iteration, change only the newest, save, repeat."""
+    record = _record()
+    record.iterations = [record.iterations[0]]
+    template = _record().iterations[1]
+    for n in range(1, 30):
+        it = IterationRecord(n=n, started_at=f"t{n}")
+        record.iterations.append(it)
+        assert record.to_json() == _from_scratch(record)
+        it.agent = template.agent
+        it.changed_files.append(f"file {n}")
+        assert record.to_json() == _from_scratch(record)
+        it.goal, it.commit, it.finished_at = template.goal, f"{n:040d}", f"t{n}+1"
+        it.operator_notes = [{"id": n, "text": "note"}]
+        assert record.to_json() == _from_scratch(record)
+    assert len(json.loads(record.to_json())["iterations"]) == 30
+
+
+def test_a_replaced_or_edited_history_is_encoded_again() -> None:
+    """Resume's reconcile drops, recovers and edits older iterations: it replaces the list."""
+    record = _record()
+    for n in range(2, 8):
+        record.iterations.append(IterationRecord(n=n, started_at=f"t{n}", commit=f"{n:040d}"))
+        record.to_json()
+    kept = [it for it in record.iterations if it.n % 2 == 0]
+    kept[1].commit = "c" * 40
+    record.iterations = kept
+    assert record.to_json() == _from_scratch(record)
+    # the same objects in another order, and one put in the place of another
+    record.iterations = list(reversed(record.iterations))
+    assert record.to_json() == _from_scratch(record)
+    record.iterations[0] = IterationRecord(n=99, started_at="new")
+    assert record.to_json() == _from_scratch(record)
+    record.iterations.insert(1, IterationRecord(n=98, started_at="inserted"))
+    assert record.to_json() == _from_scratch(record)
+    del record.iterations[2]
+    assert record.to_json() == _from_scratch(record)
