@@ -11,16 +11,19 @@ holds no capability, and has no network).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from outloop_cli.git.alternates import parse_alternates
 from outloop_cli.process.environment import build_env
 
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
-    from outloop_cli.sandbox.bwrap import GitMounts, ProgramRoots
+    from outloop_cli.sandbox.bwrap import GitMounts, ProgramRoots, RealPaths
+
+_T = TypeVar("_T")
 
 
 def contained(
@@ -51,7 +54,7 @@ def contained(
     extra = ctx.plan.extra_paths
     return sandbox.wrap(
         argv,
-        bwrap=sandbox.bwrap_program(path_env),
+        bwrap=bwrap_program(ctx, path_env),
         path_env=path_env,
         worktree=ctx.worktree.path,
         git=git_mounts(ctx),
@@ -72,37 +75,56 @@ def contained(
         relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
         etc=etc_view(ctx),
         roots=program_roots(ctx),
+        real=real_paths(ctx),
     )
 
 
-# the run's copy of /etc for its sandboxes, made once per run (per process: a resumed
-# run makes it anew)
-_ETC_VIEWS: dict[Path, Path] = {}
+# what stays the same between the sandboxes of one run, per run and per process (a
+# resumed run finds it anew): (run directory, what) -> the answer
+_PER_RUN: dict[tuple[Path, str], Any] = {}
+
+
+def _per_run(ctx: RunContext, what: str, make: Callable[[], _T]) -> _T:
+    key = (ctx.paths.root, what)
+    if key not in _PER_RUN:
+        _PER_RUN[key] = make()
+    return cast(_T, _PER_RUN[key])
 
 
 def etc_view(ctx: RunContext) -> Path:
     """The allowed ``/etc`` entries, copied once into the run's directory (see ``etc_view``)."""
-    dest = ctx.paths.root / "sandbox-etc"
-    view = _ETC_VIEWS.get(dest)
-    if view is None:
-        from outloop_cli.sandbox import bwrap as sandbox
+    from outloop_cli.sandbox import bwrap as sandbox
 
-        view = _ETC_VIEWS[dest] = sandbox.etc_view(dest)
-    return view
-
-
-# what the run's commands need in view, per run (per process, as the /etc copy)
-_PROGRAM_ROOTS: dict[Path, ProgramRoots] = {}
+    return _per_run(ctx, "etc", lambda: sandbox.etc_view(ctx.paths.root / "sandbox-etc"))
 
 
 def program_roots(ctx: RunContext) -> ProgramRoots:
     """The run's memo of its commands' program roots (see ``ProgramRoots``)."""
-    roots = _PROGRAM_ROOTS.get(ctx.paths.root)
-    if roots is None:
-        from outloop_cli.sandbox.bwrap import ProgramRoots
+    from outloop_cli.sandbox.bwrap import ProgramRoots
 
-        roots = _PROGRAM_ROOTS[ctx.paths.root] = ProgramRoots()
-    return roots
+    return _per_run(ctx, "program roots", ProgramRoots)
+
+
+def real_paths(ctx: RunContext) -> RealPaths:
+    """The run's memo of the real paths its sandboxes bind (see ``RealPaths``)."""
+    from outloop_cli.sandbox.bwrap import RealPaths
+
+    return _per_run(ctx, "real paths", RealPaths)
+
+
+def bwrap_program(ctx: RunContext, path_env: str | None) -> str:
+    """bubblewrap as the run first found it on ``path_env``, while it is still there.
+
+    Looked up once per run instead of before every sandbox: the PATH search
+    was a third of a command line's cost. Found again only if it went away.
+    """
+    from outloop_cli.sandbox import bwrap as sandbox
+
+    pinned: dict[str | None, str] = _per_run(ctx, "bwrap", dict)
+    found = pinned.get(path_env)
+    if found is None or not os.access(found, os.X_OK):
+        found = pinned[path_env] = sandbox.bwrap_program(path_env)
+    return found
 
 
 def git_mounts(ctx: RunContext) -> GitMounts:
@@ -149,7 +171,7 @@ def contained_view(
     repo = ctx.plan.repo.info
     return sandbox.wrap(
         argv,
-        bwrap=sandbox.bwrap_program(path_env),
+        bwrap=bwrap_program(ctx, path_env),
         path_env=path_env,
         worktree=view,
         read_only_worktree=True,
@@ -167,4 +189,5 @@ def contained_view(
         relays=[proxy] if proxy is not None else [],
         etc=etc_view(ctx),
         roots=program_roots(ctx),
+        real=real_paths(ctx),
     )

@@ -142,6 +142,7 @@ def wrap(
     read_only_worktree: bool = False,
     etc: Path | None = None,
     roots: ProgramRoots | None = None,
+    real: RealPaths | None = None,
 ) -> list[str]:
     """The bwrap command line that runs ``argv`` in ``worktree``.
 
@@ -155,9 +156,11 @@ def wrap(
     ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
     ``etc`` is a copy of the allowed ``/etc`` entries made by :func:`etc_view`,
     shown as ``/etc`` with one mount instead of one per entry. ``roots`` keeps
-    what each command's programs need in view across the calls of one run.
+    what each command's programs need in view across the calls of one run,
+    ``real`` the real paths of the directories and files it binds.
     """
-    worktree = worktree.resolve()
+    real = real or RealPaths()
+    worktree = real.path(worktree)
     home = (home or Path.home()).absolute()
     args = [
         bwrap,
@@ -186,10 +189,8 @@ def wrap(
     ]
     for path in _PROC_READ_ONLY:
         args += ["--ro-bind-try", path, path]
-    for path in _PROC_EMPTY:
-        # a bind needs its mount point: only the files this kernel has
-        if Path(path).exists():
-            args += ["--ro-bind", "/dev/null", path]
+    for path in _proc_empty():
+        args += ["--ro-bind", "/dev/null", path]
     # empty directories of the sandbox's own root, a tmpfs bubblewrap made for this
     # sandbox alone and that goes with it: as private as a tmpfs each, without a
     # mount each (bubblewrap pays for every mount, and more the more there are)
@@ -199,7 +200,7 @@ def wrap(
         # already (/etc, /dev, /proc) still needs a tmpfs of its own to be empty
         mounted = _under(home, [Path("/etc"), Path("/dev"), Path("/proc")])
         args += ["--tmpfs" if mounted else "--dir", str(home)]
-    args += git_dir_args(git)
+    args += git_dir_args(git, real)
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command), *_shell_programs(command)]
     if relays:
@@ -210,11 +211,11 @@ def wrap(
             pairs.append((port, inside))
         command = [*_relay_argv(pairs), *command]
         programs.append(sys.executable)
-    keep_out = [p.resolve() for p in (home, *protected) if p.exists()]
+    keep_out = real.existing((home, *protected))
     find = _program_roots if roots is None else roots.find
     for root in find(programs, argv[1:], path_env, keep_out):
         args += ["--ro-bind", str(root), str(root)]
-    for file in _existing_files(readable):
+    for file in real.files(readable):
         args += ["--ro-bind", str(file), str(file)]
     for source, target in extra_read:
         args += ["--ro-bind-try", str(source), str(target)]
@@ -222,7 +223,7 @@ def wrap(
         args += ["--bind-try", str(source), str(target)]
     if read_only_worktree:
         args += ["--ro-bind", str(worktree), str(worktree)]
-    for directory in _existing([*writable, *([] if read_only_worktree else [worktree])]):
+    for directory in real.dirs([*writable, *([] if read_only_worktree else [worktree])]):
         args += ["--bind", str(directory), str(directory)]
     args += ["--chdir", str(worktree), "--", *command]
     return args
@@ -239,17 +240,18 @@ class GitMounts:
     writable: Path | None
 
 
-def git_dir_args(git: GitMounts) -> list[str]:
+def git_dir_args(git: GitMounts, real: RealPaths | None = None) -> list[str]:
     """Bind the object stores read-only and the agent's git dir read-write, nothing else.
 
     Everything else of the user's git directory stays as the rest of the file
     system shows it (read-only, or not at all).
     """
+    real = real or RealPaths()
     args: list[str] = []
-    for path in _existing(git.read_only):
+    for path in real.dirs(git.read_only):
         args += ["--ro-bind", str(path), str(path)]
     if git.writable is not None:
-        agent = git.writable.resolve()
+        agent = real.path(git.writable)
         args += ["--bind", str(agent), str(agent)]
     return args
 
@@ -416,17 +418,77 @@ def _small_and_readable(directory: Path) -> bool:
     return True
 
 
-def _existing(paths: Sequence[Path]) -> list[Path]:
-    seen: list[Path] = []
-    for path in paths:
-        resolved = path.resolve()
-        if resolved.is_dir() and resolved not in seen and resolved != Path("/"):
-            seen.append(resolved)
-    return seen
+@functools.cache
+def _proc_empty() -> tuple[str, ...]:
+    # a bind needs its mount point: only the files this kernel has
+    return tuple(path for path in _PROC_EMPTY if Path(path).exists())
 
 
-def _existing_files(paths: Sequence[Path]) -> list[Path]:
-    return list(dict.fromkeys(p.resolve() for p in paths if p.is_file()))
+class RealPaths:
+    """The real paths of what a run's sandboxes bind, found once and checked at every use.
+
+    A command line binds the real path of each directory and file (the worktree,
+    the git dirs, the run's own state), and compares them with what must stay
+    out of view. Resolving a path walks it component by component, and a run
+    builds two command lines an iteration from the same dozen paths, all of
+    them outside every sandbox's reach. So each answer is kept, and taken again
+    only while one ``lstat`` finds the same kind of file, not a link, at the
+    real path; anything else (gone, replaced, a link now) resolves anew.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[Path, tuple[Path, int]] = {}
+
+    def path(self, path: Path) -> Path:
+        """``path.resolve()``: the real path, whether or not it exists."""
+        found = self._lookup(path)
+        return found[0] if found is not None else path.resolve()
+
+    def existing(self, paths: Sequence[Path]) -> list[Path]:
+        """The real paths of those of ``paths`` that exist, in order."""
+        return [found[0] for found in map(self._lookup, paths) if found is not None]
+
+    def dirs(self, paths: Sequence[Path]) -> list[Path]:
+        """The real paths of the directories among ``paths``, each once, never ``/``."""
+        seen: list[Path] = []
+        for found in map(self._lookup, paths):
+            if found is None or not stat.S_ISDIR(found[1]):
+                continue
+            if found[0] not in seen and found[0] != Path("/"):
+                seen.append(found[0])
+        return seen
+
+    def files(self, paths: Sequence[Path]) -> list[Path]:
+        """The real paths of the regular files among ``paths``, each once."""
+        return list(
+            dict.fromkeys(
+                found[0]
+                for found in map(self._lookup, paths)
+                if found is not None and stat.S_ISREG(found[1])
+            )
+        )
+
+    def _lookup(self, path: Path) -> tuple[Path, int] | None:
+        """(real path, ``st_mode``) of ``path``, None when nothing is there."""
+        known = self._found.get(path)
+        if known is not None:
+            try:
+                mode = known[0].lstat().st_mode
+            except OSError:
+                mode = None
+            if mode is not None and stat.S_IFMT(mode) == stat.S_IFMT(known[1]):
+                return known
+            del self._found[path]
+        try:
+            resolved = path.resolve()
+            mode = resolved.stat().st_mode
+        except (OSError, RuntimeError):  # missing, unreadable, or a loop of links
+            return None
+        # kept only for an absolute path (a relative one depends on the working
+        # directory) whose real path is no link (a loop, or changed since the walk)
+        if path.is_absolute() and not resolved.is_symlink():
+            self._found[path] = (resolved, mode)
+        return (resolved, mode)
 
 
 def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:
