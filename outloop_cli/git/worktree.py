@@ -57,6 +57,9 @@ class Snapshot:
         return not self.changed
 
 
+_ITERATION_REFLOG = "outloop: iteration"
+
+
 class Worktree:
     """The run's own checkout; the only place where outloop writes files."""
 
@@ -371,9 +374,18 @@ class Worktree:
         )
         # the old value guards against anything else having moved our branch meanwhile
         self._head = None
-        self._git.run(
-            "update-ref", "-m", "outloop: iteration", f"refs/heads/{self.branch}", sha, head
+        moved = rundirs.move_own_branch(
+            self.dirs,
+            self.branch,
+            sha,
+            head,
+            who=(committer.name, committer.email),
+            message=_ITERATION_REFLOG,
         )
+        if not moved:
+            self._git.run(
+                "update-ref", "-m", _ITERATION_REFLOG, f"refs/heads/{self.branch}", sha, head
+            )
         self._head = (sha, snapshot.tree)
         # HEAD is the branch (symbolic), so the index already matches the new commit;
         # the agent's git goes on from it
