@@ -34,6 +34,7 @@ from pathlib import Path
 from outloop_cli.errors import GitError
 from outloop_cli.git.alternates import format_alternates, parse_alternates
 from outloop_cli.git.cli import Git
+from outloop_cli.store.atomic import move_file
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -251,7 +252,8 @@ def move_own_branch(
                     f"cannot lock ref '{rel}': is at {current or 'nothing'} but expected {old}",
                 )
             out.write(f"{new}\n".encode())
-        lock.rename(ref)
+        if not move_file(lock, ref):
+            raise GitError(("update-ref", rel), f"{lock} went away before it was renamed")
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
