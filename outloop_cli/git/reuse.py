@@ -13,7 +13,8 @@ says why and the caller checks out afresh:
   dir), a real directory, and no git command holds its index;
 * outloop's git dir of the old run looks exactly like a fresh one (same
   config file byte for byte, no ``info/`` with excludes or a sparse
-  pattern, no split index), so nothing there hides a file from git;
+  pattern; the shared part of its split index, outloop's own, is all it may
+  have beyond that), so nothing there hides a file from git;
 * its HEAD is the old run's branch and the user's repository has that
   branch's last commit (so every commit is where the user finds it, and its
   objects are reachable from the new run's git dir);
@@ -24,13 +25,14 @@ says why and the caller checks out afresh:
 * the two commits do not differ in a ``.gitattributes`` file (a changed
   attribute would check unchanged files out differently).
 
-The move itself (:func:`move_work_tree`): the old index is copied into the
-new run's git dir (with its mtime, which git's racy-clean check relies on),
-the directory is renamed to the new run's path (whoever renames first has
-it), ``git clean -ffdx`` removes every ignored and untracked file, the
-two-tree checkout brings it to the new base, and a last ``git status
---ignored`` proves nothing differs from the base. The old run keeps its
-git dirs, branch and records; resuming it checks its branch out afresh.
+The move itself (:func:`move_work_tree`): the old index (and its split
+index's shared part) is copied into the new run's git dir (the index with
+its mtime, which git's racy-clean check relies on), the directory is
+renamed to the new run's path (whoever renames first has it), ``git clean
+-ffdx`` removes every ignored and untracked file, the two-tree checkout
+brings it to the new base, and a last ``git status --ignored`` proves
+nothing differs from the base. The old run keeps its git dirs, branch and
+records; resuming it checks its branch out afresh.
 """
 
 from __future__ import annotations
@@ -177,10 +179,12 @@ def move_work_tree(old: RunGitDirs, new: RunGitDirs, old_branch: str, base: str)
     """
     old_head = old.git().run("rev-parse", "--verify", f"refs/heads/{old_branch}^{{commit}}")
     index = old.own / "index"
+    # the split index's shared part, which the index names, before the index itself
+    rundirs.sync_shared_indexes(old.own, new.own)
     # copy2: the index's mtime is what git's racy-clean check compares file times with
     shutil.copy2(index, new.own / "index")
     if not move_file(old.work_tree, new.work_tree):
-        (new.own / "index").unlink(missing_ok=True)
+        _remove_index(new.own)
         return None
     git = new.git()
     try:
@@ -214,9 +218,16 @@ def move_work_tree(old: RunGitDirs, new: RunGitDirs, old_branch: str, base: str)
             raise GitError(("checkout",), f"the moved worktree is not like a fresh checkout: {odd}")
     except BaseException:
         remove_tree(new.work_tree)
-        (new.own / "index").unlink(missing_ok=True)
+        _remove_index(new.own)
         raise
     return Moved(old_head=old_head, changed=len(changed))
+
+
+def _remove_index(own: Path) -> None:
+    """The copied index and its shared part: the new git dir as :func:`rundirs.prepare` left it."""
+    (own / "index").unlink(missing_ok=True)
+    for name in rundirs.shared_indexes(own):
+        (own / name).unlink(missing_ok=True)
 
 
 def unlike_fresh_checkout(root: Path) -> str | None:
@@ -355,7 +366,8 @@ def _git_dir_differs(old_own: Path, fresh_own: Path) -> str | None:
         names = {entry.name for entry in os.scandir(old_own)}
     except OSError:
         return "its git dir cannot be read"
-    extra = sorted(names - _EXPECTED_TOP)
+    # a split index's shared part is outloop's own doing (core.splitIndex), moved along
+    extra = sorted(names - _EXPECTED_TOP - rundirs.shared_indexes(old_own))
     if extra:
         return f"its git dir has {', '.join(extra)} (a fresh one has not)"
     if _read_small(old_own / "config") != _read_small(fresh_own / "config"):

@@ -200,6 +200,9 @@ def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
         raise ValueError(f"not a full commit id: {sha!r}")
     _write_new(dirs.agent, "HEAD", f"ref: refs/heads/{branch}\n".encode())
     _write_new(dirs.agent, f"refs/heads/{branch}", f"{sha}\n".encode())
+    # the index names its shared part (split index): that file first, so the index
+    # never names one the agent's git dir lacks
+    sync_shared_indexes(dirs.own, dirs.agent)
     # outloop's index matches the commit it just made (and the work tree's files)
     _write_new(dirs.agent, "index", source=dirs.own / "index")
     gitfile = dirs.work_tree / ".git"
@@ -210,6 +213,81 @@ def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
         _remove_tree(gitfile)
     gitfile.unlink(missing_ok=True)
     _create(gitfile, expected)
+
+
+# the shared part of a split index (core.splitIndex): named for its own hash, never changed
+_SHARED_INDEX_RE = re.compile(r"^sharedindex\.[0-9a-f]{40}$")
+
+
+def shared_indexes(git_dir: Path) -> set[str]:
+    """The names of the split index's shared files at the top of ``git_dir`` (plain files)."""
+    try:
+        with os.scandir(git_dir) as entries:
+            return {
+                entry.name
+                for entry in entries
+                if _SHARED_INDEX_RE.match(entry.name) and entry.is_file(follow_symlinks=False)
+            }
+    except OSError:
+        return set()
+
+
+def split_index_entries(git_dir: Path) -> tuple[int, int] | None:
+    """(entries in the index proper, entries in its shared part), from the two headers.
+
+    None when the index is not split the way outloop splits it (one shared file).
+    """
+    shared = shared_indexes(git_dir)
+    if len(shared) != 1:
+        return None
+    counts = []
+    for path in (git_dir / "index", git_dir / shared.pop()):
+        header = _read_header(path)
+        if header is None or header[:4] != b"DIRC":
+            return None
+        counts.append(int.from_bytes(header[8:12], "big"))
+    return counts[0], counts[1]
+
+
+def _read_header(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 12)
+    finally:
+        os.close(fd)
+
+
+def sync_shared_indexes(source: Path, target: Path) -> None:
+    """Give ``target`` exactly the shared index files ``source`` has (copies, never links).
+
+    outloop's own index is split (``core.splitIndex``: each write of it is the
+    few entries that changed, not all of them; 100k files make the whole index
+    megabytes), and a copy of it is only readable beside the shared file it
+    names. A shared file is written once under its hash, so one already there
+    by that name is left; one ``source`` no longer has is removed.
+    """
+    wanted = shared_indexes(source)
+    present = shared_indexes(target)
+    for name in sorted(wanted - present):
+        _write_new(target, name, source=source / name)
+    try:
+        with os.scandir(target) as entries:
+            stale = [
+                entry.name
+                for entry in entries
+                if _SHARED_INDEX_RE.match(entry.name) and entry.name not in wanted
+            ]
+    except OSError:
+        return
+    for name in stale:
+        path = target / name
+        if path.is_dir() and not path.is_symlink():
+            _remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def move_own_branch(

@@ -58,6 +58,10 @@ class Snapshot:
 
 
 _ITERATION_REFLOG = "outloop: iteration"
+# when the index proper holds this many entries, and this share of the shared part's,
+# the index is split anew (git's own splitIndex.maxPercentChange is 20 as well)
+_RESPLIT_ENTRIES = 2000
+_RESPLIT_PERCENT = 20
 
 
 class Worktree:
@@ -387,10 +391,27 @@ class Worktree:
                 "update-ref", "-m", _ITERATION_REFLOG, f"refs/heads/{self.branch}", sha, head
             )
         self._head = (sha, snapshot.tree)
+        self._keep_index_split()
         # HEAD is the branch (symbolic), so the index already matches the new commit;
         # the agent's git goes on from it
         rundirs.sync_agent(self.dirs, self.branch, sha)
         return sha
+
+    def _keep_index_split(self) -> None:
+        """Split the index anew when most of it has come to sit in the index proper.
+
+        git keeps an entry whose stat data it refreshed in the index proper, and
+        makes a new shared part only for entries added, never for those: after
+        the second of a checkout (every entry "racily clean", all refreshed) each
+        write of the index is every entry again. One ``--split-index`` then
+        brings it back to what changed since.
+        """
+        counts = rundirs.split_index_entries(self.dirs.own)
+        if counts is None:
+            return
+        own, shared = counts
+        if own >= _RESPLIT_ENTRIES and own * 100 > shared * _RESPLIT_PERCENT:
+            self._git.run("update-index", "--split-index")
 
     def restore(self, keep: Iterable[str] = ()) -> list[str]:
         """Undo whatever changed since the last commit, except ``keep``; return what was undone.
