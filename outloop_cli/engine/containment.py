@@ -84,6 +84,12 @@ def contained(
 _PER_RUN: dict[tuple[Path, str], Any] = {}
 
 
+def forget_run(ctx: RunContext) -> None:
+    """The run is over in this process: its memos go (a long-lived process runs many)."""
+    for key in [key for key in _PER_RUN if key[0] == ctx.paths.root]:
+        del _PER_RUN[key]
+
+
 def _per_run(ctx: RunContext, what: str, make: Callable[[], _T]) -> _T:
     key = (ctx.paths.root, what)
     if key not in _PER_RUN:

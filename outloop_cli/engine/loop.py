@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from outloop_cli.engine import limits
+from outloop_cli.engine import containment, limits
 from outloop_cli.engine.approval import ApprovalGates, GateClosed
 from outloop_cli.engine.commit import Commits
 from outloop_cli.engine.context import RunContext
@@ -128,6 +128,7 @@ class LoopRun:
         finally:
             self._watch_done.set()
             ctx.release()
+            containment.forget_run(ctx)
         return record
 
     def _finish(self, reason: StopReason, detail: str, *, reports: bool = True) -> None:

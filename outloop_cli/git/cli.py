@@ -104,9 +104,6 @@ _ISOLATION = (
     # write-tree each wrote all 10k entries: 9 ms of an iteration; see rundirs.shared_indexes)
     "-c",
     "core.splitIndex=true",
-    # a shared part the index no longer names goes when git writes the next one
-    "-c",
-    "splitIndex.sharedIndexExpire=now",
 )
 _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from outloop_cli.errors import CouldNotRun, GitError
 from outloop_cli.git import rundirs
 from outloop_cli.git.cli import Git
-from outloop_cli.git.rundirs import RunGitDirs
+from outloop_cli.git.rundirs import RunGitDirs, remove_tree
 from outloop_cli.process.proc import umask
 from outloop_cli.process.spawn import run_captured
 from outloop_cli.store.atomic import move_file
@@ -194,7 +194,13 @@ def move_work_tree(old: RunGitDirs, new: RunGitDirs, old_branch: str, base: str)
         # the two-tree form checks the index against old_head and writes only what differs
         git.run("read-tree", "-m", "-u", old_head, base)
         # the untracked cache names the work tree's path: this resets it for the new one
-        git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
+        git.run(
+            "update-index",
+            "--untracked-cache",
+            "--index-version",
+            "4",
+            ok_codes=(0, 1, 128),
+        )
         from concurrent.futures import ThreadPoolExecutor
 
         # two scans of the whole tree that change nothing: side by side (at 100k files
@@ -345,19 +351,6 @@ def _odd(
     elif kind != stat.S_IFLNK:
         return f"{path} is neither a file, a directory nor a link"
     return None
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a work tree, even one where a directory was made read-only."""
-    if not path.is_dir() or path.is_symlink():
-        return
-    path.chmod(stat.S_IRWXU)
-    for here, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            sub = Path(here) / name
-            if not sub.is_symlink():
-                sub.chmod(stat.S_IRWXU)
-    shutil.rmtree(path)
 
 
 def _git_dir_differs(old_own: Path, fresh_own: Path) -> str | None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from outloop_cli.errors import GitError
 from outloop_cli.git.alternates import format_alternates, parse_alternates
 from outloop_cli.git.cli import Git
-from outloop_cli.store.atomic import move_file
+from outloop_cli.store.atomic import atomic_write_bytes, move_file
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -92,7 +92,13 @@ def check_out(dirs: RunGitDirs, branch: str, base: str) -> None:
     git = dirs.git()
     # no filters can run here: the only config is the one written by prepare()
     git.run("read-tree", "--reset", "-u", "HEAD")
-    git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
+    git.run(
+        "update-index",
+        "--untracked-cache",
+        "--index-version",
+        "4",
+        ok_codes=(0, 1, 128),
+    )
     sync_agent(dirs, branch, base)
 
 
@@ -172,9 +178,19 @@ def owns_work_tree(dirs: RunGitDirs) -> bool:
     return data is not None and data.decode(errors="replace") == dirs.gitfile_text
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, even one where the agent made a directory read-only."""
     import shutil  # with bz2, lzma and zlib: not on the start-up path of `status`
 
+    if not path.is_dir() or path.is_symlink():
+        return
+    path.chmod(stat.S_IRWXU)
+    # top-down: each directory is made writable before os.walk lists it
+    for here, subdirs, _files in os.walk(path):
+        for name in subdirs:
+            sub = Path(here) / name
+            if not sub.is_symlink():
+                sub.chmod(stat.S_IRWXU)
     shutil.rmtree(path)
 
 
@@ -182,7 +198,7 @@ def remove_work_tree(dirs: RunGitDirs) -> None:
     """Delete the work tree and the agent's git dir; outloop's git dir keeps the run's commits."""
     for path in (dirs.work_tree, dirs.agent):
         if path.is_dir() and not path.is_symlink():
-            _remove_tree(path)
+            remove_tree(path)
 
 
 def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
@@ -210,13 +226,15 @@ def sync_agent(dirs: RunGitDirs, branch: str, sha: str) -> None:
     if _read_regular(gitfile) == expected:
         return
     if gitfile.is_dir() and not gitfile.is_symlink():
-        _remove_tree(gitfile)
+        remove_tree(gitfile)
     gitfile.unlink(missing_ok=True)
     _create(gitfile, expected)
 
 
 # the shared part of a split index (core.splitIndex): named for its own hash, never changed
 _SHARED_INDEX_RE = re.compile(r"^sharedindex\.[0-9a-f]{40}$")
+# an index outloop reads by hand: a shared part of a few million entries
+_INDEX_LIMIT = 1 << 30
 
 
 def shared_indexes(git_dir: Path) -> set[str]:
@@ -232,16 +250,39 @@ def shared_indexes(git_dir: Path) -> set[str]:
         return set()
 
 
+def named_shared_index(git_dir: Path) -> str | None:
+    """The shared part ``git_dir``'s index names (its ``link`` extension), when it is there.
+
+    The extension (``link``, its size, the shared file's hash) follows the
+    entries; a path in an entry cannot pass for it, since the hash after it
+    must name a shared file that exists. The index proper is read whole: it
+    holds the entries that changed since the last split, kilobytes.
+    """
+    names = shared_indexes(git_dir)
+    if not names:
+        return None
+    data = _read_regular(git_dir / "index", limit=_INDEX_LIMIT)
+    if data is None or data[:4] != b"DIRC":
+        return None
+    at = data.rfind(b"link", 12, len(data) - 20)
+    while at != -1:
+        name = f"sharedindex.{data[at + 8 : at + 28].hex()}"
+        if name in names:
+            return name
+        at = data.rfind(b"link", 12, at)
+    return None
+
+
 def split_index_entries(git_dir: Path) -> tuple[int, int] | None:
     """(entries in the index proper, entries in its shared part), from the two headers.
 
-    None when the index is not split the way outloop splits it (one shared file).
+    None when the index is not split (or names no shared file that is there).
     """
-    shared = shared_indexes(git_dir)
-    if len(shared) != 1:
+    shared = named_shared_index(git_dir)
+    if shared is None:
         return None
     counts = []
-    for path in (git_dir / "index", git_dir / shared.pop()):
+    for path in (git_dir / "index", git_dir / shared):
         header = _read_header(path)
         if header is None or header[:4] != b"DIRC":
             return None
@@ -261,31 +302,47 @@ def _read_header(path: Path) -> bytes | None:
 
 
 def sync_shared_indexes(source: Path, target: Path) -> None:
-    """Give ``target`` exactly the shared index files ``source`` has (copies, never links).
+    """Give ``target`` the shared part ``source``'s index names, and no other (copies, never links).
 
     outloop's own index is split (``core.splitIndex``: each write of it is the
     few entries that changed, not all of them; 100k files make the whole index
     megabytes), and a copy of it is only readable beside the shared file it
-    names. A shared file is written once under its hash, so one already there
-    by that name is left; one ``source`` no longer has is removed.
+    names. A shared file is written once under its hash: one already there by
+    that name and of that size is left; otherwise it is written to a new file
+    and renamed into place, so a copy cut short is never taken for whole.
+    Shared parts ``source`` keeps but its index no longer names stay there
+    (git expires them; a crash between git's two renames must find the old
+    one), and go from ``target``.
     """
-    wanted = shared_indexes(source)
-    present = shared_indexes(target)
-    for name in sorted(wanted - present):
-        _write_new(target, name, source=source / name)
+    wanted = named_shared_index(source)
+    if wanted is not None:
+        copy = target / wanted
+        size = (source / wanted).stat().st_size
+        try:
+            info = copy.lstat()
+            whole = stat.S_ISREG(info.st_mode) and info.st_size == size
+        except FileNotFoundError:
+            whole = False
+        if not whole:
+            if copy.is_dir() and not copy.is_symlink():
+                remove_tree(copy)
+            data = _read_regular(source / wanted, limit=_INDEX_LIMIT)
+            if data is None or len(data) != size:
+                raise UnsafeGitDir(("copy", wanted), f"{source / wanted} could not be read whole")
+            atomic_write_bytes(copy, data, durable=False, mode=0o644)
     try:
         with os.scandir(target) as entries:
             stale = [
                 entry.name
                 for entry in entries
-                if _SHARED_INDEX_RE.match(entry.name) and entry.name not in wanted
+                if _SHARED_INDEX_RE.match(entry.name) and entry.name != wanted
             ]
     except OSError:
         return
     for name in stale:
         path = target / name
         if path.is_dir() and not path.is_symlink():
-            _remove_tree(path)
+            remove_tree(path)
         else:
             path.unlink(missing_ok=True)
 
@@ -336,11 +393,19 @@ def move_own_branch(
         lock.unlink(missing_ok=True)
         raise
     _append_reflog(dirs.own / "logs" / rel, old, new, who, message)
+    # as git does for the branch HEAD points at: HEAD's log too
+    if _read_regular(dirs.own / "HEAD") == f"ref: {rel}\n".encode():
+        _append_reflog(dirs.own / "logs" / "HEAD", old, new, who, message)
     return True
 
 
 def _append_reflog(log: Path, old: str, new: str, who: tuple[str, str], message: str) -> None:
-    """One reflog line, as git writes it; a reflog that cannot be written is left as it is."""
+    """One reflog line, as git writes it.
+
+    A reflog that cannot be written is left as it is: the ref has moved, and
+    outloop reads neither log (git itself does not create a missing one for a
+    ref outside refs/heads either).
+    """
     name, email = (_ident_part(part) for part in who)
     offset = time.strftime("%z")
     line = f"{old} {new} {name} <{email}> {int(time.time())} {offset}\t{_ident_part(message)}\n"
@@ -408,12 +473,12 @@ def _own_alternates(dirs: RunGitDirs) -> list[Path]:
     return [Path(line) for line in listed.decode(errors="replace").splitlines() if line.strip()]
 
 
-def _read_regular(path: Path) -> bytes | None:
+def _read_regular(path: Path, *, limit: int = 1 << 20) -> bytes | None:
     try:
         info = path.lstat()
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         return None
     try:
         return path.read_bytes()
@@ -437,7 +502,7 @@ def _write_new(root: Path, rel: str, data: bytes = b"", *, source: Path | None =
             raise UnsafeGitDir(("write", rel), f"{here} in the agent's git dir is not a directory")
     target = here / parts[-1]
     if target.is_dir() and not target.is_symlink():
-        _remove_tree(target)
+        remove_tree(target)
     target.unlink(missing_ok=True)
     _create(target, data, source=source)
 

@@ -7,6 +7,7 @@ tree's ``.git`` file is the agent's and is never followed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,7 +255,11 @@ class Worktree:
         """Two full-tree `git status` runs per iteration dominate on big repos: let git cache
         untracked directories, in this worktree's own index only (the user's is untouched)."""
         self._git.run(
-            "update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128)
+            "update-index",
+            "--untracked-cache",
+            "--index-version",
+            "4",
+            ok_codes=(0, 1, 128),
         )
 
     def changes(self) -> list[Change]:
@@ -411,7 +416,9 @@ class Worktree:
             return
         own, shared = counts
         if own >= _RESPLIT_ENTRIES and own * 100 > shared * _RESPLIT_PERCENT:
-            self._git.run("update-index", "--split-index")
+            # only speed is at stake, and the commit is made: a failure here is no failure
+            with contextlib.suppress(GitError):
+                self._git.run("update-index", "--split-index")
 
     def restore(self, keep: Iterable[str] = ()) -> list[str]:
         """Undo whatever changed since the last commit, except ``keep``; return what was undone.

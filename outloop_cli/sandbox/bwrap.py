@@ -432,12 +432,13 @@ class RealPaths:
     out of view. Resolving a path walks it component by component, and a run
     builds two command lines an iteration from the same dozen paths, all of
     them outside every sandbox's reach. So each answer is kept, and taken again
-    only while one ``lstat`` finds the same kind of file, not a link, at the
-    real path; anything else (gone, replaced, a link now) resolves anew.
+    only while the path (followed) and its real path (not followed) are still
+    one and the same file: anything else (gone, replaced, a link now, a link
+    on the way pointed elsewhere) resolves anew.
     """
 
     def __init__(self) -> None:
-        self._found: dict[Path, tuple[Path, int]] = {}
+        self._found: dict[Path, tuple[Path, int, tuple[int, int, int]]] = {}
 
     def path(self, path: Path) -> Path:
         """``path.resolve()``: the real path, whether or not it exists."""
@@ -472,23 +473,30 @@ class RealPaths:
         """(real path, ``st_mode``) of ``path``, None when nothing is there."""
         known = self._found.get(path)
         if known is not None:
+            real, mode, identity = known
+            # the same file, reached both ways: through ``path`` (every link and parent
+            # on the way followed again) and at the real path, which is no link
             try:
-                mode = known[0].lstat().st_mode
+                same = _identity(path.stat()) == identity == _identity(real.lstat())
             except OSError:
-                mode = None
-            if mode is not None and stat.S_IFMT(mode) == stat.S_IFMT(known[1]):
-                return known
+                same = False
+            if same:
+                return real, mode
             del self._found[path]
         try:
             resolved = path.resolve()
-            mode = resolved.stat().st_mode
+            info = resolved.stat()
         except (OSError, RuntimeError):  # missing, unreadable, or a loop of links
             return None
         # kept only for an absolute path (a relative one depends on the working
         # directory) whose real path is no link (a loop, or changed since the walk)
         if path.is_absolute() and not resolved.is_symlink():
-            self._found[path] = (resolved, mode)
-        return (resolved, mode)
+            self._found[path] = (resolved, info.st_mode, _identity(info))
+        return resolved, info.st_mode
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int]:
+    return info.st_dev, info.st_ino, stat.S_IFMT(info.st_mode)
 
 
 def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:

@@ -35,6 +35,9 @@ def test_each_iteration_moves_the_branch_as_git_would(
     assert log[:3] == [
         f"{sha} {WHO.name} <{WHO.email}> outloop: iteration" for sha in reversed(shas)
     ]
+    # HEAD points at the branch: its log has each move too, as git update-ref writes it
+    head_log = _own(dirs, "reflog", "show", "--format=%H %gs", "HEAD").splitlines()
+    assert head_log[:3] == [f"{sha} outloop: iteration" for sha in reversed(shas)]
     assert not list(dirs.own.rglob("*.lock"))
     fsck = subprocess.run(
         ["git", f"--git-dir={dirs.own}", "fsck", "--no-dangling"],

@@ -45,6 +45,13 @@ def _shared(git_dir: Path) -> set[str]:
     return {p.name for p in git_dir.glob("sharedindex.*")}
 
 
+def _current(dirs: RunGitDirs) -> str:
+    """The shared part outloop's index names (earlier ones stay until git expires them)."""
+    name = rundirs.named_shared_index(dirs.own)
+    assert name is not None
+    return name
+
+
 def test_an_iteration_writes_only_the_entries_that_changed(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -59,7 +66,7 @@ def test_an_iteration_writes_only_the_entries_that_changed(
         assert counts is not None
         own, shared = counts
         assert shared == FILES and own <= 6, counts
-    (name,) = _shared(dirs.own)
+    name = _current(dirs)
     assert (dirs.own / "index").stat().st_size * 4 < (dirs.own / name).stat().st_size
     own_git = [f"--git-dir={dirs.own}", f"--work-tree={dirs.work_tree}"]
     assert len(git(dirs.work_tree, *own_git, "ls-files").split()) == FILES
@@ -70,14 +77,17 @@ def test_the_agents_git_reads_its_copy_with_the_shared_part_it_names(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     dirs, tree = _run(make_repo, tmp_path)
-    assert _shared(dirs.agent) == _shared(dirs.own) != set()
+    # the checkout's index is whole (a new index version drops the split); the first
+    # write after it splits it
     _iteration(tree, range(2))
+    assert _shared(dirs.agent) == {_current(dirs)}
     # more than a fifth of the entries changed: a new shared part, the old one gone
-    before = _shared(dirs.own)
+    before = _current(dirs)
     _iteration(tree, range(FILES // 2))
-    after = _shared(dirs.own)
-    assert len(after) == 1 and after != before
-    assert _shared(dirs.agent) == after
+    after = _current(dirs)
+    assert after != before
+    # the agent's git dir has the one its copy of the index names, and no other
+    assert _shared(dirs.agent) == {after}
     # the agent's git, through the work tree's .git file: the same files, nothing changed
     assert len(git(dirs.work_tree, "ls-files").split()) == FILES
     assert git(dirs.work_tree, "status", "--porcelain") == ""
@@ -88,7 +98,7 @@ def test_a_link_planted_in_the_agents_git_dir_is_replaced_not_followed(
 ) -> None:
     dirs, tree = _run(make_repo, tmp_path)
     _iteration(tree, range(FILES // 2))
-    (name,) = _shared(dirs.own)
+    name = _current(dirs)
     outside = tmp_path / "outside"
     outside.write_text("the user's file\n")
     (dirs.agent / name).unlink()
@@ -101,4 +111,26 @@ def test_a_link_planted_in_the_agents_git_dir_is_replaced_not_followed(
     assert not (dirs.agent / name).is_symlink()
     assert (dirs.agent / name).read_bytes() == (dirs.own / name).read_bytes()
     assert _shared(dirs.agent) == {name}
+    assert git(dirs.work_tree, "status", "--porcelain") == ""
+
+
+def test_a_copy_cut_short_or_a_locked_directory_in_its_place_is_mended(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The agent may leave its git dir in any state: the next sync still gives its git a whole
+    shared part, and removes what is in the way even where the agent took write permission."""
+    dirs, tree = _run(make_repo, tmp_path)
+    _iteration(tree, range(FILES // 2))
+    name = _current(dirs)
+    copy = dirs.agent / name
+    copy.write_bytes(copy.read_bytes()[:100])
+    stale = dirs.agent / "sharedindex.0000000000000000000000000000000000000000"
+    (stale / "locked").mkdir(parents=True)
+    (stale / "locked" / "file").write_text("x")
+    (stale / "locked").chmod(0o500)
+
+    rundirs.sync_agent(dirs, BRANCH, tree.head())
+
+    assert copy.read_bytes() == (dirs.own / name).read_bytes()
+    assert not stale.exists()
     assert git(dirs.work_tree, "status", "--porcelain") == ""

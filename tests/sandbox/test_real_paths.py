@@ -97,3 +97,28 @@ def test_a_run_keeps_the_bubblewrap_it_found_while_it_is_there(tmp_path: Path) -
     other = cast(Any, SimpleNamespace(paths=SimpleNamespace(root=tmp_path / "other")))
     _executable(late / "bwrap")
     assert containment.bwrap_program(other, path_env) == str(planted)
+
+
+def test_a_link_on_the_way_pointed_elsewhere_is_resolved_again(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for directory in (one, two):
+        (directory / "sub").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(one)
+    memo = RealPaths()
+    assert memo.dirs([link / "sub"]) == [one / "sub"]
+    # both real paths still exist: only following the link again tells them apart
+    link.unlink()
+    link.symlink_to(two)
+    assert memo.dirs([link / "sub"]) == [two / "sub"]
+    assert memo.existing([link]) == [two]
+
+
+def test_a_finished_run_leaves_no_memo_behind(tmp_path: Path) -> None:
+    found = _executable(tmp_path / "bin" / "bwrap")
+    ctx = cast(Any, SimpleNamespace(paths=SimpleNamespace(root=tmp_path / "run")))
+    assert containment.bwrap_program(ctx, str(found.parent)) == str(found)
+    containment.real_paths(ctx)
+    assert any(key[0] == ctx.paths.root for key in containment._PER_RUN)
+    containment.forget_run(ctx)
+    assert not any(key[0] == ctx.paths.root for key in containment._PER_RUN)
