@@ -194,13 +194,7 @@ def move_work_tree(old: RunGitDirs, new: RunGitDirs, old_branch: str, base: str)
         # the two-tree form checks the index against old_head and writes only what differs
         git.run("read-tree", "-m", "-u", old_head, base)
         # the untracked cache names the work tree's path: this resets it for the new one
-        git.run(
-            "update-index",
-            "--untracked-cache",
-            "--index-version",
-            "4",
-            ok_codes=(0, 1, 128),
-        )
+        git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
         from concurrent.futures import ThreadPoolExecutor
 
         # two scans of the whole tree that change nothing: side by side (at 100k files

@@ -92,13 +92,7 @@ def check_out(dirs: RunGitDirs, branch: str, base: str) -> None:
     git = dirs.git()
     # no filters can run here: the only config is the one written by prepare()
     git.run("read-tree", "--reset", "-u", "HEAD")
-    git.run(
-        "update-index",
-        "--untracked-cache",
-        "--index-version",
-        "4",
-        ok_codes=(0, 1, 128),
-    )
+    git.run("update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128))
     sync_agent(dirs, branch, base)
 
 

@@ -255,11 +255,7 @@ class Worktree:
         """Two full-tree `git status` runs per iteration dominate on big repos: let git cache
         untracked directories, in this worktree's own index only (the user's is untouched)."""
         self._git.run(
-            "update-index",
-            "--untracked-cache",
-            "--index-version",
-            "4",
-            ok_codes=(0, 1, 128),
+            "update-index", "--untracked-cache", "--index-version", "4", ok_codes=(0, 1, 128)
         )
 
     def changes(self) -> list[Change]:
