@@ -245,11 +245,32 @@ def shared_indexes(git_dir: Path) -> set[str]:
 
 
 def named_shared_index(git_dir: Path) -> str | None:
-    """The shared part ``git_dir``'s index names (its ``link`` extension), when it is there.
+    """The shared part ``git_dir``'s index names (its ``link`` extension), when it is there."""
+    found = _split_index(git_dir)
+    return found[0] if found is not None else None
 
-    The extension (``link``, its size, the shared file's hash) follows the
-    entries; a path in an entry cannot pass for it, since the hash after it
-    must name a shared file that exists. The index proper is read whole: it
+
+def split_index_entries(git_dir: Path) -> tuple[int, int] | None:
+    """(entries in the index proper, entries in its shared part), from the two headers.
+
+    None when the index is not split (or names no shared file that is there).
+    """
+    found = _split_index(git_dir)
+    if found is None:
+        return None
+    name, own = found
+    header = _read_header(git_dir / name)
+    if header is None or header[:4] != b"DIRC":
+        return None
+    return own, int.from_bytes(header[8:12], "big")
+
+
+def _split_index(git_dir: Path) -> tuple[str, int] | None:
+    """(the shared part the index names, the entries of the index proper), read once.
+
+    The ``link`` extension (its name, its size, the shared file's hash) follows
+    the entries; a path in an entry cannot pass for it, since the hash after it
+    must name a shared file that is there. The index proper is read whole: it
     holds the entries that changed since the last split, kilobytes.
     """
     names = shared_indexes(git_dir)
@@ -262,26 +283,9 @@ def named_shared_index(git_dir: Path) -> str | None:
     while at != -1:
         name = f"sharedindex.{data[at + 8 : at + 28].hex()}"
         if name in names:
-            return name
+            return name, int.from_bytes(data[8:12], "big")
         at = data.rfind(b"link", 12, at)
     return None
-
-
-def split_index_entries(git_dir: Path) -> tuple[int, int] | None:
-    """(entries in the index proper, entries in its shared part), from the two headers.
-
-    None when the index is not split (or names no shared file that is there).
-    """
-    shared = named_shared_index(git_dir)
-    if shared is None:
-        return None
-    counts = []
-    for path in (git_dir / "index", git_dir / shared):
-        header = _read_header(path)
-        if header is None or header[:4] != b"DIRC":
-            return None
-        counts.append(int.from_bytes(header[8:12], "big"))
-    return counts[0], counts[1]
 
 
 def _read_header(path: Path) -> bytes | None:
