@@ -9,6 +9,7 @@ command lines of a verb with plain options (``status``, ``validate``: see
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -103,7 +104,14 @@ def entry() -> None:
         key.startswith("OUTLOOP_SECRET_") or key == "OUTLOOP_CI_SECRETS_FD" for key in os.environ
     ):
         _scrub_ci_secrets()
-    sys.exit(main())
+    code = main()
+    # Python's way out walks every object the process made once more, collecting cycles:
+    # ~6 ms after `status`'s or `validate`'s imports, a tenth of those commands. What is
+    # alive now goes with the process; atexit handlers (which close what needs closing)
+    # still run, and files are closed where they are written, so nothing waits on that
+    # walk. Frozen objects are left out of it.
+    gc.freeze()
+    sys.exit(code)
 
 
 def _scrub_ci_secrets() -> None:

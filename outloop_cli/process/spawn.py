@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
-from outloop_cli.process import session_keyring
 from outloop_cli.process.sinks import LogSink
 from outloop_cli.process.supervise import Child, Orphans, Stop
 
@@ -171,7 +170,12 @@ def run_streamed(
                     argv, executable, cwd=cwd, env=env, stdin=stdin, stdout=out_w, stderr=out_w
                 )
 
-            return session_keyring.popen_in_fresh_keyring(start) if sandboxed else start()
+            if not sandboxed:
+                return start()
+            # imported here: the verbs that only run git (`status`) need none of it
+            from outloop_cli.process import session_keyring
+
+            return session_keyring.popen_in_fresh_keyring(start)
 
         try:
             child = Child.start(
