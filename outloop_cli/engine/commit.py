@@ -8,7 +8,8 @@ message's trailers (:mod:`outloop_cli.git.trailers`) are what resume and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import OutloopError
@@ -41,6 +42,8 @@ class Commits:
         self._pending: Snapshot | None = None
         # the last commit this process imported into the user's repository
         self._imported: str | None = None
+        # an import still under way (``commit(..., import_later=True)``) until ``settle()``
+        self._importing: _Import | None = None
 
     def snapshot(
         self, it: IterationRecord, changes: Sequence[Change], *, agent_head: str | None = None
@@ -73,7 +76,15 @@ class Commits:
         goal: GoalResult | None,
         *,
         awaiting_ci: bool = False,
+        import_later: bool = False,
     ) -> None:
+        """Commit the snapshot on the run's branch and bring it into the user's repository.
+
+        ``import_later``: the import (a git process in the user's repository) runs
+        while the caller goes on with work of the run's own worktree, and is
+        awaited by :meth:`settle`, which the caller must call next.
+        """
+        self.settle()
         ctx = self._ctx
         # the durable save after the commit says it; the phase alone is not worth a write
         ctx.emit("phase", it.n, "committing", phase="commit", save=False)
@@ -101,27 +112,47 @@ class Commits:
         # the commit is on the branch, which resume reads; the record follows it soon
         ctx.save_soon()
         ctx.audit("committed", iteration=it.n, commit=sha, files=len(snapshot.changed))
-        # on top of the last import, with its objects in the user's store: a ref update;
-        # otherwise (the first import, the agent's own commits under it) a fetch
-        previous = self._imported
-        if (
-            previous is not None
-            and snapshot.parent == previous
-            and ctx.plan.repo.import_commit(
-                ctx.worktree.branch,
-                sha,
-                previous,
-                complete=ctx.worktree.writes_only_to_user_store(),
-            )
-        ):
-            ctx.audit("imported", commit=sha, branch=ctx.worktree.branch)
-        else:
-            import_into_repository(ctx, sha)
-        self._imported = sha
         what = (
             f"{len(snapshot.changed)} file(s)" if snapshot.changed else "no changes (empty commit)"
         )
+        work = self._import_work(sha, snapshot.parent)
+        if import_later:
+            self._importing = _Import(work)
+        else:
+            self._imported_as(work())
         ctx.emit("committed", it.n, f"committed {sha[:10]}: {what}")
+
+    def settle(self) -> None:
+        """Wait for an import begun by ``commit(..., import_later=True)``; raise what it raised."""
+        importing, self._importing = self._importing, None
+        if importing is not None:
+            self._imported_as(importing.wait())
+
+    def _import_work(self, sha: str, parent: str | None) -> Callable[[], str]:
+        """The git work of bringing ``sha`` into the user's repository; it gives the new head."""
+        ctx = self._ctx
+        repo, branch, own_git_dir = ctx.plan.repo, ctx.worktree.branch, ctx.worktree.git_dir()
+        previous = self._imported
+        # on top of the last import, with its objects in the user's store: a ref update;
+        # otherwise (the first import, the agent's own commits under it) a fetch
+        fast = previous is not None and parent == previous
+        # read here, in the engine's thread: the work itself only runs git
+        complete = fast and ctx.worktree.writes_only_to_user_store()
+
+        def work() -> str:
+            if (
+                fast
+                and previous is not None
+                and repo.import_commit(branch, sha, previous, complete=complete)
+            ):
+                return sha
+            return repo.import_branch(own_git_dir, branch, sha)
+
+        return work
+
+    def _imported_as(self, head: str) -> None:
+        self._imported = head
+        self._ctx.audit("imported", commit=head, branch=self._ctx.worktree.branch)
 
     def commit_pending(self, why: str) -> None:
         """After an interruption, keep what the agent did as a commit: nothing is lost."""
@@ -138,6 +169,35 @@ class Commits:
             self.commit(it, snapshot, None)
         except OutloopError as exc:
             ctx.note(it.n, f"could not commit the {why} turn: {exc.message}")
+
+
+class _Import:
+    """One import into the user's repository, run on a thread of its own.
+
+    Its git process works in the user's repository, the engine's next step
+    (the check that the goal left nothing behind) in the run's own worktree:
+    on two cores both run at once instead of one after the other.
+    """
+
+    def __init__(self, work: Callable[[], str]) -> None:
+        self._work = work
+        self._head: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="outloop-import", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._head = self._work()
+        except BaseException as exc:  # handed to the engine's thread by wait()
+            self._error = exc
+
+    def wait(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._head is not None
+        return self._head
 
 
 def _trigger_line(ctx: RunContext, n: int) -> str | None:

@@ -132,6 +132,12 @@ class LoopRun:
         return record
 
     def _finish(self, reason: StopReason, detail: str, *, reports: bool = True) -> None:
+        try:
+            # a step that failed between a commit and its settle left its import running
+            self.commits.settle()
+        except OutloopError as exc:
+            if reason is not StopReason.ERROR:
+                reason, detail = StopReason.ERROR, exc.render()
         finish_run(self.ctx, self.forge, reason, detail, reports=reports)
 
     def _watch_stop_requests(self) -> None:
@@ -238,10 +244,12 @@ class LoopRun:
                 self.commits.commit(it, snapshot, None)
                 raise self._cancelled("while checking the goal")
             it.goal = goal
-            self.commits.commit(it, snapshot, goal)
+            # the import into the user's repository runs beside the restore's scan
+            self.commits.commit(it, snapshot, goal, import_later=True)
             if it.commit is not None:
                 self.forge.push(n, it.commit)
         restore_after_goal(ctx)
+        self.commits.settle()
         it.finished_at = now_iso()
         it.duration = time.monotonic() - started
         # no save here: what follows saves the record within milliseconds, the next
