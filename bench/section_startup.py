@@ -368,7 +368,10 @@ def collect(ctx: BenchContext) -> Section:
         "each generated method with its own `exec`. Together with its floor that leaves "
         "`validate` above 5× whatever else is trimmed, short of giving up dataclasses for "
         "the validated config. `--help` is answered from `cli/verbs.py` alone "
-        "(`cli/root_help.py`).\n"
+        "(`cli/root_help.py`). On its way out Python would walk every object the imports "
+        "made once more, collecting cycles (about 6 ms after these verbs' imports, measured "
+        "at 2c7bd26); the entry point freezes what is alive first (`gc.freeze()`, atexit "
+        "handlers still run), so the exit skips that walk.\n"
     )
     details = (
         "Before and after the start-up work (before: commit faae4e2, measured with this "
