@@ -8,6 +8,7 @@ never sees half of it. Whether a run is alive is ``store/locks.py``'s answer.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,9 +147,15 @@ class RunStore:
         shutil.rmtree(self.paths(run_id).root)
 
     def run_ids(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            entries = os.scandir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "run.json").is_file())
+        # os.path, not a Path per run: `status` lists every run before it reads one
+        with entries:
+            names = [entry.name for entry in entries]
+        root = str(self.root)
+        return sorted(n for n in names if os.path.isfile(os.path.join(root, n, "run.json")))  # noqa: PTH113, PTH118
 
     def resolve(self, prefix: str) -> str:
         """Accept a unique prefix or suffix of a run id, as git accepts short shas."""

@@ -106,3 +106,20 @@ def test_table_cells_are_one_line() -> None:
     shown = table(["name", "n"], [["a\nfake row\x1b[2J", "1"]])
     assert shown.splitlines() == ["name        n", "a fake row  1"]
     assert one_line(" a \n\t b ") == "a b"
+
+
+def _cleaned_the_long_way(text: str) -> tuple[str, str]:
+    """clean_text and for_terminal without their printable-ASCII shortcut."""
+    from outloop_cli import safe_text
+
+    cleaned = safe_text._ANSI_RE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    cleaned = safe_text._NOT_CHARACTER_RE.sub("\ufffd", safe_text._CONTROL_RE.sub("", cleaned))
+    return cleaned, safe_text._BIDI_RE.sub("", cleaned)
+
+
+@pytest.mark.parametrize("code", range(128), ids=lambda c: f"{c:#04x}")
+def test_the_printable_ascii_shortcut_cleans_as_the_long_way_does(code: int) -> None:
+    # every ASCII character alone, inside plain text, and after an ESC or CSI start
+    char = chr(code)
+    for text in (char, f"run {char} 42", f"a{char}b\x1b[{char}m", f"\x1b{char}x", f"{char}\r\n"):
+        assert (clean_text(text), for_terminal(text)) == _cleaned_the_long_way(text), repr(text)
