@@ -60,21 +60,28 @@ worktree_module.Worktree.restore = _before(worktree_module.Worktree.restore, sca
 """
 
 
-def test_each_import_runs_while_the_worktree_is_scanned(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
+def _probed_run(
+    make_repo: RepoFactory, tmp_path: Path, *, wait: float, then: str = ""
+) -> tuple[Path, list[str]]:
+    """A real three-iteration run under the probe (and ``then``); the repo and the marks."""
     repo = make_repo(
         {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(10))}
     )
     marks = tmp_path / "marks.txt"
-    done = run_cli_patched(
-        repo, OVERLAP_PROBE.format(marks=str(marks), wait=10), "run", "fix", "--max-iterations", "3"
-    )
+    probe = OVERLAP_PROBE.format(marks=str(marks), wait=wait) + then
+    done = run_cli_patched(repo, probe, "run", "fix", "--max-iterations", "3")
     assert done.returncode == 1, done.stderr
+    return repo, marks.read_text().split()
+
+
+def test_each_import_runs_while_the_worktree_is_scanned(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo, marks = _probed_run(make_repo, tmp_path, wait=10)
     record = only_run(repo)
     assert record["stop_reason"] == "max_iterations"
     # the first import is a fetch (import_branch), the next two ref updates (import_commit)
-    assert marks.read_text().split() == ["beside", "beside", "beside"]
+    assert marks == ["beside", "beside", "beside"]
     commits = [it["commit"] for it in record["iterations"] if it["n"] > 0]
     assert [c["sha"] for c in branch_log(repo, record["branch"], record["base_commit"])] == commits
     audit = runs_dir(repo) / record["run_id"] / "audit.jsonl"
@@ -103,14 +110,8 @@ commit_module.Commits.commit = commit_alone
 def test_control_the_probe_sees_an_import_that_runs_before_the_scan(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
-    repo = make_repo(
-        {".outloop/fix.yml": loop_yaml(agent_cmd("counter_agent.py"), counter_goal(10))}
-    )
-    marks = tmp_path / "marks.txt"
-    probe = OVERLAP_PROBE.format(marks=str(marks), wait=0.5) + ALONE
-    done = run_cli_patched(repo, probe, "run", "fix", "--max-iterations", "3")
-    assert done.returncode == 1, done.stderr
-    assert marks.read_text().split() == ["alone", "alone", "alone"]
+    _, marks = _probed_run(make_repo, tmp_path, wait=0.5, then=ALONE)
+    assert marks == ["alone", "alone", "alone"]
 
 
 def test_an_import_that_fails_beside_the_scan_still_stops_the_run(
