@@ -124,9 +124,16 @@ class Commits:
 
     def settle(self) -> None:
         """Wait for an import begun by ``commit(..., import_later=True)``; raise what it raised."""
-        importing, self._importing = self._importing, None
-        if importing is not None:
-            self._imported_as(importing.wait())
+        importing = self._importing
+        if importing is None:
+            return
+        try:
+            head = importing.wait()
+        finally:
+            # a Ctrl-C during the wait leaves it pending: the stop that follows waits again
+            if importing.done():
+                self._importing = None
+        self._imported_as(head)
 
     def _import_work(self, sha: str, parent: str | None) -> Callable[[], str]:
         """The git work of bringing ``sha`` into the user's repository; it gives the new head."""
@@ -191,6 +198,9 @@ class _Import:
             self._head = self._work()
         except BaseException as exc:  # handed to the engine's thread by wait()
             self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def wait(self) -> str:
         self._thread.join()

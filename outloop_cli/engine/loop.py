@@ -136,8 +136,10 @@ class LoopRun:
             # a step that failed between a commit and its settle left its import running
             self.commits.settle()
         except OutloopError as exc:
-            if reason is not StopReason.ERROR:
-                reason, detail = StopReason.ERROR, exc.render()
+            if reason is StopReason.ERROR:
+                self.ctx.note(self.ctx.current_n(), f"the last import failed too: {exc.message}")
+            else:
+                reason, detail = StopReason.ERROR, f"{exc.render()} (stopping: {detail})"
         finish_run(self.ctx, self.forge, reason, detail, reports=reports)
 
     def _watch_stop_requests(self) -> None:
@@ -236,6 +238,7 @@ class LoopRun:
             it.goal = goal
             if ctx.cancel.is_set():
                 raise self._cancelled("while waiting for CI")
+            restore_after_goal(ctx)
         else:
             goal = evaluate_goal(ctx, n, self.forge.goal_context_fields(), review=snapshot.tree)
             # the goal ran code the agent wrote: before git runs again, the same guard
@@ -246,10 +249,11 @@ class LoopRun:
             it.goal = goal
             # the import into the user's repository runs beside the restore's scan
             self.commits.commit(it, snapshot, goal, import_later=True)
+            restore_after_goal(ctx)
+            self.commits.settle()
+            # the push goes from the user's repository: only what was imported there
             if it.commit is not None:
                 self.forge.push(n, it.commit)
-        restore_after_goal(ctx)
-        self.commits.settle()
         it.finished_at = now_iso()
         it.duration = time.monotonic() - started
         # no save here: what follows saves the record within milliseconds, the next

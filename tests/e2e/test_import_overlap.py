@@ -134,3 +134,50 @@ def test_an_import_that_fails_beside_the_scan_still_stops_the_run(
     # the branch stays where the other writer put it, not overwritten by outloop
     assert git(repo, "rev-parse", record["branch"]).strip() == record["base_commit"]
     assert first and second
+
+
+def _pushing_repo(make_repo: RepoFactory, tmp_path: Path, agent: list[str]) -> tuple[Path, Path]:
+    """A repository whose loop pushes each iteration to a bare repository beside it."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    repo = make_repo({".outloop/fix.yml": "placeholder\n"})
+    loop = loop_yaml(agent, counter_goal(10), push=True, sandbox="none")
+    (repo / ".outloop" / "fix.yml").write_text(loop)
+    git(repo, "commit", "-qam", "the loop")
+    git(repo, "remote", "add", "origin", str(remote))
+    return repo, remote
+
+
+def test_the_push_waits_for_the_import_that_brings_the_agents_own_commits(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # the agent's own commits reach the user's store only with the first import's fetch;
+    # a push started beside it found their objects missing ("unpacker error")
+    repo, remote = _pushing_repo(
+        make_repo, tmp_path, agent_cmd("own_commit_agent.py", "olleh", "message")
+    )
+    done = run_cli(repo, "run", "fix", "--max-iterations", "1")
+    record = only_run(repo)
+    assert record["stop_reason"] == "max_iterations", record["stop_detail"]
+    assert done.returncode == 1, done.stderr
+    pushed = git(remote, "rev-parse", f"refs/heads/{record['branch']}").strip()
+    assert pushed == git(repo, "rev-parse", record["branch"]).strip()
+
+
+def test_a_commit_whose_import_failed_is_never_pushed(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo, remote = _pushing_repo(
+        make_repo, tmp_path, agent_cmd("branch_mover_agent.py", str(tmp_path / "x"), "2")
+    )
+    # the agent moves the branch in this very repository at turn 2
+    loop = (repo / ".outloop" / "fix.yml").read_text().replace(str(tmp_path / "x"), str(repo))
+    (repo / ".outloop" / "fix.yml").write_text(loop)
+    git(repo, "commit", "-qam", "the loop, for this repository")
+    run_cli(repo, "run", "fix", "--max-iterations", "4")
+    record = only_run(repo)
+    assert record["stop_reason"] == "error"
+    first, second = (it["commit"] for it in record["iterations"] if it["n"] > 0)
+    # iteration 1 was imported and pushed; iteration 2's import failed, so no push of it
+    assert git(remote, "rev-parse", f"refs/heads/{record['branch']}").strip() == first
+    assert second != first
