@@ -317,7 +317,27 @@ def _raw_cli_output(module: Module) -> Iterator[str]:
                 yield f"{module.where(node)}: sys.{target.attr}.write"
 
 
+def _is_dataclass_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    return (isinstance(target, ast.Name) and target.id == "dataclass") or (
+        isinstance(target, ast.Attribute) and target.attr == "dataclass"
+    )
+
+
+def _docless_dataclasses(module: Module) -> Iterator[str]:
+    # dataclasses writes a docstring for a class without one from inspect.signature: a cost
+    # at every import, and it loads the inspect that cli/deferred_modules.py defers
+    for node in ast.walk(module.tree):
+        if (
+            isinstance(node, ast.ClassDef)
+            and any(_is_dataclass_decorator(d) for d in node.decorator_list)
+            and ast.get_docstring(node) is None
+        ):
+            yield f"{module.where(node)}: dataclass {node.name} has no docstring"
+
+
 RULES = {
+    "dataclasses carry their own docstring": _docless_dataclasses,
     "git argv only in git/": _git_argv,
     "processes only from process/": _spawning,
     "/proc only in process/proc.py": _proc_reading,
@@ -343,6 +363,8 @@ def _probe(rule: str, source: str, name: str = "outloop_cli.engine.probe") -> li
 @pytest.mark.parametrize(
     ("rule", "source"),
     [
+        ("dataclasses carry their own docstring", "@dataclass(frozen=True)\nclass P:\n    x: int"),
+        ("dataclasses carry their own docstring", "@dataclasses.dataclass\nclass P:\n    x: int"),
         ("git argv only in git/", "run_captured(['git', 'status'])"),
         ("git argv only in git/", "repo._git.run('log')"),
         ("git argv only in git/", "from outloop_cli.git.cli import Git"),
@@ -369,6 +391,7 @@ def test_each_rule_catches_what_it_forbids(rule: str, source: str) -> None:
 def test_rules_leave_ordinary_code_alone() -> None:
     source = (
         "text.replace('a', 'b')\nname = 'git'\nlog.write(b'x')\nok = via in ('git', 'helper')\n"
+        '@dataclass(frozen=True)\nclass Q:\n    """Has its own."""\n\n    x: int\n'
     )
     for rule in RULES:
         assert _probe(rule, source) == [], rule

@@ -66,6 +66,8 @@ class Refusal:
 
 @dataclass(frozen=True)
 class ClientResult:
+    """One client's run: how it ended, what outloop refused, and what its CRM received."""
+
     client: str
     repo: Path
     run_id: str | None
@@ -86,6 +88,8 @@ class ClientResult:
 
 @dataclass(frozen=True)
 class AgencyDemo:
+    """What the whole demo did: each client's result, and how the rogue loop was refused."""
+
     root: Path
     secrets_backend: str
     how_runs_started: str

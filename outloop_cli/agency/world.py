@@ -36,6 +36,8 @@ IDENTITY = {
 
 @dataclass(frozen=True)
 class Layout:
+    """Where things are under the demo's directory: client repos, CRM state, the user's config."""
+
     root: Path
 
     @property

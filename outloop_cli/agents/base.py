@@ -21,6 +21,8 @@ from outloop_cli.store.records import AgentResult
 
 @dataclass(frozen=True)
 class TurnContext:
+    """What a backend is told about one agent turn: the run, iteration, worktree and prompt."""
+
     loop: str
     run_id: str
     iteration: int
@@ -39,6 +41,8 @@ class TurnContext:
 
 @dataclass(frozen=True)
 class Invocation:
+    """How a backend wants one turn started: argv, extra environment and stdin."""
+
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     stdin: bytes | None = None

@@ -28,6 +28,8 @@ PRICES_FILE = "prices.yml"
 
 @dataclass(frozen=True)
 class Price:
+    """One model's prices in USD per million tokens, as in ``prices.yml``."""
+
     input: float
     output: float
     # cached input tokens; defaults to the full input price when unknown

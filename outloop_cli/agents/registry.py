@@ -26,6 +26,8 @@ COMMAND = "command"
 
 @dataclass(frozen=True)
 class Preset:
+    """One ``agent.preset`` name: how to load its backend, and what a loop using it needs."""
+
     name: str
     # imports the backend's module and returns its class: called on use, never at import
     load: Callable[[], BackendClass]

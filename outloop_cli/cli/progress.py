@@ -54,6 +54,8 @@ class PlainProgress:
 
 @dataclass
 class _LoopState:
+    """One run's row in the live table, updated from its events."""
+
     loop: str
     run_id: str
     iteration: int = 0

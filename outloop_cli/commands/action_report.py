@@ -35,6 +35,8 @@ _EXIT_WORDS = {
 
 @dataclass
 class ActionReport:
+    """What ``outloop action-report`` gives the GitHub Action: outputs, summary, annotations."""
+
     outputs: dict[str, str]
     summary: str
     annotations: list[str] = field(default_factory=list)

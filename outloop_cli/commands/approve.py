@@ -29,6 +29,8 @@ DEFAULT_WAIT = 10.0
 
 @dataclass(frozen=True)
 class DecisionResult:
+    """An ``outloop approve``/``deny`` answer to a run's request, and whether the runner took it."""
+
     run_id: str
     request_id: str
     gate: str

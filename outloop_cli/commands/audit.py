@@ -36,6 +36,8 @@ from outloop_cli.store.runs import RunPaths, RunStore
 
 @dataclass(frozen=True)
 class RunVerification:
+    """Whether a run's audit log (or the refusals log) holds up, and what it was checked against."""
+
     run_id: str
     audit_path: Path
     result: VerifyResult
@@ -65,6 +67,8 @@ class RunVerification:
 
 @dataclass(frozen=True)
 class AuditView:
+    """One run's audit log as ``outloop audit show`` prints it: its events and its verification."""
+
     run_id: str
     audit_path: Path
     lines: list[AuditLine] = field(default_factory=list)
@@ -285,6 +289,8 @@ def _raw_record(paths: RunPaths) -> tuple[dict[str, Any], str | None]:
 
 @dataclass(frozen=True)
 class _BranchCommit:
+    """A commit on a run's branch, with its ``Outloop-Audit-Head`` and ``Outloop-Run`` trailers."""
+
     sha: str
     heads: tuple[str, ...]
     runs: tuple[str, ...]

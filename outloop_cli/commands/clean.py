@@ -30,6 +30,8 @@ from outloop_cli.store.runs import RunStore
 
 @dataclass(frozen=True)
 class CleanTarget:
+    """A run that is over, and the worktree ``outloop clean`` would remove for it."""
+
     run_id: str
     state: str
     worktree: Path
@@ -46,6 +48,8 @@ class CleanTarget:
 
 @dataclass
 class CleanPlan:
+    """What ``outloop clean`` would do in a repository: the runs to clean, and those it leaves."""
+
     repo: Repository
     targets: list[CleanTarget] = field(default_factory=list)
     # runs left alone because they are running
@@ -56,6 +60,8 @@ class CleanPlan:
 
 @dataclass
 class CleanResult:
+    """What ``outloop clean`` did: the worktrees removed, and the runs left alone or failed."""
+
     removed: list[CleanTarget] = field(default_factory=list)
     # per removed worktree: paths that differed from the branch and went with it
     discarded: dict[str, int] = field(default_factory=dict)

@@ -23,6 +23,8 @@ def helper(operation: str, stdin: bytes, env: Mapping[str, str]) -> HelperAnswer
 
 @dataclass(frozen=True)
 class Grant:
+    """A credential's raw value for ``via: helper``, as the run's broker hands it out."""
+
     name: str
     value: str
     # Unix time after which the run no longer vouches for this grant

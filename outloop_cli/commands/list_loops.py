@@ -13,6 +13,8 @@ from outloop_cli.git.repo import discover
 
 @dataclass(frozen=True)
 class LoopSummary:
+    """One row of ``outloop list``: a loop file's agent, goal and number of problems."""
+
     name: str
     path: str
     agent: str

@@ -22,6 +22,8 @@ from outloop_cli.store.records import RunRecord
 
 @dataclass(frozen=True)
 class PullRequestOutcome:
+    """What ``outloop pr RUN`` did: the pull request opened or updated, and any push it needed."""
+
     run_id: str
     branch: str
     pull: PullRequestInfo

@@ -21,6 +21,8 @@ FORMATS = ("junit", "markdown", "html")
 
 @dataclass(frozen=True)
 class Report:
+    """One run rendered in one format (``junit``, ``markdown``, ``html``), not yet written."""
+
     run_id: str
     format: str
     content: bytes

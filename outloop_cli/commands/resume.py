@@ -16,6 +16,8 @@ from outloop_cli.store.runs import RunPaths
 
 @dataclass(frozen=True)
 class ResumePlan:
+    """A stopped or crashed run about to be resumed: the plan that continues it, and its record."""
+
     plan: LoopPlan
     record: RunRecord
     paths: RunPaths

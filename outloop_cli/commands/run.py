@@ -38,6 +38,8 @@ class HasExitCode(Protocol):
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """One run ``outloop run`` executed: its final record and the paths of its files."""
+
     record: RunRecord
     paths: RunPaths
 

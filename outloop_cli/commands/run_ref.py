@@ -22,6 +22,8 @@ RECENT_RUNS_SHOWN = 5
 
 @dataclass(frozen=True)
 class OpenedRun:
+    """The run a command named: its store, id and paths, and the repository that holds it."""
+
     store: RunStore
     run_id: str
     paths: RunPaths

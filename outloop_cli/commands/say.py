@@ -22,6 +22,8 @@ from outloop_cli.timefmt import now_iso
 
 @dataclass(frozen=True)
 class SayResult:
+    """A note ``outloop say`` queued for the run's next agent turn."""
+
     run_id: str
     note_id: str
     who: str

@@ -54,6 +54,8 @@ _KEPT_ENV = (
 
 @dataclass(frozen=True)
 class Installed:
+    """One loop's schedule on this machine: what was written for it and when it fires next."""
+
     entry: Entry
     backend: str
     # what was written: unit files, or "crontab"
@@ -63,6 +65,8 @@ class Installed:
 
 @dataclass
 class Outcome:
+    """What ``outloop schedule install|list|remove`` did, with which backend, and notes to show."""
+
     backend: str
     entries: list[Installed] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -60,6 +60,8 @@ def schema_path(*, repos: bool = False) -> Path:
 
 @dataclass(frozen=True)
 class RepoSchema:
+    """The repository's committed ``.outloop/schema.json``, and whether it is this outloop's."""
+
     path: Path
     # "written" (new or refreshed), "current" (as this outloop writes it), "stale", "missing"
     state: str

@@ -18,6 +18,8 @@ from outloop_cli.errors import OutloopError, UsageError
 
 @dataclass(frozen=True)
 class StoredSecret:
+    """A secret ``outloop secrets set`` stored: where, and whether the policy lets runs have it."""
+
     ref: SecretRef
     backend: str
     # why this secret will not be granted as things stand, if the policy says so
@@ -26,6 +28,8 @@ class StoredSecret:
 
 @dataclass(frozen=True)
 class SecretListing:
+    """One row of ``outloop secrets list``: a secret in the keyring, or a CI variable."""
+
     # None for a CI variable no policy pair maps to
     workspace: str | None
     name: str
@@ -47,6 +51,8 @@ class SecretListing:
 
 @dataclass(frozen=True)
 class SecretList:
+    """What ``outloop secrets list`` shows: its rows, and why the keyring could not be used."""
+
     entries: list[SecretListing]
     # set when the keyring could not be used: names come from the index, unchecked
     keyring_problem: str | None = None

@@ -14,6 +14,8 @@ from outloop_cli.store.runs import RunPaths
 
 @dataclass(frozen=True)
 class IterationRow:
+    """One iteration as a row of ``outloop show``: its commit, agent, goal, time and cost."""
+
     n: int
     commit: str | None
     changed_files: int
@@ -34,6 +36,8 @@ class IterationRow:
 
 @dataclass(frozen=True)
 class RunDetails:
+    """What ``outloop show RUN`` prints: the run's summary, its record, a row per iteration."""
+
     summary: RunSummary
     record: RunRecord
     paths: RunPaths

@@ -35,6 +35,8 @@ _HALTED = (StopReason.STOPPED, StopReason.INTERRUPTED)
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One run as ``outloop status`` shows it: state (corrected by liveness), progress and goal."""
+
     run_id: str
     loop: str
     state: str

@@ -16,6 +16,8 @@ from outloop_cli.store.runs import RunPaths
 
 @dataclass(frozen=True)
 class StopResult:
+    """The answer to ``outloop stop``: the run's record, and whether it stopped within the wait."""
+
     run_id: str
     record: RunRecord
     # False when the run did not finish within the wait (or waiting was not asked for)

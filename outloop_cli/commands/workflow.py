@@ -32,6 +32,8 @@ _GENERATED_PREFIX = HEADER.split("{", 1)[0]
 
 @dataclass(frozen=True)
 class WorkflowFile:
+    """One loop's generated workflow file: what it should hold, and how the one on disk compares."""
+
     loop: str
     # repo-relative, e.g. .github/workflows/outloop-fix.yml
     path: str

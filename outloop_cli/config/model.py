@@ -38,6 +38,8 @@ EnvPairs = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """``agent:``: the coding agent that acts each iteration, and how it is run."""
+
     preset: str
     # argv template with placeholders; required for preset "command",
     # optional override of the executable line for the other presets.
@@ -57,6 +59,8 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class CIGoalConfig:
+    """``goal.ci``: the goal is met when the (required) CI checks on the pushed head pass."""
+
     provider: str = "github"
     repo: str | None = None
     api_url: str | None = None
@@ -85,6 +89,8 @@ class JudgeConfig:
 
 @dataclass(frozen=True)
 class GoalConfig:
+    """``goal:``: what must hold for the loop to succeed (a command, CI checks, a judge)."""
+
     # shell command line (run with /bin/sh -c); exactly one of run / ci is set
     run: str | None = None
     junit: str | None = None
@@ -98,6 +104,8 @@ class GoalConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """``limits:``: when a run gives up without meeting its goal."""
+
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     max_time: float | None = DEFAULT_MAX_TIME
     max_cost_usd: float | None = None
@@ -108,12 +116,16 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class CommitConfig:
+    """``commit:``: how each iteration is committed."""
+
     # files larger than this are left out of iteration commits and reported
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
 
 @dataclass(frozen=True)
 class CredentialConfig:
+    """A secret a loop asks for (``credentials:``, or a preset's), and how the agent gets it."""
+
     name: str
     via: str = "proxy"
     upstream: str | None = None
@@ -137,6 +149,8 @@ class SandboxPath:
 
 @dataclass(frozen=True)
 class SandboxConfig:
+    """``sandbox:``: where the agent's turn and the goal run, and the extra paths they see."""
+
     mode: str = "auto"
     # extra paths bound into the view: read-only, and read-write
     read: tuple[SandboxPath, ...] = ()
@@ -202,6 +216,8 @@ class TriggersConfig:
 
 @dataclass(frozen=True)
 class LoopConfig:
+    """One validated loop file (``.outloop/<name>.yml``): everything a run of it is set up from."""
+
     name: str
     # path of the loop file relative to the repo root, e.g. ".outloop/fix.yml"
     path: str

@@ -37,6 +37,8 @@ class EgressPolicy:
 
 @dataclass(frozen=True)
 class Workspace:
+    """One workspace of the policy: the repos it covers, the secrets they may use, its egress."""
+
     name: str
     repos: tuple[str, ...]
     secrets: tuple[SecretEntry, ...] = ()
@@ -52,6 +54,8 @@ class Workspace:
 
 @dataclass(frozen=True)
 class Policy:
+    """The policy file (``~/.config/outloop/policy.yml``): its workspaces by name."""
+
     path: str
     workspaces: tuple[Workspace, ...]
 

@@ -61,6 +61,8 @@ _GROUP_NAME = Str(
 
 @dataclass(frozen=True)
 class RepoGroups:
+    """The repository groups file (``repos.yml``): repository path patterns by group name."""
+
     path: str
     # (name, path patterns), sorted by name
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()

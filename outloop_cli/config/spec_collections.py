@@ -35,6 +35,8 @@ from outloop_cli.config.spec_scalars import Enum, Str
 
 @dataclass(frozen=True)
 class ListOf(Spec):
+    """A list of ``item`` values, as a tuple; optionally non-empty and without repeats."""
+
     item: Spec
     min_items: int = 0
     unique: bool = False
@@ -240,6 +242,8 @@ class MapOf(Spec):
 
 @dataclass(frozen=True)
 class Field:
+    """One key of an :class:`Obj`: its spec, and the words explaining it in hints and the schema."""
+
     name: str
     spec: Spec
     description: str

@@ -146,6 +146,8 @@ class Str(Spec):
 
 @dataclass(frozen=True)
 class Int(Spec):
+    """A whole number from ``minimum`` (to ``maximum`` when given); ``3.0`` counts as 3."""
+
     minimum: int = 1
     maximum: int | None = None
 
@@ -185,6 +187,8 @@ class Int(Spec):
 
 @dataclass(frozen=True)
 class PositiveNumber(Spec):
+    """A number greater than 0, as a float."""
+
     what = "a number > 0"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
@@ -209,6 +213,8 @@ class PositiveNumber(Spec):
 
 @dataclass(frozen=True)
 class Bool(Spec):
+    """``true`` or ``false``; yes/no/on/off are refused, as YAML 1.1 and 1.2 read them apart."""
+
     what = "true or false"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
@@ -319,6 +325,8 @@ class Duration(Spec):
 
 @dataclass(frozen=True)
 class Size(Spec):
+    """Bytes as an int: a whole number, or one with a unit (``500KB``, ``5MiB``); at least 1."""
+
     what = "a size"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:

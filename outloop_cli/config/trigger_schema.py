@@ -39,6 +39,8 @@ _ALIASES = {
 
 @dataclass(frozen=True)
 class CronSpec(Spec):
+    """A cron expression (five fields or a macro such as ``@daily``), with its spaces normalised."""
+
     what = "a cron expression"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:

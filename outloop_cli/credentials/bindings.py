@@ -35,6 +35,8 @@ from outloop_cli.config.policy_model import SecretEntry
 
 @dataclass(frozen=True)
 class KnownDestinations:
+    """Where a well-known key may be sent when the policy does not say: upstream URLs and git hosts."""
+
     upstreams: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
 

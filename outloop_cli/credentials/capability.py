@@ -52,6 +52,8 @@ class Refusal(str, Enum):
 
 @dataclass
 class Capability:
+    """One token the broker handed out: which run and workspace it serves, which keys it opens, until when."""
+
     token: str
     run_id: str
     workspace: str

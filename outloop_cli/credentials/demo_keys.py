@@ -19,6 +19,8 @@ SECRET_NAME = "crm"
 
 @dataclass(frozen=True)
 class DemoKey:
+    """The demo's key for one client, and where its value came from."""
+
     client: str
     value: str = field(repr=False)
     # where it came from: "generated" or the CI variable's name

@@ -63,6 +63,8 @@ class AllowRule:
 
 @dataclass(frozen=True)
 class Upstream:
+    """The scheme, host, port and base path a proxy route forwards to."""
+
     scheme: str
     host: str
     port: int
@@ -144,6 +146,8 @@ def normalise_path(rest: str) -> str:
 
 @dataclass(frozen=True)
 class ProxyRoute:
+    """One route of the access proxy: the upstream, the header the key goes in, and what may be asked."""
+
     name: str
     upstream: Upstream
     header: str

@@ -108,6 +108,8 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class IndexEntry:
+    """One stored secret as the index knows it: workspace, name, when it changed, whether it is there."""
+
     workspace: str
     name: str
     updated: str

@@ -66,6 +66,8 @@ class GateClosed(Exception):
 
 @dataclass(frozen=True)
 class _Request:
+    """One pending approval: its id, the gate asking, and what is approved."""
+
     request_id: str
     gate: str
     # what is approved once for the run (``record.approved``), None for a one-off

@@ -33,6 +33,8 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 
 @dataclass(frozen=True)
 class EgressPlan:
+    """The egress rules a run's sandbox enforces, the workspace they were narrowed for, and notes on why."""
+
     rules: EgressRules = field(default_factory=EgressRules)
     workspace: str | None = None
     notes: tuple[str, ...] = ()

@@ -39,6 +39,8 @@ PushEnv = Callable[[], Mapping[str, str]]
 
 @dataclass
 class RunForge:
+    """A run's link to its forge: the session, where to push, and where the remote branch was left."""
+
     session: ForgeSession | None
     # the user's repository, where the run's commits are imported before they are pushed
     worktree: Path

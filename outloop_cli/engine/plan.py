@@ -34,6 +34,8 @@ from outloop_cli.triggers.event import TriggerEvent, manual_event
 
 @dataclass(frozen=True)
 class RunOptions:
+    """What `outloop run` was asked on its command line, before the loop file is read."""
+
     start: str = "HEAD"
     max_iterations: int | None = None
     out_dir: Path | None = None

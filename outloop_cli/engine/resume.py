@@ -172,6 +172,8 @@ def salvage(ctx: RunContext, commits: Commits, n: int, pending_tree: str | None)
 
 @dataclass(frozen=True)
 class IterationCommit:
+    """One iteration commit of a run as its trailers tell it."""
+
     sha: str
     run_id: str
     iteration: int
@@ -199,6 +201,8 @@ def iteration_commits(
 
 @dataclass(frozen=True)
 class Reconciled:
+    """What reconciling a record with its branch changed: the last iteration kept, the ones dropped and recovered."""
+
     last_committed: int
     dropped: list[int]
     recovered: list[int]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TurnOutcome:
+    """How one agent turn ended."""
+
     agent: AgentResult
     # the run's time limit, not the agent's own timeout, ended the turn
     out_of_time: bool

@@ -35,6 +35,8 @@ _JWT_LIFETIME = 9 * 60
 
 @dataclass(frozen=True)
 class AppCredentials:
+    """A GitHub App's id and private key, and the installation to mint tokens for."""
+
     # the App's numeric id or its client id (both are accepted as `iss`)
     app_id: str
     private_key_pem: str
@@ -46,6 +48,8 @@ class AppCredentials:
 
 @dataclass(frozen=True)
 class InstallationToken:
+    """A minted installation token with its expiry, permissions and repositories."""
+
     token: str
     expires_at: float
     permissions: Mapping[str, str]

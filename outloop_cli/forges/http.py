@@ -81,6 +81,8 @@ class RateLimited(ForgeError):
 
 @dataclass(frozen=True)
 class Response:
+    """One HTTP response from a forge API."""
+
     status: int
     # header names lower-cased
     headers: Mapping[str, str]
@@ -120,6 +122,8 @@ def _no_auth() -> Mapping[str, str]:
 
 @dataclass
 class _CacheEntry:
+    """A kept response and the ETag to revalidate it with."""
+
     etag: str
     response: Response
 

@@ -28,6 +28,8 @@ _CELL_RE = re.compile(r"([\\`*_\[\]<>|~])")
 
 @dataclass(frozen=True)
 class PullRequestInfo:
+    """The pull request a run opened or found: number, web URL, whether it is new, whether a draft."""
+
     number: int
     url: str
     created: bool

@@ -17,6 +17,8 @@ _SCP_RE = re.compile(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$")
 
 @dataclass(frozen=True)
 class RemoteRepo:
+    """A repository on a forge, as read from a remote URL: host and path."""
+
     host: str
     # "owner/name" on GitHub; "group/sub/project" on GitLab
     path: str

@@ -60,6 +60,8 @@ MAYBE_ACTIONS_TOKEN_WARNING = (
 
 @dataclass
 class ForgeSession:
+    """An authenticated client for one repository on one forge, holding its token out of sight."""
+
     provider: str
     api_url: str
     repo: RemoteRepo

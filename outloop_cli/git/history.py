@@ -17,6 +17,8 @@ _SHA_CHARS = frozenset("0123456789abcdef")
 
 @dataclass(frozen=True)
 class ChangedFile:
+    """One file a commit changed, with git's status letter."""
+
     # git's letter: A added, M modified, D deleted, T type changed
     status: str
     path: str
@@ -24,6 +26,8 @@ class ChangedFile:
 
 @dataclass(frozen=True)
 class CommitDiff:
+    """The files and patch of one commit, cut to a size."""
+
     files: tuple[ChangedFile, ...]
     patch: str
     # the patch was cut at the size asked for

@@ -44,6 +44,8 @@ class PushRejected(CouldNotRun):
 
 @dataclass(frozen=True)
 class PushResult:
+    """What one push did to the remote branch."""
+
     remote: str
     branch: str
     sha: str

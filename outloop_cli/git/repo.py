@@ -22,6 +22,8 @@ FALLBACK_COMMITTER = ("outloop", "outloop@localhost")
 
 @dataclass(frozen=True)
 class RepoInfo:
+    """The user's checkout: its root and its common git dir."""
+
     root: Path
     common_dir: Path
 

@@ -25,6 +25,8 @@ _AGENT_OBJECTS_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Identity:
+    """The author and committer name and email of outloop's commits."""
+
     name: str
     email: str
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GoalContext:
+    """What a verifier is given for one evaluation: where, with what environment, and how long."""
+
     workdir: Path
     env: Mapping[str, str]
     run_dir: Path

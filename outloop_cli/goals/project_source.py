@@ -99,6 +99,8 @@ class Interpreter:
 
 @dataclass(frozen=True)
 class OutsideImport:
+    """A project package an interpreter would import from outside the worktree."""
+
     interpreter: Interpreter
     package: str
     found_at: Path

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GoalKind:
+    """One kind of goal: its name and how to build its verifier."""
+
     name: str
     # builds the verifier for a goal of this kind, importing its module on first use
     build: Callable[[GoalConfig], Verifier]

@@ -53,6 +53,8 @@ _BLOCK_START_RE = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
 
 @dataclass(frozen=True)
 class _Detail:
+    """How much a summary shows, one level of the ladder it climbs down to fit its size limit."""
+
     rows: int
     tail_bytes: int
     chart_points: int

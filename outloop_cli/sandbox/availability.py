@@ -37,6 +37,8 @@ USERNS_HINT = (
 
 @dataclass(frozen=True)
 class Availability:
+    """Whether bubblewrap can run here, and if not, why and what would fix it."""
+
     bwrap: str | None
     # why bubblewrap cannot run here (None: it can), and what would fix it
     problem: str | None = None

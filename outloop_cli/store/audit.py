@@ -99,6 +99,8 @@ DEFAULT_LIMITS = AuditLimits()
 
 @dataclass
 class _Repeats:
+    """A run of identical audit events folded into one line with a count."""
+
     fields: dict[str, Any]
     first: str
     last: str
@@ -108,6 +110,8 @@ class _Repeats:
 
 @dataclass
 class _Dropped:
+    """Audit events dropped under the rate limit, counted by kind."""
+
     first: str
     last: str
     count: int = 0
@@ -120,6 +124,8 @@ def line_hash(line: bytes) -> str:
 
 @dataclass(frozen=True)
 class ChainHead:
+    """The sequence number and hash of the last line of an audit chain."""
+
     seq: int
     hash: str
 
@@ -402,6 +408,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What verifying an audit log found, and the first line that cannot be trusted."""
+
     ok: bool
     lines: int
     head: ChainHead | None
@@ -793,6 +801,8 @@ def _check_closed(lines: Sequence[AuditLine], final: Checkpoint | None) -> tuple
 
 @dataclass(frozen=True)
 class TornTail:
+    """The last audit line a crash cut off and the caller removed: its length and hash."""
+
     length: int
     sha256: str
 

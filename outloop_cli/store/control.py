@@ -40,6 +40,8 @@ MAX_NAME_CHARS = 64
 
 @dataclass(frozen=True)
 class Decision:
+    """An operator's answer to an approval request."""
+
     request_id: str
     decision: str
     who: str
@@ -54,6 +56,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class OperatorNote:
+    """A note an operator sent a running loop with `outloop say`."""
+
     note_id: str
     who: str
     at: str

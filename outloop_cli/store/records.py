@@ -52,6 +52,8 @@ class RunState(str, Enum):
 
 @dataclass
 class TestCounts:
+    """How many tests a goal ran, passed, failed, errored and skipped."""
+
     total: int = 0
     passed: int = 0
     failed: int = 0
@@ -119,6 +121,8 @@ class JudgeResult:
 
 @dataclass
 class GoalResult:
+    """What one goal evaluation found, as kept in run.json."""
+
     met: bool
     exit_code: int | None
     duration: float
@@ -152,6 +156,8 @@ class GoalResult:
 
 @dataclass
 class AgentResult:
+    """How one agent turn went, as kept in run.json."""
+
     exit_code: int | None
     duration: float
     timed_out: bool = False
@@ -175,6 +181,8 @@ class AgentResult:
 
 @dataclass
 class IterationRecord:
+    """One iteration of a run: the agent's turn, its commit and the goal's verdict."""
+
     # 0 is the baseline goal check before any agent turn
     n: int
     started_at: str
@@ -192,6 +200,8 @@ class IterationRecord:
 
 @dataclass
 class RunRecord:
+    """Everything run.json holds about one run."""
+
     run_id: str
     loop: str
     state: RunState

@@ -20,6 +20,8 @@ from outloop_cli.store.runs import RunStore
 
 @dataclass(frozen=True)
 class Listing:
+    """The part of a run's record that a listing shows, read without building every iteration."""
+
     # iterations: only the last one with a goal result and the highest-numbered one
     record: RunRecord
     # what RunRecord.cost_usd gives for the whole record

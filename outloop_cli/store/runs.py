@@ -30,6 +30,8 @@ def new_run_id() -> str:
 
 @dataclass(frozen=True)
 class RunPaths:
+    """Where the files of one run live under its directory."""
+
     root: Path
 
     @property

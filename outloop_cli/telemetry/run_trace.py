@@ -89,6 +89,8 @@ def agent_attributes(agent: AgentResult, label: str) -> Attributes:
 
 @dataclass
 class _Iteration:
+    """The open span of one iteration and of its current step."""
+
     n: int
     span: Span
     started_ns: int

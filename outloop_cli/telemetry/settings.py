@@ -33,6 +33,8 @@ SUPPORTED_PROTOCOL = "http/protobuf"
 
 @dataclass(frozen=True)
 class TelemetrySettings:
+    """Whether spans are exported, where to, and with what timeout, as the OTEL_* variables ask."""
+
     enabled: bool
     # where spans go, for messages: no user, password or query (they may carry a key)
     endpoint_shown: str = ""

@@ -37,6 +37,8 @@ _SYSTEMD_DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
 @dataclass(frozen=True)
 class _FieldSpec:
+    """One field of a cron expression: its range and its names."""
+
     name: str
     low: int
     high: int

@@ -47,6 +47,8 @@ class NotForThisLoop(Exception):
 
 @dataclass(frozen=True)
 class TriggerEvent:
+    """What started a run: its kind, its source, and what the agent is shown of it."""
+
     kind: str
     # "github" (a workflow's $GITHUB_EVENT_PATH), "local" (a timer), "cli" (a person)
     source: str

@@ -33,6 +33,8 @@ _DECISION_WAIT = 10.0
 
 @dataclass(frozen=True)
 class ActionResult:
+    """Whether an action on a run worked, and what to tell the user."""
+
     ok: bool
     message: str
 

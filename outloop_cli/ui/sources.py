@@ -24,6 +24,8 @@ UNREADABLE = "unreadable"
 
 @dataclass(frozen=True)
 class RunHandle:
+    """A run a viewer can show and act on, and where its files are."""
+
     run_id: str
     paths: RunPaths
     # the user's checkout: actions run from here, as a human would type them

@@ -38,6 +38,8 @@ def fingerprint(run: RunHandle) -> Fingerprint:
 
 @dataclass(frozen=True)
 class Changes:
+    """Which runs changed or went away since the last look."""
+
     changed: tuple[str, ...]
     removed: tuple[str, ...]
 

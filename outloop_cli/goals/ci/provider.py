@@ -33,6 +33,8 @@ GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
 
 @dataclass(frozen=True)
 class Check:
+    """One CI check on a commit: a check run, a commit status or a pipeline job."""
+
     name: str
     # "pending" (queued, in progress, waiting) or "completed"
     state: str
@@ -57,6 +59,8 @@ class Check:
 
 @dataclass(frozen=True)
 class CISnapshot:
+    """Every check a provider reports for a commit at one moment."""
+
     checks: tuple[Check, ...]
     # what the provider calls the overall state (GitHub combined status, GitLab pipeline)
     overall: str | None = None
@@ -97,6 +101,8 @@ class CIProvider(Protocol):
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the checks that matter say about a commit: pending, green or red, and which checks made it so."""
+
     # "pending" | "green" | "red"
     state: str
     relevant: tuple[Check, ...] = ()

@@ -47,6 +47,8 @@ _NOT_YET = (404, 422)
 
 @dataclass(frozen=True)
 class CITiming:
+    """How often to poll a CI provider, how far to back off, and how long to wait for checks to appear."""
+
     poll: float = DEFAULT_POLL
     max_poll: float = DEFAULT_MAX_POLL
     grace: float = DEFAULT_GRACE

@@ -68,6 +68,8 @@ def control_file(path: str) -> bool:
 
 @dataclass(frozen=True)
 class JudgeCall:
+    """The command line and environment that ask a judge once."""
+
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
 
