@@ -16,13 +16,13 @@ readers on the same command lines and holds them to the same result.
 from __future__ import annotations
 
 import importlib
-import inspect
 import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+from outloop_cli.cli.deferred_modules import defer_rarely_used
 from outloop_cli.cli.plain_options import PlainArgument, PlainOption, markers_of
 from outloop_cli.cli.registry import declared_command
 from outloop_cli.cli.verbs import VERBS
@@ -62,31 +62,58 @@ def _without_none(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+_NO_DEFAULT = object()
+# CO_VARARGS and CO_VARKEYWORDS (`inspect`'s names for them)
+_VARARGS = 0x04
+_VARKEYWORDS = 0x08
+
+
+def _parameters(func: Callable[..., Any]) -> list[tuple[str, Any]]:
+    """``(name, default)`` of each named parameter, read from the function's code.
+
+    ``inspect.signature`` would say the same, but importing ``inspect`` is what
+    the plain verbs avoid (``cli/deferred_modules.py``). A ``*args``, a
+    ``**kwargs`` or a wrapper is no plain verb and is refused by name.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None or hasattr(func, "__wrapped__"):
+        raise TypeError(f"{func!r}: a plain verb is a function of its own")
+    if code.co_flags & (_VARARGS | _VARKEYWORDS):
+        raise TypeError(f"{func.__qualname__}: *args or **kwargs")
+    positional = code.co_varnames[: code.co_argcount]
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = func.__defaults__ or ()
+    keyword_defaults = func.__kwdefaults__ or {}
+    first_with_default = len(positional) - len(defaults)
+    return [
+        (name, defaults[i - first_with_default] if i >= first_with_default else _NO_DEFAULT)
+        for i, name in enumerate(positional)
+    ] + [(name, keyword_defaults.get(name, _NO_DEFAULT)) for name in keyword_only]
+
+
 def params_of(func: Callable[..., Any]) -> list[PlainParam]:
     """The plain parameters of ``func``; ``TypeError`` names one this reader cannot take."""
     hints = typing.get_type_hints(func, include_extras=True)
     params: list[PlainParam] = []
-    for name, parameter in inspect.signature(func).parameters.items():
+    for name, default in _parameters(func):
         base, metadata = markers_of(hints.get(name))
         markers = [item for item in metadata if isinstance(item, (PlainOption, PlainArgument))]
-        if len(markers) != 1 or parameter.default is inspect.Parameter.empty:
+        if len(markers) != 1 or default is _NO_DEFAULT:
             raise TypeError(f"{func.__qualname__}({name}): not one plain marker with a default")
         [marker] = markers
         inner, _ = _without_none(base)
         if isinstance(marker, PlainOption):
-            if inner is bool and parameter.default is False:
+            if inner is bool and default is False:
                 params.append(PlainParam(name, FLAG, bool, False, marker.decls))
             elif inner in _CONVERT:
-                params.append(
-                    PlainParam(name, VALUE, _CONVERT[inner], parameter.default, marker.decls)
-                )
+                params.append(PlainParam(name, VALUE, _CONVERT[inner], default, marker.decls))
             else:
                 raise TypeError(f"{func.__qualname__}({name}): {base!r} is no plain option")
         elif typing.get_origin(inner) is list and typing.get_args(inner)[0] in _CONVERT:
             if any(p.kind == ARGUMENTS for p in params):
                 raise TypeError(f"{func.__qualname__}({name}): a second list of arguments")
             convert = _CONVERT[typing.get_args(inner)[0]]
-            params.append(PlainParam(name, ARGUMENTS, convert, parameter.default))
+            params.append(PlainParam(name, ARGUMENTS, convert, default))
         else:
             raise TypeError(f"{func.__qualname__}({name}): {base!r} is no plain argument list")
     return params
@@ -141,6 +168,7 @@ def plain_call(verb: str, args: Sequence[str]) -> Callable[[], Any] | None:
     row = VERBS.get(verb)
     if row is None or not row.plain:
         return None
+    defer_rarely_used()
     importlib.import_module(f"outloop_cli.cli.{row.module}")
     func = declared_command(verb)
     values = parse(params_of(func), args)

@@ -180,14 +180,18 @@ def test_a_function_without_markers_is_handed_to_typer_as_it_is() -> None:
 
 
 # what each plain verb's start must not pay for: typer; shutil (which brings bz2, lzma and
-# zlib), socket and unicodedata; for status, the worktree and config machinery it never uses
+# zlib), socket and unicodedata; the ast, dis and tokenize a loaded inspect brings
+# (cli/deferred_modules.py); for status, the worktree and config machinery it never uses
 NOT_ON_THE_START = {
-    "validate": ["typer", "shutil", "socket", "unicodedata"],
+    "validate": ["typer", "shutil", "socket", "unicodedata", "ast", "dis", "tokenize"],
     "status": [
         "typer",
         "shutil",
         "socket",
         "unicodedata",
+        "ast",
+        "dis",
+        "tokenize",
         "outloop_cli.git.worktree",
         "outloop_cli.config.loader",
     ],
@@ -239,3 +243,41 @@ def test_the_plain_verbs_run_without_importing_typer(
     )
     assert "Usage: outloop" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("['typer'"), done.stdout
+
+
+def test_parameters_read_from_the_code_match_inspect_signature() -> None:
+    import functools
+    import inspect
+
+    def mixed(a: int, b: str = "x", *, c: bool = False, d: int) -> None:
+        """Positional and keyword-only, with and without defaults."""
+
+    def nothing() -> None:
+        """No parameters."""
+
+    from outloop_cli.cli.registry import declared_command
+
+    functions = [mixed, nothing]
+    for verb in PLAIN_VERBS:
+        plain_argv.plain_call(verb, [])  # imports the module
+        functions.append(declared_command(verb))
+    for func in functions:
+        expected = [
+            (name, plain_argv._NO_DEFAULT if p.default is inspect.Parameter.empty else p.default)
+            for name, p in inspect.signature(func).parameters.items()
+        ]
+        assert plain_argv._parameters(func) == expected, func.__qualname__
+
+    def star(*args: str) -> None:
+        """Takes anything."""
+
+    def stars(**kwargs: str) -> None:
+        """Takes anything by name."""
+
+    @functools.wraps(mixed)
+    def wrapped(*args: Any, **kwargs: Any) -> None:
+        """A wrapper's signature is its wrapped function's, which the code does not show."""
+
+    for refused in (star, stars, wrapped, len):
+        with pytest.raises(TypeError):
+            plain_argv._parameters(refused)

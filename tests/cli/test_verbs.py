@@ -44,6 +44,7 @@ HELPERS = {
     "root_help",
     "plain_options",
     "plain_argv",
+    "deferred_modules",
 }
 
 
