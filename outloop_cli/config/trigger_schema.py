@@ -20,7 +20,6 @@ from outloop_cli.config.spec import INVALID, Context, JSONSchema, KeyPath, Spec,
 from outloop_cli.config.spec_collections import Field, ListOf, Obj, Rule, Seen
 from outloop_cli.config.spec_rules import OnlyWith
 from outloop_cli.config.spec_scalars import Bool, Str
-from outloop_cli.triggers.cron import SCHEMA_PATTERN, CronError, parse_cron
 
 EVENTS = ("schedule", "ci_failed", "issues", "pull_request")
 # what people call these events elsewhere, and what they are called here
@@ -44,6 +43,9 @@ class CronSpec(Spec):
     what = "a cron expression"
 
     def check(self, node: Node, path: KeyPath, ctx: Context) -> Any:
+        # the cron parser is imported for a loop that has a schedule, not for every loop file
+        from outloop_cli.triggers.cron import CronError, parse_cron
+
         text = Str(self.what, non_blank=True).check(node, path, ctx)
         if text is INVALID:
             return INVALID
@@ -55,6 +57,8 @@ class CronSpec(Spec):
         return " ".join(text.split())
 
     def schema(self) -> JSONSchema:
+        from outloop_cli.triggers.cron import SCHEMA_PATTERN
+
         return {"type": "string", "pattern": v.anchored(SCHEMA_PATTERN)}
 
 

@@ -19,7 +19,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -192,6 +195,10 @@ _SEARCH_DAYS = 366 * 8 + 1
 
 
 def _zone(tz: str | None) -> ZoneInfo | timezone:
+    # zoneinfo is imported only when a time is computed: checking a loop file's
+    # cron (`outloop validate`) needs the fields alone
+    from zoneinfo import ZoneInfo
+
     return ZoneInfo(tz) if tz else timezone.utc
 
 
