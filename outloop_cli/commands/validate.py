@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from outloop_cli.config.loader import LOOP_SUFFIXES, check_files, display_path, load_loop_file
+from outloop_cli.config.loader import LOOP_SUFFIXES, check_loop_files, display_path
+from outloop_cli.config.model import LoopConfig
 from outloop_cli.config.source import (
     LOOP_DIR,
     committed_file_problems,
+    committed_files_named,
     find_loop_files,
     loop_file_candidates,
 )
@@ -43,19 +45,29 @@ def validate(
                 f"no loop files in {root / LOOP_DIR}",
                 hint="create one with `outloop init`, or name the files to check",
             )
-    problems = check_files(targets, repo_root=root)
+    configs, problems = check_loop_files(targets, repo_root=root)
     if info is not None:
-        problems.extend(_committed_files(Repository(info), start, targets, problems))
+        problems.extend(_committed_files(Repository(info), start, configs, problems))
     return targets, problems
 
 
 def _committed_files(
-    repo: Repository, start: str, targets: Sequence[Path], found: Sequence[Problem]
+    repo: Repository, start: str, configs: Mapping[Path, LoopConfig], found: Sequence[Problem]
 ) -> list[Problem]:
     """For each valid loop inside the repository, the files it names that ``start`` lacks."""
     bad = {p.file for p in found}
-    checked = [t for t in targets if display_path(t, repo.info.root) not in bad]
+    checked: list[tuple[str, LoopConfig]] = []
+    for target, config in configs.items():
+        shown = display_path(target, repo.info.root)
+        if shown not in bad:
+            checked.append((shown, config))
     if not checked:
+        return []
+    if start == "HEAD" and not any(
+        committed_files_named(config) for shown, config in checked if not shown.startswith("/")
+    ):
+        # nothing to look up in the commit (the common loop: an inline prompt, no CA
+        # bundle), so no git process; a `--start` the user gave is still resolved
         return []
     try:
         commit = repo.resolve_commit(start)
@@ -65,11 +77,9 @@ def _committed_files(
         # no commit yet: `run` will say so; the files themselves are fine
         return []
     problems: list[Problem] = []
-    for target in checked:
-        shown = display_path(target, repo.info.root)
+    for shown, config in checked:
         if shown.startswith("/"):
             continue  # a loop file outside the repository names no files of it
-        config = load_loop_file(target, repo_root=repo.info.root)
         problems.extend(committed_file_problems(repo, commit, config, file=shown))
     return problems
 

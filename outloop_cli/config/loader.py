@@ -242,10 +242,20 @@ def load_loop_file(path: Path, *, repo_root: Path | None) -> LoopConfig:
 
 def check_files(paths: Iterable[Path], *, repo_root: Path | None) -> list[Problem]:
     """Every problem of every file (an empty list when all are valid)."""
+    return check_loop_files(paths, repo_root=repo_root)[1]
+
+
+def check_loop_files(
+    paths: Iterable[Path], *, repo_root: Path | None
+) -> tuple[dict[Path, LoopConfig], list[Problem]]:
+    """The config of each file that parsed, and every problem of every file."""
+    configs: dict[Path, LoopConfig] = {}
     problems: list[Problem] = []
     names: dict[str, str] = {}
     for path in paths:
-        _, found = check_loop_file(path, repo_root=repo_root)
+        config, found = check_loop_file(path, repo_root=repo_root)
+        if config is not None:
+            configs[path] = config
         problems.extend(found)
         shown = display_path(path, repo_root)
         if path.stem in names and names[path.stem] != shown:
@@ -257,4 +267,4 @@ def check_files(paths: Iterable[Path], *, repo_root: Path | None) -> list[Proble
                 )
             )
         names.setdefault(path.stem, shown)
-    return problems
+    return configs, problems

@@ -86,15 +86,10 @@ def read_committed_prompt(repo: Repository, commit: str, config: LoopConfig) -> 
     return raw.decode("utf-8", errors="replace")
 
 
-def committed_file_problems(
-    repo: Repository, commit: str, config: LoopConfig, *, file: str | None = None
-) -> list[Problem]:
-    """The files a loop names that a run would read from ``commit`` and not find there.
+def committed_files_named(config: LoopConfig) -> list[tuple[tuple[str, ...], str, str]]:
+    """The files ``config`` names that a run reads from its starting commit.
 
-    ``agent.prompt_file`` and each credential's ``ca_bundle`` are read from the
-    starting commit, never from the work tree, so ``validate`` asks the same
-    commit a run would use. Each problem points at the key in the loop file as
-    committed (or at ``file``, the work-tree copy being validated).
+    Each as (key path in the loop file, path in the commit, hint when it is missing).
     """
     wanted: list[tuple[tuple[str, ...], str, str]] = []
     if config.agent.prompt_file is not None:
@@ -118,6 +113,20 @@ def committed_file_problems(
             wanted.append(
                 (("credentials", cred.name, "ca_bundle"), cred.ca_bundle, "commit the CA bundle")
             )
+    return wanted
+
+
+def committed_file_problems(
+    repo: Repository, commit: str, config: LoopConfig, *, file: str | None = None
+) -> list[Problem]:
+    """The files a loop names that a run would read from ``commit`` and not find there.
+
+    ``agent.prompt_file`` and each credential's ``ca_bundle`` are read from the
+    starting commit, never from the work tree, so ``validate`` asks the same
+    commit a run would use. Each problem points at the key in the loop file as
+    committed (or at ``file``, the work-tree copy being validated).
+    """
+    wanted = committed_files_named(config)
     if not wanted:
         return []
     from outloop_cli.config.locate import locate

@@ -83,7 +83,10 @@ class Repository:
                     "this repository has no commits yet",
                     hint="commit your loop files first: outloop reads config from a commit",
                 ) from exc
-            raise UsageError(f"`{rev}` is not a commit in this repository") from exc
+            raise UsageError(
+                f"`{rev}` is not a commit in this repository",
+                hint="name a branch, a tag or a commit (`git log --oneline` lists commits)",
+            ) from exc
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         """A file's content at ``commit``, or None when it is not there."""

@@ -8,7 +8,9 @@ HTTP server.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,35 @@ def test_a_prompt_file_missing_at_the_starting_commit_fails_validate(
     old = run_cli(repo, "validate", "--from", "HEAD~1")
     _assert_clean_exit_2(old)
     assert f"not in commit {head}" in old.stderr
+
+
+def test_validate_asks_the_commit_only_for_a_loop_that_names_files(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inline = COMMAND + "  prompt: Fix the tests.\ngoal:\n  run: 'true'\n"
+    repo = make_repo({".outloop/fix.yml": inline})
+    calls = tmp_path / "git-calls"
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real_git = shutil.which("git")
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real_git} "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+
+    assert run_cli(repo, "validate").returncode == 0
+    # finding the repository is all: an inline prompt needs nothing of the commit
+    asked = calls.read_text().splitlines()
+    assert len(asked) == 1 and "--show-toplevel" in asked[0], asked
+    # a starting commit the user names is still checked
+    missing = run_cli(repo, "validate", "--from", "no-such-ref")
+    _assert_clean_exit_2(missing)
+    assert "no-such-ref" in missing.stderr
+    # and a loop naming a file looks for it in the commit
+    (repo / ".outloop" / "fix.yml").write_text(
+        COMMAND + "  prompt_file: PROMPT.md\ngoal:\n  run: 'true'\n"
+    )
+    _assert_clean_exit_2(run_cli(repo, "validate"))
+    assert any("HEAD^{commit}" in line for line in calls.read_text().splitlines()[len(asked) :])
 
 
 def test_an_empty_prompt_file_fails_validate(make_repo: RepoFactory) -> None:
