@@ -182,30 +182,11 @@ def test_a_function_without_markers_is_handed_to_typer_as_it_is() -> None:
 # what each plain verb's start must not pay for: typer; shutil (which brings bz2, lzma and
 # zlib), socket and unicodedata; the ast, dis and tokenize a loaded inspect brings
 # (cli/deferred_modules.py); for status, the worktree and config machinery it never uses
+_NEITHER_VERB_IMPORTS = ["typer", "shutil", "socket", "unicodedata", "ast", "dis", "tokenize"]
 NOT_ON_THE_START = {
     # a loop without a schedule: no cron parser, no time zones
-    "validate": [
-        "typer",
-        "shutil",
-        "socket",
-        "unicodedata",
-        "ast",
-        "dis",
-        "tokenize",
-        "zoneinfo",
-        "outloop_cli.triggers.cron",
-    ],
-    "status": [
-        "typer",
-        "shutil",
-        "socket",
-        "unicodedata",
-        "ast",
-        "dis",
-        "tokenize",
-        "outloop_cli.git.worktree",
-        "outloop_cli.config.loader",
-    ],
+    "validate": [*_NEITHER_VERB_IMPORTS, "zoneinfo", "outloop_cli.triggers.cron"],
+    "status": [*_NEITHER_VERB_IMPORTS, "outloop_cli.git.worktree", "outloop_cli.config.loader"],
 }
 
 
