@@ -23,7 +23,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 
 class PlainOption:
@@ -68,6 +68,16 @@ PLAIN_MARKERS = (PlainOption, PlainArgument)
 
 def markers_of(hint: Any) -> tuple[Any, list[Any]]:
     """``(base type, metadata)`` of an ``Annotated`` hint; ``(hint, [])`` otherwise."""
+    if typing.get_origin(hint) is Union:
+        # Python 3.10's get_type_hints wraps the hint of a parameter whose default is
+        # None in Optional[...], Annotated and all; 3.11 no longer does
+        annotated = [arg for arg in typing.get_args(hint) if typing.get_origin(arg) is Annotated]
+        if (
+            len(annotated) == 1
+            and len(typing.get_args(hint)) == 2
+            and type(None) in typing.get_args(hint)
+        ):
+            hint = annotated[0]
     if typing.get_origin(hint) is Annotated:
         base, *metadata = typing.get_args(hint)
         return base, metadata
@@ -92,7 +102,9 @@ def for_typer(func: Callable[..., Any]) -> Callable[..., Any]:
             metadata = [
                 item.for_typer() if isinstance(item, PLAIN_MARKERS) else item for item in metadata
             ]
-            hint = Annotated.__class_getitem__((base, *metadata))  # type: ignore[attr-defined]
+            # a subscript, not Annotated.__class_getitem__, which 3.13 no longer has
+            arguments = (base, *metadata)
+            hint = Annotated[arguments]
         translated[name] = hint
     if not changed:
         return func
