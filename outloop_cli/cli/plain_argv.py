@@ -75,9 +75,13 @@ def _parameters(func: Callable[..., Any]) -> list[tuple[str, Any]]:
     the plain verbs avoid (``cli/deferred_modules.py``). A ``*args``, a
     ``**kwargs`` or a wrapper is no plain verb and is refused by name.
     """
-    code = getattr(func, "__code__", None)
-    if code is None or hasattr(func, "__wrapped__"):
+    if not isinstance(func, types.FunctionType) or any(
+        hasattr(func, name) for name in ("__wrapped__", "__signature__")
+    ):
+        # a bound method, a partial, a wrapper or a stated signature: what its code says
+        # is not what a caller passes
         raise TypeError(f"{func!r}: a plain verb is a function of its own")
+    code = func.__code__
     if code.co_flags & (_VARARGS | _VARKEYWORDS):
         raise TypeError(f"{func.__qualname__}: *args or **kwargs")
     positional = code.co_varnames[: code.co_argcount]

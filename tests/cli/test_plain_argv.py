@@ -14,13 +14,13 @@ import subprocess
 import sys
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional, Union
 
 import pytest
 
 from outloop_cli import main as entry
 from outloop_cli.cli import plain_argv
-from outloop_cli.cli.plain_options import PlainArgument, PlainOption, for_typer
+from outloop_cli.cli.plain_options import PlainArgument, PlainOption, for_typer, markers_of
 from outloop_cli.cli.verbs import VERBS
 from outloop_cli.commands import status as status_commands
 from outloop_cli.commands import validate as validate_commands
@@ -155,7 +155,7 @@ def test_typer_gets_typer_options_and_help_from_the_markers() -> None:
         for name, hint in typing.get_type_hints(typed, include_extras=True).items():
             if name == "return":
                 continue
-            metadata = typing.get_args(hint)[1:]
+            _, metadata = markers_of(hint)
             assert any(isinstance(m, typer.models.ParameterInfo) for m in metadata), name
             assert not any(isinstance(m, (PlainOption, PlainArgument)) for m in metadata)
         # the module's own function keeps its markers for the plain reader
@@ -180,9 +180,12 @@ def test_a_function_without_markers_is_handed_to_typer_as_it_is() -> None:
 
 
 # what each plain verb's start must not pay for: typer; shutil (which brings bz2, lzma and
-# zlib), socket and unicodedata; the ast, dis and tokenize a loaded inspect brings
-# (cli/deferred_modules.py); for status, the worktree and config machinery it never uses
-_NEITHER_VERB_IMPORTS = ["typer", "shutil", "socket", "unicodedata", "ast", "dis", "tokenize"]
+# zlib), socket and unicodedata; up to 3.11 the ast, dis and tokenize a loaded inspect
+# brings (cli/deferred_modules.py); for status, the worktree and config machinery it never uses
+_NEITHER_VERB_IMPORTS = ["typer", "shutil", "socket", "unicodedata"]
+if sys.version_info < (3, 12):
+    # from 3.12 on dataclasses itself loads inspect
+    _NEITHER_VERB_IMPORTS += ["ast", "dis", "tokenize"]
 NOT_ON_THE_START = {
     # a loop without a schedule: no cron parser, no time zones
     "validate": [*_NEITHER_VERB_IMPORTS, "zoneinfo", "outloop_cli.triggers.cron"],
@@ -270,6 +273,25 @@ def test_parameters_read_from_the_code_match_inspect_signature() -> None:
     def wrapped(*args: Any, **kwargs: Any) -> None:
         """A wrapper's signature is its wrapped function's, which the code does not show."""
 
-    for refused in (star, stars, wrapped, len):
-        with pytest.raises(TypeError):
+    class Verbs:
+        def bound(self, a: int = 1) -> None:
+            """A method: its code lists self, which a caller never passes."""
+
+    def stated(a: int = 1) -> None:
+        """A stated signature overrides the code's."""
+
+    stated.__signature__ = inspect.Signature()  # type: ignore[attr-defined]
+    partial = functools.partial(mixed, 1)
+    for refused in (star, stars, wrapped, len, Verbs().bound, stated, partial):
+        with pytest.raises(TypeError, match=r"a plain verb is a function of its own|args"):
             plain_argv._parameters(refused)
+
+
+def test_markers_are_found_inside_the_optional_python_3_10_wraps_them_in() -> None:
+    marker = PlainArgument(help="Loop files.")
+    annotated = Annotated[Optional[list[Path]], marker]  # noqa: UP045 (the 3.10 shape)
+    # Python 3.10's get_type_hints gives a parameter whose default is None this hint
+    assert markers_of(Optional[annotated]) == (Optional[list[Path]], [marker])  # noqa: UP045
+    assert markers_of(annotated) == (Optional[list[Path]], [marker])  # noqa: UP045
+    # a real union around an Annotated is no marker's
+    assert markers_of(Union[annotated, int]) == (Union[annotated, int], [])  # noqa: UP007
