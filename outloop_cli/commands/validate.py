@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from outloop_cli.config.loader import LOOP_SUFFIXES, check_loop_files, display_path
@@ -52,12 +52,15 @@ def validate(
 
 
 def _committed_files(
-    repo: Repository, start: str, configs: Mapping[Path, LoopConfig], found: Sequence[Problem]
+    repo: Repository,
+    start: str,
+    configs: Sequence[tuple[Path, LoopConfig]],
+    found: Sequence[Problem],
 ) -> list[Problem]:
     """For each valid loop inside the repository, the files it names that ``start`` lacks."""
     bad = {p.file for p in found}
     checked: list[tuple[str, LoopConfig]] = []
-    for target, config in configs.items():
+    for target, config in configs:
         shown = display_path(target, repo.info.root)
         if shown not in bad:
             checked.append((shown, config))
@@ -67,7 +70,7 @@ def _committed_files(
         committed_files_named(config) for shown, config in checked if not shown.startswith("/")
     ):
         # nothing to look up in the commit (the common loop: an inline prompt, no CA
-        # bundle), so no git process; a `--start` the user gave is still resolved
+        # bundle), so no git process; a `--from` other than HEAD is still resolved
         return []
     try:
         commit = repo.resolve_commit(start)

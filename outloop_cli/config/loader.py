@@ -247,15 +247,15 @@ def check_files(paths: Iterable[Path], *, repo_root: Path | None) -> list[Proble
 
 def check_loop_files(
     paths: Iterable[Path], *, repo_root: Path | None
-) -> tuple[dict[Path, LoopConfig], list[Problem]]:
-    """The config of each file that parsed, and every problem of every file."""
-    configs: dict[Path, LoopConfig] = {}
+) -> tuple[list[tuple[Path, LoopConfig]], list[Problem]]:
+    """Each file that parsed with its config, and every problem of every file, in order."""
+    configs: list[tuple[Path, LoopConfig]] = []
     problems: list[Problem] = []
     names: dict[str, str] = {}
     for path in paths:
         config, found = check_loop_file(path, repo_root=repo_root)
         if config is not None:
-            configs[path] = config
+            configs.append((path, config))
         problems.extend(found)
         shown = display_path(path, repo_root)
         if path.stem in names and names[path.stem] != shown:

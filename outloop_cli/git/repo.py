@@ -85,7 +85,7 @@ class Repository:
                 ) from exc
             raise UsageError(
                 f"`{rev}` is not a commit in this repository",
-                hint="name a branch, a tag or a commit (`git log --oneline` lists commits)",
+                hint="name a branch, a tag or a commit of this repository",
             ) from exc
 
     def read_file(self, commit: str, path: str) -> bytes | None:

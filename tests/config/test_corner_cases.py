@@ -126,6 +126,10 @@ def test_validate_asks_the_commit_only_for_a_loop_that_names_files(
     )
     _assert_clean_exit_2(run_cli(repo, "validate"))
     assert any("HEAD^{commit}" in line for line in calls.read_text().splitlines()[len(asked) :])
+    # a file named twice is checked twice, its commit's files included
+    twice = run_cli(repo, "validate", ".outloop/fix.yml", ".outloop/fix.yml")
+    _assert_clean_exit_2(twice)
+    assert twice.stderr.count("agent.prompt_file: `PROMPT.md` is not in commit") == 2
 
 
 def test_an_empty_prompt_file_fails_validate(make_repo: RepoFactory) -> None:
