@@ -71,12 +71,9 @@ def markers_of(hint: Any) -> tuple[Any, list[Any]]:
     if typing.get_origin(hint) is Union:
         # Python 3.10's get_type_hints wraps the hint of a parameter whose default is
         # None in Optional[...], Annotated and all; 3.11 no longer does
-        annotated = [arg for arg in typing.get_args(hint) if typing.get_origin(arg) is Annotated]
-        if (
-            len(annotated) == 1
-            and len(typing.get_args(hint)) == 2
-            and type(None) in typing.get_args(hint)
-        ):
+        args = typing.get_args(hint)
+        annotated = [arg for arg in args if typing.get_origin(arg) is Annotated]
+        if len(args) == 2 and type(None) in args and len(annotated) == 1:
             hint = annotated[0]
     if typing.get_origin(hint) is Annotated:
         base, *metadata = typing.get_args(hint)

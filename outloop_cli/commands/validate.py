@@ -59,16 +59,13 @@ def _committed_files(
 ) -> list[Problem]:
     """For each valid loop inside the repository, the files it names that ``start`` lacks."""
     bad = {p.file for p in found}
-    checked: list[tuple[str, LoopConfig]] = []
-    for target, config in configs:
-        shown = display_path(target, repo.info.root)
-        if shown not in bad:
-            checked.append((shown, config))
-    if not checked:
+    valid = [(display_path(target, repo.info.root), config) for target, config in configs]
+    valid = [(shown, config) for shown, config in valid if shown not in bad]
+    if not valid:
         return []
-    if start == "HEAD" and not any(
-        committed_files_named(config) for shown, config in checked if not shown.startswith("/")
-    ):
+    # a loop file outside the repository names no files of it
+    inside = [(shown, config) for shown, config in valid if not shown.startswith("/")]
+    if start == "HEAD" and not any(committed_files_named(config) for _, config in inside):
         # nothing to look up in the commit (the common loop: an inline prompt, no CA
         # bundle), so no git process; a `--from` other than HEAD is still resolved
         return []
@@ -80,9 +77,7 @@ def _committed_files(
         # no commit yet: `run` will say so; the files themselves are fine
         return []
     problems: list[Problem] = []
-    for shown, config in checked:
-        if shown.startswith("/"):
-            continue  # a loop file outside the repository names no files of it
+    for shown, config in inside:
         problems.extend(committed_file_problems(repo, commit, config, file=shown))
     return problems
 

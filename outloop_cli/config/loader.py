@@ -240,11 +240,6 @@ def load_loop_file(path: Path, *, repo_root: Path | None) -> LoopConfig:
     return config
 
 
-def check_files(paths: Iterable[Path], *, repo_root: Path | None) -> list[Problem]:
-    """Every problem of every file (an empty list when all are valid)."""
-    return check_loop_files(paths, repo_root=repo_root)[1]
-
-
 def check_loop_files(
     paths: Iterable[Path], *, repo_root: Path | None
 ) -> tuple[list[tuple[Path, LoopConfig]], list[Problem]]:

@@ -14,9 +14,9 @@ import pytest
 from outloop_cli.agents.registry import PRESETS
 from outloop_cli.config import values as v
 from outloop_cli.config.loader import (
-    check_files,
     check_loop_bytes,
     check_loop_file,
+    check_loop_files,
     check_loop_text,
     load_loop_bytes,
     load_loop_file,
@@ -370,7 +370,9 @@ def test_files_that_would_block_or_flood_the_reader(tmp_path: Path) -> None:
 def test_two_files_with_one_loop_name(tmp_path: Path) -> None:
     (tmp_path / "fix.yml").write_text(MINIMAL)
     (tmp_path / "fix.yaml").write_text(MINIMAL)
-    problems = check_files([tmp_path / "fix.yml", tmp_path / "fix.yaml"], repo_root=tmp_path)
+    _, problems = check_loop_files(
+        [tmp_path / "fix.yml", tmp_path / "fix.yaml"], repo_root=tmp_path
+    )
     assert [p.message for p in problems] == ["loop name 'fix' is also used by fix.yml"]
 
 
