@@ -54,6 +54,7 @@ from outloop_cli.credentials.proxy import SENTINEL_KEY, AccessProxy
 from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.sandbox.ports import SandboxPort
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
 DEFAULT_TTL = 15 * 60.0
@@ -227,7 +228,12 @@ class Broker:
                 on_event=self._emit,
                 redactor=self._redactor,
             )
-            await self._proxy.start(unix_path=self._dir / "proxy.sock" if self._dir else None)
+            if self._dir is None:
+                await self._proxy.start()
+            else:
+                await self._proxy.start(
+                    unix_path=self._dir / "proxy.sock", handoff_path=self._dir / "proxy.handoff"
+                )
 
     def revoke(self) -> int:
         """Revoke every capability now; the socket and proxy refuse from here on."""
@@ -278,11 +284,11 @@ class Broker:
         return self._socket_path
 
     @property
-    def proxy_socket(self) -> Path | None:
-        """The proxy's Unix socket (what a sandbox with its own network reaches), if any."""
+    def proxy_endpoint(self) -> SandboxPort | None:
+        """The proxy's port and Unix sockets, for a sandbox with a network of its own; if any."""
         if self._proxy is None or self._dir is None:
             return None
-        return self._dir / "proxy.sock"
+        return SandboxPort(self._proxy.port, self._dir / "proxy.sock", self._dir / "proxy.handoff")
 
     @property
     def proxy_port(self) -> int | None:

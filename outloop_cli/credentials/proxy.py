@@ -53,6 +53,7 @@ from yarl import URL
 from outloop_cli.credentials.capability import CapabilityDenied
 from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import PathRefused, ProxyRoute, UpstreamPath
+from outloop_cli.sandbox.handoff import ListenerHandoff
 
 SENTINEL_KEY = "outloop-proxy"
 # request bodies are read whole before forwarding (LLM requests are small); this caps them
@@ -152,14 +153,17 @@ class AccessProxy:
         self._server: asyncio.base_events.Server | None = None
         self._unix_server: asyncio.base_events.Server | None = None
         self._handler: web.Server | None = None
+        self._handoff: ListenerHandoff | None = None
         self.port = 0
 
-    async def start(self, unix_path: Path | None = None) -> int:
+    async def start(self, unix_path: Path | None = None, handoff_path: Path | None = None) -> int:
         """Listen on 127.0.0.1 (a free port) and, when given, on the Unix socket ``unix_path``.
 
-        A sandboxed agent has a network namespace of its own: it reaches the proxy
-        through the Unix socket, bound into the sandbox and relayed there on
-        127.0.0.1 with the same port, so its base URL stays the same.
+        A sandboxed agent has a network namespace of its own, where the proxy
+        answers on 127.0.0.1 with the same port, so its base URL stays the
+        same: the sandbox's listening socket comes in through ``handoff_path``
+        (``sandbox/handoff.py``), or else the sandbox relays each connection
+        to ``unix_path``.
         """
         for name, route in self._routes.items():
             connector = aiohttp.TCPConnector(ssl=route.ssl_context() or False, limit=64)
@@ -194,9 +198,19 @@ class AccessProxy:
                 )
             finally:
                 os.umask(old_umask)
+        if handoff_path is not None:
+            self._handoff = ListenerHandoff(self.port, self._serve_listener)
+            await self._handoff.start(handoff_path)
         return self.port
 
+    async def _serve_listener(self, listener: socket.socket) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        assert self._handler is not None
+        return await loop.create_server(self._handler, sock=listener)
+
     async def close(self) -> None:
+        if self._handoff is not None:
+            await self._handoff.close()
         if self._unix_server is not None:
             self._unix_server.close()
         if self._server is not None:

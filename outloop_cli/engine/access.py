@@ -23,6 +23,7 @@ from outloop_cli.git.repo import Repository
 
 if TYPE_CHECKING:
     from outloop_cli.credentials.grants import Decision
+    from outloop_cli.sandbox.ports import SandboxPort
 
 EventSink = Callable[[str, dict[str, Any]], None]
 DecisionSink = Callable[["Decision"], None]
@@ -404,12 +405,9 @@ class RunAccess:
     def push_env(self, remote_url: str) -> dict[str, str]:
         return self._broker.push_env(remote_url) if self._broker is not None else {}
 
-    def proxy_endpoint(self) -> tuple[int, Path] | None:
-        """The access proxy's port and Unix socket, for a sandbox that relays one to the other."""
-        if self._broker is None:
-            return None
-        port, socket_path = self._broker.proxy_port, self._broker.proxy_socket
-        return (port, socket_path) if port and socket_path is not None else None
+    def proxy_endpoint(self) -> SandboxPort | None:
+        """The access proxy as a sandbox with a network of its own reaches it."""
+        return self._broker.proxy_endpoint if self._broker is not None else None
 
     def broker_socket_dir(self) -> Path | None:
         if self._broker is None or "OUTLOOP_BROKER_SOCKET" not in self.agent_env():

@@ -22,6 +22,7 @@ from outloop_cli.process.environment import build_env
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
     from outloop_cli.sandbox.bwrap import GitMounts, ProgramRoots, RealPaths
+    from outloop_cli.sandbox.ports import SandboxPort
 
 _T = TypeVar("_T")
 
@@ -33,7 +34,7 @@ def contained(
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
     shell_command: str | None = None,
-    proxy: tuple[int, Path] | None = None,
+    proxy: SandboxPort | None = None,
 ) -> list[str]:
     """``argv`` as the run's sandbox runs it (unchanged when the run has no sandbox).
 
@@ -160,7 +161,7 @@ def contained_view(
     view: Path,
     *,
     writable: Sequence[Path] = (),
-    proxy: tuple[int, Path] | None = None,
+    proxy: SandboxPort | None = None,
 ) -> list[str]:
     """``argv`` in the run's sandbox with ``view`` (a checkout of a commit) read-only.
 

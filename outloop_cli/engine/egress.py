@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox.egress_rules import EgressRules, narrow, parse_network, parse_rule
+from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT, SandboxPort
 
 if TYPE_CHECKING:
     from outloop_cli.config.model import LoopConfig
     from outloop_cli.git.repo import Repository
     from outloop_cli.sandbox.egress import EgressService
 
-# the port HTTPS_PROXY names inside the sandbox's own network (nothing else listens there)
-SANDBOX_EGRESS_PORT = 3128
 _PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 
 
@@ -109,11 +108,12 @@ class RunEgress:
             rules=[str(rule) for rule in plan.rules.rules],
         )
 
-    def relay(self) -> tuple[int, Path] | None:
-        """(port inside the sandbox, socket) to relay, when the run may reach hosts."""
-        if self.socket_path is None:
+    def relay(self) -> SandboxPort | None:
+        """The egress proxy as the sandbox reaches it, when the run may reach hosts."""
+        if self._service is None:
             return None
-        return SANDBOX_EGRESS_PORT, self.socket_path
+        service = self._service
+        return SandboxPort(SANDBOX_EGRESS_PORT, service.socket_path, service.handoff_path)
 
     def close(self) -> None:
         service, self._service = self._service, None
@@ -125,11 +125,11 @@ class RunEgress:
         self.socket_path = None
 
 
-def proxy_env(relay: tuple[int, Path] | None, local: Sequence[str] = ()) -> Mapping[str, str]:
+def proxy_env(relay: SandboxPort | None, local: Sequence[str] = ()) -> Mapping[str, str]:
     """The variables that send HTTP clients inside the sandbox through the egress proxy."""
     if relay is None:
         return {}
-    url = f"http://127.0.0.1:{relay[0]}"
+    url = f"http://127.0.0.1:{relay.port}"
     env = dict.fromkeys(_PROXY_VARIABLES, url)
     # the access proxy and anything else on the sandbox's own loopback stay direct
     no_proxy = ",".join(["127.0.0.1", "localhost", "::1", *local])

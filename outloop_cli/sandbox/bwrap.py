@@ -40,8 +40,9 @@ What else the sandbox takes away, and why:
   user namespace, so an agent run as root cannot unmount a read-only bind;
 * the network: a namespace of its own with only loopback, so no host, no
   port and no abstract Unix socket of the machine (a session bus listening on
-  one included) is reachable; the access proxy comes in as a Unix socket,
-  relayed on 127.0.0.1 with the proxy's own port (``relay.py``).
+  one included) is reachable; the access proxy answers on 127.0.0.1 with its
+  own port, on a listening socket made inside and handed out to it
+  (``relay.py``, ``handoff.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process.spawn import run_captured
+from outloop_cli.sandbox.ports import SandboxPort
 from outloop_cli.shell_words import script_words
 
 
@@ -138,7 +140,7 @@ def wrap(
     protected: Sequence[Path] = (),
     path_env: str | None = None,
     shell_command: str | None = None,
-    relays: Sequence[tuple[int, Path]] = (),
+    relays: Sequence[SandboxPort] = (),
     read_only_worktree: bool = False,
     etc: Path | None = None,
     roots: ProgramRoots | None = None,
@@ -151,8 +153,9 @@ def wrap(
     declared paths as (source, where it appears), already checked. ``home``
     (default: ``$HOME``) is an empty directory of the sandbox's own. No program's root may show a
     ``protected`` directory (``$HOME``, outloop's state, the repository).
-    Each of ``relays`` (port, Unix socket outside) is bound in and relayed on
-    127.0.0.1:port inside: the access proxy, the egress proxy.
+    Each of ``relays`` is a 127.0.0.1 port inside answered by a server outside
+    (its Unix sockets are bound in, ``relay.py`` binds the port): the access
+    proxy, the egress proxy.
     ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
     ``etc`` is a copy of the allowed ``/etc`` entries made by :func:`etc_view`,
     shown as ``/etc`` with one mount instead of one per entry. ``roots`` keeps
@@ -176,7 +179,7 @@ def wrap(
         *(["--disable-userns"] if _supports(bwrap, "--disable-userns") else []),
         "--unshare-pid",
         # only loopback: no host, no port and no abstract socket of the machine;
-        # the access proxy comes in as a Unix socket (see relay.py)
+        # the access proxy answers on a socket made inside (see relay.py)
         "--unshare-net",
         "--unshare-ipc",
         "--unshare-uts",
@@ -204,12 +207,17 @@ def wrap(
     command = list(argv)
     programs = [*command[:1], *_programs_in(shell_command), *_shell_programs(command)]
     if relays:
-        pairs: list[tuple[int, str]] = []
-        for index, (port, socket_path) in enumerate(relays):
-            inside = f"/run/outloop-relay-{index}.sock"
-            args += ["--bind", str(socket_path), inside]
-            pairs.append((port, inside))
-        command = [*_relay_argv(pairs), *command]
+        inside: list[SandboxPort] = []
+        for index, relay in enumerate(relays):
+            seen = SandboxPort(
+                relay.port,
+                Path(f"/run/outloop-relay-{index}.sock"),
+                Path(f"/run/outloop-handoff-{index}.sock"),
+            )
+            args += ["--bind", str(relay.socket), str(seen.socket)]
+            args += ["--bind", str(relay.handoff), str(seen.handoff)]
+            inside.append(seen)
+        command = [*_relay_argv(inside), *command]
         programs.append(sys.executable)
     keep_out = real.existing((home, *protected))
     find = _program_roots if roots is None else roots.find
@@ -499,10 +507,10 @@ def _identity(info: os.stat_result) -> tuple[int, int, int]:
     return info.st_dev, info.st_ino, stat.S_IFMT(info.st_mode)
 
 
-def _relay_argv(pairs: Sequence[tuple[int, str]]) -> list[str]:
-    """outloop's Python running relay.py's source: listens on each 127.0.0.1:port inside."""
+def _relay_argv(ports: Sequence[SandboxPort]) -> list[str]:
+    """outloop's Python running relay.py's source: binds each 127.0.0.1:port inside."""
     source = _relay_source()
-    flat = [part for port, inside in pairs for part in (str(port), inside)]
+    flat = [part for p in ports for part in (str(p.port), str(p.socket), str(p.handoff))]
     return [sys.executable, "-I", "-S", "-c", source, *flat, "--"]
 
 

@@ -38,6 +38,8 @@ from outloop_cli.sandbox.egress_rules import (
     address_refusal,
     normalize_host,
 )
+from outloop_cli.sandbox.handoff import ListenerHandoff
+from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT
 
 __all__ = ["EgressProxy", "EgressService", "Resolver"]
 
@@ -77,16 +79,31 @@ class EgressProxy:
         self._on_event = on_event
         self._resolve = resolve
         self._server: asyncio.base_events.Server | None = None
+        self._handoff: ListenerHandoff | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, unix_path: Path) -> None:
+    async def start(
+        self,
+        unix_path: Path,
+        handoff_path: Path | None = None,
+        sandbox_port: int = SANDBOX_EGRESS_PORT,
+    ) -> None:
+        """Serve ``unix_path``; take the sandbox's listener of ``sandbox_port`` through ``handoff_path``."""
         old_umask = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(self._accept, path=str(unix_path))
         finally:
             os.umask(old_umask)
+        if handoff_path is not None:
+            self._handoff = ListenerHandoff(sandbox_port, self._serve_listener)
+            await self._handoff.start(handoff_path)
+
+    async def _serve_listener(self, listener: socket.socket) -> asyncio.AbstractServer:
+        return await asyncio.start_server(self._accept, sock=listener)
 
     async def close(self) -> None:
+        if self._handoff is not None:
+            await self._handoff.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -293,8 +310,9 @@ class EgressService:
     thread, once per connection.
     """
 
-    def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
+    def __init__(self, proxy: EgressProxy, socket_path: Path, handoff_path: Path) -> None:
         self.socket_path = socket_path
+        self.handoff_path = handoff_path
         self._proxy = proxy
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -309,14 +327,18 @@ class EgressService:
         on_event: EventSink,
         *,
         resolve: Resolver = _resolve,
+        sandbox_port: int = SANDBOX_EGRESS_PORT,
     ) -> EgressService:
         service = cls(
-            EgressProxy(rules, on_event=on_event, resolve=resolve), directory / "egress.sock"
+            EgressProxy(rules, on_event=on_event, resolve=resolve),
+            directory / "egress.sock",
+            directory / "egress.handoff",
         )
         service._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(
-                service._proxy.start(service.socket_path), service._loop
+                service._proxy.start(service.socket_path, service.handoff_path, sandbox_port),
+                service._loop,
             ).result(30)
         except BaseException:
             service.close()
@@ -339,3 +361,4 @@ class EgressService:
         if not self._loop.is_running():
             self._loop.close()
         self.socket_path.unlink(missing_ok=True)
+        self.handoff_path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from outloop_cli.sandbox import relay
 from outloop_cli.sandbox.egress import EgressService, Resolver
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
@@ -51,16 +52,27 @@ def upstream() -> Iterator[ThreadingHTTPServer]:
 
 
 class Running:
-    def __init__(self, rules: EgressRules, path: Path, resolve: Resolver | None) -> None:
+    def __init__(
+        self, rules: EgressRules, path: Path, resolve: Resolver | None, port: int | None = None
+    ) -> None:
         self.events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {} if resolve is None else {"resolve": resolve}
+        if port is not None:
+            kwargs["sandbox_port"] = port
         self.service = EgressService.start(rules, path, self.events.append, **kwargs)
         self.path = self.service.socket_path
+        self.port = port
+
+    def _connect(self) -> socket.socket:
+        if self.port is not None:
+            return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(str(self.path))
+        return sock
 
     def ask(self, head: str, then: bytes = b"") -> bytes:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(str(self.path))
+        with self._connect() as sock:
             sock.sendall(head.encode())
             data = b""
             if head.startswith("CONNECT"):
@@ -86,6 +98,7 @@ class Running:
     def stop(self) -> None:
         self.service.close()
         assert not self.path.exists()
+        assert not self.service.handoff_path.exists()
 
 
 def running(
@@ -123,6 +136,34 @@ def test_connect_to_a_listed_host_tunnels_and_is_audited(
     (event,) = proxy.settled()
     assert event["decision"] == "allowed" and event["host"] == INTERNET and event["port"] == port
     assert event["bytes_up"] > 0 and event["bytes_down"] > 0
+
+
+def test_a_sandbox_port_handed_over_is_the_proxy_itself(
+    tmp_path: Path, upstream: ThreadingHTTPServer, stop_after: list[Running]
+) -> None:
+    """The sandbox's listener, taken through the handoff socket, answers as the proxy does."""
+    port = upstream.server_address[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        sandbox_port = int(probe.getsockname()[1])
+    parsed = EgressRules((parse_rule(f"{INTERNET}:{port}"),), (parse_network(INTERNET),))
+    proxy = Running(parsed, tmp_path, None, port=sandbox_port)
+    stop_after.append(proxy)
+    listener = socket.create_server(("127.0.0.1", sandbox_port))
+    held = relay.hand_over(listener, str(proxy.service.handoff_path), sandbox_port)
+    listener.close()
+    try:
+        allowed = proxy.ask(
+            f"CONNECT {INTERNET}:{port} HTTP/1.1\r\nHost: {INTERNET}:{port}\r\n\r\n",
+            b"GET /simple/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        refused = proxy.ask(f"CONNECT {INTERNET}:1 HTTP/1.1\r\nHost: {INTERNET}:1\r\n\r\n")
+    finally:
+        held.close()
+    assert b"hello from 127.0.0.2 /simple/" in allowed
+    assert refused.startswith(b"HTTP/1.1 403"), refused
+    decisions = sorted(str(event["decision"]) for event in proxy.settled(2))
+    assert decisions == ["allowed", "refused"]
 
 
 def test_plain_http_is_forwarded_in_origin_form_without_proxy_headers(

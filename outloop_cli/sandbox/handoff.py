@@ -1,0 +1,183 @@
+"""A sandbox's listening sockets, handed to the server outside that answers them.
+
+The sandbox has a network namespace of its own. Its first process (``relay.py``)
+binds ``127.0.0.1:PORT`` inside for each way out (the access proxy, the egress
+proxy) and passes the listening socket over a Unix socket to the server the
+port belongs to (``SCM_RIGHTS``). From then on that server accepts the agent's
+connections itself: a socket keeps the namespace it was made in, so the server
+talks to the agent over the sandbox's loopback, and no process inside has to
+carry the bytes across. Before this, the relay copied every byte from a TCP
+socket to a Unix socket and back, in Python: a fourth process on the path of a
+streamed response, and a third of the CPU it cost (docs/benchmarks.md).
+
+The Unix socket is bound into the sandbox, so the agent can reach it too, and
+whatever it sends is checked as an attacker's: one file descriptor, a TCP
+socket that listens, bound to ``127.0.0.1`` and to the port this server owns.
+Anything else is closed unused and answered ``no``. A socket bound to a path
+(a Unix socket the host could reach), a connected socket, a pipe: none is ever
+served. The relay's port is bound before the agent starts, so the agent cannot
+make a second listener on it. The relay keeps its connection open for as long
+as the sandbox lives; when it closes (the sandbox's processes are gone), the
+listener is closed, and with it the last hold on the sandbox's network.
+Handoffs in progress are capped, each must arrive within ``timeout`` seconds,
+and a connection that holds a listener waits on nothing but its own end.
+
+The wire: the relay sends ``outloop-listener PORT\\n`` with the socket attached;
+the server answers ``ok\\n`` or ``no REASON\\n``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+Serve = Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]
+
+GREETING = b"outloop-listener"
+_MAX_MESSAGE = 64
+
+
+class HandoffRefused(Exception):
+    """What was handed over is not this server's listener; the reason goes back to the sender."""
+
+
+class ListenerHandoff:
+    """Takes the listening socket for ``port`` from a sandbox and serves it with ``serve``."""
+
+    def __init__(
+        self, port: int, serve: Serve, *, max_pending: int = 8, timeout: float = 10.0
+    ) -> None:
+        self.port = port
+        self._serve = serve
+        self._max_pending = max_pending
+        self._timeout = timeout
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = 0
+        self.served = 0
+
+    async def start(self, path: Path) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        except BaseException:
+            listener.close()
+            raise
+        finally:
+            os.umask(old_umask)
+        listener.listen(16)
+        listener.setblocking(False)
+        self._listener = listener
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    async def close(self) -> None:
+        tasks = [task for task in (self._accepting, *self._tasks) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    async def _accept_loop(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError:
+                # EMFILE and the like: the next connection may fare better; never a busy loop
+                await asyncio.sleep(0.1)
+                continue
+            if self._pending >= self._max_pending:
+                conn.close()
+                continue
+            task = loop.create_task(self._take(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+        pending = True
+        try:
+            try:
+                listener = await asyncio.wait_for(self._receive(conn), self._timeout)
+            except HandoffRefused as refused:
+                await loop.sock_sendall(conn, b"no " + str(refused).encode() + b"\n")
+                return
+            try:
+                server = await self._serve(listener)
+            except BaseException:
+                listener.close()
+                raise
+            try:
+                self.served += 1
+                self._pending -= 1
+                pending = False
+                await loop.sock_sendall(conn, b"ok\n")
+                # the sender holds this connection for as long as its sandbox lives
+                while await loop.sock_recv(conn, 4096):
+                    pass
+            finally:
+                server.close()
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            if pending:
+                self._pending -= 1
+            conn.close()
+
+    async def _receive(self, conn: socket.socket) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                message, fds, flags, _ = socket.recv_fds(conn, _MAX_MESSAGE, 1)
+                break
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_reader(conn.fileno(), _set_once, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(conn.fileno())
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        try:
+            if flags & socket.MSG_CTRUNC or len(fds) != 1:
+                # the kernel closed whatever did not fit in room for one descriptor
+                raise HandoffRefused("one listening socket, and only one, is taken")
+            if message != GREETING + b" %d\n" % self.port:
+                raise HandoffRefused(f"this server takes 127.0.0.1:{self.port} only")
+            return self._check(fds.pop())
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _check(self, fd: int) -> socket.socket:
+        try:
+            listener = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            raise HandoffRefused("not a socket") from None
+        try:
+            if listener.family != socket.AF_INET or listener.type != socket.SOCK_STREAM:
+                raise HandoffRefused("not a TCP socket")
+            if not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                raise HandoffRefused("not listening")
+            if listener.getsockname() != ("127.0.0.1", self.port):
+                raise HandoffRefused(f"not bound to 127.0.0.1:{self.port}")
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

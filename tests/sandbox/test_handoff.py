@@ -1,0 +1,361 @@
+"""Listening sockets handed from a sandbox to the server that answers them (sandbox/handoff.py).
+
+The server side runs on an event loop of its own, as in the broker; the
+sending side is ``relay.hand_over``, the code the sandbox's first process
+runs. What the agent could send instead (it can reach the Unix socket too) is
+refused, closed and never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outloop_cli.sandbox import relay
+from outloop_cli.sandbox.handoff import GREETING, ListenerHandoff
+
+RELAY = Path(relay.__file__)
+
+
+class _Loop:
+    """An event loop on a thread, as the broker runs one."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    data = await reader.read(100)
+    writer.write(b"served:" + data)
+    await writer.drain()
+    writer.close()
+
+
+class _Server:
+    """A ListenerHandoff whose listeners are served with an echo server."""
+
+    def __init__(self, loop: _Loop, path: Path, port: int, **options: Any) -> None:
+        self.path = path
+        self.servers: list[asyncio.AbstractServer] = []
+
+        async def serve(listener: socket.socket) -> asyncio.AbstractServer:
+            server = await asyncio.start_server(_echo, sock=listener)
+            self.servers.append(server)
+            return server
+
+        self.handoff = ListenerHandoff(port, serve, **options)
+        loop.run(self.handoff.start(path))
+        self._loop = loop
+
+    def close(self) -> None:
+        self._loop.run(self.handoff.close())
+
+
+@pytest.fixture
+def event_loop_thread() -> Iterator[_Loop]:
+    loop = _Loop()
+    yield loop
+    loop.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listener(port: int, host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((host, port))
+    sock.listen(8)
+    return sock
+
+
+def _ask(sock: socket.socket, data: bytes = b"hi") -> bytes:
+    sock.settimeout(10)
+    sock.sendall(data)
+    answer = b""
+    while more := sock.recv(100):
+        answer += more
+    return answer
+
+
+def _send(path: Path, message: bytes, fds: list[int]) -> bytes:
+    """What an agent can do: its own message and descriptors; the server's answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(10)
+        conn.connect(str(path))
+        socket.send_fds(conn, [message], fds)
+        return conn.recv(200)
+
+
+def test_a_listener_handed_over_is_served_until_its_sender_lets_go(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    listener = _listener(port)
+    held = relay.hand_over(listener, str(server.path), port)
+    # the relay's own copy goes: from here only the server accepts on the port
+    listener.close()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            assert _ask(client) == b"served:hi"
+        assert server.handoff.served == 1
+    finally:
+        held.close()
+    # the sandbox is gone: the port is closed, and no descriptor keeps its network alive
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the handed-over port is still served after its sender closed")
+    server.close()
+
+
+def _pipe_end() -> tuple[int, Callable[[], None]]:
+    read, write = os.pipe()
+    return read, lambda: (os.close(read), os.close(write))
+
+
+def _socket_fd(sock: socket.socket) -> tuple[int, Callable[[], None]]:
+    return sock.fileno(), sock.close
+
+
+def _udp(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def _not_listening(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(8)
+    return sock
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a pipe",
+        "a UDP socket on the port",
+        "a TCP socket on the port that does not listen",
+        "a listener on another port",
+        "a listener on 127.0.0.2 with the port",
+        "a Unix socket listening at a path of the host",
+        "no descriptor",
+        "two descriptors",
+        "another port in the greeting",
+        "no greeting",
+    ],
+)
+def test_whatever_else_is_handed_over_is_refused_and_never_served(
+    case: str, tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    greeting = GREETING + b" %d\n" % port
+    made: list[socket.socket] = []
+    closers: list[Callable[[], None]] = []
+
+    def keep(sock: socket.socket) -> int:
+        made.append(sock)
+        return sock.fileno()
+
+    if case == "a pipe":
+        fd, close = _pipe_end()
+        closers.append(close)
+        message, fds = greeting, [fd]
+    elif case == "a UDP socket on the port":
+        message, fds = greeting, [keep(_udp(port))]
+    elif case == "a TCP socket on the port that does not listen":
+        message, fds = greeting, [keep(_not_listening(port))]
+    elif case == "a listener on another port":
+        message, fds = greeting, [keep(_listener(_free_port()))]
+    elif case == "a listener on 127.0.0.2 with the port":
+        message, fds = greeting, [keep(_listener(port, "127.0.0.2"))]
+    elif case == "a Unix socket listening at a path of the host":
+        message, fds = greeting, [keep(_unix_listener(tmp_path / "steal.sock"))]
+    elif case == "no descriptor":
+        message, fds = greeting, []
+    elif case == "two descriptors":
+        message, fds = greeting, [keep(_listener(port)), keep(_listener(_free_port()))]
+    elif case == "another port in the greeting":
+        message, fds = GREETING + b" %d\n" % (port + 1), [keep(_listener(port))]
+    else:
+        message, fds = b"GET / HTTP/1.1\r\n\r\n", [keep(_listener(port))]
+    try:
+        answer = _send(server.path, message, fds)
+        assert answer.startswith(b"no "), answer
+        assert server.handoff.served == 0
+        assert server.servers == []
+        for sock in made:
+            if (
+                sock.family == socket.AF_INET
+                and sock.type == socket.SOCK_STREAM
+                and (sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+            ):
+                # nothing accepts what the server was sent: the connection waits in the backlog
+                with socket.create_connection(sock.getsockname(), timeout=10) as client:
+                    client.settimeout(0.3)
+                    client.sendall(b"hi")
+                    with pytest.raises(TimeoutError):
+                        client.recv(100)
+    finally:
+        for sock in made:
+            sock.close()
+        for close in closers:
+            close()
+        server.close()
+
+
+def test_the_server_keeps_none_of_the_descriptors_it_refuses(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    for _ in range(50):
+        with _listener(_free_port()) as other, _udp(_free_port()) as udp:
+            assert _send(server.path, GREETING + b" %d\n" % port, [other.fileno()]).startswith(
+                b"no "
+            )
+            assert _send(
+                server.path, GREETING + b" %d\n" % port, [other.fileno(), udp.fileno()]
+            ).startswith(b"no ")
+    # each refused descriptor (and any the kernel cut off) was closed on the server's side
+    assert len(list(Path("/proc/self/fd").iterdir())) <= before + 2
+    server.close()
+
+
+def test_handoffs_in_progress_are_capped_and_time_out(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=3, timeout=1.0)
+    silent = []
+    for _ in range(3):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(server.path))
+        silent.append(conn)
+    time.sleep(0.2)
+    # one more than the cap: closed at once, unanswered
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(5)
+    extra.connect(str(server.path))
+    started = time.monotonic()
+    assert extra.recv(10) == b""
+    assert time.monotonic() - started < 0.9
+    extra.close()
+    # the silent ones are let go when their time is up, and the real handoff then succeeds
+    for conn in silent:
+        conn.settimeout(5)
+        assert conn.recv(10) == b""
+        conn.close()
+    listener = _listener(port)
+    held = relay.hand_over(listener, str(server.path), port)
+    listener.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        assert _ask(client) == b"served:hi"
+    held.close()
+    server.close()
+
+
+def _relay_program(port: int, relayed: Path, handoff: Path, probe: str) -> list[str]:
+    ports = [str(port), str(relayed), str(handoff)]
+    return [sys.executable, "-I", "-S", str(RELAY), *ports, "--", sys.executable, "-c", probe]
+
+
+# the agent's side: one request to the port, and how many threads its parent (the relay) has
+_PROBE = """
+import os, socket
+with socket.create_connection(("127.0.0.1", {port}), timeout=10) as c:
+    c.sendall(b"hi")
+    answer = b""
+    while more := c.recv(100):
+        answer += more
+print(answer.decode(), len(os.listdir(f"/proc/{{os.getppid()}}/task")))
+"""
+
+
+def test_the_relay_hands_its_port_over_and_carries_no_bytes(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    done = subprocess.run(
+        _relay_program(port, tmp_path / "unused.sock", server.path, _PROBE.format(port=port)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    # served by the server outside; the relay runs one thread, the agent's parent only
+    assert done.stdout.split() == ["served:hi", "1"], done.stdout
+    assert done.stderr == ""
+    assert server.handoff.served == 1
+    server.close()
+
+
+def test_a_relay_whose_server_does_not_take_the_port_relays_it(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    # a handoff server for another port: it answers no
+    refusing = _Server(event_loop_thread, tmp_path / "h.sock", port + 1)
+    relayed_path = tmp_path / "relayed.sock"
+    relayed = _unix_listener(relayed_path)
+
+    def answer_once() -> None:
+        conn, _ = relayed.accept()
+        with conn:
+            conn.settimeout(10)
+            data = conn.recv(100)
+            conn.sendall(b"relayed:" + data)
+
+    answering = threading.Thread(target=answer_once, daemon=True)
+    answering.start()
+    done = subprocess.run(
+        _relay_program(port, relayed_path, refusing.path, _PROBE.format(port=port)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    answering.join(10)
+    relayed.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "relayed:hi", done.stdout
+    assert f"127.0.0.1:{port} relayed here" in done.stderr
+    assert refusing.handoff.served == 0
+    refusing.close()

@@ -1,0 +1,97 @@
+"""The agent of a real `outloop run` hands the broker a socket of its own as the proxy's port.
+
+The sandbox's relay gives the broker the listening socket of the access
+proxy's port through a Unix socket the agent can reach too. The attacker
+binds a listening Unix socket at a path of the host (its worktree) and hands
+that over, so that the key-adding proxy would answer there, for any process
+of the machine. The broker refuses it, and the proxy still answers inside;
+the control run, with the broker's check of what it is handed taken out,
+shows the proxy would then answer at the host's path.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RepoFactory
+from tests.fakes.upstream_server import UpstreamServer
+from tests.support.credentials import bound
+from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, run_cli_patched, runs_dir
+
+# the protection taken out: whatever is handed over is served (and the CI secret taken
+# in as the console script's entry point takes it)
+_NO_CHECK = """
+import socket
+from outloop_cli.credentials import ci_env
+from outloop_cli.sandbox import handoff
+ci_env.scrub_ci_secrets_at_startup(reexec=False)
+handoff.ListenerHandoff._check = lambda self, fd: socket.socket(fileno=fd)
+"""
+
+
+def _attack(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, control: bool
+) -> dict[str, Any]:
+    with UpstreamServer() as upstream:
+        repo = make_repo(
+            {
+                ".outloop/fix.yml": loop_yaml(
+                    agent_cmd("handoff_attack_agent.py", "API_BASE"),
+                    "false",
+                    credentials={
+                        "api": {
+                            "via": "proxy",
+                            "upstream": upstream.url,
+                            "env": "API_BASE",
+                            "allow": ["GET /echo"],
+                        }
+                    },
+                ),
+                ".gitignore": "steal.sock\n",
+            }
+        )
+        policy = tmp_path / "policy.yml"
+        policy.write_text(
+            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
+            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
+        )
+        policy.chmod(0o600)
+        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
+        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(16))
+        args = ("run", "fix", "--max-iterations", "1")
+        done = run_cli_patched(repo, _NO_CHECK, *args) if control else run_cli(repo, *args)
+
+    assert done.returncode == 1, done.stderr
+    record = only_run(repo)
+    log = runs_dir(repo) / str(record["run_id"]) / "logs" / "iter-001-agent.log"
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    assert lines, log.read_text()
+    return dict(json.loads(lines[-1]))
+
+
+def test_the_broker_serves_no_socket_the_agent_hands_it(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = _attack(make_repo, tmp_path, monkeypatch, control=False)
+
+    assert found["proxy"] is True, found
+    # the port was handed over: the relay carries no bytes (one thread, no accept loop)
+    assert found["relay_threads"] == 1, found
+    assert found["handoffs"] == 1, found
+    assert [reply.split(" ", 1)[0] for reply in found["replies"]] == ["no"], found
+    assert found["served_at_host_path"] is False, found
+
+
+def test_control_without_the_check_the_proxy_answers_at_a_host_path(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = _attack(make_repo, tmp_path, monkeypatch, control=True)
+
+    assert found["proxy"] is True, found
+    assert found["replies"] == ["ok\n"], found
+    assert found["served_at_host_path"] is True, found
