@@ -11,8 +11,6 @@ shows the proxy would then answer at the host's path.
 
 from __future__ import annotations
 
-import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,14 @@ import pytest
 
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import bound
-from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, run_cli_patched, runs_dir
+from tests.support.credentials import grant_api_key
+from tests.support.e2e import (
+    agent_cmd,
+    agent_report,
+    loop_yaml,
+    run_cli,
+    run_cli_patched,
+)
 
 # the protection taken out: whatever is handed over is served (and the CI secret taken
 # in as the console script's entry point takes it)
@@ -55,23 +59,12 @@ def _attack(
                 ".gitignore": "steal.sock\n",
             }
         )
-        policy = tmp_path / "policy.yml"
-        policy.write_text(
-            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
-            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
-        )
-        policy.chmod(0o600)
-        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
-        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(16))
+        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
         args = ("run", "fix", "--max-iterations", "1")
         done = run_cli_patched(repo, _NO_CHECK, *args) if control else run_cli(repo, *args)
 
     assert done.returncode == 1, done.stderr
-    record = only_run(repo)
-    log = runs_dir(repo) / str(record["run_id"]) / "logs" / "iter-001-agent.log"
-    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
-    assert lines, log.read_text()
-    return dict(json.loads(lines[-1]))
+    return agent_report(repo)
 
 
 def test_the_broker_serves_no_socket_the_agent_hands_it(

@@ -10,7 +10,6 @@ the control run without the sandbox reaches all three.
 
 from __future__ import annotations
 
-import json
 import secrets
 import socket
 from collections.abc import Iterator
@@ -22,8 +21,8 @@ import pytest
 from tests.conftest import RepoFactory
 from tests.fakes.accept_loop import AcceptLoop
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import bound
-from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, runs_dir
+from tests.support.credentials import grant_api_key
+from tests.support.e2e import agent_cmd, agent_report, loop_yaml, run_cli
 
 
 class _Listener:
@@ -78,23 +77,12 @@ def _run(
                 )
             }
         )
-        policy = tmp_path / "policy.yml"
-        policy.write_text(
-            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
-            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
-        )
-        policy.chmod(0o600)
-        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
-        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(16))
+        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
 
         done = run_cli(repo, "run", "fix", "--max-iterations", "1")
 
     assert done.returncode == 1, done.stderr
-    record = only_run(repo)
-    log = runs_dir(repo) / str(record["run_id"]) / "logs" / "iter-001-agent.log"
-    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
-    assert lines, log.read_text()
-    return dict(json.loads(lines[-1]))
+    return agent_report(repo)
 
 
 def test_in_the_sandbox_only_the_proxy_answers(

@@ -9,7 +9,6 @@ events stay readable, and ``outloop audit verify`` accepts the chain.
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from outloop_cli.store.audit import DEFAULT_LIMITS
 from tests.conftest import RepoFactory
 from tests.fakes.reflecting_upstream import ReflectingUpstream
-from tests.support.credentials import bound
+from tests.support.credentials import grant_api_key
 from tests.support.e2e import AGENTS, counter_goal, loop_yaml, only_run, run_cli, runs_dir
 
 
@@ -40,14 +39,7 @@ def test_three_thousand_refusals_leave_a_short_valid_log(
             },
         )
         repo = make_repo({".outloop/flood.yml": loop, ".gitignore": "loot/\n"})
-        policy = tmp_path / "policy.yml"
-        policy.write_text(
-            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
-            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
-        )
-        policy.chmod(0o600)
-        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
-        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", "sk-" + secrets.token_hex(20))
+        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
 
         done = run_cli(repo, "run", "flood", "--max-iterations", "1")
         assert upstream.seen == []

@@ -10,7 +10,6 @@ run without the sandbox attaches, as root or wherever Yama allows it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RepoFactory
-from tests.support.e2e import agent_cmd, loop_yaml, only_run, run_cli, runs_dir
+from tests.support.e2e import agent_cmd, agent_report, loop_yaml, run_cli
 
 
 @pytest.fixture
@@ -44,11 +43,7 @@ def _attach(make_repo: RepoFactory, victim: int, sandbox: str) -> dict[str, Any]
     )
     done = run_cli(repo, "run", "fix", "--max-iterations", "1")
     assert done.returncode == 1, done.stderr
-    record = only_run(repo)
-    log = runs_dir(repo) / str(record["run_id"]) / "logs" / "iter-001-agent.log"
-    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
-    assert lines, log.read_text()
-    return dict(json.loads(lines[-1]))
+    return agent_report(repo)
 
 
 def _ptrace_allowed_here() -> bool:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from outloop_cli.config.model import CredentialConfig
 from outloop_cli.credentials.broker import Broker
 
@@ -173,3 +175,22 @@ def bound(name: str, *, upstreams: Iterable[str] = (), hosts: Iterable[str] = ()
     if hs:
         parts.append("hosts: [" + ", ".join(json.dumps(h) for h in hs) + "]")
     return "{" + ", ".join(parts) + "}"
+
+
+def grant_api_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path, upstream: str, key: str = ""
+) -> str:
+    """A policy whose workspace ``client-a`` holds ``repo`` and may send ``api`` to ``upstream``.
+
+    The key comes as CI hands one over (``OUTLOOP_SECRET_CLIENT_A_API``); returned.
+    """
+    key = key or "sk-" + secrets.token_hex(16)
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
+        f"    secrets: [{bound('api', upstreams=[upstream])}]\n"
+    )
+    policy.chmod(0o600)
+    monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
+    monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", key)
+    return key

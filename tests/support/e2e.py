@@ -119,6 +119,15 @@ def only_run(repo: Path) -> dict[str, Any]:
     return dict(json.loads((runs[0] / "run.json").read_text()))
 
 
+def agent_report(repo: Path) -> dict[str, Any]:
+    """The last JSON line the agent of the repo's only run printed in its first turn."""
+    record = only_run(repo)
+    log = runs_dir(repo) / str(record["run_id"]) / "logs" / "iter-001-agent.log"
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    assert lines, log.read_text()
+    return dict(json.loads(lines[-1]))
+
+
 def branch_log(repo: Path, branch: str, base: str) -> list[dict[str, str]]:
     """Commits on the run's branch since base, oldest first."""
     sep = "\x1f"

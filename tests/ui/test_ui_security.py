@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import assert_no_leak, bound, canary
+from tests.support.credentials import assert_no_leak, canary, grant_api_key
 from tests.support.dashboard import dashboard_files, running_dashboard
 from tests.support.e2e import run_cli, runs_dir
 from tests.ui.conftest import LiveRun
@@ -186,14 +186,7 @@ def test_a_canary_secret_of_a_run_never_reaches_a_response_or_the_event_stream(
             }
         }
         repo = make_repo({**files, ".outloop/fix.yml": yaml.safe_dump(loop)})
-        policy = tmp_path / "policy.yml"
-        policy.write_text(
-            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n'
-            f"    secrets: [{bound('api', upstreams=[upstream.url])}]\n"
-        )
-        policy.chmod(0o600)
-        monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
-        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", key)
+        grant_api_key(monkeypatch, tmp_path, repo, upstream.url, key)
         done = run_cli(repo, "run", "fix", timeout=120)
     assert done.returncode == 0, done.stderr
     run_id = next(runs_dir(repo).iterdir()).name
