@@ -1,7 +1,7 @@
 """The client of the access-proxy benchmark: the same code measures direct and through the proxy.
 
 Standard library only, so it runs as the agent of a real ``outloop run``
-(inside the sandbox, through the relay and the broker's proxy) and, for the
+(inside the sandbox, through the broker's proxy) and, for the
 floor, as a plain process on the host going straight to the upstream.
 
 Usage: ``proxy_client.py BASE_URL_OR_ENV CONTROL_DIR [COUNTER_FILE]``. The

@@ -1,9 +1,9 @@
 """Access proxy: what the broker's proxy costs an agent of a real ``outloop run``.
 
 The agent of a real run (``outloop run`` of the installed console script,
-default config: sandbox included, so its requests go through the sandbox's
-relay to the broker's proxy, which adds the key, scrubs the response and
-writes an audit event per request) is ``bench/proxy_client.py``. The floor is
+default config: sandbox included, so its requests reach the broker's proxy on
+the listening socket the sandbox made and handed out to it, and the proxy adds
+the key, scrubs the response and writes an audit event per request) is ``bench/proxy_client.py``. The floor is
 the same client, started the same way on the host, going straight to the same
 upstream: the standard-library fake of the tests (``tests/fakes/upstream_server.py``)
 in a process of its own on 127.0.0.1. Each measurement alternates between the
@@ -234,7 +234,7 @@ def collect(ctx: BenchContext) -> Section:
         clients = {"direct": _direct(ctx, upstream)}
         clients["proxy"], repo, log = _proxied_run(ctx, upstream)
         try:
-            # warm both paths: connection pools, code paths, the relay's threads
+            # warm both paths: connection pools, code paths
             for client in clients.values():
                 client.ask(kind="latency", path=SMALL, count=20)
                 client.ask(kind="throughput", path=BIG.format(n=4))
@@ -291,8 +291,9 @@ def collect(ctx: BenchContext) -> Section:
     )
     how = (
         f"A real `outloop run` (default config, sandbox included) whose agent is "
-        f"`bench/proxy_client.py`; its requests go through the sandbox's relay to the "
-        f"broker's access proxy, which adds the key, scrubs every response and audits "
+        f"`bench/proxy_client.py`; its requests go, over the sandbox's own loopback, to "
+        f"the broker's access proxy (on the listening socket the sandbox made and handed "
+        f"out to it), which adds the key, scrubs every response and audits "
         f"every request ({audited} `proxy_request` events in the run's audit log). The "
         f"floor is the same client on the host, straight to the same upstream (the "
         f"tests' standard-library fake, a process of its own on 127.0.0.1). "
@@ -331,22 +332,42 @@ read loop joins buffered pieces once instead of `chunk += more`, the upstream's
 read buffer is 4 MiB so a fast download is not paused and resumed every few
 reads, and a small response's headers, body and end go out in one write.
 
+**The relay's hop, gone (921f9b9).** Until then the sandbox's first process
+(`sandbox/relay.py`) accepted each connection on 127.0.0.1 inside and carried
+every byte to the broker's Unix socket and back, a Python thread per
+direction: a fourth process on every streamed byte's path. Now it binds the
+port and hands the listening socket to the broker (`SCM_RIGHTS`,
+`sandbox/handoff.py`), and the broker accepts the agent's connections on the
+sandbox's own loopback itself. The same section, minutes apart on a quiet
+machine, before and after:
+
+| through a real `outloop run` | relay (7386b4f) | handed-over listener (921f9b9) |
+|---|---|---|
+| throughput, 52 MB body | 320 MB/s vs 1853 direct (0.17×) | 483 MB/s vs 1630 direct (0.30×) |
+| p50 small request, added | 0.90 ms | 0.68 ms |
+| first byte of an SSE stream, added | 2.01 ms | 0.80 ms |
+
 **Where the time goes now, and why 0.8× is out of reach here.** CPU per MB
-streamed through a real run (from /proc, 6 transfers): broker 0.9 ms (the
-runner process; of the broker thread's samples about 55 % are the `recv` and
-`send` system calls, about 15 % aiohttp's parsing and chunked writing, 10 %
-the prefilter), the sandbox's relay 0.4 ms (a Python thread per direction,
-`recv`/`sendall`; a `splice()` version measured no better), the client inside
-the sandbox 0.57 ms, the upstream 0.19 ms. The direct path costs the client
-0.3 ms and the upstream 0.19 ms per MB. The proxied path moves every byte
-through two more processes and four more socket copies, about 2 ms of CPU per MB
-against 0.5, on two cores that other builds also use. With masking switched
-off altogether (an experiment, not shipped) the broker alone, without the
-sandbox's relay, reached 0.63× to 0.75×: the extra hop's system calls alone keep
-0.8× out of reach on this machine. Each small request pays, besides two extra loopback
-hops, the audit event the run writes for it (about 0.09 ms: the hash-chained
-log is opened, locked, its tail read and one line appended), which is not
-deferred: the audit log must hold every request when the response has gone.
+streamed (`/proc/PID/stat` of each process around 6 transfers of 52 MB, quiet
+machine, at 921f9b9): direct, the client 0.41 ms and the upstream 0.45 ms;
+through the run, the client 0.45 ms, the relay 0.00 ms, the upstream 0.45 ms
+and the broker (the runner process) 1.91 ms. The broker is one thread, so it
+alone caps the stream at about 520 MB/s, and the stream ran at 490. `perf
+record` of the runner process over the same transfers: 42 % in the kernel (the
+TCP receive from the upstream and the send to the agent, with their copies:
+work the direct path does not have), 27 % the Python interpreter (aiohttp's
+reading and writing, the proxy's loop), 18 % `memmove`, copies in user space
+(Python 3.11 has no frame pointers, so perf cannot say whose; the candidates
+are aiohttp joining each chunk with its framing, and the socket transport
+keeping, and shifting after each send, what the socket did not take), 10 %
+Hyperscan (the scan for the key in every form), 1 % the HTTP parser. 0.8× of a
+direct path near 2000 MB/s would need the broker's thread at 0.6 ms per MB,
+less than its kernel share alone (0.8 ms): a proxy that reads every byte to
+scrub it cannot get there in Python on this machine. Each small request pays,
+besides the extra loopback hop, the audit event the run writes for it (about
+0.09 ms: the hash-chained log is opened, locked, its tail read and one line
+appended), which is not deferred: the audit log must hold every request when
+the response has gone.
 """
 
 
