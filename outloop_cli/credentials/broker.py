@@ -58,6 +58,8 @@ from outloop_cli.sandbox.ports import SandboxPort
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
 DEFAULT_TTL = 15 * 60.0
+# clients of the broker's socket at once (git's credential helper asks one question each)
+_MAX_SOCKET_CLIENTS = 32
 
 # where a tool reads its key when its base URL comes from ``env``
 KEY_VARIABLES = {
@@ -118,6 +120,7 @@ class Broker:
         # outloop's own push is no grant to the agent and is never held
         self._held = set(held)
         self._event_lock = threading.Lock()
+        self._socket_clients = 0
         self._sink = on_event
         # every value outloop holds, not only this run's: another workspace's key given
         # as a CI variable must not come back through this run's proxy either
@@ -421,6 +424,12 @@ class Broker:
     async def _handle_socket(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self._socket_clients >= _MAX_SOCKET_CLIENTS:
+            # each waits up to 10 s for its request: the runner's file descriptors are
+            # not the agent's to hold
+            writer.close()
+            return
+        self._socket_clients += 1
         try:
             reply = await self._answer_socket(reader, writer)
             writer.write(json.dumps(reply).encode() + b"\n")
@@ -428,6 +437,7 @@ class Broker:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            self._socket_clients -= 1
             writer.close()
 
     async def _answer_socket(

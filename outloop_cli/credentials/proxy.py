@@ -62,6 +62,11 @@ MAX_REQUEST_BODY = 64 * 1024 * 1024
 _BATCH = 1024 * 1024
 # what may wait unread from one upstream before reading from it pauses
 _READ_BUFFER = 4 * _BATCH
+# connections the proxy holds at once: each is a file descriptor of the runner's, which
+# the audit log, the run's records and its git need too; an agent that opens and holds
+# more gets 503 and a closed connection instead of the runner's last descriptors
+MAX_CONNECTIONS = 256
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 # how much of what the agent sent (a route name, a path) an audit event keeps
 _FIELD_MAX = 100
 _PATH_MAX = 300
@@ -189,12 +194,12 @@ class AccessProxy:
         # the low-level server: one handler for every path, no router in the way
         self._handler = web.Server(self._handle, access_log=None)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._handler, sock=sock)
+        self._server = await loop.create_server(self._protocol, sock=sock)
         if unix_path is not None:
             old_umask = os.umask(0o177)
             try:
                 self._unix_server = await loop.create_unix_server(
-                    self._handler, path=str(unix_path)
+                    self._protocol, path=str(unix_path)
                 )
             finally:
                 os.umask(old_umask)
@@ -205,8 +210,19 @@ class AccessProxy:
 
     async def _serve_listener(self, listener: socket.socket) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
+        return await loop.create_server(self._protocol, sock=listener)
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        """A connection's protocol: aiohttp's, or a 503 when MAX_CONNECTIONS are open.
+
+        aiohttp counts a connection once the event loop has made it, a moment
+        after this, so a burst of accepts can pass the cap by up to one listen
+        backlog; the next burst sees them all.
+        """
         assert self._handler is not None
-        return await loop.create_server(self._handler, sock=listener)
+        if len(self._handler.connections) >= MAX_CONNECTIONS:
+            return _Busy()
+        return self._handler()
 
     async def close(self) -> None:
         if self._handoff is not None:
@@ -442,6 +458,15 @@ class AccessProxy:
         fields.update(status=status, bytes=0, duration_ms=_ms(started), error=text)
         self._on_event("proxy_request", fields)
         return web.Response(status=status, text=f"outloop proxy: {text}\n")
+
+
+class _Busy(asyncio.Protocol):
+    """Answers 503 and closes: the proxy holds MAX_CONNECTIONS already."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY)
+        transport.close()
 
 
 class _Response(web.StreamResponse):

@@ -44,6 +44,9 @@ from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT
 __all__ = ["EgressProxy", "EgressService", "Resolver"]
 
 EventSink = Callable[[dict[str, Any]], None]
+# connections (tunnels) at once; see MAX_CONNECTIONS in credentials/proxy.py
+MAX_CONNECTIONS = 256
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _MAX_HEAD = 32 * 1024
@@ -115,6 +118,11 @@ class EgressProxy:
     # -- one connection -------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= MAX_CONNECTIONS:
+            # the runner's file descriptors are not the agent's to use up
+            writer.write(_BUSY)
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,33 @@ def test_socket_refuses_garbage_and_unknown_operations() -> None:
             conn.sendall(b"not json\n")
             assert b'"ok": false' in conn.recv(1000)
     assert events.reasons() == ["bad_request", "capability_unknown", "bad_request"]
+
+
+def test_socket_clients_past_the_cap_are_closed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each client may wait 10 s for its request; more than the cap do not hold descriptors."""
+    from outloop_cli.credentials import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "_MAX_SOCKET_CLIENTS", 2)
+    events = Events()
+    with started_broker(
+        {"tool": canary()}, [CredentialConfig(name="tool", via="helper")], events
+    ) as broker:
+        token = broker.agent_env()[broker_wire.ENV_CAPABILITY]
+        path = str(broker.socket_path)
+        silent = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+        for conn in silent:
+            conn.connect(path)
+        # both are being served (waiting for their request): the next one is closed unanswered
+        with pytest.raises(broker_wire.BrokerUnavailable):
+            broker_wire.ask(path, {"op": "token", "capability": token, "name": "tool"})
+        for conn in silent:
+            conn.close()
+        # their handlers see the end, answer it and let go of their places
+        deadline = time.monotonic() + 10
+        while broker._socket_clients and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reply = broker_wire.ask(path, {"op": "token", "capability": token, "name": "tool"})
+        assert reply["ok"] is True
 
 
 def test_events_carry_the_workspace_but_never_a_capability() -> None:

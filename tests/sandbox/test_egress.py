@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.sandbox import relay
+from outloop_cli.sandbox import egress, relay
 from outloop_cli.sandbox.egress import EgressService, Resolver
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
@@ -164,6 +164,34 @@ def test_a_sandbox_port_handed_over_is_the_proxy_itself(
     assert refused.startswith(b"HTTP/1.1 403"), refused
     decisions = sorted(str(event["decision"]) for event in proxy.settled(2))
     assert decisions == ["allowed", "refused"]
+
+
+def test_connections_past_the_cap_get_503_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: list[Running]
+) -> None:
+    """Tunnels hold the runner's descriptors; an agent cannot open them without bound."""
+    monkeypatch.setattr(egress, "MAX_CONNECTIONS", 2)
+    proxy = running(tmp_path, f"{INTERNET}:1")
+    stop_after.append(proxy)
+    held = []
+    for _ in range(2):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(proxy.path))
+        held.append(conn)
+    try:
+        # the two are waiting for their request heads: the third is turned away
+        assert proxy.ask("CONNECT x:1 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 503")
+    finally:
+        for conn in held:
+            conn.close()
+    deadline = time.monotonic() + 10
+    while True:
+        answer = proxy.ask(f"CONNECT {INTERNET}:2 HTTP/1.1\r\nHost: {INTERNET}:2\r\n\r\n")
+        if not answer.startswith(b"HTTP/1.1 503") or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    # served again once they are gone (refused by the rules, as that port is not listed)
+    assert answer.startswith(b"HTTP/1.1 403"), answer
 
 
 def test_plain_http_is_forwarded_in_origin_form_without_proxy_headers(

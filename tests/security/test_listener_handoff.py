@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import grant_api_key
+from tests.support.credentials import echo_route, grant_api_key
 from tests.support.e2e import (
     agent_cmd,
     agent_report,
@@ -47,14 +47,7 @@ def _attack(
                 ".outloop/fix.yml": loop_yaml(
                     agent_cmd("handoff_attack_agent.py", "API_BASE"),
                     "false",
-                    credentials={
-                        "api": {
-                            "via": "proxy",
-                            "upstream": upstream.url,
-                            "env": "API_BASE",
-                            "allow": ["GET /echo"],
-                        }
-                    },
+                    credentials=echo_route(upstream.url),
                 ),
                 ".gitignore": "steal.sock\n",
             }

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import RepoFactory
 from tests.fakes.accept_loop import AcceptLoop
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import grant_api_key
+from tests.support.credentials import echo_route, grant_api_key
 from tests.support.e2e import agent_cmd, agent_report, loop_yaml, run_cli
 
 
@@ -66,14 +66,7 @@ def _run(
                     agent_cmd("net_probe_agent.py", "API_BASE", direct, internet, abstract),
                     "false",
                     sandbox=sandbox,
-                    credentials={
-                        "api": {
-                            "via": "proxy",
-                            "upstream": upstream.url,
-                            "env": "API_BASE",
-                            "allow": ["GET /echo"],
-                        }
-                    },
+                    credentials=echo_route(upstream.url),
                 )
             }
         )

@@ -194,3 +194,13 @@ def grant_api_key(
     monkeypatch.setenv("OUTLOOP_POLICY", str(policy))
     monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_API", key)
     return key
+
+
+def echo_route(upstream: str) -> dict[str, Any]:
+    """A loop's ``credentials:``: ``api`` through the proxy to ``upstream``, only ``GET /echo``.
+
+    The agent finds the route's base URL in ``API_BASE``.
+    """
+    return {
+        "api": {"via": "proxy", "upstream": upstream, "env": "API_BASE", "allow": ["GET /echo"]}
+    }
