@@ -53,6 +53,7 @@ from yarl import URL
 from outloop_cli.credentials.capability import CapabilityDenied
 from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import PathRefused, ProxyRoute, UpstreamPath
+from outloop_cli.sandbox import ports
 from outloop_cli.sandbox.handoff import ListenerHandoff
 
 SENTINEL_KEY = "outloop-proxy"
@@ -62,11 +63,6 @@ MAX_REQUEST_BODY = 64 * 1024 * 1024
 _BATCH = 1024 * 1024
 # what may wait unread from one upstream before reading from it pauses
 _READ_BUFFER = 4 * _BATCH
-# connections the proxy holds at once: each is a file descriptor of the runner's, which
-# the audit log, the run's records and its git need too; an agent that opens and holds
-# more gets 503 and a closed connection instead of the runner's last descriptors
-MAX_CONNECTIONS = 256
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 # how much of what the agent sent (a route name, a path) an audit event keeps
 _FIELD_MAX = 100
 _PATH_MAX = 300
@@ -213,14 +209,14 @@ class AccessProxy:
         return await loop.create_server(self._protocol, sock=listener)
 
     def _protocol(self) -> asyncio.BaseProtocol:
-        """A connection's protocol: aiohttp's, or a 503 when MAX_CONNECTIONS are open.
+        """A connection's protocol: aiohttp's, or a 503 when ``ports.MAX_CONNECTIONS`` are open.
 
         aiohttp counts a connection once the event loop has made it, a moment
         after this, so a burst of accepts can pass the cap by up to one listen
         backlog; the next burst sees them all.
         """
         assert self._handler is not None
-        if len(self._handler.connections) >= MAX_CONNECTIONS:
+        if len(self._handler.connections) >= ports.MAX_CONNECTIONS:
             return _Busy()
         return self._handler()
 
@@ -461,11 +457,11 @@ class AccessProxy:
 
 
 class _Busy(asyncio.Protocol):
-    """Answers 503 and closes: the proxy holds MAX_CONNECTIONS already."""
+    """Answers 503 and closes: the proxy holds ``ports.MAX_CONNECTIONS`` already."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_BUSY)
+        transport.write(ports.BUSY_RESPONSE)
         transport.close()
 
 

@@ -84,7 +84,6 @@ class RunEgress:
     def __init__(self) -> None:
         self._service: EgressService | None = None
         self._dir: Path | None = None
-        self.socket_path: Path | None = None
 
     def start(self, plan: EgressPlan, audit: Callable[..., None]) -> None:
         """Serve ``plan``'s rules; ``audit(event, **fields)`` is called from the proxy's thread."""
@@ -101,7 +100,6 @@ class RunEgress:
 
         service = EgressService.start(plan.rules, self._dir, on_event)
         self._service = service
-        self.socket_path = service.socket_path
         audit(
             "egress_allowed",
             workspace=plan.workspace,
@@ -122,7 +120,6 @@ class RunEgress:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-        self.socket_path = None
 
 
 def proxy_env(relay: SandboxPort | None, local: Sequence[str] = ()) -> Mapping[str, str]:

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from outloop_cli.sandbox import ports
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
     RuleError,
@@ -44,9 +45,6 @@ from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT
 __all__ = ["EgressProxy", "EgressService", "Resolver"]
 
 EventSink = Callable[[dict[str, Any]], None]
-# connections (tunnels) at once; see MAX_CONNECTIONS in credentials/proxy.py
-MAX_CONNECTIONS = 256
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _MAX_HEAD = 32 * 1024
@@ -118,9 +116,9 @@ class EgressProxy:
     # -- one connection -------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._tasks) >= MAX_CONNECTIONS:
+        if len(self._tasks) >= ports.MAX_CONNECTIONS:
             # the runner's file descriptors are not the agent's to use up
-            writer.write(_BUSY)
+            writer.write(ports.BUSY_RESPONSE)
             writer.close()
             return
         task = asyncio.current_task()

@@ -21,6 +21,11 @@ as the sandbox lives; when it closes (the sandbox's processes are gone), the
 listener is closed, and with it the last hold on the sandbox's network.
 Handoffs in progress are capped, each must arrive within ``timeout`` seconds,
 and a connection that holds a listener waits on nothing but its own end.
+Nothing the agent sent is closed in a way that waits: a socket it set to
+linger, with data it cannot send, would hold the server's thread (the broker's
+event loop) in ``close()`` for as long as it chose; so every descriptor a
+message carries is taken in (none is left for the kernel to close here) and
+closed with lingering switched off.
 
 The wire: the relay sends ``outloop-listener PORT\\n`` with the socket attached;
 the server answers ``ok\\n`` or ``no REASON\\n``.
@@ -29,8 +34,10 @@ the server answers ``ok\\n`` or ``no REASON\\n``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -38,6 +45,9 @@ Serve = Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]
 
 GREETING = b"outloop-listener"
 _MAX_MESSAGE = 64
+# SCM_MAX_FD: the most one message can carry, so the kernel never drops (closes) any
+_MAX_FDS = 253
+_NO_LINGER = struct.pack("ii", 0, 0)
 
 
 class HandoffRefused(Exception):
@@ -97,13 +107,14 @@ class ListenerHandoff:
             if self._pending >= self._max_pending:
                 conn.close()
                 continue
+            # counted here, not when the task first runs: a burst of accepts sees them all
+            self._pending += 1
             task = loop.create_task(self._take(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _take(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        self._pending += 1
         pending = True
         try:
             try:
@@ -137,7 +148,7 @@ class ListenerHandoff:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                message, fds, flags, _ = socket.recv_fds(conn, _MAX_MESSAGE, 1)
+                message, fds, flags, _ = socket.recv_fds(conn, _MAX_MESSAGE, _MAX_FDS)
                 break
             except BlockingIOError:
                 ready = loop.create_future()
@@ -150,14 +161,13 @@ class ListenerHandoff:
             os.set_inheritable(fd, False)
         try:
             if flags & socket.MSG_CTRUNC or len(fds) != 1:
-                # the kernel closed whatever did not fit in room for one descriptor
                 raise HandoffRefused("one listening socket, and only one, is taken")
             if message != GREETING + b" %d\n" % self.port:
                 raise HandoffRefused(f"this server takes 127.0.0.1:{self.port} only")
             return self._check(fds.pop())
         finally:
             for fd in fds:
-                os.close(fd)
+                _discard(fd)
 
     def _check(self, fd: int) -> socket.socket:
         try:
@@ -173,9 +183,26 @@ class ListenerHandoff:
             if listener.getsockname() != ("127.0.0.1", self.port):
                 raise HandoffRefused(f"not bound to 127.0.0.1:{self.port}")
         except BaseException:
-            listener.close()
+            _close_now(listener)
             raise
         return listener
+
+
+def _discard(fd: int) -> None:
+    """Close a descriptor the agent sent, without waiting on it (see the module's docstring)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        # not a socket: a pipe, a file; closing it does not wait
+        os.close(fd)
+        return
+    _close_now(sock)
+
+
+def _close_now(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+    sock.close()
 
 
 def _set_once(future: asyncio.Future[None]) -> None:

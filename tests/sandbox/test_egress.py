@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.sandbox import egress, relay
+from outloop_cli.sandbox import ports, relay
 from outloop_cli.sandbox.egress import EgressService, Resolver
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
@@ -170,7 +170,7 @@ def test_connections_past_the_cap_get_503_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: list[Running]
 ) -> None:
     """Tunnels hold the runner's descriptors; an agent cannot open them without bound."""
-    monkeypatch.setattr(egress, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(ports, "MAX_CONNECTIONS", 2)
     proxy = running(tmp_path, f"{INTERNET}:1")
     stop_after.append(proxy)
     held = []

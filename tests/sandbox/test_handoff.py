@@ -9,8 +9,10 @@ refused, closed and never served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.sandbox import relay
+from outloop_cli.sandbox import handoff, relay
 from outloop_cli.sandbox.handoff import GREETING, ListenerHandoff
 
 RELAY = Path(relay.__file__)
@@ -257,6 +259,47 @@ def test_the_server_keeps_none_of_the_descriptors_it_refuses(
     # each refused descriptor (and any the kernel cut off) was closed on the server's side
     assert len(list(Path("/proc/self/fd").iterdir())) <= before + 2
     server.close()
+
+
+def _lingering(linger: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A connected socket whose close() waits ``linger`` s: data its peer never reads."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stuck = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    stuck.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            stuck.send(b"x" * 65536)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+    return stuck, [server, peer]
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["discarded", "control-kernel-closes"])
+def test_a_lingering_socket_past_the_first_does_not_hold_the_server(
+    control: bool, tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent as a second descriptor: with room for one, the kernel would close it here, and wait."""
+    if control:
+        monkeypatch.setattr(handoff, "_MAX_FDS", 1)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    stuck, keep = _lingering(2)
+    try:
+        with _listener(port) as listener, socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(10)
+            conn.connect(str(server.path))
+            # timed from before the send: whichever of the server and this close() lets go
+            # last is the one that would wait, so both orders are counted
+            started = time.monotonic()
+            socket.send_fds(conn, [GREETING + b" %d\n" % port], [listener.fileno(), stuck.fileno()])
+            stuck.close()
+            assert conn.recv(200).startswith(b"no ")
+            waited = time.monotonic() - started
+    finally:
+        for sock in keep:
+            sock.close()
+        server.close()
+    assert (waited >= 1.5) if control else (waited < 1.0), waited
 
 
 def test_handoffs_in_progress_are_capped_and_time_out(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from outloop_cli.credentials.proxy import MAX_CONNECTIONS
+from outloop_cli.sandbox.ports import MAX_CONNECTIONS
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
 from tests.support.credentials import echo_route, grant_api_key
@@ -40,7 +40,7 @@ ci_env.scrub_ci_secrets_at_startup(reexec=False)
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (600, hard))
 """
-_NO_CAP = "from outloop_cli.credentials import proxy\nproxy.MAX_CONNECTIONS = 10**9\n"
+_NO_CAP = "from outloop_cli.sandbox import ports\nports.MAX_CONNECTIONS = 10**9\n"
 
 
 def _flood(

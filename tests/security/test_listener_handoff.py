@@ -6,7 +6,10 @@ binds a listening Unix socket at a path of the host (its worktree) and hands
 that over, so that the key-adding proxy would answer there, for any process
 of the machine. The broker refuses it, and the proxy still answers inside;
 the control run, with the broker's check of what it is handed taken out,
-shows the proxy would then answer at the host's path.
+shows the proxy would then answer at the host's path. A second attacker hands
+over a socket that lingers on close, to hold the broker's event loop in
+``close()``: the broker closes it without waiting; the control, closing it
+plainly, waits out the linger.
 """
 
 from __future__ import annotations
@@ -38,14 +41,30 @@ handoff.ListenerHandoff._check = lambda self, fd: socket.socket(fileno=fd)
 """
 
 
+# the protection taken out: what is refused is closed as it comes, lingering and all
+_PLAIN_CLOSE = """
+from outloop_cli.credentials import ci_env
+from outloop_cli.sandbox import handoff
+ci_env.scrub_ci_secrets_at_startup(reexec=False)
+handoff._close_now = lambda sock: sock.close()
+"""
+_LINGER = 4
+
+
 def _attack(
-    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, control: bool
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    control: bool,
+    agent: tuple[str, ...] = ("handoff_attack_agent.py", "API_BASE"),
+    patch: str = _NO_CHECK,
 ) -> dict[str, Any]:
     with UpstreamServer() as upstream:
         repo = make_repo(
             {
                 ".outloop/fix.yml": loop_yaml(
-                    agent_cmd("handoff_attack_agent.py", "API_BASE"),
+                    agent_cmd(*agent),
                     "false",
                     credentials=echo_route(upstream.url),
                 ),
@@ -54,7 +73,7 @@ def _attack(
         )
         grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
         args = ("run", "fix", "--max-iterations", "1")
-        done = run_cli_patched(repo, _NO_CHECK, *args) if control else run_cli(repo, *args)
+        done = run_cli_patched(repo, patch, *args) if control else run_cli(repo, *args)
 
     assert done.returncode == 1, done.stderr
     return agent_report(repo)
@@ -81,3 +100,24 @@ def test_control_without_the_check_the_proxy_answers_at_a_host_path(
     assert found["proxy"] is True, found
     assert found["replies"] == ["ok\n"], found
     assert found["served_at_host_path"] is True, found
+
+
+def test_a_socket_that_lingers_on_close_does_not_stall_the_broker(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER))
+    found = _attack(make_repo, tmp_path, monkeypatch, control=False, agent=agent)
+
+    assert found["reply"].startswith("no "), found
+    assert found["status"] == 200, found
+    assert found["seconds"] < _LINGER / 2, found
+
+
+def test_control_closed_as_it_comes_the_socket_holds_the_broker_for_its_linger(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER))
+    found = _attack(make_repo, tmp_path, monkeypatch, control=True, agent=agent, patch=_PLAIN_CLOSE)
+
+    assert found["reply"].startswith("no "), found
+    assert found["seconds"] >= _LINGER - 0.5, found
