@@ -21,11 +21,22 @@ as the sandbox lives; when it closes (the sandbox's processes are gone), the
 listener is closed, and with it the last hold on the sandbox's network.
 Handoffs in progress are capped, each must arrive within ``timeout`` seconds,
 and a connection that holds a listener waits on nothing but its own end.
-Nothing the agent sent is closed in a way that waits: a socket it set to
-linger, with data it cannot send, would hold the server's thread (the broker's
-event loop) in ``close()`` for as long as it chose; so every descriptor a
-message carries is taken in (none is left for the kernel to close here) and
-closed with lingering switched off.
+Nothing the agent could reach is closed on the server's thread (the broker's
+event loop). The last close of a socket it set to linger, with data it cannot
+send, waits in ``close()`` for as long as it chose; so does the last close of a
+Unix socket that holds such a socket queued, in a message behind the first or
+inside a socketpair it sent, however deep. So the handoff connection, every
+descriptor it carried and every refused listener are closed in a thread of
+their own, lingering switched off where that helps; a connection counts as
+pending until its close is done, and at the cap the next one is not accepted
+at all: it waits in the kernel's backlog, holding none of the runner's
+descriptors. A listener already set to linger, or of another protocol on the
+same port space (MPTCP, SCTP), is refused, and at most ``max_served`` are
+served at once.
+
+What this does not settle: a listener the agent made itself in a namespace of
+its own (possible only where bubblewrap lacks ``--disable-userns``) passes
+every check, and the agent keeps a copy of it (docs/security.md).
 
 The wire: the relay sends ``outloop-listener PORT\\n`` with the socket attached;
 the server answers ``ok\\n`` or ``no REASON\\n``.
@@ -38,7 +49,8 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 Serve = Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]
@@ -58,16 +70,26 @@ class ListenerHandoff:
     """Takes the listening socket for ``port`` from a sandbox and serves it with ``serve``."""
 
     def __init__(
-        self, port: int, serve: Serve, *, max_pending: int = 8, timeout: float = 10.0
+        self,
+        port: int,
+        serve: Serve,
+        *,
+        max_pending: int = 8,
+        max_served: int = 8,
+        timeout: float = 10.0,
     ) -> None:
         self.port = port
         self._serve = serve
         self._max_pending = max_pending
+        self._max_served = max_served
         self._timeout = timeout
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        # connections accepted and not yet served or closed (their close may be under way)
         self._pending = 0
+        self._serving = 0
         self.served = 0
 
     async def start(self, path: Path) -> None:
@@ -98,20 +120,26 @@ class ListenerHandoff:
         assert self._listener is not None
         loop = asyncio.get_running_loop()
         while True:
+            # at the cap, the next connection waits in the kernel's backlog, unaccepted:
+            # accepting it only to close it would close what the agent queued on it here
+            while self._pending >= self._max_pending:
+                self._room.clear()
+                await self._room.wait()
             try:
                 conn, _ = await loop.sock_accept(self._listener)
             except OSError:
                 # EMFILE and the like: the next connection may fare better; never a busy loop
                 await asyncio.sleep(0.1)
                 continue
-            if self._pending >= self._max_pending:
-                conn.close()
-                continue
             # counted here, not when the task first runs: a burst of accepts sees them all
             self._pending += 1
             task = loop.create_task(self._take(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _release(self) -> None:
+        self._pending -= 1
+        self._room.set()
 
     async def _take(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -125,24 +153,25 @@ class ListenerHandoff:
             try:
                 server = await self._serve(listener)
             except BaseException:
-                listener.close()
+                _close_elsewhere(loop, [listener], None)
                 raise
             try:
                 self.served += 1
-                self._pending -= 1
+                self._serving += 1
+                self._release()
                 pending = False
                 await loop.sock_sendall(conn, b"ok\n")
                 # the sender holds this connection for as long as its sandbox lives
                 while await loop.sock_recv(conn, 4096):
                     pass
             finally:
+                self._serving -= 1
                 server.close()
         except (OSError, asyncio.TimeoutError):
             pass
         finally:
-            if pending:
-                self._pending -= 1
-            conn.close()
+            # still pending until the close is done: a close that hangs keeps its place
+            _close_elsewhere(loop, [conn], self._release if pending else None)
 
     async def _receive(self, conn: socket.socket) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -164,42 +193,75 @@ class ListenerHandoff:
                 raise HandoffRefused("one listening socket, and only one, is taken")
             if message != GREETING + b" %d\n" % self.port:
                 raise HandoffRefused(f"this server takes 127.0.0.1:{self.port} only")
+            if self._serving >= self._max_served:
+                raise HandoffRefused(f"{self._max_served} listeners are served already")
             return self._check(fds.pop())
         finally:
-            for fd in fds:
-                _discard(fd)
+            _close_elsewhere(loop, fds, None)
 
     def _check(self, fd: int) -> socket.socket:
         try:
             listener = socket.socket(fileno=fd)
         except OSError:
-            os.close(fd)
+            _close_elsewhere(asyncio.get_running_loop(), [fd], None)
             raise HandoffRefused("not a socket") from None
         try:
-            if listener.family != socket.AF_INET or listener.type != socket.SOCK_STREAM:
+            if (
+                listener.family != socket.AF_INET
+                or listener.type != socket.SOCK_STREAM
+                or listener.proto != socket.IPPROTO_TCP
+            ):
+                # MPTCP and SCTP are SOCK_STREAM too, with ports of their own
                 raise HandoffRefused("not a TCP socket")
             if not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 raise HandoffRefused("not listening")
             if listener.getsockname() != ("127.0.0.1", self.port):
                 raise HandoffRefused(f"not bound to 127.0.0.1:{self.port}")
+            on, _ = struct.unpack("ii", listener.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+            if on:
+                # every connection accepted from it would linger on close, in the server's thread
+                raise HandoffRefused("set to linger")
         except BaseException:
-            _close_now(listener)
+            _close_elsewhere(asyncio.get_running_loop(), [listener], None)
             raise
         return listener
 
 
-def _discard(fd: int) -> None:
-    """Close a descriptor the agent sent, without waiting on it (see the module's docstring)."""
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        # not a socket: a pipe, a file; closing it does not wait
-        os.close(fd)
+def _close_elsewhere(
+    loop: asyncio.AbstractEventLoop,
+    items: Sequence[socket.socket | int],
+    done: Callable[[], None] | None,
+) -> None:
+    """Close what the agent could reach, in a thread of its own (see the module's docstring).
+
+    ``done`` is called on the loop once everything is closed. Never on the
+    loop's own thread: the last close of a socket can wait, and so can the last
+    close of a Unix socket with a lingering one queued in it, however deep.
+    """
+    if not items and done is None:
         return
-    _close_now(sock)
+    taken = list(items)
+
+    def close_all() -> None:
+        for item in taken:
+            _close_now(item)
+        if done is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+                loop.call_soon_threadsafe(done)
+
+    threading.Thread(target=close_all, name="outloop-handoff-close", daemon=True).start()
 
 
-def _close_now(sock: socket.socket) -> None:
+def _close_now(item: socket.socket | int) -> None:
+    if isinstance(item, socket.socket):
+        sock = item
+    else:
+        try:
+            sock = socket.socket(fileno=item)
+        except OSError:
+            # not a socket: a pipe, a file
+            os.close(item)
+            return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
     sock.close()

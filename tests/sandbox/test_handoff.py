@@ -80,14 +80,29 @@ def event_loop_thread() -> Iterator[_Loop]:
     loop.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_port(*, besides: int = 0) -> int:
+    """A port nothing listens on; never ``besides`` (a port a test has taken, unbound)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port != besides:
+            return port
 
 
-def _listener(port: int, host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+# Multipath TCP: SOCK_STREAM on AF_INET too, and a port space of its own
+_IPPROTO_MPTCP = 262
+
+
+def _listener(
+    port: int, host: str = "127.0.0.1", proto: int = 0, *, reuse_port: bool = False
+) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+    # as relay.py binds it: a port whose last connections linger in TIME_WAIT binds
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # one port, several listeners: as many sandboxes, each its own network, would have
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(8)
     return sock
@@ -180,6 +195,8 @@ def _unix_listener(path: Path) -> socket.socket:
         "two descriptors",
         "another port in the greeting",
         "no greeting",
+        "an MPTCP listener on the port",
+        "a listener on the port set to linger",
     ],
 )
 def test_whatever_else_is_handed_over_is_refused_and_never_served(
@@ -204,7 +221,7 @@ def test_whatever_else_is_handed_over_is_refused_and_never_served(
     elif case == "a TCP socket on the port that does not listen":
         message, fds = greeting, [keep(_not_listening(port))]
     elif case == "a listener on another port":
-        message, fds = greeting, [keep(_listener(_free_port()))]
+        message, fds = greeting, [keep(_listener(_free_port(besides=port)))]
     elif case == "a listener on 127.0.0.2 with the port":
         message, fds = greeting, [keep(_listener(port, "127.0.0.2"))]
     elif case == "a Unix socket listening at a path of the host":
@@ -212,9 +229,15 @@ def test_whatever_else_is_handed_over_is_refused_and_never_served(
     elif case == "no descriptor":
         message, fds = greeting, []
     elif case == "two descriptors":
-        message, fds = greeting, [keep(_listener(port)), keep(_listener(_free_port()))]
+        message, fds = greeting, [keep(_listener(port)), keep(_listener(_free_port(besides=port)))]
     elif case == "another port in the greeting":
         message, fds = GREETING + b" %d\n" % (port + 1), [keep(_listener(port))]
+    elif case == "an MPTCP listener on the port":
+        message, fds = greeting, [keep(_listener(port, proto=_IPPROTO_MPTCP))]
+    elif case == "a listener on the port set to linger":
+        lingers = _listener(port)
+        lingers.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+        message, fds = greeting, [keep(lingers)]
     else:
         message, fds = b"GET / HTTP/1.1\r\n\r\n", [keep(_listener(port))]
     try:
@@ -249,14 +272,19 @@ def test_the_server_keeps_none_of_the_descriptors_it_refuses(
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     before = len(list(Path("/proc/self/fd").iterdir()))
     for _ in range(50):
-        with _listener(_free_port()) as other, _udp(_free_port()) as udp:
+        with _listener(_free_port(besides=port)) as other, _udp(_free_port()) as udp:
             assert _send(server.path, GREETING + b" %d\n" % port, [other.fileno()]).startswith(
                 b"no "
             )
             assert _send(
                 server.path, GREETING + b" %d\n" % port, [other.fileno(), udp.fileno()]
             ).startswith(b"no ")
-    # each refused descriptor (and any the kernel cut off) was closed on the server's side
+    # each refused descriptor was closed on the server's side: in threads of their own, so
+    # after the answers; the pending count drops when a connection's closes are done
+    deadline = time.monotonic() + 10
+    while server.handoff._pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.handoff._pending == 0
     assert len(list(Path("/proc/self/fd").iterdir())) <= before + 2
     server.close()
 
@@ -302,6 +330,117 @@ def test_a_lingering_socket_past_the_first_does_not_hold_the_server(
     assert (waited >= 1.5) if control else (waited < 1.0), waited
 
 
+def _close_on_the_loop(
+    loop: asyncio.AbstractEventLoop, items: Any, done: Callable[[], None] | None
+) -> None:
+    """The protection taken out: what the agent could reach is closed as it comes."""
+    for item in items:
+        if isinstance(item, socket.socket):
+            item.close()
+        else:
+            os.close(item)
+    if done is not None:
+        done()
+
+
+def _trailing(conn: socket.socket, port: int, stuck: socket.socket) -> None:
+    # a harmless first message, refused; the lingering socket rides in the one behind it
+    read, write = os.pipe()
+    socket.send_fds(conn, [GREETING + b" %d\n" % port], [read])
+    socket.send_fds(conn, [b"x"], [stuck.fileno()])
+    os.close(read)
+    os.close(write)
+
+
+def _nested(conn: socket.socket, port: int, stuck: socket.socket) -> None:
+    # one descriptor: a socketpair's end with the lingering socket queued inside it
+    inner, outer = socket.socketpair()
+    socket.send_fds(inner, [b"x"], [stuck.fileno()])
+    inner.close()
+    socket.send_fds(conn, [GREETING + b" %d\n" % port], [outer.fileno()])
+    outer.close()
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["closed-elsewhere", "control-on-the-loop"])
+@pytest.mark.parametrize("attack", [_trailing, _nested], ids=["trailing", "nested"])
+def test_a_lingering_socket_the_server_never_reads_does_not_hold_it(
+    attack: Callable[[socket.socket, int, socket.socket], None],
+    control: bool,
+    tmp_path: Path,
+    event_loop_thread: _Loop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its last close would wait in the server's thread: the relay's real handoff with it."""
+    if control:
+        monkeypatch.setattr(handoff, "_close_elsewhere", _close_on_the_loop)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    stuck, keep = _lingering(2)
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(10)
+            conn.connect(str(server.path))
+            # all of it queued, and the agent's own copies gone, before the server reads:
+            # the server's is the last reference, as an agent that closes its own would have it
+            with _loop_paused(event_loop_thread):
+                attack(conn, port, stuck)
+                stuck.close()
+            started = time.monotonic()
+            assert conn.recv(200).startswith(b"no ")
+        # the relay's handoff right after: answered by a server that is not held
+        with _listener(port) as listener:
+            held = relay.hand_over(listener, str(server.path), port)
+        waited = time.monotonic() - started
+        held.close()
+    finally:
+        for sock in keep:
+            sock.close()
+        server.close()
+    assert (waited >= 1.5) if control else (waited < 1.0), waited
+
+
+@contextlib.contextmanager
+def _loop_paused(loop: _Loop) -> Iterator[None]:
+    """The server's event loop held still (no accept, no read) for the block's length."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        release.wait(10)
+
+    loop.loop.call_soon_threadsafe(hold)
+    assert holding.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+
+
+def test_listeners_served_at_once_are_capped(tmp_path: Path, event_loop_thread: _Loop) -> None:
+    """Each costs the runner descriptors: so many, and no more, until one is let go."""
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_served=2)
+    held = []
+    for _ in range(2):
+        with _listener(port, reuse_port=True) as listener:
+            held.append(relay.hand_over(listener, str(server.path), port))
+    with (
+        _listener(port, reuse_port=True) as listener,
+        pytest.raises(OSError, match="served already"),
+    ):
+        relay.hand_over(listener, str(server.path), port)
+    held.pop().close()
+    deadline = time.monotonic() + 10
+    while server.handoff._serving > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with _listener(port, reuse_port=True) as listener:
+        held.append(relay.hand_over(listener, str(server.path), port))
+    assert server.handoff.served == 3
+    for conn in held:
+        conn.close()
+    server.close()
+
+
 def test_handoffs_in_progress_are_capped_and_time_out(
     tmp_path: Path, event_loop_thread: _Loop
 ) -> None:
@@ -313,22 +452,18 @@ def test_handoffs_in_progress_are_capped_and_time_out(
         conn.connect(str(server.path))
         silent.append(conn)
     time.sleep(0.2)
-    # one more than the cap: closed at once, unanswered
-    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    extra.settimeout(5)
-    extra.connect(str(server.path))
+    # one more than the cap is not accepted: it waits in the backlog (none of the server's
+    # descriptors, nothing it sent closed on the server's side) until a place is free,
+    # when the silent ones' time is up; then its handoff is taken
+    listener = _listener(port)
     started = time.monotonic()
-    assert extra.recv(10) == b""
-    assert time.monotonic() - started < 0.9
-    extra.close()
-    # the silent ones are let go when their time is up, and the real handoff then succeeds
+    held = relay.hand_over(listener, str(server.path), port)
+    assert time.monotonic() - started >= 0.5
+    listener.close()
     for conn in silent:
         conn.settimeout(5)
         assert conn.recv(10) == b""
         conn.close()
-    listener = _listener(port)
-    held = relay.hand_over(listener, str(server.path), port)
-    listener.close()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         assert _ask(client) == b"served:hi"
     held.close()

@@ -43,10 +43,21 @@ handoff.ListenerHandoff._check = lambda self, fd: socket.socket(fileno=fd)
 
 # the protection taken out: what is refused is closed as it comes, lingering and all
 _PLAIN_CLOSE = """
+import os
+import socket
+
 from outloop_cli.credentials import ci_env
 from outloop_cli.sandbox import handoff
 ci_env.scrub_ci_secrets_at_startup(reexec=False)
-handoff._close_now = lambda sock: sock.close()
+
+def _close_on_the_loop(loop, items, done):
+    for item in items:
+        item.close() if isinstance(item, socket.socket) else os.close(item)
+    if done is not None:
+        done()
+
+
+handoff._close_elsewhere = _close_on_the_loop
 """
 _LINGER = 4
 
@@ -102,22 +113,26 @@ def test_control_without_the_check_the_proxy_answers_at_a_host_path(
     assert found["served_at_host_path"] is True, found
 
 
+@pytest.mark.parametrize("mode", ["direct", "nested"])
 def test_a_socket_that_lingers_on_close_does_not_stall_the_broker(
-    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str, make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER))
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), mode)
     found = _attack(make_repo, tmp_path, monkeypatch, control=False, agent=agent)
 
+    assert found["lost"] is False, found
     assert found["reply"].startswith("no "), found
     assert found["status"] == 200, found
     assert found["seconds"] < _LINGER / 2, found
 
 
-def test_control_closed_as_it_comes_the_socket_holds_the_broker_for_its_linger(
-    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mode", ["direct", "nested"])
+def test_control_closed_on_the_loop_the_socket_holds_the_broker_for_its_linger(
+    mode: str, make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER))
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), mode)
     found = _attack(make_repo, tmp_path, monkeypatch, control=True, agent=agent, patch=_PLAIN_CLOSE)
 
+    assert found["lost"] is False, found
     assert found["reply"].startswith("no "), found
     assert found["seconds"] >= _LINGER - 0.5, found
