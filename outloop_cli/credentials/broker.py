@@ -54,6 +54,7 @@ from outloop_cli.credentials.proxy import SENTINEL_KEY, AccessProxy
 from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.sandbox import ports
 from outloop_cli.sandbox.ports import SandboxPort
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
@@ -216,13 +217,11 @@ class Broker:
 
     async def _serve(self) -> None:
         assert self._socket_path is not None
-        old_umask = os.umask(0o177)
-        try:
-            self._unix_server = await asyncio.start_unix_server(
-                self._handle_socket, path=str(self._socket_path), limit=broker_wire.MAX_MESSAGE
-            )
-        finally:
-            os.umask(old_umask)
+        self._unix_server = await asyncio.start_unix_server(
+            self._handle_socket,
+            sock=ports.unix_listener(self._socket_path),
+            limit=broker_wire.MAX_MESSAGE,
+        )
         self._socket_path.chmod(0o600)
         if self._routes:
             self._proxy = AccessProxy(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 import urllib.parse
@@ -192,13 +191,9 @@ class AccessProxy:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, sock=sock)
         if unix_path is not None:
-            old_umask = os.umask(0o177)
-            try:
-                self._unix_server = await loop.create_unix_server(
-                    self._protocol, path=str(unix_path)
-                )
-            finally:
-                os.umask(old_umask)
+            self._unix_server = await loop.create_unix_server(
+                self._protocol, sock=ports.unix_listener(unix_path)
+            )
         if handoff_path is not None:
             self._handoff = ListenerHandoff(self.port, self._serve_listener)
             await self._handoff.start(handoff_path)

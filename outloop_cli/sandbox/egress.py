@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 import threading
 import time
@@ -90,11 +89,9 @@ class EgressProxy:
         sandbox_port: int = SANDBOX_EGRESS_PORT,
     ) -> None:
         """Serve ``unix_path``; take the sandbox's listener of ``sandbox_port`` through ``handoff_path``."""
-        old_umask = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(self._accept, path=str(unix_path))
-        finally:
-            os.umask(old_umask)
+        self._server = await asyncio.start_unix_server(
+            self._accept, sock=ports.unix_listener(unix_path)
+        )
         if handoff_path is not None:
             self._handoff = ListenerHandoff(sandbox_port, self._serve_listener)
             await self._handoff.start(handoff_path)

@@ -53,6 +53,8 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from outloop_cli.sandbox import ports
+
 Serve = Callable[[socket.socket], Awaitable[asyncio.AbstractServer]]
 
 GREETING = b"outloop-listener"
@@ -93,18 +95,7 @@ class ListenerHandoff:
         self.served = 0
 
     async def start(self, path: Path) -> None:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            listener.bind(str(path))
-        except BaseException:
-            listener.close()
-            raise
-        finally:
-            os.umask(old_umask)
-        listener.listen(16)
-        listener.setblocking(False)
-        self._listener = listener
+        self._listener = ports.unix_listener(path, backlog=16, takes_descriptors=True)
         self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
 
     async def close(self) -> None:
@@ -160,10 +151,15 @@ class ListenerHandoff:
                 self._serving += 1
                 self._release()
                 pending = False
+                # nothing more is taken on it: what else it carries is closed off the loop
+                ports.refuse_descriptors(conn)
                 await loop.sock_sendall(conn, b"ok\n")
                 # the sender holds this connection for as long as its sandbox lives
-                while await loop.sock_recv(conn, 4096):
-                    pass
+                while True:
+                    message, fds, _ = await self._read(conn)
+                    _close_elsewhere(loop, fds, None)
+                    if not message:
+                        break
             finally:
                 self._serving -= 1
                 server.close()
@@ -173,7 +169,8 @@ class ListenerHandoff:
             # still pending until the close is done: a close that hangs keeps its place
             _close_elsewhere(loop, [conn], self._release if pending else None)
 
-    async def _receive(self, conn: socket.socket) -> socket.socket:
+    async def _read(self, conn: socket.socket) -> tuple[bytes, list[int], int]:
+        """One read; every descriptor it carries (all of them: none left for the kernel) is ours."""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -188,6 +185,11 @@ class ListenerHandoff:
                     loop.remove_reader(conn.fileno())
         for fd in fds:
             os.set_inheritable(fd, False)
+        return message, fds, flags
+
+    async def _receive(self, conn: socket.socket) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        message, fds, flags = await self._read(conn)
         try:
             if flags & socket.MSG_CTRUNC or len(fds) != 1:
                 raise HandoffRefused("one listening socket, and only one, is taken")

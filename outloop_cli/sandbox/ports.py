@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,20 @@ MAX_CONNECTIONS = 256
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 )
+# SO_PASSRIGHTS (Linux 6.16, include/uapi/asm-generic/socket.h): off, a Unix socket takes
+# no file descriptors; the sender's SCM_RIGHTS fails with EPERM. Python does not name it
+# yet; its number is asm-generic's, which these machines use
+_SO_PASSRIGHTS: int | None = getattr(socket, "SO_PASSRIGHTS", None)
+if _SO_PASSRIGHTS is None and platform.machine() in {
+    "x86_64",
+    "aarch64",
+    "arm64",
+    "riscv64",
+    "i686",
+    "i386",
+    "armv7l",
+}:
+    _SO_PASSRIGHTS = 83
 
 
 @dataclass(frozen=True)
@@ -29,3 +46,47 @@ class SandboxPort:
     port: int
     socket: Path
     handoff: Path
+
+
+def refuse_descriptors(sock: socket.socket) -> bool:
+    """Whether ``sock`` now refuses descriptors sent to it (False: this kernel cannot).
+
+    A Unix socket the agent can reach must: whatever descriptors a message
+    carries and its reader does not take, the kernel closes in the reader's
+    thread, and the last close of a socket the agent set to linger waits as
+    long as it chose; that thread is the broker's event loop. Set on a
+    listener, it holds for every connection accepted from it.
+    """
+    if _SO_PASSRIGHTS is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_PASSRIGHTS, 0)
+    except OSError:
+        # ENOPROTOOPT: a kernel before 6.16 (docs/security.md, "Not closed yet")
+        return False
+    return True
+
+
+def unix_listener(
+    path: Path, *, backlog: int = 128, takes_descriptors: bool = False
+) -> socket.socket:
+    """A non-blocking Unix listener at ``path``, for the owner alone, refusing descriptors.
+
+    ``takes_descriptors``: the handoff socket only, which takes a listener and
+    closes everything else it is sent off its own thread (``handoff.py``).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        if not takes_descriptors:
+            refuse_descriptors(sock)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

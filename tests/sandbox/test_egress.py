@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -136,6 +137,26 @@ def test_connect_to_a_listed_host_tunnels_and_is_audited(
     (event,) = proxy.settled()
     assert event["decision"] == "allowed" and event["host"] == INTERNET and event["port"] == port
     assert event["bytes_up"] > 0 and event["bytes_down"] > 0
+
+
+def test_the_proxys_unix_socket_takes_no_descriptor(
+    tmp_path: Path, upstream: ThreadingHTTPServer, stop_after: list[Running]
+) -> None:
+    """Bound into the sandbox: a descriptor sent with a request would be closed on the loop.
+
+    (The end-to-end attack, with its control, is tests/security/test_descriptor_passing.py.)
+    """
+    proxy = running(tmp_path, f"{INTERNET}:{upstream.server_address[1]}")
+    stop_after.append(proxy)
+    read, write = os.pipe()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(proxy.path))
+            with pytest.raises(PermissionError):
+                socket.send_fds(conn, [b"CONNECT x:1 HTTP/1.1\r\n\r\n"], [read])
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def test_a_sandbox_port_handed_over_is_the_proxy_itself(

@@ -441,6 +441,27 @@ def test_listeners_served_at_once_are_capped(tmp_path: Path, event_loop_thread: 
     server.close()
 
 
+def test_a_connection_that_has_handed_over_takes_no_more_descriptors(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    """Its reader waits for its end on the loop: a descriptor sent after is refused."""
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    with _listener(port) as listener:
+        held = relay.hand_over(listener, str(server.path), port)
+    read, write = os.pipe()
+    try:
+        with pytest.raises(PermissionError):
+            socket.send_fds(held, [b"x"], [read])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            assert _ask(client) == b"served:hi"
+    finally:
+        os.close(read)
+        os.close(write)
+        held.close()
+        server.close()
+
+
 def test_handoffs_in_progress_are_capped_and_time_out(
     tmp_path: Path, event_loop_thread: _Loop
 ) -> None:
