@@ -26,11 +26,12 @@ event loop). The last close of a socket it set to linger, with data it cannot
 send, waits in ``close()`` for as long as it chose; so does the last close of a
 Unix socket that holds such a socket queued, in a message behind the first or
 inside a socketpair it sent, however deep. So the handoff connection, every
-descriptor it carried and every refused listener are closed in a thread of
-their own, lingering switched off where that helps; a connection counts as
-pending until its close is done, and at the cap the next one is not accepted
-at all: it waits in the kernel's backlog, holding none of the runner's
-descriptors. A listener already set to linger, or of another protocol on the
+descriptor it carried and every refused listener are closed together, by one
+thread for the connection, lingering switched off where that helps; the
+connection keeps its place (pending, or served) until that close is done, so
+closes that hang are as many as the caps allow, and at the cap the next one is
+not accepted at all: it waits in the kernel's backlog, holding none of the
+runner's descriptors. A listener already set to linger, or of another protocol on the
 same port space (MPTCP, SCTP), is refused, and at most ``max_served`` are
 served at once.
 
@@ -134,40 +135,46 @@ class ListenerHandoff:
 
     async def _take(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        pending = True
+        serving = False
+        # everything this connection brought, closed together at its end by one thread
+        # of its own; its place (pending or served) is kept until that close is done, so
+        # a close that hangs keeps it, and hung closes are bounded by the caps
+        doomed: list[socket.socket | int] = []
         try:
             try:
-                listener = await asyncio.wait_for(self._receive(conn), self._timeout)
+                listener = await asyncio.wait_for(self._receive(conn, doomed), self._timeout)
             except HandoffRefused as refused:
                 await loop.sock_sendall(conn, b"no " + str(refused).encode() + b"\n")
                 return
             try:
                 server = await self._serve(listener)
             except BaseException:
-                _close_elsewhere(loop, [listener], None)
+                doomed.append(listener)
                 raise
             try:
                 self.served += 1
                 self._serving += 1
+                serving = True
                 self._release()
-                pending = False
-                # nothing more is taken on it: what else it carries is closed off the loop
+                # nothing more is taken on it: what was queued before is closed off the loop
                 ports.refuse_descriptors(conn)
                 await loop.sock_sendall(conn, b"ok\n")
                 # the sender holds this connection for as long as its sandbox lives
                 while True:
                     message, fds, _ = await self._read(conn)
-                    _close_elsewhere(loop, fds, None)
+                    doomed.extend(fds)
                     if not message:
                         break
             finally:
-                self._serving -= 1
                 server.close()
         except (OSError, asyncio.TimeoutError):
             pass
         finally:
-            # still pending until the close is done: a close that hangs keeps its place
-            _close_elsewhere(loop, [conn], self._release if pending else None)
+            doomed.append(conn)
+            _close_elsewhere(loop, doomed, self._stop_serving if serving else self._release)
+
+    def _stop_serving(self) -> None:
+        self._serving -= 1
 
     async def _read(self, conn: socket.socket) -> tuple[bytes, list[int], int]:
         """One read; every descriptor it carries (all of them: none left for the kernel) is ours."""
@@ -187,8 +194,9 @@ class ListenerHandoff:
             os.set_inheritable(fd, False)
         return message, fds, flags
 
-    async def _receive(self, conn: socket.socket) -> socket.socket:
-        loop = asyncio.get_running_loop()
+    async def _receive(
+        self, conn: socket.socket, doomed: list[socket.socket | int]
+    ) -> socket.socket:
         message, fds, flags = await self._read(conn)
         try:
             if flags & socket.MSG_CTRUNC or len(fds) != 1:
@@ -197,15 +205,15 @@ class ListenerHandoff:
                 raise HandoffRefused(f"this server takes 127.0.0.1:{self.port} only")
             if self._serving >= self._max_served:
                 raise HandoffRefused(f"{self._max_served} listeners are served already")
-            return self._check(fds.pop())
+            return self._check(fds.pop(), doomed)
         finally:
-            _close_elsewhere(loop, fds, None)
+            doomed.extend(fds)
 
-    def _check(self, fd: int) -> socket.socket:
+    def _check(self, fd: int, doomed: list[socket.socket | int]) -> socket.socket:
         try:
             listener = socket.socket(fileno=fd)
         except OSError:
-            _close_elsewhere(asyncio.get_running_loop(), [fd], None)
+            doomed.append(fd)
             raise HandoffRefused("not a socket") from None
         try:
             if (
@@ -224,7 +232,7 @@ class ListenerHandoff:
                 # every connection accepted from it would linger on close, in the server's thread
                 raise HandoffRefused("set to linger")
         except BaseException:
-            _close_elsewhere(asyncio.get_running_loop(), [listener], None)
+            doomed.append(listener)
             raise
         return listener
 
@@ -232,7 +240,7 @@ class ListenerHandoff:
 def _close_elsewhere(
     loop: asyncio.AbstractEventLoop,
     items: Sequence[socket.socket | int],
-    done: Callable[[], None] | None,
+    done: Callable[[], None],
 ) -> None:
     """Close what the agent could reach, in a thread of its own (see the module's docstring).
 
@@ -240,16 +248,13 @@ def _close_elsewhere(
     loop's own thread: the last close of a socket can wait, and so can the last
     close of a Unix socket with a lingering one queued in it, however deep.
     """
-    if not items and done is None:
-        return
     taken = list(items)
 
     def close_all() -> None:
         for item in taken:
             _close_now(item)
-        if done is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
-                loop.call_soon_threadsafe(done)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+            loop.call_soon_threadsafe(done)
 
     threading.Thread(target=close_all, name="outloop-handoff-close", daemon=True).start()
 

@@ -416,6 +416,60 @@ def _loop_paused(loop: _Loop) -> Iterator[None]:
         release.set()
 
 
+def _closers(besides: frozenset[int] = frozenset()) -> int:
+    """The handoff's closing threads alive, but for those in ``besides`` (idents)."""
+    return sum(
+        t.name == "outloop-handoff-close" and t.ident not in besides for t in threading.enumerate()
+    )
+
+
+def test_closes_that_hang_are_bounded_by_the_pending_cap(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    """Each connection's leftovers hang in one thread, and it keeps its place until they close.
+
+    Else an agent could leave a thread and its descriptors behind per connection, without end.
+    """
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=2)
+    peers: list[socket.socket] = []
+    conns: list[socket.socket] = []
+    # threads of earlier tests may still be ending: only this test's are counted
+    earlier = frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
+    try:
+        for _ in range(3):
+            stuck, keep = _lingering(60)
+            peers.extend(keep)
+            conn = socket.socket(socket.AF_UNIX)
+            conn.settimeout(10)
+            conn.connect(str(server.path))
+            conns.append(conn)
+            with _loop_paused(event_loop_thread):
+                _nested(conn, port, stuck)
+                stuck.close()
+        for conn in conns[:2]:
+            assert conn.recv(200).startswith(b"no ")
+        deadline = time.monotonic() + 10
+        while _closers(earlier) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # two hang (one each), and the third connection is not even accepted
+        time.sleep(0.5)
+        assert _closers(earlier) == 2
+        assert server.handoff._pending == 2
+        conns[2].settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            conns[2].recv(200)
+        # the unread peers go (a reset ends each linger): places free, the third is answered
+        for peer in peers:
+            peer.close()
+        conns[2].settimeout(10)
+        assert conns[2].recv(200).startswith(b"no ")
+    finally:
+        for sock in (*peers, *conns):
+            sock.close()
+        server.close()
+
+
 def test_listeners_served_at_once_are_capped(tmp_path: Path, event_loop_thread: _Loop) -> None:
     """Each costs the runner descriptors: so many, and no more, until one is let go."""
     port = _free_port()

@@ -37,7 +37,7 @@ import socket
 from outloop_cli.credentials import ci_env
 from outloop_cli.sandbox import handoff
 ci_env.scrub_ci_secrets_at_startup(reexec=False)
-handoff.ListenerHandoff._check = lambda self, fd: socket.socket(fileno=fd)
+handoff.ListenerHandoff._check = lambda self, fd, doomed: socket.socket(fileno=fd)
 """
 
 
