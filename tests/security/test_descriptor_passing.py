@@ -50,7 +50,7 @@ def _attack(
     target: str,
     control: bool,
 ) -> dict[str, Any]:
-    agent = ("fd_passing_agent.py", "API_BASE", str(_LINGER), target)
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), target)
     with UpstreamServer() as upstream:
         credentials = echo_route(upstream.url)
         if target == "broker":
