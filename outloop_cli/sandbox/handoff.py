@@ -31,7 +31,11 @@ thread for the connection, lingering switched off where that helps; the
 connection keeps its place (pending, or served) until that close is done, so
 closes that hang are as many as the caps allow, and at the cap the next one is
 not accepted at all: it waits in the kernel's backlog, holding none of the
-runner's descriptors. A listener already set to linger, or of another protocol on the
+runner's descriptors. A Unix socket among what is closed is emptied first
+(what it holds taken out and closed the same way, within a budget), so a
+nested lingering socket does not make even that thread wait; and when the
+server stops, its own listener, with what waits in its backlog, is closed
+the same way. A listener already set to linger, or of another protocol on the
 same port space (MPTCP, SCTP), is refused, and at most ``max_served`` are
 served at once.
 
@@ -105,7 +109,8 @@ class ListenerHandoff:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
-            self._listener.close()
+            # its backlog holds what the agent queued on connections not accepted yet
+            _close_elsewhere(asyncio.get_running_loop(), [self._listener], _nothing)
             self._listener = None
 
     async def _accept_loop(self) -> None:
@@ -123,6 +128,7 @@ class ListenerHandoff:
                 # EMFILE and the like: the next connection may fare better; never a busy loop
                 await asyncio.sleep(0.1)
                 continue
+            _urgent_inline(conn)
             # counted here, not when the task first runs: a burst of accepts sees them all
             self._pending += 1
             task = loop.create_task(self._take(conn))
@@ -259,7 +265,42 @@ def _close_elsewhere(
     threading.Thread(target=close_all, name="outloop-handoff-close", daemon=True).start()
 
 
-def _close_now(item: socket.socket | int) -> None:
+def _nothing() -> None:
+    pass
+
+
+def _urgent_inline(conn: socket.socket) -> None:
+    """Out-of-band bytes read inline, before the first read.
+
+    Else such a byte is never read but thrown away inside ``recvmsg`` (the
+    kernel's ``manage_oob``), with the descriptors it carries; inline, they are
+    ours, closed like any other. Defence in depth: on this machine's kernel
+    (6.18) no test could make that drop wait in a thread of the server's.
+    """
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+
+
+# reads (and descriptors taken) the closing of one connection may spend emptying what it
+# holds: an end the agent still writes to must not keep a closing thread reading for ever
+_EMPTY_BUDGET = 1024
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = _EMPTY_BUDGET
+
+
+def _close_now(item: socket.socket | int, budget: _Budget | None = None) -> None:
+    """Close ``item`` without waiting where that can be helped.
+
+    A Unix socket is emptied first: the descriptors queued in it (a socketpair's
+    end can hold a lingering socket, and its unread peer behind it) are taken
+    out and closed the same way, lingering off, so its own close releases
+    nothing that waits; a listener's backlog likewise. Within ``budget``: past
+    it, what is left is closed as it is (here, off the loop, where a wait holds
+    this thread alone).
+    """
+    budget = budget if budget is not None else _Budget()
     if isinstance(item, socket.socket):
         sock = item
     else:
@@ -271,7 +312,35 @@ def _close_now(item: socket.socket | int) -> None:
             return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+    if sock.family == socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            _empty(sock, budget)
     sock.close()
+
+
+def _empty(sock: socket.socket, budget: _Budget) -> None:
+    sock.setblocking(False)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        while budget.left > 0:
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                return
+            budget.left -= 1
+            _close_now(conn, budget)
+        return
+    with contextlib.suppress(OSError):
+        _urgent_inline(sock)
+    while budget.left > 0:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 65536, _MAX_FDS)
+        except BlockingIOError:
+            return
+        budget.left -= max(1, len(fds))
+        for fd in fds:
+            _close_now(fd, budget)
+        if not message and not fds:
+            return
 
 
 def _set_once(future: asyncio.Future[None]) -> None:

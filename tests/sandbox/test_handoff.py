@@ -361,7 +361,14 @@ def _nested(conn: socket.socket, port: int, stuck: socket.socket) -> None:
     outer.close()
 
 
-@pytest.mark.parametrize("control", [False, True], ids=["closed-elsewhere", "control-on-the-loop"])
+# each attack's control: the protection that stops it taken out
+_CONTROLS: dict[Callable[[socket.socket, int, socket.socket], None], tuple[str, Any]] = {
+    _trailing: ("_close_elsewhere", _close_on_the_loop),
+    _nested: ("_close_elsewhere", _close_on_the_loop),
+}
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["protected", "control"])
 @pytest.mark.parametrize("attack", [_trailing, _nested], ids=["trailing", "nested"])
 def test_a_lingering_socket_the_server_never_reads_does_not_hold_it(
     attack: Callable[[socket.socket, int, socket.socket], None],
@@ -372,7 +379,7 @@ def test_a_lingering_socket_the_server_never_reads_does_not_hold_it(
 ) -> None:
     """Its last close would wait in the server's thread: the relay's real handoff with it."""
     if control:
-        monkeypatch.setattr(handoff, "_close_elsewhere", _close_on_the_loop)
+        monkeypatch.setattr(handoff, *_CONTROLS[attack])
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     stuck, keep = _lingering(2)
@@ -416,6 +423,45 @@ def _loop_paused(loop: _Loop) -> Iterator[None]:
         release.set()
 
 
+@pytest.mark.parametrize("control", [False, True], ids=["emptied", "control-past-the-budget"])
+def test_what_a_refused_socket_holds_is_taken_out_before_it_is_closed(
+    control: bool, tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nested lingering socket (its unread peer queued with it) is closed without a wait.
+
+    So the closing thread ends at once and the connection's place is free again, rather
+    than held for a linger the agent chose.
+    """
+    if control:
+        monkeypatch.setattr(handoff, "_EMPTY_BUDGET", 0)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    stuck, keep = _lingering(3)
+    try:
+        inner, outer = socket.socketpair()
+        # the unread peer queued first: the kernel's deferred closes run last-queued first,
+        # so the lingering socket's close comes while its peer still holds the data unread
+        socket.send_fds(inner, [b"y"], [keep[1].fileno()])
+        socket.send_fds(inner, [b"x"], [stuck.fileno()])
+        inner.close()
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(10)
+            conn.connect(str(server.path))
+            with _loop_paused(event_loop_thread):
+                socket.send_fds(conn, [GREETING + b" %d\n" % port], [outer.fileno()])
+                outer.close()
+                stuck.close()
+                keep[1].close()
+            assert conn.recv(200).startswith(b"no ")
+        deadline = time.monotonic() + 1.5
+        while server.handoff._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.handoff._pending == (1 if control else 0)
+    finally:
+        keep[0].close()
+        server.close()
+
+
 def _closers(besides: frozenset[int] = frozenset()) -> int:
     """The handoff's closing threads alive, but for those in ``besides`` (idents)."""
     return sum(
@@ -424,12 +470,14 @@ def _closers(besides: frozenset[int] = frozenset()) -> int:
 
 
 def test_closes_that_hang_are_bounded_by_the_pending_cap(
-    tmp_path: Path, event_loop_thread: _Loop
+    tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each connection's leftovers hang in one thread, and it keeps its place until they close.
 
     Else an agent could leave a thread and its descriptors behind per connection, without end.
     """
+    # past the budget for emptying what it holds (none here), a nested socket's close waits
+    monkeypatch.setattr(handoff, "_EMPTY_BUDGET", 0)
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=2)
     peers: list[socket.socket] = []
