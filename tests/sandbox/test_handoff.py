@@ -462,6 +462,43 @@ def test_what_a_refused_socket_holds_is_taken_out_before_it_is_closed(
         server.close()
 
 
+@pytest.mark.parametrize("control", [False, True], ids=["off-the-loop", "control-on-the-loop"])
+def test_stopping_the_server_does_not_wait_on_its_backlog(
+    control: bool, tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection never accepted (the cap was full) holds a nested lingering socket.
+
+    Closing the listener releases it: on the loop, the broker's shutdown would wait.
+    """
+    if control:
+        monkeypatch.setattr(handoff, "_close_elsewhere", _close_on_the_loop)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=1)
+    stuck, keep = _lingering(3)
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(str(server.path))
+    deadline = time.monotonic() + 10
+    while server.handoff._pending < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waiting = socket.socket(socket.AF_UNIX)
+    try:
+        waiting.connect(str(server.path))
+        inner, outer = socket.socketpair()
+        # the peer first: the lingering socket's close comes while its peer still holds the data
+        socket.send_fds(inner, [b"y"], [keep[1].fileno()])
+        socket.send_fds(inner, [b"x"], [stuck.fileno()])
+        socket.send_fds(waiting, [GREETING + b" %d\n" % port], [outer.fileno()])
+        for sock in (inner, outer, stuck, keep[1], waiting):
+            sock.close()
+        started = time.monotonic()
+        server.close()
+        stopped = time.monotonic() - started
+    finally:
+        silent.close()
+        keep[0].close()
+    assert (stopped >= 2.0) if control else (stopped < 1.0), stopped
+
+
 def _closers(besides: frozenset[int] = frozenset()) -> int:
     """The handoff's closing threads alive, but for those in ``besides`` (idents)."""
     return sum(
