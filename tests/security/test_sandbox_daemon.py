@@ -64,7 +64,8 @@ def _run(
     )
     repo = make_repo({".outloop/fix.yml": loop})
     done = run_cli_patched(repo, patches, "run", "fix", "--json")
-    assert done.returncode in (0, 1), done.stderr
+    # 3: the run stopped in error; only a daemon that outlived its turn causes that here
+    assert done.returncode in (0, 1, 3), done.stderr
     record = json.loads(done.stdout.strip().splitlines()[-1])
     (run_json,) = runs_dir(repo).glob("*/run.json")
     worktree = Path(json.loads(run_json.read_text())["worktree"])
@@ -113,7 +114,10 @@ def test_control_with_none_of_them_the_daemon_outlives_the_turn(make_repo: RepoF
     marker = secrets.token_hex(8)
     try:
         code, record, worktree = _run(make_repo, marker, _OTHER_LAYERS_OFF + _DIE_WITH_PARENT_OFF)
-        assert (code, record["stop_reason"]) == (1, "max_iterations")
+        # the goal saw the file change; or the daemon's writes raced outloop's own restore of
+        # the worktree (git: "unable to create file heartbeat.txt: File exists"), the harm a
+        # survivor does in another form
+        assert (code, record["stop_reason"]) in {(1, "max_iterations"), (3, "error")}
         assert _changing(worktree)
     finally:
         _kill_marked(marker)
