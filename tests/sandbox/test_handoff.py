@@ -365,12 +365,6 @@ def _nested(conn: socket.socket, port: int, stuck: socket.socket) -> None:
 
 
 # each attack's control: the protection that stops it taken out
-_CONTROLS: dict[Callable[[socket.socket, int, socket.socket], None], tuple[str, Any]] = {
-    _trailing: ("_close_elsewhere", _close_on_the_loop),
-    _nested: ("_close_elsewhere", _close_on_the_loop),
-}
-
-
 @pytest.mark.parametrize("control", [False, True], ids=["protected", "control"])
 @pytest.mark.parametrize("attack", [_trailing, _nested], ids=["trailing", "nested"])
 def test_a_lingering_socket_the_server_never_reads_does_not_hold_it(
@@ -382,7 +376,7 @@ def test_a_lingering_socket_the_server_never_reads_does_not_hold_it(
 ) -> None:
     """Its last close would wait in the server's thread: the relay's real handoff with it."""
     if control:
-        monkeypatch.setattr(handoff, *_CONTROLS[attack])
+        monkeypatch.setattr(handoff, "_close_elsewhere", _close_on_the_loop)
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     stuck, keep = _lingering(2)
