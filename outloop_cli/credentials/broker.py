@@ -29,6 +29,7 @@ Usage by the engine::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -55,7 +56,7 @@ from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox import ports
-from outloop_cli.sandbox.ports import SandboxPort
+from outloop_cli.sandbox.ports import SandboxServer
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
 DEFAULT_TTL = 15 * 60.0
@@ -131,6 +132,7 @@ class Broker:
         self._routes = self._build_routes(ca_bundles or {})
         self._runtime_dir = runtime_dir
         self._dir: Path | None = None
+        self._handoffs = itertools.count(1)
         self._socket_path: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -233,9 +235,7 @@ class Broker:
             if self._dir is None:
                 await self._proxy.start()
             else:
-                await self._proxy.start(
-                    unix_path=self._dir / "proxy.sock", handoff_path=self._dir / "proxy.handoff"
-                )
+                await self._proxy.start(unix_path=self._dir / "proxy.sock")
 
     def revoke(self) -> int:
         """Revoke every capability now; the socket and proxy refuse from here on."""
@@ -286,11 +286,18 @@ class Broker:
         return self._socket_path
 
     @property
-    def proxy_endpoint(self) -> SandboxPort | None:
-        """The proxy's port and Unix sockets, for a sandbox with a network of its own; if any."""
+    def proxy_endpoint(self) -> SandboxServer | None:
+        """The proxy as sandboxes with a network of their own reach it; if any."""
         if self._proxy is None or self._dir is None:
             return None
-        return SandboxPort(self._proxy.port, self._dir / "proxy.sock", self._dir / "proxy.handoff")
+        return SandboxServer(self._proxy.port, self._dir / "proxy.sock", self._open_handoff)
+
+    def _open_handoff(self) -> Path:
+        """A handoff socket of the proxy's for one sandbox's start (``sandbox/handoff.py``)."""
+        assert self._proxy is not None and self._dir is not None
+        path = self._dir / f"proxy-{next(self._handoffs)}.handoff"
+        self._call(self._proxy.open_handoff(path), timeout=10)
+        return path
 
     @property
     def proxy_port(self) -> int | None:

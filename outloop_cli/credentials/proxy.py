@@ -156,14 +156,14 @@ class AccessProxy:
         self._handoff: ListenerHandoff | None = None
         self.port = 0
 
-    async def start(self, unix_path: Path | None = None, handoff_path: Path | None = None) -> int:
+    async def start(self, unix_path: Path | None = None) -> int:
         """Listen on 127.0.0.1 (a free port) and, when given, on the Unix socket ``unix_path``.
 
         A sandboxed agent has a network namespace of its own, where the proxy
         answers on 127.0.0.1 with the same port, so its base URL stays the
-        same: the sandbox's listening socket comes in through ``handoff_path``
-        (``sandbox/handoff.py``), or else the sandbox relays each connection
-        to ``unix_path``.
+        same: the sandbox's listening socket comes in through a handoff socket
+        opened for its start (:meth:`open_handoff`, ``sandbox/handoff.py``), or
+        else the sandbox relays each connection to ``unix_path``.
         """
         for name, route in self._routes.items():
             connector = aiohttp.TCPConnector(ssl=route.ssl_context() or False, limit=64)
@@ -194,10 +194,14 @@ class AccessProxy:
             self._unix_server = await loop.create_unix_server(
                 self._protocol, sock=ports.unix_listener(unix_path)
             )
-        if handoff_path is not None:
             self._handoff = ListenerHandoff(self.port, self._serve_listener)
-            await self._handoff.start(handoff_path)
         return self.port
+
+    async def open_handoff(self, path: Path) -> None:
+        """A handoff socket at ``path`` for one sandbox's start (``ListenerHandoff.open``)."""
+        if self._handoff is None:
+            raise RuntimeError("the proxy serves no sandbox: it was started without a Unix socket")
+        await self._handoff.open(path)
 
     async def _serve_listener(self, listener: socket.socket) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from outloop_cli.git.repo import Repository
 
 if TYPE_CHECKING:
     from outloop_cli.credentials.grants import Decision
-    from outloop_cli.sandbox.ports import SandboxPort
+    from outloop_cli.sandbox.ports import SandboxServer
 
 EventSink = Callable[[str, dict[str, Any]], None]
 DecisionSink = Callable[["Decision"], None]
@@ -405,8 +405,8 @@ class RunAccess:
     def push_env(self, remote_url: str) -> dict[str, str]:
         return self._broker.push_env(remote_url) if self._broker is not None else {}
 
-    def proxy_endpoint(self) -> SandboxPort | None:
-        """The access proxy as a sandbox with a network of its own reaches it."""
+    def proxy_endpoint(self) -> SandboxServer | None:
+        """The access proxy as sandboxes with a network of their own reach it."""
         return self._broker.proxy_endpoint if self._broker is not None else None
 
     def broker_socket_dir(self) -> Path | None:

@@ -22,7 +22,7 @@ from outloop_cli.process.environment import build_env
 if TYPE_CHECKING:
     from outloop_cli.engine.context import RunContext
     from outloop_cli.sandbox.bwrap import GitMounts, ProgramRoots, RealPaths
-    from outloop_cli.sandbox.ports import SandboxPort
+    from outloop_cli.sandbox.ports import SandboxServer
 
 _T = TypeVar("_T")
 
@@ -34,16 +34,17 @@ def contained(
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
     shell_command: str | None = None,
-    proxy: SandboxPort | None = None,
+    proxy: SandboxServer | None = None,
 ) -> list[str]:
     """``argv`` as the run's sandbox runs it (unchanged when the run has no sandbox).
 
     ``shell_command`` is the script of an ``sh -c`` argv: the programs it names
     come into view (read-only). ``readable`` files are shown read-only (the
-    prompt file), ``writable`` directories read-write. ``proxy`` (port, Unix
-    socket) is relayed to 127.0.0.1:port inside; so is the run's egress proxy,
-    when its loop may reach hosts: the only ways out of the sandbox's own
-    network.
+    prompt file), ``writable`` directories read-write. ``proxy`` answers
+    127.0.0.1:port inside; so does the run's egress proxy, when its loop may
+    reach hosts: the only ways out of the sandbox's own network. Each gets a
+    handoff socket for this start alone (``sandbox/handoff.py``): build the
+    command line right before it runs.
     """
     if not sandboxed(ctx):
         return list(argv)
@@ -73,7 +74,9 @@ def contained(
             repo.common_dir,
         ],
         shell_command=shell_command,
-        relays=[relay for relay in (proxy, ctx.egress.relay()) if relay is not None],
+        relays=[
+            server.for_one_start() for server in (proxy, ctx.egress.relay()) if server is not None
+        ],
         etc=etc_view(ctx),
         roots=program_roots(ctx),
         real=real_paths(ctx),
@@ -161,7 +164,7 @@ def contained_view(
     view: Path,
     *,
     writable: Sequence[Path] = (),
-    proxy: SandboxPort | None = None,
+    proxy: SandboxServer | None = None,
 ) -> list[str]:
     """``argv`` in the run's sandbox with ``view`` (a checkout of a commit) read-only.
 
@@ -193,7 +196,7 @@ def contained_view(
             repo.common_dir,
             ctx.worktree.path,
         ],
-        relays=[proxy] if proxy is not None else [],
+        relays=[proxy.for_one_start()] if proxy is not None else [],
         etc=etc_view(ctx),
         roots=program_roots(ctx),
         real=real_paths(ctx),

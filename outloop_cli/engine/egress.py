@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox.egress_rules import EgressRules, narrow, parse_network, parse_rule
-from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT, SandboxPort
+from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT, SandboxServer
 
 if TYPE_CHECKING:
     from outloop_cli.config.model import LoopConfig
@@ -106,12 +106,12 @@ class RunEgress:
             rules=[str(rule) for rule in plan.rules.rules],
         )
 
-    def relay(self) -> SandboxPort | None:
-        """The egress proxy as the sandbox reaches it, when the run may reach hosts."""
+    def relay(self) -> SandboxServer | None:
+        """The egress proxy as sandboxes reach it, when the run may reach hosts."""
         if self._service is None:
             return None
         service = self._service
-        return SandboxPort(SANDBOX_EGRESS_PORT, service.socket_path, service.handoff_path)
+        return SandboxServer(SANDBOX_EGRESS_PORT, service.socket_path, service.open_handoff)
 
     def close(self) -> None:
         service, self._service = self._service, None
@@ -122,7 +122,7 @@ class RunEgress:
             self._dir = None
 
 
-def proxy_env(relay: SandboxPort | None, local: Sequence[str] = ()) -> Mapping[str, str]:
+def proxy_env(relay: SandboxServer | None, local: Sequence[str] = ()) -> Mapping[str, str]:
     """The variables that send HTTP clients inside the sandbox through the egress proxy."""
     if relay is None:
         return {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import socket
 import threading
 import time
@@ -82,19 +83,17 @@ class EgressProxy:
         self._handoff: ListenerHandoff | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(
-        self,
-        unix_path: Path,
-        handoff_path: Path | None = None,
-        sandbox_port: int = SANDBOX_EGRESS_PORT,
-    ) -> None:
-        """Serve ``unix_path``; take the sandbox's listener of ``sandbox_port`` through ``handoff_path``."""
+    async def start(self, unix_path: Path, sandbox_port: int = SANDBOX_EGRESS_PORT) -> None:
+        """Serve ``unix_path``; sandboxes' listeners of ``sandbox_port`` come through handoffs."""
         self._server = await asyncio.start_unix_server(
             self._accept, sock=ports.unix_listener(unix_path)
         )
-        if handoff_path is not None:
-            self._handoff = ListenerHandoff(sandbox_port, self._serve_listener)
-            await self._handoff.start(handoff_path)
+        self._handoff = ListenerHandoff(sandbox_port, self._serve_listener)
+
+    async def open_handoff(self, path: Path) -> None:
+        """A handoff socket at ``path`` for one sandbox's start (``ListenerHandoff.open``)."""
+        assert self._handoff is not None, "start() first"
+        await self._handoff.open(path)
 
     async def _serve_listener(self, listener: socket.socket) -> asyncio.AbstractServer:
         return await asyncio.start_server(self._accept, sock=listener)
@@ -313,10 +312,10 @@ class EgressService:
     thread, once per connection.
     """
 
-    def __init__(self, proxy: EgressProxy, socket_path: Path, handoff_path: Path) -> None:
+    def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
         self.socket_path = socket_path
-        self.handoff_path = handoff_path
         self._proxy = proxy
+        self._handoffs = itertools.count(1)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="outloop-egress", daemon=True
@@ -333,15 +332,12 @@ class EgressService:
         sandbox_port: int = SANDBOX_EGRESS_PORT,
     ) -> EgressService:
         service = cls(
-            EgressProxy(rules, on_event=on_event, resolve=resolve),
-            directory / "egress.sock",
-            directory / "egress.handoff",
+            EgressProxy(rules, on_event=on_event, resolve=resolve), directory / "egress.sock"
         )
         service._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(
-                service._proxy.start(service.socket_path, service.handoff_path, sandbox_port),
-                service._loop,
+                service._proxy.start(service.socket_path, sandbox_port), service._loop
             ).result(30)
         except BaseException:
             service.close()
@@ -364,4 +360,9 @@ class EgressService:
         if not self._loop.is_running():
             self._loop.close()
         self.socket_path.unlink(missing_ok=True)
-        self.handoff_path.unlink(missing_ok=True)
+
+    def open_handoff(self) -> Path:
+        """A handoff socket for one sandbox's start, beside the proxy's socket; where it is."""
+        path = self.socket_path.with_name(f"egress-{next(self._handoffs)}.handoff")
+        asyncio.run_coroutine_threadsafe(self._proxy.open_handoff(path), self._loop).result(10)
+        return path

@@ -10,8 +10,16 @@ carry the bytes across. Before this, the relay copied every byte from a TCP
 socket to a Unix socket and back, in Python: a fourth process on the path of a
 streamed response, and a third of the CPU it cost (docs/benchmarks.md).
 
-The Unix socket is bound into the sandbox, so the agent can reach it too, and
-whatever it sends is checked as an attacker's: one file descriptor, a TCP
+Each sandbox start gets a handoff socket of its own (``open``), bound into
+that sandbox alone. Its first connection is taken, and the socket is then
+unlinked and closed; the relay connects before it starts the agent, so by
+the time the agent runs, nothing listens there: a connection it tries is
+refused by the kernel, and none of what follows is within its reach. (A
+socket nobody connected to goes after ``window`` seconds, or when the
+server stops.)
+
+The rest is defence in depth, should anything but the relay get there first.
+Whatever comes in is checked as an attacker's: one file descriptor, a TCP
 socket that listens, bound to ``127.0.0.1`` and to the port this server owns.
 Anything else is closed unused and answered ``no``. A socket bound to a path
 (a Unix socket the host could reach), a connected socket, a pipe: none is ever
@@ -21,7 +29,7 @@ as the sandbox lives; when it closes (the sandbox's processes are gone), the
 listener is closed, and with it the last hold on the sandbox's network.
 Handoffs in progress are capped, each must arrive within ``timeout`` seconds,
 and a connection that holds a listener waits on nothing but its own end.
-Nothing the agent could reach is closed on the server's thread (the broker's
+Nothing a sender could reach is closed on the server's thread (the broker's
 event loop). The last close of a socket it set to linger, with data it cannot
 send, waits in ``close()`` for as long as it chose; so does the last close of a
 Unix socket that holds such a socket queued, in a message behind the first or
@@ -33,15 +41,10 @@ closes that hang are as many as the caps allow, and at the cap the next one is
 not accepted at all: it waits in the kernel's backlog, holding none of the
 runner's descriptors. A Unix socket among what is closed is emptied first
 (what it holds taken out and closed the same way, within a budget), so a
-nested lingering socket does not make even that thread wait; and when the
-server stops, its own listener, with what waits in its backlog, is closed
-the same way. A listener already set to linger, or of another protocol on the
-same port space (MPTCP, SCTP), is refused, and at most ``max_served`` are
-served at once.
-
-What this does not settle: a listener the agent made itself in a namespace of
-its own (possible only where bubblewrap lacks ``--disable-userns``) passes
-every check, and the agent keeps a copy of it (docs/security.md).
+nested lingering socket does not make even that thread wait; and a handoff
+socket, with what waits in its backlog, is closed the same way. A listener
+already set to linger, or of another protocol on the same port space (MPTCP,
+SCTP), is refused, and at most ``max_served`` are served at once.
 
 The wire: the relay sends ``outloop-listener PORT\\n`` with the socket attached;
 the server answers ``ok\\n`` or ``no REASON\\n``.
@@ -84,14 +87,14 @@ class ListenerHandoff:
         max_pending: int = 8,
         max_served: int = 8,
         timeout: float = 10.0,
+        window: float = 60.0,
     ) -> None:
         self.port = port
         self._serve = serve
         self._max_pending = max_pending
         self._max_served = max_served
         self._timeout = timeout
-        self._listener: socket.socket | None = None
-        self._accepting: asyncio.Task[None] | None = None
+        self._window = window
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         # connections accepted and not yet served or closed (their close may be under way)
@@ -99,41 +102,49 @@ class ListenerHandoff:
         self._serving = 0
         self.served = 0
 
-    async def start(self, path: Path) -> None:
-        self._listener = ports.unix_listener(path, backlog=16, takes_descriptors=True)
-        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
+    async def open(self, path: Path) -> None:
+        """A handoff socket at ``path`` for one sandbox's start: one connection, then it is gone.
+
+        The sandbox's first process connects before it starts the agent; the
+        socket is closed and unlinked as soon as that connection is accepted
+        (or ``window`` seconds pass without one), so the agent, though the
+        path is bound into its sandbox, finds nothing listening there.
+        """
+        listener = ports.unix_listener(path, backlog=1, takes_descriptors=True)
+        self._track(asyncio.get_running_loop().create_task(self._accept_once(listener, path)))
 
     async def close(self) -> None:
-        tasks = [task for task in (self._accepting, *self._tasks) if task is not None]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._listener is not None:
-            # its backlog holds what the agent queued on connections not accepted yet
-            _close_elsewhere(asyncio.get_running_loop(), [self._listener], _nothing)
-            self._listener = None
 
-    async def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_once(self, listener: socket.socket, path: Path) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            # at the cap, the next connection waits in the kernel's backlog, unaccepted:
-            # accepting it only to close it would close what the agent queued on it here
+        conn: socket.socket | None = None
+        try:
+            # at the cap, the connection waits in the kernel's backlog, unaccepted:
+            # accepting it only to close it would close what was queued on it here
             while self._pending >= self._max_pending:
                 self._room.clear()
                 await self._room.wait()
-            try:
-                conn, _ = await loop.sock_accept(self._listener)
-            except OSError:
-                # EMFILE and the like: the next connection may fare better; never a busy loop
-                await asyncio.sleep(0.1)
-                continue
-            _urgent_inline(conn)
-            # counted here, not when the task first runs: a burst of accepts sees them all
-            self._pending += 1
-            task = loop.create_task(self._take(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                conn, _ = await asyncio.wait_for(loop.sock_accept(listener), self._window)
+        finally:
+            # nobody connects after the first: gone by name, then closed, backlog and
+            # all, off the loop (whatever waits in it is closed unread)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            _close_elsewhere(loop, [listener], _nothing)
+        if conn is None:
+            return
+        _urgent_inline(conn)
+        self._pending += 1
+        await self._take(conn)
 
     def _release(self) -> None:
         self._pending -= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +37,35 @@ if _SO_PASSRIGHTS is None and platform.machine() in {
 
 @dataclass(frozen=True)
 class SandboxPort:
-    """``127.0.0.1:port`` inside the sandbox, answered by a server of outloop's outside.
+    """``127.0.0.1:port`` inside one sandbox, answered by a server of outloop's outside.
 
     The sandbox's first process hands the listening socket it binds to the
-    server through ``handoff`` (``handoff.py``); should the server not take
-    it, that process relays each connection to ``socket`` instead.
+    server through ``handoff`` (``handoff.py``), a socket opened for this one
+    sandbox's start and gone once that process has connected; should the
+    server not take it, that process relays each connection to ``socket``
+    instead.
     """
 
     port: int
     socket: Path
     handoff: Path
+
+
+@dataclass(frozen=True)
+class SandboxServer:
+    """A server of outloop's (the access proxy, the egress proxy) that sandboxes reach.
+
+    ``open_handoff`` makes a handoff socket for one sandbox's start and says
+    where: its first connection is taken, and then it is gone, before the
+    agent runs (``handoff.py``). So each start gets its own.
+    """
+
+    port: int
+    socket: Path
+    open_handoff: Callable[[], Path]
+
+    def for_one_start(self) -> SandboxPort:
+        return SandboxPort(self.port, self.socket, self.open_handoff())
 
 
 def refuse_descriptors(sock: socket.socket) -> bool:

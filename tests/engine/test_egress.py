@@ -10,7 +10,7 @@ from outloop_cli.config.model import LoopConfig, SandboxConfig
 from outloop_cli.engine.egress import plan_egress, proxy_env
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.git.repo import Repository, discover
-from outloop_cli.sandbox.ports import SandboxPort
+from outloop_cli.sandbox.ports import SandboxServer
 from tests.conftest import RepoFactory
 from tests.support.e2e import agent_cmd, loop_yaml, run_cli
 
@@ -95,7 +95,7 @@ def test_outside_the_sandbox_the_rules_are_only_a_warning(
 
 
 def test_proxy_variables_point_at_the_sandbox_port_and_keep_loopback_direct() -> None:
-    env = proxy_env(SandboxPort(3128, Path("/x/egress.sock"), Path("/x/egress.handoff")))
+    env = proxy_env(SandboxServer(3128, Path("/x/egress.sock"), lambda: Path("/x/egress.handoff")))
     assert env["HTTPS_PROXY"] == env["http_proxy"] == "http://127.0.0.1:3128"
     assert "127.0.0.1" in env["NO_PROXY"].split(",")
     assert proxy_env(None) == {}

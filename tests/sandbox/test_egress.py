@@ -99,7 +99,7 @@ class Running:
     def stop(self) -> None:
         self.service.close()
         assert not self.path.exists()
-        assert not self.service.handoff_path.exists()
+        assert [p.name for p in self.path.parent.glob("egress-*.handoff")] == []
 
 
 def running(
@@ -171,7 +171,7 @@ def test_a_sandbox_port_handed_over_is_the_proxy_itself(
     proxy = Running(parsed, tmp_path, None, port=sandbox_port)
     stop_after.append(proxy)
     listener = socket.create_server(("127.0.0.1", sandbox_port))
-    held = relay.hand_over(listener, str(proxy.service.handoff_path), sandbox_port)
+    held = relay.hand_over(listener, str(proxy.service.open_handoff()), sandbox_port)
     listener.close()
     try:
         allowed = proxy.ask(

@@ -57,7 +57,8 @@ class _Server:
     """A ListenerHandoff whose listeners are served with an echo server."""
 
     def __init__(self, loop: _Loop, path: Path, port: int, **options: Any) -> None:
-        self.path = path
+        self._base = path
+        self._opened = 0
         self.servers: list[asyncio.AbstractServer] = []
 
         async def serve(listener: socket.socket) -> asyncio.AbstractServer:
@@ -66,8 +67,15 @@ class _Server:
             return server
 
         self.handoff = ListenerHandoff(port, serve, **options)
-        loop.run(self.handoff.start(path))
         self._loop = loop
+
+    @property
+    def path(self) -> Path:
+        """A handoff socket opened anew, as for each sandbox's start: one connection each."""
+        self._opened += 1
+        path = self._base.with_name(f"{self._base.stem}-{self._opened}{self._base.suffix}")
+        self._loop.run(self.handoff.open(path))
+        return path
 
     def close(self) -> None:
         self._loop.run(self.handoff.close())
@@ -124,6 +132,95 @@ def _send(path: Path, message: bytes, fds: list[int]) -> bytes:
         conn.connect(str(path))
         socket.send_fds(conn, [message], fds)
         return conn.recv(200)
+
+
+def _alias(path: Path) -> Path:
+    """A second name for the socket at ``path``, as the bind mount into a sandbox is.
+
+    A bind mount (like a hard link) reaches the socket's inode, not its name:
+    unlinking the name does not take it from a sandbox. Only closing it does.
+    """
+    alias = path.with_name(path.name + ".bound")
+    os.link(path, alias)
+    return alias
+
+
+def _refused(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def _gone(path: Path, bound: Path) -> bool:
+    deadline = time.monotonic() + 10
+    # closed off the loop, a moment after the name goes
+    while not _refused(bound) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not path.exists() and _refused(bound)
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
+    control: bool, tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay connects before the agent runs; after it, the agent finds nothing there.
+
+    The control keeps accepting on it, as the shared handoff socket of before
+    did: the agent's connection is taken, and what it sends is read.
+    """
+    if control:
+        monkeypatch.setattr(ListenerHandoff, "_accept_once", _accept_every)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    path = server.path
+    bound = _alias(path)
+    with _listener(port) as listener:
+        held = relay.hand_over(listener, str(path), port)
+    try:
+        if control:
+            assert _send(bound, GREETING + b" %d\n" % port, []).startswith(b"no ")
+        else:
+            assert _gone(path, bound)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            assert _ask(client) == b"served:hi"
+    finally:
+        held.close()
+        server.close()
+
+
+async def _accept_every(self: ListenerHandoff, listener: socket.socket, path: Path) -> None:
+    """The control's handoff socket: every connection taken, for as long as the server runs."""
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            self._pending += 1
+            self._track(loop.create_task(self._take(conn)))
+    finally:
+        listener.close()
+
+
+def test_a_handoff_socket_nobody_connects_to_goes_after_its_window(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, window=0.3)
+    path = server.path
+    bound = _alias(path)
+    # still there (a connection would be taken, and use it up)
+    time.sleep(0.1)
+    assert path.exists()
+    time.sleep(0.4)
+    assert _gone(path, bound)
+    # and one still open when the server stops goes then
+    later = server.path
+    later_bound = _alias(later)
+    server.close()
+    assert _gone(later, later_bound)
 
 
 def test_a_listener_handed_over_is_served_until_its_sender_lets_go(

@@ -501,13 +501,10 @@ def test_attack_ps_and_proc_scan_while_credentials_are_in_use(
         proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL"),
     ]
     with started_broker({"forge": token, "openai": token}, creds, events) as broker:
-        # nothing on disk but the sockets (the proxy's two, for a sandboxed agent)
+        # nothing on disk but the sockets (the proxy's, for a sandboxed agent; its handoff
+        # sockets are made for each sandbox's start)
         run_dir = broker.socket_path.parent
-        assert sorted(p.name for p in run_dir.iterdir()) == [
-            "broker.sock",
-            "proxy.handoff",
-            "proxy.sock",
-        ]
+        assert sorted(p.name for p in run_dir.iterdir()) == ["broker.sock", "proxy.sock"]
         assert all(p.is_socket() for p in run_dir.iterdir())
         done = agent.run(
             """

@@ -1,13 +1,19 @@
-"""The agent of a real `outloop run` hands the broker a socket of its own as the proxy's port.
+"""The agent of a real `outloop run` goes for the Unix socket the broker takes listeners on.
 
 The sandbox's relay gives the broker the listening socket of the access
-proxy's port through a Unix socket the agent can reach too. The attacker
-binds a listening Unix socket at a path of the host (its worktree) and hands
-that over, so that the key-adding proxy would answer there, for any process
-of the machine. The broker refuses it, and the proxy still answers inside;
-the control run, with the broker's check of what it is handed taken out,
-shows the proxy would then answer at the host's path. A second attacker hands
-over a socket that lingers on close, to hold the broker's event loop in
+proxy's port through a handoff socket bound into the sandbox. It is opened for
+that one start and gone once the relay has connected, before the agent runs:
+the attacker finds nothing listening there. The control, with the handoff
+socket kept open for every connection (as it was before), shows the attacker
+would reach the broker through it.
+
+Behind that, in depth, with the socket kept open: the attacker binds a
+listening Unix socket at a path of the host (its worktree) and hands that
+over, so that the key-adding proxy would answer there, for any process of the
+machine. The broker refuses it, and the proxy still answers inside; the
+control, with the broker's check of what it is handed taken out too, shows
+the proxy would then answer at the host's path. A second attacker hands over
+a socket that lingers on close, to hold the broker's event loop in
 ``close()``: the broker closes it without waiting; the control, closing it
 plainly, waits out the linger.
 """
@@ -30,25 +36,41 @@ from tests.support.e2e import (
     run_cli_patched,
 )
 
-# the protection taken out: whatever is handed over is served (and the CI secret taken
-# in as the console script's entry point takes it)
-_NO_CHECK = """
+# the protection taken out: each handoff socket takes every connection for as long as the
+# run lasts, as the one handoff socket of a run did before (and the CI secret taken in as
+# the console script's entry point takes it)
+_KEEP_OPEN = """
+import asyncio
 import socket
+
 from outloop_cli.credentials import ci_env
 from outloop_cli.sandbox import handoff
 ci_env.scrub_ci_secrets_at_startup(reexec=False)
+
+async def _accept_every(self, listener, path):
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            self._pending += 1
+            self._track(loop.create_task(self._take(conn)))
+    finally:
+        listener.close()
+
+
+handoff.ListenerHandoff._accept_once = _accept_every
+"""
+
+# and in depth, the protection taken out: whatever is handed over is served
+_NO_CHECK = """
 handoff.ListenerHandoff._check = lambda self, fd, doomed: socket.socket(fileno=fd)
 """
 
 
-# the protection taken out: what is refused is closed as it comes, lingering and all
+# and in depth, the protection taken out: what is refused is closed as it comes, lingering
+# and all
 _PLAIN_CLOSE = """
 import os
-import socket
-
-from outloop_cli.credentials import ci_env
-from outloop_cli.sandbox import handoff
-ci_env.scrub_ci_secrets_at_startup(reexec=False)
 
 def _close_on_the_loop(loop, items, done):
     for item in items:
@@ -67,9 +89,8 @@ def _attack(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     *,
-    control: bool,
+    patch: str | None,
     agent: tuple[str, ...] = ("handoff_attack_agent.py", "API_BASE"),
-    patch: str = _NO_CHECK,
 ) -> dict[str, Any]:
     with UpstreamServer() as upstream:
         repo = make_repo(
@@ -84,29 +105,41 @@ def _attack(
         )
         grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
         args = ("run", "fix", "--max-iterations", "1")
-        done = run_cli_patched(repo, patch, *args) if control else run_cli(repo, *args)
+        done = run_cli(repo, *args) if patch is None else run_cli_patched(repo, patch, *args)
 
     assert done.returncode == 1, done.stderr
     return agent_report(repo)
 
 
-def test_the_broker_serves_no_socket_the_agent_hands_it(
+def test_the_agent_finds_no_handoff_socket_listening(
     make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found = _attack(make_repo, tmp_path, monkeypatch, control=False)
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=None)
 
     assert found["proxy"] is True, found
     # the port was handed over: the relay carries no bytes (one thread, no accept loop)
     assert found["relay_threads"] == 1, found
     assert found["handoffs"] == 1, found
+    assert found["replies"] == ["error: [Errno 111] Connection refused"], found
+    assert found["served_at_host_path"] is False, found
+
+
+def test_control_with_the_handoff_socket_kept_open_the_agent_reaches_the_broker(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """And the broker's check of what it is handed, the next protection, refuses it."""
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=_KEEP_OPEN)
+
+    assert found["proxy"] is True, found
+    assert found["relay_threads"] == 1, found
     assert [reply.split(" ", 1)[0] for reply in found["replies"]] == ["no"], found
     assert found["served_at_host_path"] is False, found
 
 
-def test_control_without_the_check_the_proxy_answers_at_a_host_path(
+def test_control_kept_open_and_without_the_check_the_proxy_answers_at_a_host_path(
     make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found = _attack(make_repo, tmp_path, monkeypatch, control=True)
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=_KEEP_OPEN + _NO_CHECK)
 
     assert found["proxy"] is True, found
     assert found["replies"] == ["ok\n"], found
@@ -117,8 +150,9 @@ def test_control_without_the_check_the_proxy_answers_at_a_host_path(
 def test_a_socket_that_lingers_on_close_does_not_stall_the_broker(
     mode: str, make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With the handoff socket kept open for it: it cannot even be sent in a real run."""
     agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), mode)
-    found = _attack(make_repo, tmp_path, monkeypatch, control=False, agent=agent)
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=_KEEP_OPEN, agent=agent)
 
     assert found["lost"] is False, found
     assert found["reply"].startswith("no "), found
@@ -131,8 +165,19 @@ def test_control_closed_on_the_loop_the_socket_holds_the_broker_for_its_linger(
     mode: str, make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), mode)
-    found = _attack(make_repo, tmp_path, monkeypatch, control=True, agent=agent, patch=_PLAIN_CLOSE)
+    patch = _KEEP_OPEN + _PLAIN_CLOSE
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=patch, agent=agent)
 
     assert found["lost"] is False, found
     assert found["reply"].startswith("no "), found
     assert found["seconds"] >= _LINGER - 0.5, found
+
+
+def test_a_socket_that_lingers_on_close_cannot_even_be_sent(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = ("linger_attack_agent.py", "API_BASE", str(_LINGER), "direct")
+    found = _attack(make_repo, tmp_path, monkeypatch, patch=None, agent=agent)
+
+    assert found["unreachable"] == "[Errno 111] Connection refused", found
+    assert found["status"] == 200, found

@@ -2,7 +2,8 @@
 
 The sandbox's first process hands the broker the listening socket of the
 proxy's port through a Unix socket bound in at ``/run/outloop-handoff-*.sock``
-(sandbox/handoff.py), which this agent can reach too. It makes a listening
+(sandbox/handoff.py), which this agent tries to reach too (in a real run,
+nothing listens there any more by the time it runs). It makes a listening
 Unix socket of its own at a path of the host (``steal.sock`` in the worktree),
 hands that over as the proxy's port, and asks through it what the proxy
 answers. Had the broker taken it, any process of the host could use the

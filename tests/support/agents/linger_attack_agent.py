@@ -8,7 +8,9 @@ broker's event loop been held, every request of the run would wait with it.
 
 MODE, where it goes and how:
 
-- ``direct``: handed over through the handoff socket (refused: not listening);
+- ``direct``: handed over through the handoff socket (refused: not listening;
+  in a real run nothing listens there by the time the agent runs:
+  ``unreachable``);
 - ``nested``: the same, but what is handed over is one end of a socketpair
   with the lingering socket queued inside it (refused: not TCP); the broker's
   last close of that end releases what it holds;
@@ -81,7 +83,17 @@ def attempt() -> dict[str, object]:
     found: dict[str, object] = {"refused": False}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(60)
-    conn.connect(path)
+    try:
+        conn.connect(path)
+    except ConnectionRefusedError as refused:
+        # nothing listens there (a handoff socket, once the relay has used it)
+        sent.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+        sent.close()
+        with urllib.request.urlopen(base + "/echo", timeout=60) as response:
+            found["status"] = response.status
+        found["unreachable"] = str(refused)
+        found["lost"] = False
+        return found
     kept.append(conn)
     started = time.monotonic()
     try:
