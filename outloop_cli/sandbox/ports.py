@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 from collections.abc import Callable
@@ -97,11 +96,10 @@ def unix_listener(
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        old_umask = os.umask(0o177)
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old_umask)
+        sock.bind(str(path))
+        # before listen(): until then a connection is refused whatever the mode (the
+        # process-wide umask, which other threads' files would get too, is left alone)
+        path.chmod(0o600)
         if not takes_descriptors:
             refuse_descriptors(sock)
         sock.listen(backlog)
