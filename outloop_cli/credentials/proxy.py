@@ -173,6 +173,10 @@ class AccessProxy:
                 auto_decompress=False,
                 # an HTTP(S)_PROXY in outloop's environment must not receive the key
                 trust_env=False,
+                # cookies the upstream sets are the agent's (passed on, scrubbed): a jar
+                # here would keep them and send them on every later request, a session of
+                # the broker's that no policy granted
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=30, sock_read=self._read_timeout
                 ),

@@ -107,6 +107,21 @@ def test_auth_headers_the_agent_sends_never_reach_the_upstream(upstream: Upstrea
     assert received["X-Ordinary"] == "kept"
 
 
+def test_the_proxy_keeps_no_cookies_of_the_upstreams(upstream: UpstreamServer) -> None:
+    """A cookie the upstream sets goes to the agent (its own to send, or not); the proxy
+    never stores one and sends it on later requests, as a client's cookie jar would.
+
+    By a host name: aiohttp's default jar keeps no cookies of an IP address's.
+    """
+    cred = proxy_cred("api", upstream.url.replace("127.0.0.1", "localhost"), env="API_BASE_URL")
+    with started_broker({"api": canary()}, [cred], Events()) as broker:
+        base = broker.agent_env()["API_BASE_URL"]
+        set_reply = request(base, path="/cookie?set=session%3Dfrom-upstream%3B%20Path%3D%2F")
+        assert ("Set-Cookie", "session=from-upstream; Path=/") in set_reply.headers
+        assert request(base, path="/echo").status == 200
+    assert [r.headers.get("Cookie") for r in upstream.requests] == [None, None]
+
+
 def test_only_allowed_method_and_path_pass(upstream: UpstreamServer) -> None:
     events = Events()
     cred = proxy_cred("openai", upstream.url, env="OPENAI_BASE_URL", allow=("POST /v1/*",))

@@ -7,6 +7,7 @@ Endpoints (any method):
 - ``/chunked?n=N&size=S[&fill=sse]`` N chunks of S bytes (x, or SSE-like text), chunked
 - ``/bytes?n=N``       N bytes with a Content-Length
 - ``/redirect?to=URL`` 302 to URL
+- ``/cookie?set=C``    200 with ``Set-Cookie: C``
 - ``/leak``            500 whose body and headers repeat the Authorization it got,
                        in plain, base64, hex, URL and JSON encodings
 - ``/gzip``            a gzip-encoded echo of the Authorization it got
@@ -138,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_redirect(self, received: Received, query: dict[str, str]) -> None:
         self._send(302, b"moved\n", headers={"Location": query.get("to", "/")})
+
+    def _do_cookie(self, received: Received, query: dict[str, str]) -> None:
+        self._send(200, b"set\n", headers={"Set-Cookie": query.get("set", "session=1; Path=/")})
 
     def _do_leak(self, received: Received, query: dict[str, str]) -> None:
         auth = received.headers.get("Authorization") or received.headers.get("x-api-key") or ""
