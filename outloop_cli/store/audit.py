@@ -235,6 +235,9 @@ class AuditLog:
         self._seal = seal
         # the chain's head after this object's last append, so callers need not read it back
         self.last_head: ChainHead | None = None
+        # (device, inode, size) of the log right after that append: found so again under
+        # the lock, nobody else has written since, and the head need not be read back
+        self._end: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         # refusals seen per kind, and those past the threshold not yet written as a count
         self._seen: dict[tuple[object, ...], int] = {}
@@ -333,13 +336,20 @@ class AuditLog:
         with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                last = _read_last_line(handle)
-                if last is None:
-                    seq, prev = 1, GENESIS
+                info = os.fstat(handle.fileno())
+                end = (info.st_dev, info.st_ino, info.st_size)
+                if self.last_head is not None and end == self._end:
+                    # the last line is this object's own, as it wrote it (a line rewritten
+                    # to the same length since is not chained onto: verify finds it)
+                    seq, prev, size = self.last_head.seq + 1, self.last_head.hash, end[2]
                 else:
-                    seq = _seq_of(last, self.path) + 1
-                    prev = line_hash(last)
-                size = handle.seek(0, os.SEEK_END)
+                    last = _read_last_line(handle)
+                    if last is None:
+                        seq, prev = 1, GENESIS
+                    else:
+                        seq = _seq_of(last, self.path) + 1
+                        prev = line_hash(last)
+                    size = handle.seek(0, os.SEEK_END)
                 if bounded and event in FLOOD_PRONE and self._over_limit(size, seq):
                     if self._truncation_noted:
                         self._drop(event, now)
@@ -370,8 +380,9 @@ class AuditLog:
                     body = seal_line(body, self._seal)
                 line = body + b"\n"
                 handle.write(line)
-                self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
                 handle.flush()
+                self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
+                self._end = (end[0], end[1], size + len(line))
                 if event in DURABLE_EVENTS:
                     os.fsync(handle.fileno())
             finally:

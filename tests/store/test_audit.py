@@ -623,3 +623,31 @@ def test_the_log_makes_its_directory_when_it_is_missing_and_chains_on(tmp_path: 
     assert [_entry(line)["event"] for line in _lines(path)] == ["iteration_started"]
     log.append("iteration_started", iteration=2)
     assert verify(path).ok
+
+
+def test_writers_taking_turns_each_chain_on_the_other(tmp_path: Path) -> None:
+    """A writer skips reading back its own last line only while nobody else has written."""
+    path = tmp_path / "audit.jsonl"
+    ours, theirs = AuditLog(path, "r1"), AuditLog(path, "r1")
+    for n in range(3):
+        ours.append("iteration_started", iteration=n)
+        ours.append("agent_exited", iteration=n)
+        theirs.append("steered", iteration=n)
+    assert verify(path, run_id="r1").ok
+    assert [_entry(line)["seq"] for line in _lines(path)] == list(range(1, 10))
+
+
+def test_a_last_line_rewritten_to_its_length_is_not_chained_onto(tmp_path: Path) -> None:
+    """What the writer wrote is what it chains on: the forgery stays the first bad line."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, "r1")
+    log.append("run_started")
+    log.append("goal_evaluated", met=False)
+    data = path.read_bytes()
+    forged = data.replace(b'"met": false', b'"met": 1e999')
+    assert len(forged) == len(data) and forged != data
+    path.write_bytes(forged)
+    log.append("run_stopped", reason="goal_met")
+    result = verify(path, run_id="r1")
+    assert not result.ok
+    assert result.bad_line == 2, result
