@@ -25,6 +25,7 @@ import pytest
 
 from outloop_cli.sandbox import handoff, relay
 from outloop_cli.sandbox.handoff import GREETING, ListenerHandoff
+from tests.support.handoff_controls import accept_every
 
 RELAY = Path(relay.__file__)
 
@@ -173,7 +174,7 @@ def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
     did: the agent's connection is taken, and what it sends is read.
     """
     if control:
-        monkeypatch.setattr(ListenerHandoff, "_accept_once", _accept_every)
+        monkeypatch.setattr(ListenerHandoff, "_accept_once", accept_every)
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     path = server.path
@@ -190,18 +191,6 @@ def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
     finally:
         held.close()
         server.close()
-
-
-async def _accept_every(self: ListenerHandoff, listener: socket.socket, path: Path) -> None:
-    """The control's handoff socket: every connection taken, for as long as the server runs."""
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            conn, _ = await loop.sock_accept(listener)
-            self._pending += 1
-            self._track(loop.create_task(self._take(conn)))
-    finally:
-        listener.close()
 
 
 def test_a_handoff_socket_nobody_connects_to_goes_after_its_window(

@@ -40,25 +40,13 @@ from tests.support.e2e import (
 # run lasts, as the one handoff socket of a run did before (and the CI secret taken in as
 # the console script's entry point takes it)
 _KEEP_OPEN = """
-import asyncio
 import socket
 
 from outloop_cli.credentials import ci_env
 from outloop_cli.sandbox import handoff
+from tests.support.handoff_controls import accept_every
 ci_env.scrub_ci_secrets_at_startup(reexec=False)
-
-async def _accept_every(self, listener, path):
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            conn, _ = await loop.sock_accept(listener)
-            self._pending += 1
-            self._track(loop.create_task(self._take(conn)))
-    finally:
-        listener.close()
-
-
-handoff.ListenerHandoff._accept_once = _accept_every
+handoff.ListenerHandoff._accept_once = accept_every
 """
 
 # and in depth, the protection taken out: whatever is handed over is served
