@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import CouldNotRun
 
@@ -167,9 +167,8 @@ def _is_sha256(value: object) -> bool:
     )
 
 
-def _read_last_line(handle: BinaryIO) -> bytes | None:
-    handle.seek(0, os.SEEK_END)
-    end = handle.tell()
+def _read_last_line(fd: int, end: int) -> bytes | None:
+    """The last line of the file open as ``fd``, ``end`` bytes long (without its newline)."""
     if end == 0:
         return None
     block = 4096
@@ -178,13 +177,19 @@ def _read_last_line(handle: BinaryIO) -> bytes | None:
     while pos > 0:
         step = min(block, pos)
         pos -= step
-        handle.seek(pos)
-        data = handle.read(step) + data
+        data = os.pread(fd, step, pos) + data
         # the final byte is the last line's newline; look for the one before it
         idx = data.rstrip(b"\n").rfind(b"\n")
         if idx >= 0:
             return data[idx + 1 :].rstrip(b"\n")
     return data.rstrip(b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``data`` appended in full (``O_APPEND``: at the end, whoever else holds the file)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _seq_of(line: bytes, path: Path) -> int:
@@ -333,60 +338,59 @@ class AuditLog:
             # a third of a millisecond an iteration
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "r+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                info = os.fstat(handle.fileno())
-                end = (info.st_dev, info.st_ino, info.st_size)
-                if self.last_head is not None and end == self._end:
-                    # the last line is this object's own, as it wrote it (a line rewritten
-                    # to the same length since is not chained onto: verify finds it)
-                    seq, prev, size = self.last_head.seq + 1, self.last_head.hash, end[2]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            info = os.fstat(fd)
+            end = (info.st_dev, info.st_ino, info.st_size)
+            size = info.st_size
+            if self.last_head is not None and end == self._end:
+                # the last line is this object's own, as it wrote it (a line rewritten
+                # to the same length since is not chained onto: verify finds it)
+                seq, prev = self.last_head.seq + 1, self.last_head.hash
+            else:
+                last = _read_last_line(fd, size)
+                if last is None:
+                    seq, prev = 1, GENESIS
                 else:
-                    last = _read_last_line(handle)
-                    if last is None:
-                        seq, prev = 1, GENESIS
-                    else:
-                        seq = _seq_of(last, self.path) + 1
-                        prev = line_hash(last)
-                    size = handle.seek(0, os.SEEK_END)
-                if bounded and event in FLOOD_PRONE and self._over_limit(size, seq):
-                    if self._truncation_noted:
-                        self._drop(event, now)
-                        return None
-                    # the first event left out is replaced by the note that says so
-                    self._truncation_noted = True
+                    seq = _seq_of(last, self.path) + 1
+                    prev = line_hash(last)
+            if bounded and event in FLOOD_PRONE and self._over_limit(size, seq):
+                if self._truncation_noted:
                     self._drop(event, now)
-                    event, fields = (
-                        "audit_truncated",
-                        {
-                            "from_seq": seq,
-                            "max_bytes": self.limits.max_bytes,
-                            "max_events": self.limits.max_events,
-                            "note": "events the agent can repeat are no longer written; "
-                            "how many were left out follows before the run's next event",
-                        },
-                    )
-                entry: dict[str, Any] = {
-                    "seq": seq,
-                    "time": now,
-                    "run": self.run_id,
-                    "event": event,
-                    **fields,
-                    "prev": prev,
-                }
-                body = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode()
-                if self._seal is not None:
-                    body = seal_line(body, self._seal)
-                line = body + b"\n"
-                handle.write(line)
-                handle.flush()
-                self.last_head = ChainHead(seq=seq, hash=line_hash(line[:-1]))
-                self._end = (end[0], end[1], size + len(line))
-                if event in DURABLE_EVENTS:
-                    os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                    return None
+                # the first event left out is replaced by the note that says so
+                self._truncation_noted = True
+                self._drop(event, now)
+                event, fields = (
+                    "audit_truncated",
+                    {
+                        "from_seq": seq,
+                        "max_bytes": self.limits.max_bytes,
+                        "max_events": self.limits.max_events,
+                        "note": "events the agent can repeat are no longer written; "
+                        "how many were left out follows before the run's next event",
+                    },
+                )
+            entry: dict[str, Any] = {
+                "seq": seq,
+                "time": now,
+                "run": self.run_id,
+                "event": event,
+                **fields,
+                "prev": prev,
+            }
+            body = json.dumps(entry, ensure_ascii=False, sort_keys=False).encode()
+            if self._seal is not None:
+                body = seal_line(body, self._seal)
+            line = body + b"\n"
+            _write_all(fd, line)
+            self.last_head = ChainHead(seq=seq, hash=line_hash(body))
+            self._end = (end[0], end[1], size + len(line))
+            if event in DURABLE_EVENTS:
+                os.fsync(fd)
+        finally:
+            # closing lets go of the lock too
+            os.close(fd)
         return entry
 
     def _over_limit(self, size: int, seq: int) -> bool:
@@ -403,7 +407,7 @@ class AuditLog:
         if not self.path.exists():
             return None
         with self.path.open("rb") as handle:
-            last = _read_last_line(handle)
+            last = _read_last_line(handle.fileno(), os.fstat(handle.fileno()).st_size)
         if last is None:
             return None
         return ChainHead(seq=int(json.loads(last)["seq"]), hash=line_hash(last))
