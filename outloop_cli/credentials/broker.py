@@ -29,7 +29,6 @@ Usage by the engine::
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 from outloop_cli.config.model import CredentialConfig
@@ -56,7 +56,7 @@ from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox import ports
-from outloop_cli.sandbox.ports import SandboxServer
+from outloop_cli.sandbox.ports import SandboxServer, open_handoff_on, private_socket_dir
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
 DEFAULT_TTL = 15 * 60.0
@@ -132,7 +132,7 @@ class Broker:
         self._routes = self._build_routes(ca_bundles or {})
         self._runtime_dir = runtime_dir
         self._dir: Path | None = None
-        self._handoffs = itertools.count(1)
+        self._handoff_dir: Path | None = None
         self._socket_path: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -257,8 +257,9 @@ class Broker:
             self._loop.close()
         self._secrets.clear()
         self._routes = {}
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        for directory in (self._dir, self._handoff_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
     async def _shutdown(self) -> None:
         if self._unix_server is not None:
@@ -293,11 +294,21 @@ class Broker:
         return SandboxServer(self._proxy.port, self._dir / "proxy.sock", self._open_handoff)
 
     def _open_handoff(self) -> Path:
-        """A handoff socket of the proxy's for one sandbox's start (``sandbox/handoff.py``)."""
-        assert self._proxy is not None and self._dir is not None
-        path = self._dir / f"proxy-{next(self._handoffs)}.handoff"
-        self._call(self._proxy.open_handoff(path), timeout=10)
-        return path
+        """A handoff socket of the proxy's for one sandbox's start (``sandbox/handoff.py``).
+
+        In a directory of its own, never bound into a sandbox (the broker's is,
+        for git's credential helper), at a name nobody can guess in advance.
+        """
+        proxy, loop = self._proxy, self._loop
+        if self._closed or proxy is None or loop is None or not loop.is_running():
+            raise CouldNotRun(
+                "the access proxy has stopped: no sandbox can reach it",
+                hint="start the run again (`outloop resume`)",
+            )
+        if self._handoff_dir is None:
+            self._handoff_dir = private_socket_dir("outloop-handoff-", self._socket_parent())
+        path = self._handoff_dir / f"{token_hex(8)}.sock"
+        return open_handoff_on(loop, proxy.open_handoff(path), path)
 
     @property
     def proxy_port(self) -> int | None:

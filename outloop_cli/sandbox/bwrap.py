@@ -155,7 +155,8 @@ def wrap(
     ``protected`` directory (``$HOME``, outloop's state, the repository).
     Each of ``relays`` is a 127.0.0.1 port inside answered by a server outside
     (its Unix sockets are bound in, ``relay.py`` binds the port): the access
-    proxy, the egress proxy.
+    proxy, the egress proxy. Their handoff sockets serve one start, so a
+    command line with relays is run once.
     ``read_only_worktree`` shows the worktree read-only (the judge's view of a commit).
     ``etc`` is a copy of the allowed ``/etc`` entries made by :func:`etc_view`,
     shown as ``/etc`` with one mount instead of one per entry. ``roots`` keeps
@@ -215,7 +216,9 @@ def wrap(
                 Path(f"/run/outloop-handoff-{index}.sock"),
             )
             args += ["--bind", str(relay.socket), str(seen.socket)]
-            args += ["--bind", str(relay.handoff), str(seen.handoff)]
+            # made for this start alone, and gone once used or unused for a while: should
+            # it be gone already, the relay finds no socket and relays through the other
+            args += ["--bind-try", str(relay.handoff), str(seen.handoff)]
             inside.append(seen)
         command = [*_relay_argv(inside), *command]
         programs.append(sys.executable)

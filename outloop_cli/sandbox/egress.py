@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
+from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox import ports
 from outloop_cli.sandbox.egress_rules import (
     EgressRules,
@@ -315,7 +317,7 @@ class EgressService:
     def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
         self.socket_path = socket_path
         self._proxy = proxy
-        self._handoffs = itertools.count(1)
+        self._handoff_dir: Path | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="outloop-egress", daemon=True
@@ -360,9 +362,23 @@ class EgressService:
         if not self._loop.is_running():
             self._loop.close()
         self.socket_path.unlink(missing_ok=True)
+        if self._handoff_dir is not None:
+            shutil.rmtree(self._handoff_dir, ignore_errors=True)
 
     def open_handoff(self) -> Path:
-        """A handoff socket for one sandbox's start, beside the proxy's socket; where it is."""
-        path = self.socket_path.with_name(f"egress-{next(self._handoffs)}.handoff")
-        asyncio.run_coroutine_threadsafe(self._proxy.open_handoff(path), self._loop).result(10)
-        return path
+        """A handoff socket for one sandbox's start (``sandbox/handoff.py``); where it is.
+
+        In a directory of its own beside the proxy's (a socket's path must stay
+        short), which no sandbox is shown, at a name nobody can guess in advance.
+        """
+        if not self._thread.is_alive() or not self._loop.is_running():
+            raise CouldNotRun(
+                "the egress proxy has stopped: no sandbox can reach it",
+                hint="start the run again (`outloop resume`)",
+            )
+        if self._handoff_dir is None:
+            self._handoff_dir = ports.private_socket_dir(
+                "outloop-handoff-", str(self.socket_path.parent.parent)
+            )
+        path = self._handoff_dir / f"{token_hex(8)}.sock"
+        return ports.open_handoff_on(self._loop, self._proxy.open_handoff(path), path)

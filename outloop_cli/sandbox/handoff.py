@@ -10,13 +10,14 @@ carry the bytes across. Before this, the relay copied every byte from a TCP
 socket to a Unix socket and back, in Python: a fourth process on the path of a
 streamed response, and a third of the CPU it cost (docs/benchmarks.md).
 
-Each sandbox start gets a handoff socket of its own (``open``), bound into
-that sandbox alone. Its first connection is taken, and the socket is then
-unlinked and closed; the relay connects before it starts the agent, so by
-the time the agent runs, nothing listens there: a connection it tries is
-refused by the kernel, and none of what follows is within its reach. (A
-socket nobody connected to goes after ``window`` seconds, or when the
-server stops.)
+Each sandbox start gets a handoff socket of its own (``open``), at a random
+name in a directory of the runner's that no sandbox shows; only the bind of
+that one file shows it, inside that one sandbox. Its first connection is
+taken, the socket is then unlinked and closed, and only then is the
+connection answered: the relay connects before it starts the agent and waits
+for that answer, so by the time the agent runs, nothing listens there, and a
+connection it tries is refused by the kernel. (A socket nobody connects to
+goes after ``window`` seconds, or when the server stops.)
 
 The rest is defence in depth, should anything but the relay get there first.
 Whatever comes in is checked as an attacker's: one file descriptor, a TCP
@@ -105,10 +106,12 @@ class ListenerHandoff:
     async def open(self, path: Path) -> None:
         """A handoff socket at ``path`` for one sandbox's start: one connection, then it is gone.
 
-        The sandbox's first process connects before it starts the agent; the
-        socket is closed and unlinked as soon as that connection is accepted
-        (or ``window`` seconds pass without one), so the agent, though the
-        path is bound into its sandbox, finds nothing listening there.
+        ``path`` must be in a directory no sandbox shows (the bind of the socket
+        file is the sandbox's only way to it). The sandbox's first process
+        connects before it starts the agent; the socket is unlinked and closed
+        as soon as that connection is accepted, and only once it is closed is
+        the connection answered, so by the time the agent runs nothing listens
+        there. Without a connection within ``window`` seconds it goes too.
         """
         listener = ports.unix_listener(path, backlog=1, takes_descriptors=True)
         self._track(asyncio.get_running_loop().create_task(self._accept_once(listener, path)))
@@ -126,25 +129,45 @@ class ListenerHandoff:
     async def _accept_once(self, listener: socket.socket, path: Path) -> None:
         loop = asyncio.get_running_loop()
         conn: socket.socket | None = None
+        closed = loop.create_future()
         try:
-            # at the cap, the connection waits in the kernel's backlog, unaccepted:
-            # accepting it only to close it would close what was queued on it here
-            while self._pending >= self._max_pending:
-                self._room.clear()
-                await self._room.wait()
             with contextlib.suppress(OSError, asyncio.TimeoutError):
-                conn, _ = await asyncio.wait_for(loop.sock_accept(listener), self._window)
+                conn = await asyncio.wait_for(self._reserve_and_accept(listener), self._window)
         finally:
             # nobody connects after the first: gone by name, then closed, backlog and
             # all, off the loop (whatever waits in it is closed unread)
             with contextlib.suppress(OSError):
                 path.unlink()
-            _close_elsewhere(loop, [listener], _nothing)
+            _close_elsewhere(loop, [listener], lambda: _set_once(closed))
         if conn is None:
             return
-        _urgent_inline(conn)
-        self._pending += 1
+        try:
+            # "ok" starts the agent: it must find nothing listening
+            await closed
+        except BaseException:
+            _close_elsewhere(loop, [conn], self._release)
+            raise
         await self._take(conn)
+
+    async def _reserve_and_accept(self, listener: socket.socket) -> socket.socket:
+        """The one connection, with its place (pending) taken before it is accepted.
+
+        At the cap, the connection waits in the kernel's backlog, unaccepted:
+        accepting it only to close it would close what was queued on it here.
+        The place is the connection's from then on (``_take`` lets go of it).
+        """
+        loop = asyncio.get_running_loop()
+        while self._pending >= self._max_pending:
+            self._room.clear()
+            await self._room.wait()
+        self._pending += 1
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except BaseException:
+            self._release()
+            raise
+        _urgent_inline(conn)
+        return conn
 
     def _release(self) -> None:
         self._pending -= 1
@@ -274,10 +297,6 @@ def _close_elsewhere(
             loop.call_soon_threadsafe(done)
 
     threading.Thread(target=close_all, name="outloop-handoff-close", daemon=True).start()
-
-
-def _nothing() -> None:
-    pass
 
 
 def _urgent_inline(conn: socket.socket) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import platform
 import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from outloop_cli.errors import CouldNotRun
 
 # the port HTTPS_PROXY names inside the sandbox's own network (nothing else listens there)
 SANDBOX_EGRESS_PORT = 3128
@@ -65,6 +71,51 @@ class SandboxServer:
 
     def for_one_start(self) -> SandboxPort:
         return SandboxPort(self.port, self.socket, self.open_handoff())
+
+
+def private_socket_dir(prefix: str, parent: str | None) -> Path:
+    """A new directory for the owner alone, for sockets no sandbox is shown."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    directory.chmod(0o700)
+    return directory
+
+
+# how long a sandbox's start waits for its server's loop to open a handoff socket
+_OPEN_TIMEOUT = 10.0
+
+
+def open_handoff_on(
+    loop: asyncio.AbstractEventLoop, opening: Coroutine[Any, Any, None], path: Path
+) -> Path:
+    """``path``, once ``opening`` (a server's ``open_handoff``) has run on ``loop``.
+
+    Called from the engine's thread as a sandbox's command line is built. A
+    loop that does not do it in time, or cannot, stops the start with a
+    message, never a traceback.
+    """
+    try:
+        future = asyncio.run_coroutine_threadsafe(opening, loop)
+    except RuntimeError as exc:  # the loop is closed
+        opening.close()
+        raise _not_opened(path, exc) from None
+    try:
+        future.result(_OPEN_TIMEOUT)
+    except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError) as exc:
+        future.cancel()
+        path.unlink(missing_ok=True)
+        raise _not_opened(path, exc) from None
+    except (OSError, RuntimeError) as exc:
+        path.unlink(missing_ok=True)
+        raise _not_opened(path, exc) from None
+    return path
+
+
+def _not_opened(path: Path, exc: BaseException) -> CouldNotRun:
+    why = str(exc) or type(exc).__name__
+    return CouldNotRun(
+        f"could not open a handoff socket for the sandbox at {path} ({why})",
+        hint="the run's proxy may have stopped or be overloaded; resume the run",
+    )
 
 
 def refuse_descriptors(sock: socket.socket) -> bool:

@@ -185,7 +185,10 @@ def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
         if control:
             assert _send(bound, GREETING + b" %d\n" % port, []).startswith(b"no ")
         else:
-            assert _gone(path, bound)
+            # at once: the answer the relay waits for (before it starts the agent)
+            # comes only once the socket is closed
+            assert not path.exists()
+            assert _refused(bound)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
             assert _ask(client) == b"served:hi"
     finally:
@@ -197,19 +200,39 @@ def test_a_handoff_socket_nobody_connects_to_goes_after_its_window(
     tmp_path: Path, event_loop_thread: _Loop
 ) -> None:
     port = _free_port()
-    server = _Server(event_loop_thread, tmp_path / "h.sock", port, window=0.3)
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, window=1.0)
     path = server.path
     bound = _alias(path)
-    # still there (a connection would be taken, and use it up)
-    time.sleep(0.1)
+    # still there (a connection now would be taken, and use it up)
     assert path.exists()
-    time.sleep(0.4)
+    time.sleep(1.5)
     assert _gone(path, bound)
     # and one still open when the server stops goes then
     later = server.path
     later_bound = _alias(later)
     server.close()
     assert _gone(later, later_bound)
+
+
+def test_the_pending_cap_holds_across_handoff_sockets(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    """Each start's socket takes one connection; together they take no more than the cap."""
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=2, timeout=30)
+    silent = []
+    try:
+        # all open first, as when several starts' command lines are built at once
+        for path in [server.path for _ in range(5)]:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(str(path))
+            silent.append(conn)
+        time.sleep(0.5)
+        assert server.handoff._pending == 2
+    finally:
+        for conn in silent:
+            conn.close()
+        server.close()
 
 
 def test_a_listener_handed_over_is_served_until_its_sender_lets_go(

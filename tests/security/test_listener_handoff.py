@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import echo_route, grant_api_key
+from tests.support.credentials import bound, echo_route, grant_api_key
 from tests.support.e2e import (
     agent_cmd,
     agent_report,
@@ -169,3 +169,61 @@ def test_a_socket_that_lingers_on_close_cannot_even_be_sent(
 
     assert found["unreachable"] == "[Errno 111] Connection refused", found
     assert found["status"] == 200, found
+
+
+# the protection taken out: the handoff socket where the reviewed design first had it, in
+# the broker's own directory (bound into the sandbox, writable, for git's helper), kept open
+_IN_BROKER_DIR = """
+from outloop_cli.credentials import broker as broker_module
+from outloop_cli.sandbox import ports
+
+def _in_broker_dir(self):
+    path = self._dir / "proxy-1.handoff"
+    return ports.open_handoff_on(self._loop, self._proxy.open_handoff(path), path)
+
+
+broker_module.Broker._open_handoff = _in_broker_dir
+"""
+
+
+def _path_attack(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patch: str | None
+) -> dict[str, Any]:
+    with UpstreamServer() as upstream:
+        credentials = echo_route(upstream.url)
+        # a helper credential: the broker's socket directory comes into the agent's view
+        credentials["tool"] = {"via": "helper"}
+        agent = agent_cmd("handoff_path_agent.py", "API_BASE")
+        repo = make_repo({".outloop/fix.yml": loop_yaml(agent, "false", credentials=credentials)})
+        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
+        policy = tmp_path / "policy.yml"
+        secrets = f"[{bound('api', upstreams=[upstream.url])}, {{name: tool, helper: true}}]"
+        policy.write_text(
+            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: {secrets}\n'
+        )
+        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_TOOL", "tool-" + "x" * 16)
+        args = ("run", "fix", "--max-iterations", "1")
+        done = run_cli(repo, *args) if patch is None else run_cli_patched(repo, patch, *args)
+    assert done.returncode == 1, done.stderr
+    return agent_report(repo)
+
+
+def test_the_agent_cannot_reach_its_handoff_socket_by_its_host_path(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor does the broker's directory, which the agent sees writable, hold any."""
+    found = _path_attack(make_repo, tmp_path, monkeypatch, patch=None)
+
+    assert found["sources"] == 1, found
+    assert found["replies"] == ["error: FileNotFoundError"], found
+    assert found["broker_dir"] == ["broker.sock", "proxy.sock"], found
+
+
+def test_control_in_the_broker_dir_the_agent_reaches_it_by_its_host_path(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = _path_attack(make_repo, tmp_path, monkeypatch, patch=_KEEP_OPEN + _IN_BROKER_DIR)
+
+    assert found["sources"] == 1, found
+    assert [reply.split(" ", 1)[0] for reply in found["replies"]] == ["no"], found
+    assert "proxy-1.handoff" in found["broker_dir"], found

@@ -1,0 +1,66 @@
+"""The broker's handoff sockets: one per sandbox start, where no sandbox can see them."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from outloop_cli.errors import CouldNotRun
+from tests.fakes.upstream_server import UpstreamServer
+from tests.support.credentials import Events, canary, proxy_cred, started_broker
+
+
+def test_each_start_gets_a_fresh_socket_outside_the_brokers_directory() -> None:
+    with UpstreamServer() as upstream:
+        cred = proxy_cred("api", upstream.url, env="API_BASE_URL")
+        with started_broker({"api": canary()}, [cred], Events()) as broker:
+            server = broker.proxy_endpoint
+            assert server is not None
+            first, second = server.for_one_start(), server.for_one_start()
+            # the broker's directory is bound into the agent's sandbox for git's helper
+            shown = broker.socket_path.parent
+            for port in (first, second):
+                assert port.handoff.is_socket()
+                assert shown not in port.handoff.parents
+                assert stat.S_IMODE(port.handoff.parent.stat().st_mode) == 0o700
+                assert stat.S_IMODE(port.handoff.stat().st_mode) == 0o600
+            assert first.handoff.parent == second.handoff.parent
+            # nobody can name the next one in advance
+            assert first.handoff != second.handoff
+            assert len(first.handoff.stem) == 16
+            handoffs = first.handoff.parent
+        assert not handoffs.exists()
+
+
+def test_a_start_after_the_broker_stopped_is_refused_with_a_message() -> None:
+    with UpstreamServer() as upstream:
+        cred = proxy_cred("api", upstream.url, env="API_BASE_URL")
+        with started_broker({"api": canary()}, [cred], Events()) as broker:
+            server = broker.proxy_endpoint
+            assert server is not None
+        with pytest.raises(CouldNotRun, match="access proxy has stopped"):
+            server.for_one_start()
+
+
+def test_egress_handoff_sockets_are_fresh_and_private() -> None:
+    from outloop_cli.sandbox.egress import EgressService
+    from outloop_cli.sandbox.egress_rules import EgressRules
+
+    # a short path, as the run's (engine/egress.py): a socket's path has ~100 bytes
+    directory = Path(tempfile.mkdtemp(prefix="outloop-egress-"))
+    service = EgressService.start(EgressRules((), ()), directory, lambda event: None)
+    try:
+        first, second = service.open_handoff(), service.open_handoff()
+        assert first != second and first.parent == second.parent
+        assert directory not in first.parents
+        assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
+    finally:
+        service.close()
+        shutil.rmtree(directory)
+    assert not first.parent.exists()
+    with pytest.raises(CouldNotRun, match="egress proxy has stopped"):
+        service.open_handoff()
