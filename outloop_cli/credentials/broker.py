@@ -56,7 +56,13 @@ from outloop_cli.credentials.redact import Redactor
 from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox import ports
-from outloop_cli.sandbox.ports import SandboxServer, open_handoff_on, private_socket_dir
+from outloop_cli.sandbox.ports import (
+    HANDOFF_DIR_PREFIX,
+    HANDOFF_NAME_BYTES,
+    SandboxServer,
+    open_handoff_on,
+    private_socket_dir,
+)
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
 DEFAULT_TTL = 15 * 60.0
@@ -199,6 +205,9 @@ class Broker:
         self._dir = Path(tempfile.mkdtemp(prefix="outloop-broker-", dir=self._socket_parent()))
         self._dir.chmod(0o700)
         self._socket_path = self._dir / "broker.sock"
+        if self._routes:
+            # beside the broker's, not in it: that one is bound into sandboxes
+            self._handoff_dir = private_socket_dir(HANDOFF_DIR_PREFIX, self._socket_parent())
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(
@@ -305,9 +314,8 @@ class Broker:
                 "the access proxy has stopped: no sandbox can reach it",
                 hint="start the run again (`outloop resume`)",
             )
-        if self._handoff_dir is None:
-            self._handoff_dir = private_socket_dir("outloop-handoff-", self._socket_parent())
-        path = self._handoff_dir / f"{token_hex(8)}.sock"
+        assert self._handoff_dir is not None
+        path = self._handoff_dir / token_hex(HANDOFF_NAME_BYTES)
         return open_handoff_on(loop, proxy.open_handoff(path), path)
 
     @property

@@ -236,8 +236,75 @@ def wrap(
         args += ["--ro-bind", str(worktree), str(worktree)]
     for directory in real.dirs([*writable, *([] if read_only_worktree else [worktree])]):
         args += ["--bind", str(directory), str(directory)]
+    # the relays' handoff sockets are bound one by one; their directories, which hold
+    # other starts' (and other runs') sockets too, stay out of every view
+    args += hide(args, [real.path(relay.handoff.parent) for relay in relays])
     args += ["--chdir", str(worktree), "--", *command]
     return args
+
+
+# how many arguments each option of the command lines built here takes
+_ARITY = {
+    "--bind": 2,
+    "--bind-try": 2,
+    "--ro-bind": 2,
+    "--ro-bind-try": 2,
+    "--symlink": 2,
+    "--cap-drop": 1,
+    "--chdir": 1,
+    "--dev": 1,
+    "--dir": 1,
+    "--proc": 1,
+    "--tmpfs": 1,
+}
+_BINDS = ("--bind", "--bind-try", "--ro-bind", "--ro-bind-try")
+_FLAGS = frozenset(
+    (
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-user",
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    )
+)
+
+
+def hide(args: Sequence[str], hidden: Sequence[Path]) -> list[str]:
+    """``--tmpfs`` over each place where a bind in ``args`` shows one of ``hidden``.
+
+    A bind of a directory above a hidden one (``/tmp`` as a program's root, a
+    loop's declared path) would show it, wherever it appears in the sandbox;
+    an empty tmpfs mounted there after it hides it again. A bind of something
+    inside a hidden directory (one socket of it) is left as it is.
+    """
+    masks: list[str] = []
+    index = 1
+    while index < len(args) and args[index] != "--":
+        option = args[index]
+        if option in _BINDS:
+            source, target = Path(args[index + 1]), Path(args[index + 2])
+            for directory in hidden:
+                if _contains(source, directory):
+                    masks += ["--tmpfs", str(target / directory.relative_to(source))]
+        elif option not in _ARITY and option not in _FLAGS:
+            # an option added to wrap() must be added here, or binds go unseen
+            raise ValueError(f"not an option of this command line: {option!r}")
+        index += 1 + _ARITY.get(option, 0)
+    return _unique_pairs(masks)
+
+
+def _unique_pairs(masks: list[str]) -> list[str]:
+    seen: list[str] = []
+    out: list[str] = []
+    for option, path in zip(masks[::2], masks[1::2], strict=True):
+        if path not in seen:
+            seen.append(path)
+            out += [option, path]
+    return out
 
 
 @dataclass(frozen=True)

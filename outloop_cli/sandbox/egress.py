@@ -317,7 +317,10 @@ class EgressService:
     def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
         self.socket_path = socket_path
         self._proxy = proxy
-        self._handoff_dir: Path | None = None
+        # beside the proxy's directory (a socket's path must stay short), never bound
+        self._handoff_dir = ports.private_socket_dir(
+            ports.HANDOFF_DIR_PREFIX, str(socket_path.parent.parent)
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="outloop-egress", daemon=True
@@ -362,8 +365,7 @@ class EgressService:
         if not self._loop.is_running():
             self._loop.close()
         self.socket_path.unlink(missing_ok=True)
-        if self._handoff_dir is not None:
-            shutil.rmtree(self._handoff_dir, ignore_errors=True)
+        shutil.rmtree(self._handoff_dir, ignore_errors=True)
 
     def open_handoff(self) -> Path:
         """A handoff socket for one sandbox's start (``sandbox/handoff.py``); where it is.
@@ -376,9 +378,5 @@ class EgressService:
                 "the egress proxy has stopped: no sandbox can reach it",
                 hint="start the run again (`outloop resume`)",
             )
-        if self._handoff_dir is None:
-            self._handoff_dir = ports.private_socket_dir(
-                "outloop-handoff-", str(self.socket_path.parent.parent)
-            )
-        path = self._handoff_dir / f"{token_hex(8)}.sock"
+        path = self._handoff_dir / token_hex(ports.HANDOFF_NAME_BYTES)
         return ports.open_handoff_on(self._loop, self._proxy.open_handoff(path), path)

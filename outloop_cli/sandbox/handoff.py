@@ -11,8 +11,9 @@ socket to a Unix socket and back, in Python: a fourth process on the path of a
 streamed response, and a third of the CPU it cost (docs/benchmarks.md).
 
 Each sandbox start gets a handoff socket of its own (``open``), at a random
-name in a directory of the runner's that no sandbox shows; only the bind of
-that one file shows it, inside that one sandbox. Its first connection is
+name in a directory of the runner's that no sandbox shows (``bwrap.hide``
+covers it where a bind above it would); only the bind of that one file shows
+it, inside that one sandbox. Its first connection is
 taken, the socket is then unlinked and closed, and only then is the
 connection answered: the relay connects before it starts the agent and waits
 for that answer, so by the time the agent runs, nothing listens there, and a
@@ -128,12 +129,33 @@ class ListenerHandoff:
 
     async def _accept_once(self, listener: socket.socket, path: Path) -> None:
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        # not asyncio.wait_for: up to Python 3.11 it can swallow close()'s cancel once
+        # the accept is done, and the task would go on serving (the review's finding)
+        window = loop.call_later(self._window, expire)
         conn: socket.socket | None = None
         closed = loop.create_future()
         try:
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
-                conn = await asyncio.wait_for(self._reserve_and_accept(listener), self._window)
+            conn = await self._accept_with_room(listener)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            # the window passed: this cancel was its own
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+        except OSError:
+            pass
         finally:
+            window.cancel()
             # nobody connects after the first: gone by name, then closed, backlog and
             # all, off the loop (whatever waits in it is closed unread)
             with contextlib.suppress(OSError):
@@ -149,25 +171,30 @@ class ListenerHandoff:
             raise
         await self._take(conn)
 
-    async def _reserve_and_accept(self, listener: socket.socket) -> socket.socket:
-        """The one connection, with its place (pending) taken before it is accepted.
+    async def _accept_with_room(self, listener: socket.socket) -> socket.socket:
+        """The one connection, once one waits and there is room for it; its place taken.
 
-        At the cap, the connection waits in the kernel's backlog, unaccepted:
-        accepting it only to close it would close what was queued on it here.
-        The place is the connection's from then on (``_take`` lets go of it).
+        Nothing is held while nobody connects (a socket whose relay never came
+        takes no place from the others). At the cap, the connection waits in
+        the kernel's backlog, unaccepted: accepting it only to close it would
+        close what was queued on it here. Between the last look at the cap and
+        the count, nothing awaits, so the sockets together never pass it. The
+        place is the connection's from then on (``_take`` lets go of it).
         """
         loop = asyncio.get_running_loop()
-        while self._pending >= self._max_pending:
-            self._room.clear()
-            await self._room.wait()
-        self._pending += 1
-        try:
-            conn, _ = await loop.sock_accept(listener)
-        except BaseException:
-            self._release()
-            raise
-        _urgent_inline(conn)
-        return conn
+        while True:
+            await _readable(loop, listener)
+            while self._pending >= self._max_pending:
+                self._room.clear()
+                await self._room.wait()
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            self._pending += 1
+            conn.setblocking(False)
+            _urgent_inline(conn)
+            return conn
 
     def _release(self) -> None:
         self._pending -= 1
@@ -224,12 +251,7 @@ class ListenerHandoff:
                 message, fds, flags, _ = socket.recv_fds(conn, _MAX_MESSAGE, _MAX_FDS)
                 break
             except BlockingIOError:
-                ready = loop.create_future()
-                loop.add_reader(conn.fileno(), _set_once, ready)
-                try:
-                    await ready
-                finally:
-                    loop.remove_reader(conn.fileno())
+                await _readable(loop, conn)
         for fd in fds:
             os.set_inheritable(fd, False)
         return message, fds, flags
@@ -371,6 +393,15 @@ def _empty(sock: socket.socket, budget: _Budget) -> None:
             _close_now(fd, budget)
         if not message and not fds:
             return
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), _set_once, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 def _set_once(future: asyncio.Future[None]) -> None:

@@ -73,6 +73,12 @@ class SandboxServer:
         return SandboxPort(self.port, self.socket, self.open_handoff())
 
 
+# a server's handoff sockets (handoff.py): a directory of their own, random names; both
+# short, as a socket's path must be (108 bytes with its parent): 32 bytes after the parent
+HANDOFF_DIR_PREFIX = "outloop-h-"
+HANDOFF_NAME_BYTES = 6
+
+
 def private_socket_dir(prefix: str, parent: str | None) -> Path:
     """A new directory for the owner alone, for sockets no sandbox is shown."""
     directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))

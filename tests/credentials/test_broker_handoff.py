@@ -31,7 +31,7 @@ def test_each_start_gets_a_fresh_socket_outside_the_brokers_directory() -> None:
             assert first.handoff.parent == second.handoff.parent
             # nobody can name the next one in advance
             assert first.handoff != second.handoff
-            assert len(first.handoff.stem) == 16
+            assert len(first.handoff.name) == 12
             handoffs = first.handoff.parent
         assert not handoffs.exists()
 

@@ -143,3 +143,68 @@ def test_the_string_containment_check_agrees_with_pathlib() -> None:
             outer,
             inner,
         )
+
+
+def test_a_declared_path_above_the_handoff_sockets_directory_does_not_show_it(
+    tmp_path: Path,
+) -> None:
+    """A loop's declared path (or a program's root) can hold the directory the broker keeps
+    its handoff sockets in; that directory is covered again, empty, after every bind."""
+    from outloop_cli.sandbox.ports import SandboxPort
+
+    runtime = tmp_path / "runtime"
+    handoffs = runtime / "outloop-h-1"
+    handoffs.mkdir(parents=True)
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    args = wrap(
+        ["/bin/true"],
+        bwrap="bwrap",
+        worktree=worktree,
+        git=GitMounts((), worktree),
+        extra_read=[(runtime, Path("/shown"))],
+        relays=[SandboxPort(4000, tmp_path / "proxy.sock", handoffs / "abc")],
+    )
+    declared = args.index("/shown")
+    mask = args.index("/shown/outloop-h-1")
+    assert args[mask - 1] == "--tmpfs" and mask > declared
+    assert args[mask + 1] == "--chdir"
+    # the socket itself is still bound in, where the relay looks for it
+    assert args[args.index(str(handoffs / "abc")) - 1] == "--bind-try"
+
+
+def test_hiding_names_every_place_a_bind_shows_the_directory() -> None:
+    from outloop_cli.sandbox.bwrap import hide
+
+    args = [
+        "bwrap",
+        "--unshare-user",
+        "--ro-bind",
+        "/run/user/7",
+        "/run/user/7",
+        "--bind-try",
+        "/run/user",
+        "/elsewhere",
+        "--bind",
+        "/run/user/7/outloop-h-1/sock",
+        "/run/outloop-handoff-0.sock",
+        "--",
+        "--bind",
+        "/run",
+        "/x",
+    ]
+    assert hide(args, [Path("/run/user/7/outloop-h-1")]) == [
+        "--tmpfs",
+        "/run/user/7/outloop-h-1",
+        "--tmpfs",
+        "/elsewhere/7/outloop-h-1",
+    ]
+
+
+def test_hiding_refuses_an_option_it_does_not_know() -> None:
+    import pytest
+
+    from outloop_cli.sandbox.bwrap import hide
+
+    with pytest.raises(ValueError, match="--overlay-src"):
+        hide(["bwrap", "--overlay-src", "/a", "--", "true"], [Path("/a/b")])

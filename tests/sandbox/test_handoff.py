@@ -196,6 +196,83 @@ def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
         server.close()
 
 
+def test_the_relay_is_answered_only_once_its_handoff_socket_is_closed(
+    tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer starts the agent: a close still under way (here, held 0.5 s) is awaited."""
+    closing = handoff._close_now
+
+    def slow_close(item: socket.socket | int, budget: Any = None) -> None:
+        if isinstance(item, socket.socket) and item.family == socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                if item.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    time.sleep(0.5)
+        closing(item, budget)
+
+    monkeypatch.setattr(handoff, "_close_now", slow_close)
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    path = server.path
+    bound = _alias(path)
+    started = time.monotonic()
+    with _listener(port) as listener:
+        held = relay.hand_over(listener, str(path), port)
+    try:
+        assert time.monotonic() - started >= 0.5
+        assert _refused(bound)
+    finally:
+        held.close()
+        server.close()
+
+
+def test_a_handoff_socket_nobody_connects_to_takes_no_place(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    """Starts whose relay never came (bubblewrap failed) must not fill the cap for the next."""
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port, max_pending=2)
+    unused = [server.path for _ in range(4)]
+    try:
+        with _listener(port) as listener:
+            held = relay.hand_over(listener, str(server.path), port, timeout=5)
+        held.close()
+        assert server.handoff.served == 1
+        assert all(path.exists() for path in unused)
+    finally:
+        server.close()
+
+
+def test_stopping_the_server_right_after_the_accept_ends_it(
+    tmp_path: Path, event_loop_thread: _Loop
+) -> None:
+    """A cancel that comes just after the connection is taken is not lost: the handoff ends,
+    unserved, its place given back (asyncio.wait_for up to Python 3.11 could swallow it,
+    and the server went on serving what the sandbox held)."""
+    port = _free_port()
+    server = _Server(event_loop_thread, tmp_path / "h.sock", port)
+    path = server.path
+    [task] = server.handoff._tasks
+
+    async def cancel_once_taken() -> None:
+        while server.handoff._pending == 0:
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with _listener(port) as listener, socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(str(path))
+        socket.send_fds(conn, [GREETING + b" %d\n" % port], [listener.fileno()])
+        event_loop_thread.run(cancel_once_taken(), timeout=5)
+        conn.settimeout(5)
+        assert conn.recv(10) == b""
+    assert server.handoff.served == 0
+    deadline = time.monotonic() + 10
+    while server.handoff._pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.handoff._pending == 0
+    server.close()
+
+
 def test_a_handoff_socket_nobody_connects_to_goes_after_its_window(
     tmp_path: Path, event_loop_thread: _Loop
 ) -> None:

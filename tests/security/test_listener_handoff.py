@@ -20,6 +20,9 @@ plainly, waits out the linger.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +178,7 @@ def test_a_socket_that_lingers_on_close_cannot_even_be_sent(
 # the broker's own directory (bound into the sandbox, writable, for git's helper), kept open
 _IN_BROKER_DIR = """
 from outloop_cli.credentials import broker as broker_module
-from outloop_cli.sandbox import ports
+from outloop_cli.sandbox import bwrap, ports
 
 def _in_broker_dir(self):
     path = self._dir / "proxy-1.handoff"
@@ -183,18 +186,31 @@ def _in_broker_dir(self):
 
 
 broker_module.Broker._open_handoff = _in_broker_dir
+bwrap.hide = lambda args, hidden: []
+"""
+
+# the protection taken out: the handoff sockets' directory shown where a bind shows it
+_SHOWN = """
+from outloop_cli.sandbox import bwrap
+bwrap.hide = lambda args, hidden: []
 """
 
 
 def _path_attack(
-    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patch: str | None
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    patch: str | None,
+    **loop: Any,
 ) -> dict[str, Any]:
     with UpstreamServer() as upstream:
         credentials = echo_route(upstream.url)
         # a helper credential: the broker's socket directory comes into the agent's view
         credentials["tool"] = {"via": "helper"}
         agent = agent_cmd("handoff_path_agent.py", "API_BASE")
-        repo = make_repo({".outloop/fix.yml": loop_yaml(agent, "false", credentials=credentials)})
+        repo = make_repo(
+            {".outloop/fix.yml": loop_yaml(agent, "false", credentials=credentials, **loop)}
+        )
         grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
         policy = tmp_path / "policy.yml"
         secrets = f"[{bound('api', upstreams=[upstream.url])}, {{name: tool, helper: true}}]"
@@ -227,3 +243,39 @@ def test_control_in_the_broker_dir_the_agent_reaches_it_by_its_host_path(
     assert found["sources"] == 1, found
     assert [reply.split(" ", 1)[0] for reply in found["replies"]] == ["no"], found
     assert "proxy-1.handoff" in found["broker_dir"], found
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short XDG_RUNTIME_DIR of the test's own: where the broker makes its sockets."""
+    directory = Path(tempfile.mkdtemp(prefix="ol-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["hidden", "control-shown"])
+def test_a_view_that_shows_the_directory_above_still_hides_the_handoff_sockets(
+    control: bool,
+    runtime_dir: Path,
+    make_repo: RepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop declares the directory the broker's sockets are made in (its runtime
+    directory) readable: the handoff sockets' own directory is still empty there, even with
+    the socket kept open for it. The control, with that hiding taken out, shows the socket,
+    and the agent reaches the broker through it."""
+    patch = _KEEP_OPEN + (_SHOWN if control else "")
+    found = _path_attack(
+        make_repo, tmp_path, monkeypatch, patch, sandbox={"read": [str(runtime_dir)]}
+    )
+
+    assert found["sources"] == 1, found
+    if control:
+        [listing] = found["handoff_dirs"]
+        assert len(listing) == 1, found
+        assert [reply.split(" ", 1)[0] for reply in found["replies"]] == ["no"], found
+    else:
+        assert found["handoff_dirs"] == [[]], found
+        assert found["replies"] == ["error: FileNotFoundError"], found

@@ -5,7 +5,8 @@ the host path each handoff socket is bound from, is readable in
 ``/proc/1/cmdline``. This agent looks for that path where it can: in its view
 of the file system (the broker's socket directory is in it, writable, when a
 credential needs git's helper). Had it found the socket there, still
-listening, it could hand the broker whatever it liked.
+listening, it could hand the broker whatever it liked. It lists the
+directory that path is in, as its view shows it, too.
 
 Argument: the base-URL variable. Prints one JSON line.
 """
@@ -28,7 +29,13 @@ found: dict[str, object] = {"sources": len(sources), "replies": []}
 broker = os.environ.get("OUTLOOP_BROKER_SOCKET")
 if broker:
     found["broker_dir"] = sorted(p.name for p in Path(broker).parent.iterdir())
+listings: list[object] = []
+found["handoff_dirs"] = listings
 for source in sources:
+    try:
+        listings.append(sorted(p.name for p in Path(source).parent.iterdir()))
+    except OSError as exc:
+        listings.append(f"error: {type(exc).__name__}")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(10)
     try:
