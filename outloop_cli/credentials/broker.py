@@ -57,11 +57,10 @@ from outloop_cli.credentials.routes import ProxyRoute
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox import ports
 from outloop_cli.sandbox.ports import (
-    HANDOFF_DIR_PREFIX,
     HANDOFF_NAME_BYTES,
     SandboxServer,
+    ensure_handoff_home,
     open_handoff_on,
-    private_socket_dir,
 )
 
 # long enough for a few agent turns' worth of git and API calls; the engine renews it
@@ -206,8 +205,8 @@ class Broker:
         self._dir.chmod(0o700)
         self._socket_path = self._dir / "broker.sock"
         if self._routes:
-            # beside the broker's, not in it: that one is bound into sandboxes
-            self._handoff_dir = private_socket_dir(HANDOFF_DIR_PREFIX, self._socket_parent())
+            # not the broker's own directory: that one is bound into sandboxes
+            self._handoff_dir = ensure_handoff_home(self._socket_parent())
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(
@@ -266,9 +265,9 @@ class Broker:
             self._loop.close()
         self._secrets.clear()
         self._routes = {}
-        for directory in (self._dir, self._handoff_dir):
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+        # the handoff sockets went with the proxy; their directory is every run's
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _shutdown(self) -> None:
         if self._unix_server is not None:
@@ -305,8 +304,9 @@ class Broker:
     def _open_handoff(self) -> Path:
         """A handoff socket of the proxy's for one sandbox's start (``sandbox/handoff.py``).
 
-        In a directory of its own, never bound into a sandbox (the broker's is,
-        for git's credential helper), at a name nobody can guess in advance.
+        In the directory every sandbox's view hides (``ports.handoff_home``; the
+        broker's own is bound in, for git's credential helper), at a name nobody
+        can guess in advance.
         """
         proxy, loop = self._proxy, self._loop
         if self._closed or proxy is None or loop is None or not loop.is_running():

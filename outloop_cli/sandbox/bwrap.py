@@ -53,13 +53,13 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process.spawn import run_captured
-from outloop_cli.sandbox.ports import SandboxPort
+from outloop_cli.sandbox.ports import SandboxPort, handoff_home
 from outloop_cli.shell_words import script_words
 
 
@@ -237,8 +237,12 @@ def wrap(
     for directory in real.dirs([*writable, *([] if read_only_worktree else [worktree])]):
         args += ["--bind", str(directory), str(directory)]
     # the relays' handoff sockets are bound one by one; their directories, which hold
-    # other starts' (and other runs') sockets too, stay out of every view
-    args += hide(args, [real.path(relay.handoff.parent) for relay in relays])
+    # other starts' (and other runs') sockets too, stay out of every view, relays or not
+    hidden = [real.path(relay.handoff.parent) for relay in relays]
+    home = handoff_home()
+    if home.is_dir():
+        hidden.append(real.path(home))
+    args += hide(args, hidden, real.path)
     args += ["--chdir", str(worktree), "--", *command]
     return args
 
@@ -273,20 +277,26 @@ _FLAGS = frozenset(
 )
 
 
-def hide(args: Sequence[str], hidden: Sequence[Path]) -> list[str]:
+def hide(
+    args: Sequence[str],
+    hidden: Sequence[Path],
+    resolve: Callable[[Path], Path] = Path.resolve,
+) -> list[str]:
     """``--tmpfs`` over each place where a bind in ``args`` shows one of ``hidden``.
 
     A bind of a directory above a hidden one (``/tmp`` as a program's root, a
     loop's declared path) would show it, wherever it appears in the sandbox;
-    an empty tmpfs mounted there after it hides it again. A bind of something
-    inside a hidden directory (one socket of it) is left as it is.
+    an empty tmpfs mounted there after it hides it again. The kernel follows a
+    link that a bind's source is, or passes through, so each source is taken
+    at its real path (``resolve``; ``hidden`` are real paths already). A bind
+    of something inside a hidden directory (one socket of it) is left as it is.
     """
     masks: list[str] = []
     index = 1
     while index < len(args) and args[index] != "--":
         option = args[index]
-        if option in _BINDS:
-            source, target = Path(args[index + 1]), Path(args[index + 2])
+        if option in _BINDS and hidden:
+            source, target = resolve(Path(args[index + 1])), Path(args[index + 2])
             for directory in hidden:
                 if _contains(source, directory):
                     masks += ["--tmpfs", str(target / directory.relative_to(source))]

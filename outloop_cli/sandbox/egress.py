@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import shutil
 import socket
 import threading
 import time
@@ -317,10 +316,8 @@ class EgressService:
     def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
         self.socket_path = socket_path
         self._proxy = proxy
-        # beside the proxy's directory (a socket's path must stay short), never bound
-        self._handoff_dir = ports.private_socket_dir(
-            ports.HANDOFF_DIR_PREFIX, str(socket_path.parent.parent)
-        )
+        # beside the proxy's directory (a socket's path must stay short), hidden in views
+        self._handoff_dir = ports.ensure_handoff_home(str(socket_path.parent.parent))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="outloop-egress", daemon=True
@@ -364,14 +361,14 @@ class EgressService:
                 self._thread.join(10)
         if not self._loop.is_running():
             self._loop.close()
+        # the handoff sockets went with the proxy; their directory is every run's
         self.socket_path.unlink(missing_ok=True)
-        shutil.rmtree(self._handoff_dir, ignore_errors=True)
 
     def open_handoff(self) -> Path:
         """A handoff socket for one sandbox's start (``sandbox/handoff.py``); where it is.
 
-        In a directory of its own beside the proxy's (a socket's path must stay
-        short), which no sandbox is shown, at a name nobody can guess in advance.
+        In the directory every sandbox's view hides (``ports.handoff_home``), at
+        a name nobody can guess in advance.
         """
         if not self._thread.is_alive() or not self._loop.is_running():
             raise CouldNotRun(

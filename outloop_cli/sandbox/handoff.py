@@ -11,9 +11,10 @@ socket to a Unix socket and back, in Python: a fourth process on the path of a
 streamed response, and a third of the CPU it cost (docs/benchmarks.md).
 
 Each sandbox start gets a handoff socket of its own (``open``), at a random
-name in a directory of the runner's that no sandbox shows (``bwrap.hide``
-covers it where a bind above it would); only the bind of that one file shows
-it, inside that one sandbox. Its first connection is
+name in the one directory of the user's handoff sockets
+(``ports.handoff_home``), which every sandbox's view hides (``bwrap.hide``
+covers it wherever a bind above it would show it); only the bind of that one
+file shows it, inside that one sandbox. Its first connection is
 taken, the socket is then unlinked and closed, and only then is the
 connection answered: the relay connects before it starts the agent and waits
 for that answer, so by the time the agent runs, nothing listens there, and a

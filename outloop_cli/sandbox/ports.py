@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
 import platform
 import socket
+import stat
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -73,17 +76,51 @@ class SandboxServer:
         return SandboxPort(self.port, self.socket, self.open_handoff())
 
 
-# a server's handoff sockets (handoff.py): a directory of their own, random names; both
-# short, as a socket's path must be (108 bytes with its parent): 32 bytes after the parent
+# the handoff sockets (handoff.py) of every run of this user: one directory, hidden in
+# every sandbox's view (bwrap.hide), random names; short, as a socket's path must be (108
+# bytes with its parent)
 HANDOFF_DIR_PREFIX = "outloop-h-"
 HANDOFF_NAME_BYTES = 6
 
 
-def private_socket_dir(prefix: str, parent: str | None) -> Path:
-    """A new directory for the owner alone, for sockets no sandbox is shown."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    directory.chmod(0o700)
-    return directory
+def runtime_parent() -> str:
+    """Where a run's sockets go: a per-user tmpfs where there is one, else the temp dir."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir() and len(runtime) < 60:
+        return runtime
+    return tempfile.gettempdir()
+
+
+def handoff_home(parent: str | None = None) -> Path:
+    """The directory of this user's handoff sockets, under ``parent`` (default: the runtime's).
+
+    One place for all of them, so that every sandbox's view can hide it, whichever
+    run's sockets it holds.
+    """
+    return Path(parent or runtime_parent()) / f"{HANDOFF_DIR_PREFIX}{os.getuid()}"
+
+
+def ensure_handoff_home(parent: str | None = None) -> Path:
+    """:func:`handoff_home`, made if missing; refused unless it is this user's alone."""
+    home = handoff_home(parent)
+    with contextlib.suppress(FileExistsError):
+        home.mkdir(mode=0o700)
+    try:
+        info = home.lstat()
+    except OSError as exc:
+        raise CouldNotRun(f"cannot make {home} for the sandboxes' handoff sockets: {exc}") from None
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise CouldNotRun(
+            f"{home} is not a directory of this user's alone (mode "
+            f"{stat.S_IMODE(info.st_mode):o}, owner {info.st_uid}, "
+            f"{'a directory' if stat.S_ISDIR(info.st_mode) else 'not a directory'})",
+            hint="remove it: outloop makes it again, for you alone (0700)",
+        )
+    return home
 
 
 # how long a sandbox's start waits for its server's loop to open a handoff socket

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from outloop_cli.errors import CouldNotRun
+from outloop_cli.sandbox.ports import ensure_handoff_home, handoff_home
 from tests.fakes.upstream_server import UpstreamServer
 from tests.support.credentials import Events, canary, proxy_cred, started_broker
 
@@ -32,8 +33,10 @@ def test_each_start_gets_a_fresh_socket_outside_the_brokers_directory() -> None:
             # nobody can name the next one in advance
             assert first.handoff != second.handoff
             assert len(first.handoff.name) == 12
-            handoffs = first.handoff.parent
-        assert not handoffs.exists()
+            # one directory for every run's, which every view hides (bwrap.hide)
+            assert first.handoff.parent == handoff_home()
+        # gone with the proxy (the directory stays, for other runs)
+        assert not first.handoff.exists() and not second.handoff.exists()
 
 
 def test_a_start_after_the_broker_stopped_is_refused_with_a_message() -> None:
@@ -55,12 +58,28 @@ def test_egress_handoff_sockets_are_fresh_and_private() -> None:
     service = EgressService.start(EgressRules((), ()), directory, lambda event: None)
     try:
         first, second = service.open_handoff(), service.open_handoff()
-        assert first != second and first.parent == second.parent
-        assert directory not in first.parents
+        assert first != second and first.parent == second.parent == handoff_home()
         assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
     finally:
         service.close()
         shutil.rmtree(directory)
-    assert not first.parent.exists()
+    assert not first.exists() and not second.exists()
     with pytest.raises(CouldNotRun, match="egress proxy has stopped"):
         service.open_handoff()
+
+
+def test_a_handoff_directory_that_is_not_this_users_alone_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Under /tmp anyone can make the name first: it must be ours, 0700, no link."""
+    parent = str(tmp_path)
+    made = ensure_handoff_home(parent)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    made.chmod(0o755)
+    with pytest.raises(CouldNotRun, match="alone"):
+        ensure_handoff_home(parent)
+    made.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    made.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CouldNotRun, match="not a directory"):
+        ensure_handoff_home(parent)

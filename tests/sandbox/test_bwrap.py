@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from outloop_cli.sandbox.bwrap import GitMounts, wrap
 
 
@@ -208,3 +210,57 @@ def test_hiding_refuses_an_option_it_does_not_know() -> None:
 
     with pytest.raises(ValueError, match="--overlay-src"):
         hide(["bwrap", "--overlay-src", "/a", "--", "true"], [Path("/a/b")])
+
+
+def test_a_bind_through_a_link_is_hidden_where_the_link_shows_it(tmp_path: Path) -> None:
+    """A program's root given through a link (``srv/rtlink -> rt``): the kernel follows the
+    link, so the handoff directory under ``rt`` is covered under the link's place too."""
+    from outloop_cli.sandbox.ports import SandboxPort
+
+    runtime = tmp_path / "rt"
+    handoffs = runtime / "outloop-h-1"
+    handoffs.mkdir(parents=True)
+    (tmp_path / "srv").mkdir()
+    link = tmp_path / "srv" / "rtlink"
+    link.symlink_to(runtime)
+    (runtime / "run.sh").write_text("true\n")
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    args = wrap(
+        ["/bin/sh", str(link / "run.sh")],
+        bwrap="bwrap",
+        worktree=worktree,
+        git=GitMounts((), worktree),
+        relays=[SandboxPort(4000, tmp_path / "proxy.sock", handoffs / "abc")],
+    )
+    assert {str(link), str(runtime)} <= _bound(args)
+    masks = {args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"}
+    assert {str(handoffs), str(link / "outloop-h-1")} <= masks
+
+
+def test_every_view_hides_this_users_handoff_directory_relays_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A goal's view has no relay of its own; other starts' and other runs' sockets are in
+    the one directory all the same."""
+    import tempfile
+
+    from outloop_cli.sandbox.ports import ensure_handoff_home
+
+    runtime = Path(tempfile.mkdtemp(prefix="ol-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    home = ensure_handoff_home()
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    try:
+        args = wrap(
+            ["/bin/true"],
+            bwrap="bwrap",
+            worktree=worktree,
+            git=GitMounts((), worktree),
+            extra_read=[(runtime, Path("/shown"))],
+        )
+    finally:
+        home.rmdir()
+        runtime.rmdir()
+    assert args[args.index(f"/shown/{home.name}") - 1] == "--tmpfs"

@@ -196,20 +196,25 @@ def test_a_handoff_socket_takes_its_first_connection_and_is_gone(
         server.close()
 
 
-def test_the_relay_is_answered_only_once_its_handoff_socket_is_closed(
-    tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The answer starts the agent: a close still under way (here, held 0.5 s) is awaited."""
+def _slow_listener_close(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Each handoff socket's close held ``seconds`` (its thread sleeps first)."""
     closing = handoff._close_now
 
     def slow_close(item: socket.socket | int, budget: Any = None) -> None:
         if isinstance(item, socket.socket) and item.family == socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 if item.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                    time.sleep(0.5)
+                    time.sleep(seconds)
         closing(item, budget)
 
     monkeypatch.setattr(handoff, "_close_now", slow_close)
+
+
+def test_the_relay_is_answered_only_once_its_handoff_socket_is_closed(
+    tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer starts the agent: a close still under way (here, held 0.5 s) is awaited."""
+    _slow_listener_close(monkeypatch, 0.5)
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     path = server.path
@@ -243,11 +248,13 @@ def test_a_handoff_socket_nobody_connects_to_takes_no_place(
 
 
 def test_stopping_the_server_right_after_the_accept_ends_it(
-    tmp_path: Path, event_loop_thread: _Loop
+    tmp_path: Path, event_loop_thread: _Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cancel that comes just after the connection is taken is not lost: the handoff ends,
     unserved, its place given back (asyncio.wait_for up to Python 3.11 could swallow it,
-    and the server went on serving what the sandbox held)."""
+    and the server went on serving what the sandbox held). The socket's close is held,
+    so the cancel always comes before the answer."""
+    _slow_listener_close(monkeypatch, 0.5)
     port = _free_port()
     server = _Server(event_loop_thread, tmp_path / "h.sock", port)
     path = server.path
