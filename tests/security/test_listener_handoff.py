@@ -186,13 +186,13 @@ def _in_broker_dir(self):
 
 
 broker_module.Broker._open_handoff = _in_broker_dir
-bwrap.hide = lambda args, hidden: []
+bwrap.hide = lambda args, hidden, resolve=None: []
 """
 
 # the protection taken out: the handoff sockets' directory shown where a bind shows it
 _SHOWN = """
 from outloop_cli.sandbox import bwrap
-bwrap.hide = lambda args, hidden: []
+bwrap.hide = lambda args, hidden, resolve=None: []
 """
 
 
