@@ -53,7 +53,7 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,7 +225,9 @@ def wrap(
     keep_out = real.existing((home, *protected))
     find = _program_roots if roots is None else roots.find
     for root in find(programs, argv[1:], path_env, keep_out):
-        args += ["--ro-bind", str(root), str(root)]
+        # a root can be reached through a link (a program called by a linked path):
+        # bound from its real path, so that every bind's source is one (see hide())
+        args += ["--ro-bind", str(real.path(root)), str(root)]
     for file in real.files(readable):
         args += ["--ro-bind", str(file), str(file)]
     for source, target in extra_read:
@@ -242,7 +244,7 @@ def wrap(
     home = handoff_home()
     if home.is_dir():
         hidden.append(real.path(home))
-    args += hide(args, hidden, real.path)
+    args += hide(args, hidden)
     args += ["--chdir", str(worktree), "--", *command]
     return args
 
@@ -277,29 +279,31 @@ _FLAGS = frozenset(
 )
 
 
-def hide(
-    args: Sequence[str],
-    hidden: Sequence[Path],
-    resolve: Callable[[Path], Path] = Path.resolve,
-) -> list[str]:
+def hide(args: Sequence[str], hidden: Sequence[Path]) -> list[str]:
     """``--tmpfs`` over each place where a bind in ``args`` shows one of ``hidden``.
 
     A bind of a directory above a hidden one (``/tmp`` as a program's root, a
     loop's declared path) would show it, wherever it appears in the sandbox;
-    an empty tmpfs mounted there after it hides it again. The kernel follows a
-    link that a bind's source is, or passes through, so each source is taken
-    at its real path (``resolve``; ``hidden`` are real paths already). A bind
-    of something inside a hidden directory (one socket of it) is left as it is.
+    an empty tmpfs mounted there after it hides it again. A bind of something
+    inside a hidden directory (one socket of it) is left as it is. Sources
+    and ``hidden`` are compared as written: ``wrap`` binds from real paths
+    only (the kernel follows a link in a source, so a linked one would show
+    what its text does not say), and ``hidden`` are real paths too.
     """
     masks: list[str] = []
+    # as strings: two lines a turn, some thirty binds each (a Path each cost 0.3 ms a line)
+    inner = [str(directory) for directory in hidden]
     index = 1
     while index < len(args) and args[index] != "--":
         option = args[index]
-        if option in _BINDS and hidden:
-            source, target = resolve(Path(args[index + 1])), Path(args[index + 2])
-            for directory in hidden:
-                if _contains(source, directory):
-                    masks += ["--tmpfs", str(target / directory.relative_to(source))]
+        if option in _BINDS and inner:
+            source = args[index + 1]
+            prefix = source if source.endswith("/") else source + "/"
+            for directory in inner:
+                if directory == source or directory.startswith(prefix):
+                    rest = directory[len(prefix) :] if directory != source else ""
+                    target = Path(args[index + 2])
+                    masks += ["--tmpfs", str(target / rest if rest else target)]
         elif option not in _ARITY and option not in _FLAGS:
             # an option added to wrap() must be added here, or binds go unseen
             raise ValueError(f"not an option of this command line: {option!r}")
