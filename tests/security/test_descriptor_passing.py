@@ -22,7 +22,7 @@ import pytest
 from outloop_cli.sandbox import ports
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import bound, echo_route, grant_api_key
+from tests.support.credentials import echo_route, grant_api_key, grant_api_key_and_helper
 from tests.support.e2e import (
     agent_cmd,
     agent_report,
@@ -59,14 +59,8 @@ def _attack(
         repo = make_repo(
             {".outloop/fix.yml": loop_yaml(agent_cmd(*agent), "false", credentials=credentials)}
         )
-        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
-        if target == "broker":
-            policy = tmp_path / "policy.yml"
-            secrets = f"[{bound('api', upstreams=[upstream.url])}, {{name: tool, helper: true}}]"
-            policy.write_text(
-                f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: {secrets}\n'
-            )
-            monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_TOOL", "tool-" + "x" * 16)
+        grant = grant_api_key_and_helper if target == "broker" else grant_api_key
+        grant(monkeypatch, tmp_path, repo, upstream.url)
         args = ("run", "fix", "--max-iterations", "1")
         done = run_cli_patched(repo, _TAKES_DESCRIPTORS, *args) if control else run_cli(repo, *args)
 

@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import RepoFactory
 from tests.fakes.upstream_server import UpstreamServer
-from tests.support.credentials import bound, echo_route, grant_api_key
+from tests.support.credentials import echo_route, grant_api_key, grant_api_key_and_helper
 from tests.support.e2e import (
     agent_cmd,
     agent_report,
@@ -211,13 +211,7 @@ def _path_attack(
         repo = make_repo(
             {".outloop/fix.yml": loop_yaml(agent, "false", credentials=credentials, **loop)}
         )
-        grant_api_key(monkeypatch, tmp_path, repo, upstream.url)
-        policy = tmp_path / "policy.yml"
-        secrets = f"[{bound('api', upstreams=[upstream.url])}, {{name: tool, helper: true}}]"
-        policy.write_text(
-            f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: {secrets}\n'
-        )
-        monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_TOOL", "tool-" + "x" * 16)
+        grant_api_key_and_helper(monkeypatch, tmp_path, repo, upstream.url)
         args = ("run", "fix", "--max-iterations", "1")
         done = run_cli(repo, *args) if patch is None else run_cli_patched(repo, patch, *args)
     assert done.returncode == 1, done.stderr

@@ -196,6 +196,20 @@ def grant_api_key(
     return key
 
 
+def grant_api_key_and_helper(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path, upstream: str
+) -> None:
+    """:func:`grant_api_key`, and a helper credential ``tool`` too (the loop's
+    ``credentials: {tool: {via: helper}}``): the broker's own socket, and its directory,
+    come into the agent's view."""
+    grant_api_key(monkeypatch, tmp_path, repo, upstream)
+    entries = f"[{bound('api', upstreams=[upstream])}, {{name: tool, helper: true}}]"
+    (tmp_path / "policy.yml").write_text(
+        f'workspaces:\n  client-a:\n    repos: ["{repo}"]\n    secrets: {entries}\n'
+    )
+    monkeypatch.setenv("OUTLOOP_SECRET_CLIENT_A_TOOL", "tool-" + "x" * 16)
+
+
 def echo_route(upstream: str) -> dict[str, Any]:
     """A loop's ``credentials:``: ``api`` through the proxy to ``upstream``, only ``GET /echo``.
 
