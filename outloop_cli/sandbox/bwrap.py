@@ -59,7 +59,7 @@ from pathlib import Path
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.process.spawn import run_captured
-from outloop_cli.sandbox.ports import SandboxPort, handoff_home
+from outloop_cli.sandbox.ports import SandboxPort, homes_to_hide
 from outloop_cli.shell_words import script_words
 
 
@@ -230,6 +230,8 @@ def wrap(
         args += ["--ro-bind", str(real.path(root)), str(root)]
     for file in real.files(readable):
         args += ["--ro-bind", str(file), str(file)]
+    for source, _target in [*extra_read, *extra_write]:
+        _still_real(source, real)
     for source, target in extra_read:
         args += ["--ro-bind-try", str(source), str(target)]
     for source, target in extra_write:
@@ -240,13 +242,30 @@ def wrap(
         args += ["--bind", str(directory), str(directory)]
     # the relays' handoff sockets are bound one by one; their directories, which hold
     # other starts' (and other runs') sockets too, stay out of every view, relays or not
+    # (made now if missing: a directory made later, under a bind of this view, would show)
     hidden = [real.path(relay.handoff.parent) for relay in relays]
-    home = handoff_home()
-    if home.is_dir():
-        hidden.append(real.path(home))
+    hidden += [real.path(home) for home in homes_to_hide()]
     args += hide(args, hidden)
     args += ["--chdir", str(worktree), "--", *command]
     return args
+
+
+def _still_real(source: Path, real: RealPaths) -> None:
+    """A declared path, resolved when the run was planned, still is what was checked.
+
+    Bound as a link it would show whatever the link leads to (the kernel follows
+    it), unchecked, and hide() would not see it: a source must be a real path.
+    Nothing of the agent's runs while a command line is built (its sandbox, and
+    every process of it, is gone).
+    """
+    now = real.path(source)
+    if now != source:
+        raise CouldNotRun(
+            f"the declared sandbox path {source} now leads to {now}: it was replaced by a "
+            "link since the run was planned",
+            hint="see what changed there; the loop's `sandbox:` paths are bound as they "
+            "were checked, or not at all",
+        )
 
 
 # how many arguments each option of the command lines built here takes

@@ -100,11 +100,43 @@ def handoff_home(parent: str | None = None) -> Path:
     return Path(parent or runtime_parent()) / f"{HANDOFF_DIR_PREFIX}{os.getuid()}"
 
 
+def _fallback_home() -> Path:
+    # the user's own state directory (never in a sandbox's view): where a shared temp
+    # dir's name was taken by someone else, who could otherwise stop every run of ours
+    from outloop_cli import paths
+
+    return paths.state_home() / "h"
+
+
 def ensure_handoff_home(parent: str | None = None) -> Path:
-    """:func:`handoff_home`, made if missing; refused unless it is this user's alone."""
+    """:func:`handoff_home`, made if missing, if it is this user's alone; else the fallback.
+
+    Under a shared temp dir another user can take the name first (a directory, a
+    link): then the user's own state directory serves instead.
+    """
     home = handoff_home(parent)
+    try:
+        return _own_directory(home)
+    except CouldNotRun:
+        if parent is not None:
+            raise
+    return _own_directory(_fallback_home())
+
+
+def homes_to_hide() -> list[Path]:
+    """Every directory this user's handoff sockets can be in, made if missing (see wrap)."""
+    homes = [ensure_handoff_home()]
+    fallback = _fallback_home()
+    if fallback not in homes and fallback.is_dir():
+        homes.append(fallback)
+    return homes
+
+
+def _own_directory(home: Path) -> Path:
     with contextlib.suppress(FileExistsError):
-        home.mkdir(mode=0o700)
+        home.mkdir(mode=0o700, parents=home.parent != Path(runtime_parent()))
+        # whatever the umask left: the owner's alone, and usable
+        home.chmod(0o700)
     try:
         info = home.lstat()
     except OSError as exc:
@@ -112,7 +144,7 @@ def ensure_handoff_home(parent: str | None = None) -> Path:
     if (
         not stat.S_ISDIR(info.st_mode)
         or info.st_uid != os.getuid()
-        or stat.S_IMODE(info.st_mode) & 0o077
+        or stat.S_IMODE(info.st_mode) != 0o700
     ):
         raise CouldNotRun(
             f"{home} is not a directory of this user's alone (mode "

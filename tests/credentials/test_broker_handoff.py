@@ -83,3 +83,25 @@ def test_a_handoff_directory_that_is_not_this_users_alone_is_refused(
     made.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(CouldNotRun, match="not a directory"):
         ensure_handoff_home(parent)
+
+
+def test_a_name_taken_under_the_shared_temp_dir_sends_the_sockets_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user can make the name first under a shared /tmp; that must not stop every
+    run of ours: the user's own state directory serves instead, and is hidden too."""
+    from outloop_cli import paths
+    from outloop_cli.sandbox.ports import homes_to_hide
+
+    runtime = Path(tempfile.mkdtemp(prefix="ol-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    try:
+        taken = handoff_home()
+        taken.symlink_to(tmp_path)
+        home = ensure_handoff_home()
+        assert home == paths.state_home() / "h"
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert home in homes_to_hide()
+    finally:
+        shutil.rmtree(runtime)

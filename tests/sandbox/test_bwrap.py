@@ -247,11 +247,14 @@ def test_every_view_hides_this_users_handoff_directory_relays_or_not(
     the one directory all the same."""
     import tempfile
 
-    from outloop_cli.sandbox.ports import ensure_handoff_home
+    from outloop_cli.sandbox.ports import handoff_home
 
     runtime = Path(tempfile.mkdtemp(prefix="ol-rt-", dir="/tmp"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    home = ensure_handoff_home()
+    # not there yet: the view makes it, or a run started later would make it under a bind
+    # of this view, unhidden
+    home = handoff_home()
+    assert not home.exists()
     worktree = tmp_path / "worktree"
     worktree.mkdir()
     try:
@@ -266,3 +269,29 @@ def test_every_view_hides_this_users_handoff_directory_relays_or_not(
         home.rmdir()
         runtime.rmdir()
     assert args[args.index(f"/shown/{home.name}") - 1] == "--tmpfs"
+
+
+def test_a_declared_path_replaced_by_a_link_is_refused(tmp_path: Path) -> None:
+    """Bound as a link, a declared path shows what the link leads to, unchecked, and hiding
+    reads its text: each source must still be the real path that was checked."""
+    from outloop_cli.errors import CouldNotRun
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+
+    def line() -> list[str]:
+        return wrap(
+            ["/bin/true"],
+            bwrap="bwrap",
+            worktree=worktree,
+            git=GitMounts((), worktree),
+            extra_write=[(data, data), (data / "sub", data / "sub")],
+        )
+
+    assert str(data / "sub") in line()
+    (data / "sub").rmdir()
+    (data / "sub").symlink_to("../..")
+    with pytest.raises(CouldNotRun, match="replaced by a link"):
+        line()
