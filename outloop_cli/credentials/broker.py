@@ -206,7 +206,10 @@ class Broker:
         self._socket_path = self._dir / "broker.sock"
         if self._routes:
             # not the broker's own directory: that one is bound into sandboxes
-            self._handoff_dir = ensure_handoff_home(self._socket_parent())
+            # (the one every view hides, unless a test gave the broker a runtime dir)
+            self._handoff_dir = ensure_handoff_home(
+                None if self._runtime_dir is None else str(self._runtime_dir)
+            )
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(
@@ -216,14 +219,10 @@ class Broker:
         self._call(self._serve())
         self._agent_env = self._issue_agent_env()
 
-    def _socket_parent(self) -> str | None:
+    def _socket_parent(self) -> str:
         if self._runtime_dir is not None:
             return str(self._runtime_dir)
-        # a per-user tmpfs where there is one; a socket path must stay under ~100 bytes
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime and Path(runtime).is_dir() and len(runtime) < 60:
-            return runtime
-        return None
+        return ports.runtime_parent()
 
     async def _serve(self) -> None:
         assert self._socket_path is not None

@@ -10,7 +10,6 @@ audit event. Outside the sandbox the rules cannot hold, which the run says.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from outloop_cli.errors import CouldNotRun
 from outloop_cli.sandbox.egress_rules import EgressRules, narrow, parse_network, parse_rule
-from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT, SandboxServer
+from outloop_cli.sandbox.ports import SANDBOX_EGRESS_PORT, SandboxServer, runtime_parent
 
 if TYPE_CHECKING:
     from outloop_cli.config.model import LoopConfig
@@ -91,7 +90,7 @@ class RunEgress:
             return
         from outloop_cli.sandbox.egress import EgressService
 
-        self._dir = Path(tempfile.mkdtemp(prefix="outloop-egress-", dir=_socket_parent()))
+        self._dir = Path(tempfile.mkdtemp(prefix="outloop-egress-", dir=runtime_parent()))
         self._dir.chmod(0o700)
 
         def on_event(event: dict[str, object]) -> None:
@@ -132,11 +131,3 @@ def proxy_env(relay: SandboxServer | None, local: Sequence[str] = ()) -> Mapping
     no_proxy = ",".join(["127.0.0.1", "localhost", "::1", *local])
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     return env
-
-
-def _socket_parent() -> str | None:
-    # a socket path must stay under ~100 bytes
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir() and len(runtime) < 60:
-        return runtime
-    return None

@@ -316,8 +316,8 @@ class EgressService:
     def __init__(self, proxy: EgressProxy, socket_path: Path) -> None:
         self.socket_path = socket_path
         self._proxy = proxy
-        # beside the proxy's directory (a socket's path must stay short), hidden in views
-        self._handoff_dir = ports.ensure_handoff_home(str(socket_path.parent.parent))
+        # the one directory every view hides, as the broker's are
+        self._handoff_dir = ports.ensure_handoff_home()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="outloop-egress", daemon=True
