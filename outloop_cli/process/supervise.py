@@ -335,11 +335,15 @@ class Child:
         return bool(self._alive_members(table))
 
     def _alive_members(self, table: Mapping[int, ProcInfo]) -> list[int]:
-        members = [pid for pid, info in table.items() if info.pgrp == self.pid and info.alive]
+        members = [
+            pid for pid, info in table.items() if info.pgrp == self.pid and _may_run(pid, info)
+        ]
         members += [
             pid
             for pid, start in self._escaped
-            if (info := table.get(pid)) is not None and info.start_ticks == start and info.alive
+            if (info := table.get(pid)) is not None
+            and info.start_ticks == start
+            and _may_run(pid, info)
         ]
         return members
 
@@ -376,6 +380,18 @@ def _kill_message(
     if stopped is Stop.PUMP_FAILED:
         return f"killed: {stopped.value}: {error!r}"
     return f"killed: {stopped.value}"
+
+
+def _may_run(pid: int, info: ProcInfo) -> bool:
+    """Whether ``pid`` can still run code: alive, and not past the point of no return.
+
+    A sandbox's init is the case in point: bubblewrap exits as soon as the init
+    reports the command's status, while the kernel is still tearing down the
+    init's mounts and namespaces, for milliseconds or (thousands of mounts)
+    much longer. Counting it would report a well-behaved sandbox as having
+    left a process running.
+    """
+    return info.alive and not (info.exiting and leaving_for_good(pid))
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -532,11 +548,10 @@ class _Orphanage:
             for pid, info in (table or {}).items()
             if info.ppid == me
             and pid not in self._children
-            and info.alive
             and info.start_ticks >= since
             # on its way out with nothing below it: no daemon, and no reason to wait
             # for it; it is reaped as a zombie after a later child
-            and not (info.exiting and leaving_for_good(pid))
+            and _may_run(pid, info)
         ]
 
     def _reap(self) -> None:
