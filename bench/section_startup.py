@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,8 @@ class Case:
     argv: tuple[str, ...]
     cwd: Path
     target: float | None
+    # run, untimed, before each run of the case
+    before: Callable[[], None] | None = None
 
 
 def _git(repo: Path, env: Mapping[str, str], *args: str) -> None:
@@ -175,6 +177,7 @@ def runs_repo(outloop: Path, cache: Path, runs: int) -> tuple[Path, dict[str, st
 
 
 TYPER = "python -c 'import typer'"
+STATUS_COLD = "outloop status, no listing cache"
 # what the two plain verbs cannot start without, outloop's own code aside: the record and
 # config types are frozen dataclasses, run.json is JSON, git runs through subprocess;
 # validate reads YAML
@@ -189,6 +192,17 @@ def build_cases(ctx: BenchContext, small: Path, runs: Path) -> list[Case]:
     cases = [Case(FLOOR, (ctx.python, "-c", "pass"), small, None)]
     for name, args, repo, target in CASES:
         cases.append(Case(name, (str(ctx.outloop), *args), repos[repo], target))
+    # every other status run finds the listing cache its warm-up (or the run before) wrote
+    cache = runs / ".git" / "outloop" / "listing-cache.json"
+    cases.append(
+        Case(
+            STATUS_COLD,
+            (str(ctx.outloop), "status"),
+            runs,
+            None,
+            before=lambda: cache.unlink(missing_ok=True),
+        )
+    )
     # what every verb parsed by typer pays before outloop's own code runs
     cases.append(Case(TYPER, (ctx.python, "-c", "import typer"), small, None))
     cases.append(Case(STATUS_FLOOR, (ctx.python, "-c", f"import {STATUS_IMPORTS}"), runs, None))
@@ -253,10 +267,14 @@ def measure(
     by_name = {case.name: case for case in cases}
     for case in cases:
         for _ in range(warmup):
+            if case.before is not None:
+                case.before()
             timed_run(case.argv, cwd=case.cwd, env=envs[case.name])
     samples: dict[str, list[float]] = {case.name: [] for case in cases}
     for name in interleaved_order(list(by_name), repeat, seed):
         case = by_name[name]
+        if case.before is not None:
+            case.before()
         samples[name].append(timed_run(case.argv, cwd=case.cwd, env=envs[name]))
     return samples
 
@@ -319,7 +337,10 @@ def collect(ctx: BenchContext) -> Section:
         what = {
             "outloop --help": "top-level help, stdout discarded",
             "outloop validate": "one valid loop file in a small git repository",
-            "outloop status": f"the table of {run_count} finished runs made by `outloop run`",
+            "outloop status": f"the table of {run_count} finished runs made by `outloop run`; "
+            "the listing cache as an earlier `status` left it",
+            STATUS_COLD: "for information: the same, the listing cache deleted before each run "
+            "(every run.json read, and the cache written)",
             "outloop --version": "for information: answered before typer is imported",
             TYPER: "for information: the CLI framework alone, paid by every verb it parses",
             STATUS_FLOOR: "for information: the standard library `status` cannot start without",
@@ -341,7 +362,8 @@ def collect(ctx: BenchContext) -> Section:
     profiles = "\n".join(
         import_profile(case.name, case.argv, ctx.python, case.cwd, envs[case.name], profile_runs)
         for case in cases[1:]
-        if case.name.startswith("outloop")
+        # the cold case's import profile would be the warm one's: its `before` is not run
+        if case.name.startswith("outloop") and case.name != STATUS_COLD
     )
     before_rows = [
         [f"`{fig.name}`", BEFORE[fig.name], f"{f'{fig.measured.median:.1f}'} ms ({fig.ratio:.1f}×)"]
@@ -365,8 +387,13 @@ def collect(ctx: BenchContext) -> Section:
         "for the inspect module (with ast, dis and tokenize) that dataclasses imports, up to "
         "Python 3.11 only to write a docstring for a class without one; every outloop dataclass has its "
         "own, and the plain verbs load inspect on first use (`cli/deferred_modules.py`), "
-        "so their own start does not pay for it. On top of them, `status` reads and parses "
-        f"{run_count} run.json files, probes {run_count} run locks and runs one git. "
+        "so their own start does not pay for it. On top of them, `status` runs one git and "
+        f"looks at {run_count} runs: with the listing cache an earlier `status` left "
+        "(`store/listing_cache.py`: each finished run's summary, kept while its run.json "
+        f"is the very file it was made from), one cache file read and {run_count} `stat`s, "
+        "and neither the records' module nor the lock probe imported; without it "
+        f"(`{STATUS_COLD}`), {run_count} run.json files read and parsed, a record built "
+        "from each, and the cache written. "
         "`validate` runs one git too (finding the repository; it reads the commit only "
         "for a loop that names a file in it) and imports the cron parser only for a loop "
         "with a schedule; of PyYAML's import, about 6 ms is one regular expression its "

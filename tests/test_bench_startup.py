@@ -7,6 +7,7 @@ floor with the real console script, and say what it measured.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_the_startup_section_times_help_validate_and_status(tmp_path: Path) -> N
         "outloop validate",
         "outloop status",
         "outloop --version",
+        "outloop status, no listing cache",
         "python -c 'import typer'",
         "python -c 'import dataclasses, datetime, json, pathlib, subprocess'",
         "python -c 'import dataclasses, pathlib, subprocess, yaml'",
@@ -57,7 +59,7 @@ def test_the_startup_section_times_help_validate_and_status(tmp_path: Path) -> N
         # the unit says ms: a process start takes a few of them, not a few thousandths
         assert figure.unit == "ms"
         assert 1 < figure.floor.median < 10_000 and 1 < figure.measured.median < 10_000
-    assert [f.target_ratio for f in result.figures] == [4.0, 5.0, 6.0, None, None, None, None]
+    assert [f.target_ratio for f in result.figures] == [4.0, 5.0, 6.0, None, None, None, None, None]
     assert "summed by top-level package" in result.details
     # the dataclasses validate makes on its way were counted and timed in a real run
     made = re.search(r"`validate` makes (\d+) frozen dataclasses", result.details)
@@ -65,6 +67,12 @@ def test_the_startup_section_times_help_validate_and_status(tmp_path: Path) -> N
     # the status repository holds real runs, as `outloop run` wrote them
     runs = list((tmp_path / "cache").glob("status-runs-*/repo/.git/outloop/runs/*/run.json"))
     assert len(runs) == 3
+    # the runs are old enough to be kept: the warm status ran from the cache they left
+    caches = list((tmp_path / "cache").glob("status-runs-*/repo/.git/outloop/listing-cache.json"))
+    assert len(caches) == 1
+    assert sorted(json.loads(caches[0].read_text())["runs"]) == sorted(
+        run.parent.name for run in runs
+    )
 
 
 @pytest.mark.parametrize("quick", [True])

@@ -6,18 +6,24 @@ says ``running`` while no process holds its lock is a crashed run.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import OutloopError
 from outloop_cli.git.repo import discover
-from outloop_cli.store.locks import effective_state
-from outloop_cli.store.records import GoalResult, RunRecord, RunState, StopReason
-from outloop_cli.store.run_listing import load_listing
+from outloop_cli.store.listing_cache import ListingCache, file_key
 from outloop_cli.store.runs import RunPaths, RunStore
+
+if TYPE_CHECKING:
+    from outloop_cli.store.records import GoalResult, RunRecord
+
+# The records, their reading and the lock probe are imported where a record is read:
+# a listing whose runs all come from its cache (store/listing_cache.py) reads none.
 
 # what `status` calls a run: the record's state, with `stopped` split out of `finished`
 RUNNING = "running"
@@ -28,9 +34,6 @@ CRASHED = "crashed"
 UNREADABLE = "unreadable"
 # in the run index, but its repository or run directory was deleted
 GONE = "gone"
-
-# a human halted it (`outloop stop`, Ctrl-C): not done, and `outloop resume` picks it up
-_HALTED = (StopReason.STOPPED, StopReason.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class RunSummary:
 
 
 def display_state(record: RunRecord, paths: RunPaths) -> str:
+    from outloop_cli.store.locks import effective_state
+    from outloop_cli.store.records import RunState, StopReason
+
     state = effective_state(record, paths)
     if state is RunState.RUNNING:
         return RUNNING
@@ -75,7 +81,8 @@ def display_state(record: RunRecord, paths: RunPaths) -> str:
         return WAITING_APPROVAL
     if state is RunState.CRASHED:
         return CRASHED
-    if record.stop_reason in _HALTED:
+    # a human halted it (`outloop stop`, Ctrl-C): not done, and `outloop resume` picks it up
+    if record.stop_reason in (StopReason.STOPPED, StopReason.INTERRUPTED):
         return STOPPED
     return FINISHED
 
@@ -144,20 +151,120 @@ def failing_count(goal: GoalResult) -> int | None:
     return len(goal.failing) if goal.failing else None
 
 
-def list_runs(cwd: Path, *, loop: str | None = None) -> list[RunSummary]:
+def list_runs(
+    cwd: Path, *, loop: str | None = None, now: datetime | None = None
+) -> list[RunSummary]:
+    """This repository's runs, oldest first; a finished run comes from the listing cache."""
+    from outloop_cli import __version__
+
     store = RunStore(discover(cwd).common_dir)
+    cache = ListingCache.load(store.root, __version__)
+    now = now or datetime.now(timezone.utc)
+    run_ids = store.run_ids()
     summaries: list[RunSummary] = []
-    for run_id in store.run_ids():
-        paths = store.paths(run_id)
-        try:
-            listing = load_listing(store, run_id)
-        except OutloopError as exc:
-            summaries.append(_unreadable(run_id, exc.message))
+    for run_id in run_ids:
+        summary = _cached(cache, store, run_id, now)
+        if summary is None:
+            summary = _read_summary(cache, store, run_id, now)
+        if loop is not None and summary.state != UNREADABLE and summary.loop != loop:
             continue
-        if loop is not None and listing.record.loop != loop:
-            continue
-        summaries.append(summarize(listing.record, paths, cost_usd=listing.cost_usd))
+        summaries.append(summary)
+    cache.keep_only(set(run_ids))
+    cache.save()
     return summaries
+
+
+def _cached(cache: ListingCache, store: RunStore, run_id: str, now: datetime) -> RunSummary | None:
+    """The summary kept for this very version of run.json, with its age as of ``now``."""
+    try:
+        stat = store.paths(run_id).run_json.stat()
+    except OSError:
+        return None
+    kept = cache.get(run_id, file_key(stat))
+    if kept is None:
+        return None
+    summary = _summary_from_cache(run_id, kept)
+    if summary is None:
+        cache.forget(run_id)
+        return None
+    started = _parse(summary.started_at)
+    return replace(summary, age=(now - started).total_seconds() if started else None)
+
+
+def _read_summary(
+    cache: ListingCache,
+    store: RunStore,
+    run_id: str,
+    now: datetime,
+    *,
+    loop_if_unreadable: str = "?",
+) -> RunSummary:
+    """The summary from run.json itself, kept in ``cache`` when the record is finished."""
+    from outloop_cli.store.run_listing import listing_of
+
+    read_at_ns = time.time_ns()
+    try:
+        data, stat = store.read_with_stat(run_id)
+        listing = listing_of(store, run_id, data)
+    except OutloopError as exc:
+        cache.forget(run_id)
+        return _unreadable(run_id, exc.message, loop=loop_if_unreadable)
+    summary = summarize(listing.record, store.paths(run_id), now=now, cost_usd=listing.cost_usd)
+    if not listing.record.state.live and summary.state in _CACHED_STATES:
+        cache.put(run_id, file_key(stat), _summary_to_cache(summary), read_at_ns=read_at_ns)
+    else:
+        cache.forget(run_id)
+    return summary
+
+
+# what a run's record alone decides: a live record's state is its lock's, at each listing
+_CACHED_STATES = (FINISHED, STOPPED)
+# the age is the time since the start, so it is worked out at each listing
+_NOT_CACHED = frozenset({"age"})
+# every field a cached summary holds, with the JSON types it may have
+_CACHED_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "loop": (str,),
+    "state": (str,),
+    "iteration": (int,),
+    "max_iterations": (int, type(None)),
+    "phase": (str, type(None)),
+    "stop_reason": (str, type(None)),
+    "stop_detail": (str, type(None)),
+    "goal": (str, type(None)),
+    "failing": (int, type(None)),
+    "goal_summary": (str, type(None)),
+    "cost_usd": (int, float, type(None)),
+    "started_at": (str,),
+    "duration": (int, float, type(None)),
+    "branch": (str,),
+    "worktree": (str,),
+    "pid": (int, type(None)),
+    "host": (str, type(None)),
+    # only a run waiting for an approval has one, and such a run is never cached
+    "approval": (type(None),),
+}
+
+
+def _summary_to_cache(summary: RunSummary) -> dict[str, Any]:
+    return {name: value for name, value in summary.as_json().items() if name not in _NOT_CACHED}
+
+
+def _summary_from_cache(run_id: str, kept: Any) -> RunSummary | None:
+    """The summary a cache entry holds, or None when it is not one this version wrote."""
+    if not isinstance(kept, dict) or set(kept) != set(_CACHED_TYPES):
+        return None
+    for name, types in _CACHED_TYPES.items():
+        value = kept[name]
+        # bool is an int to isinstance, and never a value of these fields
+        if isinstance(value, bool) or not isinstance(value, types):
+            return None
+        # json reads NaN and Infinity, which no record holds
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+    if kept["run_id"] != run_id or kept["state"] not in _CACHED_STATES:
+        return None
+    return RunSummary(**kept, age=None)
 
 
 @dataclass(frozen=True)
@@ -174,10 +281,13 @@ class MachineRun:
 
 def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
     """Every run in the machine-wide index, oldest first; never raises for a damaged one."""
+    from outloop_cli import __version__
     from outloop_cli.store.run_index import list_index
 
     now = datetime.now(timezone.utc)
     rows: list[MachineRun] = []
+    # one listing cache per repository; not pruned here, as the index may not list every run
+    caches: dict[Path, ListingCache] = {}
     for entry in list_index():
         if loop is not None and entry.loop != loop:
             continue
@@ -194,14 +304,16 @@ def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
             age = (now - started).total_seconds() if started else None
             rows.append(MachineRun(repo, entry.workspace, replace(summary, age=age)))
             continue
-        try:
-            listing = load_listing(entry.store, entry.run_id)
-        except OutloopError as exc:
-            summary = _unreadable(entry.run_id, exc.message, loop=entry.loop)
-            rows.append(MachineRun(repo, entry.workspace, summary))
-            continue
-        summary = summarize(listing.record, entry.paths, now=now, cost_usd=listing.cost_usd)
+        store = entry.store
+        cache = caches.get(store.root)
+        if cache is None:
+            cache = caches[store.root] = ListingCache.load(store.root, __version__)
+        summary = _cached(cache, store, entry.run_id, now) or _read_summary(
+            cache, store, entry.run_id, now, loop_if_unreadable=entry.loop
+        )
         rows.append(MachineRun(repo, entry.workspace, summary))
+    for cache in caches.values():
+        cache.save()
     return rows
 
 

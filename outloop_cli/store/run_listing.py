@@ -34,7 +34,11 @@ def load_listing(store: RunStore, run_id: str) -> Listing:
     (A damaged iteration the listing does not build goes unnoticed here;
     ``outloop show`` reads the whole record.)
     """
-    data = store.read(run_id)
+    return listing_of(store, run_id, store.read(run_id))
+
+
+def listing_of(store: RunStore, run_id: str, data: Any) -> Listing:
+    """The listing of ``data``, run.json as ``RunStore.read`` gave it."""
     iterations = data.get("iterations") if isinstance(data, dict) else None
     cost = _cost(iterations) if isinstance(iterations, list) else _UNKNOWN
     if cost is _UNKNOWN or not isinstance(iterations, list):

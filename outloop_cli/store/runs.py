@@ -12,11 +12,14 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import CouldNotRun, UsageError
 from outloop_cli.paths import runs_root
-from outloop_cli.store.records import RunRecord
+
+if TYPE_CHECKING:
+    # imported where a record is built: a listing served from its cache builds none
+    from outloop_cli.store.records import RunRecord
 
 
 def new_run_id() -> str:
@@ -110,10 +113,17 @@ class RunStore:
 
     def read(self, run_id: str) -> Any:
         """run.json as it is on disk (parsed JSON), for readers that need less than a record."""
+        return self.read_with_stat(run_id)[0]
+
+    def read_with_stat(self, run_id: str) -> tuple[Any, os.stat_result]:
+        """``read``, and the ``stat`` of the very file that was read (not of a later one)."""
         path = self.paths(run_id).run_json
         try:
+            with path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                raw = handle.read()
             # bytes: json finds the UTF-8 the record is written in, whatever the locale says
-            data = json.loads(path.read_bytes())
+            data = json.loads(raw)
         except FileNotFoundError:
             raise UsageError(
                 f"no run `{run_id}` in this repository", hint="`outloop status` lists the runs"
@@ -123,9 +133,11 @@ class RunStore:
                 f"{path} is not valid JSON: {exc}",
                 hint="the run record was edited or damaged; its branch still holds the commits",
             ) from None
-        return data
+        return data, stat
 
     def _record(self, run_id: str, data: Any) -> RunRecord:
+        from outloop_cli.store.records import RunRecord
+
         try:
             return RunRecord.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
