@@ -155,10 +155,8 @@ def list_runs(
     cwd: Path, *, loop: str | None = None, now: datetime | None = None
 ) -> list[RunSummary]:
     """This repository's runs, oldest first; a finished run comes from the listing cache."""
-    from outloop_cli import __version__
-
     store = RunStore(discover(cwd).common_dir)
-    cache = ListingCache.load(store.root, __version__)
+    cache = ListingCache.load(store.root, _cache_version())
     now = now or datetime.now(timezone.utc)
     run_ids = store.run_ids()
     summaries: list[RunSummary] = []
@@ -210,13 +208,23 @@ def _read_summary(
         cache.forget(run_id)
         return _unreadable(run_id, exc.message, loop=loop_if_unreadable)
     summary = summarize(listing.record, store.paths(run_id), now=now, cost_usd=listing.cost_usd)
-    if not listing.record.state.live and summary.state in _CACHED_STATES:
-        cache.put(run_id, file_key(stat), _summary_to_cache(summary), read_at_ns=read_at_ns)
+    kept = _summary_to_cache(summary)
+    # a record of odd types (a hand-edited one) would be refused when read back: not kept
+    if (
+        not listing.record.state.live
+        and summary.state in _CACHED_STATES
+        and _summary_from_cache(run_id, kept) is not None
+    ):
+        cache.put(run_id, file_key(stat), kept, read_at_ns=read_at_ns)
     else:
         cache.forget(run_id)
     return summary
 
 
+# Bump when what a finished run's summary holds or how it is worked out changes
+# (summarize, display_state, failing_count, store/run_listing.py): a cache written by
+# other code is then not believed. tests/cli/test_status_cache.py pins that code.
+SUMMARY_FORMAT = 1
 # what a run's record alone decides: a live record's state is its lock's, at each listing
 _CACHED_STATES = (FINISHED, STOPPED)
 # the age is the time since the start, so it is worked out at each listing
@@ -244,6 +252,12 @@ _CACHED_TYPES: dict[str, tuple[type, ...]] = {
     # only a run waiting for an approval has one, and such a run is never cached
     "approval": (type(None),),
 }
+
+
+def _cache_version() -> str:
+    from outloop_cli import __version__
+
+    return f"{__version__}+summary.{SUMMARY_FORMAT}"
 
 
 def _summary_to_cache(summary: RunSummary) -> dict[str, Any]:
@@ -281,7 +295,6 @@ class MachineRun:
 
 def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
     """Every run in the machine-wide index, oldest first; never raises for a damaged one."""
-    from outloop_cli import __version__
     from outloop_cli.store.run_index import list_index
 
     now = datetime.now(timezone.utc)
@@ -307,7 +320,7 @@ def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
         store = entry.store
         cache = caches.get(store.root)
         if cache is None:
-            cache = caches[store.root] = ListingCache.load(store.root, __version__)
+            cache = caches[store.root] = ListingCache.load(store.root, _cache_version())
         summary = _cached(cache, store, entry.run_id, now) or _read_summary(
             cache, store, entry.run_id, now, loop_if_unreadable=entry.loop
         )

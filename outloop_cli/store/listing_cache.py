@@ -99,7 +99,8 @@ class ListingCache:
                 for run_id, (key, summary) in sorted(self._entries.items())
             },
         }
-        data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        # ASCII: a record may hold a lone surrogate (escaped in its JSON), which UTF-8 cannot
+        data = json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         try:
             from outloop_cli.store.atomic import atomic_write_bytes
 
@@ -113,7 +114,8 @@ class ListingCache:
 def _read_entries(path: Path, version: str) -> dict[str, tuple[FileKey, Any]]:
     try:
         document = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser goes, which no cache we write has
         return {}
     if (
         not isinstance(document, dict)

@@ -147,6 +147,7 @@ def test_a_live_record_is_never_kept(two_runs: Path, reads: list[str]) -> None:
 
 DAMAGED: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "not JSON": lambda doc, run: b"{not json",
+    "nested deeper than the parser goes": lambda doc, run: b"[" * 200_000,
     "another format": lambda doc, run: {**doc, "format": 999},
     "another version": lambda doc, run: {**doc, "version": "0.0.0-other"},
     "a key that is no key": lambda doc, run: _with_entry(doc, run, key=["a", 2, 3, 4, 5]),
@@ -253,3 +254,84 @@ def test_a_kept_entry_names_the_file_it_was_made_from(two_runs: Path) -> None:
     for run_id, entry in entries.items():
         stat = (runs_dir(two_runs) / run_id / "run.json").stat()
         assert tuple(entry["key"]) == file_key(stat)
+
+
+def test_a_record_just_written_is_not_kept(
+    two_runs: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The racy rule on the real path: the time it is measured from is taken before the read."""
+    before = list_runs(two_runs, now=NOW)
+    assert sorted(_cache(two_runs)["runs"]) == [s.run_id for s in before]
+    fresh = _run_json(two_runs, 0)
+    _replace_record(fresh, stop_detail="written just now")
+    # wide enough for a loaded machine between the write above and the listing's read
+    monkeypatch.setattr(listing_cache, "RACY_NS", 5_000_000_000)
+    first, second = list_runs(two_runs, now=NOW)
+    assert first.stop_detail == "written just now"
+    # the other run's record, unchanged, stays as it was kept
+    assert sorted(_cache(two_runs)["runs"]) == [second.run_id]
+
+
+def test_a_record_holding_a_lone_surrogate_is_listed_and_kept(two_runs: Path) -> None:
+    """JSON may escape a lone surrogate, which UTF-8 cannot hold; the cache holds it escaped."""
+    path = _run_json(two_runs, 0)
+    # json.dumps writes it as the escape \\ud800 (ASCII), as a hand or another tool may
+    _replace_record(path, stop_detail="half a pair: \ud800")
+    assert "\\ud800" in path.read_text()
+    time.sleep(listing_cache.RACY_NS / 1e9 + 0.1)
+
+    for _ in ("cold", "warm"):
+        done = run_cli(two_runs, "status", "--json")
+        assert done.returncode == 0, done.stderr
+        assert len(done.stdout.splitlines()) == 2
+    assert path.parent.name in _cache(two_runs)["runs"]
+
+
+def test_an_unreadable_run_is_listed_whatever_the_loop_filter(
+    two_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = list_runs(two_runs, now=NOW)
+    _run_json(two_runs, 0).write_text("{damaged")
+    for loop in ("fix", "other"):
+        listed = list_runs(two_runs, loop=loop, now=NOW)
+        assert first.run_id in [s.run_id for s in listed], loop
+        [damaged] = [s for s in listed if s.run_id == first.run_id]
+        assert damaged.state == "unreadable"
+    # --all knows its loop from the run index
+    [row] = [r for r in list_all_runs(loop="fix") if r.summary.run_id == first.run_id]
+    assert (row.summary.state, row.summary.loop) == ("unreadable", "fix")
+
+
+# what a summary is made from; a change to it must come with a new SUMMARY_FORMAT
+SUMMARY_CODE = {
+    "format": 1,
+    "sha256": "5ef0f426dc0bce6956930ec28d1afc951c19bd7cac300d5e2199af2ba0b4df16",
+}
+
+
+def test_the_summary_format_changes_with_the_code_that_makes_summaries() -> None:
+    import hashlib
+    import inspect
+
+    from outloop_cli.store import run_listing
+
+    parts = [
+        inspect.getsource(function)
+        for function in (
+            status_commands.summarize,
+            status_commands.display_state,
+            status_commands.failing_count,
+            status_commands._summary_to_cache,
+            status_commands._summary_from_cache,
+        )
+    ]
+    parts.append(inspect.getsource(run_listing))
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    assert (status_commands.SUMMARY_FORMAT, digest) == (
+        SUMMARY_CODE["format"],
+        SUMMARY_CODE["sha256"],
+    ), (
+        "the code that makes a run's summary changed: bump SUMMARY_FORMAT in "
+        "outloop_cli/commands/status.py (so no cache made by the old code is believed), "
+        "then record the new format and digest in SUMMARY_CODE"
+    )
