@@ -7,6 +7,7 @@ says ``running`` while no process holds its lock is a crashed run.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -97,8 +98,7 @@ def summarize(
     """One run's summary; ``cost_usd`` given when ``record`` holds only some iterations."""
     state = display_state(record, paths)
     now = now or datetime.now(timezone.utc)
-    started = _parse(record.started_at)
-    age = (now - started).total_seconds() if started else None
+    age = _age(record.started_at, now)
     duration: float | None = record.duration or None
     live = state in (RUNNING, WAITING_APPROVAL)
     if state == RUNNING:
@@ -158,35 +158,35 @@ def list_runs(
     store = RunStore(discover(cwd).common_dir)
     cache = ListingCache.load(store.root, _cache_version())
     now = now or datetime.now(timezone.utc)
-    run_ids = store.run_ids()
+    listed = store.run_json_stats()
     summaries: list[RunSummary] = []
-    for run_id in run_ids:
-        summary = _cached(cache, store, run_id, now)
-        if summary is None:
-            summary = _read_summary(cache, store, run_id, now)
+    for run_id, stat in listed:
+        summary = _summary_of(cache, store, run_id, stat, now)
         if loop is not None and summary.state != UNREADABLE and summary.loop != loop:
             continue
         summaries.append(summary)
-    cache.keep_only(set(run_ids))
+    cache.keep_only({run_id for run_id, _ in listed})
     cache.save()
     return summaries
 
 
-def _cached(cache: ListingCache, store: RunStore, run_id: str, now: datetime) -> RunSummary | None:
-    """The summary kept for this very version of run.json, with its age as of ``now``."""
-    try:
-        stat = store.paths(run_id).run_json.stat()
-    except OSError:
-        return None
-    kept = cache.get(run_id, file_key(stat))
-    if kept is None:
-        return None
-    summary = _summary_from_cache(run_id, kept)
-    if summary is None:
+def _summary_of(
+    cache: ListingCache,
+    store: RunStore,
+    run_id: str,
+    stat: os.stat_result | None,
+    now: datetime,
+    *,
+    loop_if_unreadable: str = "?",
+) -> RunSummary:
+    """The run's summary: kept for this very version of run.json (``stat``), or read anew."""
+    kept = cache.get(run_id, file_key(stat)) if stat is not None else None
+    if kept is not None:
+        summary = _summary_from_cache(run_id, kept)
+        if summary is not None:
+            return replace(summary, age=_age(summary.started_at, now))
         cache.forget(run_id)
-        return None
-    started = _parse(summary.started_at)
-    return replace(summary, age=(now - started).total_seconds() if started else None)
+    return _read_summary(cache, store, run_id, now, loop_if_unreadable=loop_if_unreadable)
 
 
 def _read_summary(
@@ -195,7 +195,7 @@ def _read_summary(
     run_id: str,
     now: datetime,
     *,
-    loop_if_unreadable: str = "?",
+    loop_if_unreadable: str,
 ) -> RunSummary:
     """The summary from run.json itself, kept in ``cache`` when the record is finished."""
     from outloop_cli.store.run_listing import listing_of
@@ -313,17 +313,18 @@ def list_all_runs(*, loop: str | None = None) -> list[MachineRun]:
             summary = _unreadable(
                 entry.run_id, gone, state=GONE, loop=entry.loop, started_at=entry.started_at
             )
-            started = _parse(entry.started_at)
-            age = (now - started).total_seconds() if started else None
+            age = _age(entry.started_at, now)
             rows.append(MachineRun(repo, entry.workspace, replace(summary, age=age)))
             continue
         store = entry.store
         cache = caches.get(store.root)
         if cache is None:
             cache = caches[store.root] = ListingCache.load(store.root, _cache_version())
-        summary = _cached(cache, store, entry.run_id, now) or _read_summary(
-            cache, store, entry.run_id, now, loop_if_unreadable=entry.loop
-        )
+        try:
+            stat: os.stat_result | None = entry.paths.run_json.stat()
+        except OSError:
+            stat = None
+        summary = _summary_of(cache, store, entry.run_id, stat, now, loop_if_unreadable=entry.loop)
         rows.append(MachineRun(repo, entry.workspace, summary))
     for cache in caches.values():
         cache.save()
@@ -354,6 +355,12 @@ def _unreadable(
         pid=None,
         host=None,
     )
+
+
+def _age(started_at: str, now: datetime) -> float | None:
+    """Seconds from ``started_at`` to ``now``; None when the start is not a time."""
+    started = _parse(started_at)
+    return (now - started).total_seconds() if started else None
 
 
 def _parse(value: str) -> datetime | None:

@@ -11,7 +11,9 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
 from outloop_cli.errors import CouldNotRun, UsageError
@@ -161,6 +163,10 @@ class RunStore:
         shutil.rmtree(self.paths(run_id).root)
 
     def run_ids(self) -> list[str]:
+        return [run_id for run_id, _ in self.run_json_stats()]
+
+    def run_json_stats(self) -> list[tuple[str, os.stat_result]]:
+        """Every run (a directory holding a run.json file) with that file's ``stat``, by id."""
         try:
             entries = os.scandir(self.root)
         except (FileNotFoundError, NotADirectoryError):
@@ -169,7 +175,15 @@ class RunStore:
         with entries:
             names = [entry.name for entry in entries]
         root = str(self.root)
-        return sorted(n for n in names if os.path.isfile(os.path.join(root, n, "run.json")))  # noqa: PTH113, PTH118
+        found: list[tuple[str, os.stat_result]] = []
+        for name in names:
+            try:
+                stat = os.stat(os.path.join(root, name, "run.json"))  # noqa: PTH116, PTH118
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((name, stat))
+        return sorted(found, key=itemgetter(0))
 
     def resolve(self, prefix: str) -> str:
         """Accept a unique prefix or suffix of a run id, as git accepts short shas."""
